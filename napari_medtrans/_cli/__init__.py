@@ -1,0 +1,1 @@
+"""One module per `medtrans` subcommand (see napari_medtrans/cli.py)."""

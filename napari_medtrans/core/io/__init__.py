@@ -1,0 +1,59 @@
+"""Volume input/output: ``load`` takes a NIfTI file or a DICOM file/folder/list and returns a Volume."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import NotAVolumeError
+from ..volume import Volume
+from .nifti import is_nifti_path, read_nifti, write_nifti
+
+__all__ = ["load", "save", "list_series", "read_nifti", "write_nifti", "is_nifti_path"]
+
+
+def load(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    series_uid: str | None = None,
+    modality: str | None = None,
+    allow_uneven: bool = False,
+) -> Volume:
+    """Load a NIfTI file, a DICOM file, a DICOM folder, or a list of DICOM files as a :class:`Volume`.
+
+    Parameters
+    ----------
+    path : path-like or list of path-like
+        What to read.
+    series_uid : str, optional
+        Which series to read when a folder holds several (otherwise :class:`MultipleSeriesError` lists them).
+    modality : str, optional
+        Overrides the modality read from the file name or the DICOM header.
+    allow_uneven : bool
+        Read a DICOM series whose slices are unevenly spaced instead of raising ``UnevenSpacingError``.
+    """
+    if isinstance(path, (list, tuple)):
+        from .dicom import read_dicom_series
+
+        return read_dicom_series(list(path), series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
+    p = Path(path)
+    if not p.exists():
+        raise NotAVolumeError("no such file or folder", p)
+    if p.is_file() and is_nifti_path(p):
+        return read_nifti(p, modality=modality)
+    from .dicom import read_dicom_series
+
+    return read_dicom_series(p, series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
+
+
+def save(volume: Volume, path: str | os.PathLike) -> Path:
+    """Save ``volume`` as NIfTI (the suffix must be .nii or .nii.gz)."""
+    return write_nifti(volume, path)
+
+
+def list_series(path: str | os.PathLike | Sequence[str | os.PathLike]):
+    """The DICOM series found in a folder or list of files (see :class:`dicom.SeriesInfo`)."""
+    from .dicom import scan_dicom
+
+    return scan_dicom(path)

@@ -1,0 +1,1 @@
+"""Training: datasets built from volumes, one generic trainer, and per-method recipes."""

@@ -1,0 +1,23 @@
+"""Translators: the protocol, the registry, the checkpoint format and one module per method."""
+
+from .base import (
+    ENTRY_POINT_GROUP,
+    TranslationOutput,
+    Translator,
+    TranslatorSpec,
+    create_translator,
+    list_translators,
+    register_translator,
+    translator_factory,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TranslationOutput",
+    "Translator",
+    "TranslatorSpec",
+    "create_translator",
+    "list_translators",
+    "register_translator",
+    "translator_factory",
+]

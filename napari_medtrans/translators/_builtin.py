@@ -1,0 +1,1 @@
+"""Imports every built-in translator module so that their @register_translator decorators run."""
