@@ -169,3 +169,35 @@ class TranslationCancelled(MedtransError):
         self.done = done
         self.total = total
         super().__init__(f"translation cancelled after {done} of {total} slices; nothing was written")
+
+
+class TranslatorError(MedtransError, ValueError):
+    """A translator was given inputs its spec does not accept, or returned outputs that break its spec."""
+
+
+class DeviceUnavailableError(MedtransError, RuntimeError):
+    """The requested compute device (``"cuda"``, ``"cuda:1"``, ``"mps"``) is not available on this machine."""
+
+
+__all__ += ["TranslatorError", "DeviceUnavailableError"]
+
+
+class MissingDependencyError(MedtransError, ImportError):
+    """An optional package that the requested feature needs is not installed.
+
+    ``feature`` says what was asked for, ``package`` what is missing, ``extra`` the pip extra that installs it.
+    """
+
+    def __init__(self, feature: str, package: str, extra: str | None = None):
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+        hint = f"pip install 'napari-medtrans[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(
+            f"{feature} needs the optional package {package!r}, which is not installed; install it with: {hint}",
+            package=package,
+            extra=extra,
+        )
+
+
+__all__.append("MissingDependencyError")

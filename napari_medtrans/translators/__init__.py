@@ -10,6 +10,7 @@ from .base import (
     register_translator,
     translator_factory,
 )
+from .checkpoint import CheckpointInfo, load_translator, read_checkpoint_metadata, save_checkpoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -20,4 +21,8 @@ __all__ = [
     "list_translators",
     "register_translator",
     "translator_factory",
+    "CheckpointInfo",
+    "load_translator",
+    "read_checkpoint_metadata",
+    "save_checkpoint",
 ]

@@ -1,1 +1,3 @@
 """Imports every built-in translator module so that their @register_translator decorators run."""
+
+from . import pix2pix, unet  # noqa: F401

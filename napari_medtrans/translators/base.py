@@ -150,15 +150,29 @@ _LOCK = threading.Lock()
 _ENTRY_POINTS_LOADED = False
 
 
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """True when two factories are the same definition (a module imported twice, or reloaded)."""
+    key = lambda f: (getattr(f, "__module__", None), getattr(f, "__qualname__", None))  # noqa: E731
+    return key(a) == key(b) and key(a) != (None, None)
+
+
 def register_translator(name: str) -> Callable[[Callable[..., Translator]], Callable[..., Translator]]:
-    """Decorator: register a factory ``f(**config) -> Translator`` under ``name``."""
+    """Decorator: register a factory ``f(**config) -> Translator`` under ``name``.
+
+    Registering the same definition again (the defining module imported a second time or reloaded)
+    replaces the entry; a different factory under a taken name raises ``ValueError``.
+    """
     if not isinstance(name, str) or not name:
         raise TypeError('Argument "name" must be a non-empty string.')
 
     def deco(factory: Callable[..., Translator]) -> Callable[..., Translator]:
         with _LOCK:
-            if name in _REGISTRY and _REGISTRY[name] is not factory:
-                raise ValueError(f"a translator named {name!r} is already registered")
+            old = _REGISTRY.get(name)
+            if old is not None and old is not factory and not _same_definition(old, factory):
+                raise ValueError(
+                    f"a translator named {name!r} is already registered "
+                    f"({getattr(old, '__module__', '?')}.{getattr(old, '__qualname__', '?')})"
+                )
             _REGISTRY[name] = factory
         return factory
 

@@ -76,11 +76,17 @@ def read_nifti(path: str | os.PathLike, *, modality: str | None = None) -> Volum
     n_bad = int(np.count_nonzero(~np.isfinite(data)))
     if n_bad:
         raise InvalidVolumeError(f"volume contains {n_bad} NaN/infinite voxels of {data.size}", path)
+    descrip = _descrip(img.header)
+    # Files this tool wrote say "SYNTHETIC <modality> by <method>": the mark must survive a round trip.
+    synthetic = descrip.upper().startswith("SYNTHETIC")
+    words = descrip.split()[1:] if synthetic else descrip.split()
+    from_descrip = _guess_modality(words[0]) if words else None
     return Volume(
         data=data,
         affine=np.asarray(affine, dtype=np.float64),
-        modality=modality or _guess_modality(path.name),
+        modality=modality or _guess_modality(path.name) or from_descrip,
         source=SourceInfo(kind="nifti", path=str(path), header=img.header.copy()),
+        synthetic=synthetic,
     )
 
 
@@ -114,6 +120,15 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype=np.float32) ->
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _descrip(header) -> str:
+    """The header's description field as text ("" when empty or unreadable)."""
+    try:
+        raw = header["descrip"].tobytes() if hasattr(header["descrip"], "tobytes") else bytes(header["descrip"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return raw.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
 
 
 def _guess_modality(name: str) -> str | None:

@@ -1,0 +1,80 @@
+"""`medtrans info PATH`: what a NIfTI file or DICOM folder holds (shape, spacing, orientation, series)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "info"
+HELP = "describe a NIfTI file or DICOM folder: shape, spacing, orientation, modality, series"
+DESCRIPTION = """\
+Describe a volume without changing anything.
+
+For a NIfTI file: shape, voxel spacing, orientation code, modality, synthetic or not, value range.
+For a DICOM folder (or file): every series found (UID, description, number of files), then the same
+description of the series read. When the folder holds several series, pick one with --series UID;
+without it the series are listed and the exit status is 2.
+
+examples:
+  medtrans info sub-01_T1w.nii.gz
+  medtrans info /data/dicom/study1
+  medtrans info /data/dicom/study1 --series 1.2.826.0.1.3680043.8.498.123
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a .nii/.nii.gz file, a DICOM file, or a folder of DICOM files")
+    parser.add_argument("--series", metavar="UID", default=None,
+                        help="SeriesInstanceUID to describe when a DICOM folder holds several series")
+    parser.add_argument("--allow-uneven", action="store_true",
+                        help="read a DICOM series with uneven slice spacing as it is (no resampling)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ..core.io import is_nifti_path, list_series, load
+
+    path = args.path
+    if not os.path.exists(path):
+        from ..core.errors import NotAVolumeError
+
+        raise NotAVolumeError("no such file or folder", path)
+    if not (os.path.isfile(path) and is_nifti_path(path)):
+        series = list_series(path)
+        print(f"DICOM: {len(series)} series in {series.path}"
+              + (f" ({len(series.skipped)} other files skipped)" if series.skipped else ""))
+        for s in series:
+            print(f"  {s.series_instance_uid}  #{s.series_number if s.series_number is not None else '-'}  "
+                  f"{s.description or '(no description)'}  [{s.modality or '?'}]  {s.n_files} files")
+        for bad, reason in series.unreadable:
+            print(f"  unreadable: {bad}: {reason}")
+        if len(series) > 1 and args.series is None and not (os.path.isfile(path)):
+            print("several series: choose one with --series UID")
+            return 2
+    vol = load(path, series_uid=args.series, allow_uneven=args.allow_uneven)
+    print(describe(vol))
+    return 0
+
+
+def describe(vol) -> str:
+    """Lines describing a Volume (used by `info` and `convert`)."""
+    import numpy as np
+
+    data = vol.data
+    lo, hi = (float(np.min(data)), float(np.max(data))) if data.size else (0.0, 0.0)
+    sp = " x ".join(f"{s:.4g}" for s in vol.spacing)
+    lines = [
+        f"path:        {vol.path}",
+        f"shape:       {' x '.join(str(s) for s in vol.shape)}",
+        f"spacing:     {sp} mm",
+        f"orientation: {vol.orientation}",
+        f"modality:    {vol.modality or 'unknown'}",
+        f"synthetic:   {'yes' if vol.synthetic else 'no'}",
+        f"value range: {lo:.6g} to {hi:.6g}",
+    ]
+    if vol.source is not None and vol.source.kind == "dicom":
+        lines.append(f"series UID:  {vol.source.series_instance_uid}")
+    if "uneven_spacing_mm" in vol.provenance:
+        gaps = vol.provenance["uneven_spacing_mm"]
+        lines.append(f"warning:     uneven slice spacing ({min(gaps):.3f} to {max(gaps):.3f} mm) read as is")
+    return "\n".join(lines)

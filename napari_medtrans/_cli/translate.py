@@ -1,0 +1,101 @@
+"""`medtrans translate`: one volume (or one per input modality) through a translator, to NIfTI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "translate"
+HELP = "translate a NIfTI file or DICOM series into another contrast (writes NIfTI, marked synthetic)"
+DESCRIPTION = """\
+Translate a volume with a trained model and write the synthetic result as NIfTI (its header says SYNTHETIC).
+The output keeps the input's affine. For models with several inputs (e.g. T1+T2 -> T1c) give one path per input,
+as MODALITY=PATH or in the model's input order.
+
+examples:
+  medtrans translate sub-000/T1.nii.gz --model demo --out t2_synthetic.nii.gz
+  medtrans translate dicom/T1/ --model edts.safetensors --out t2.nii.gz --steps 50 --samples 4 --seed 1
+  medtrans translate T1=t1.nii.gz T2=t2.nii.gz --model t1c_model.safetensors --out t1c.nii.gz
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file or DICOM folder/file, optionally MODALITY=PATH")
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors, .pt, TorchScript, .onnx), 'demo', or a weights-store name")
+    p.add_argument("--out", required=True, type=Path, help="output .nii or .nii.gz")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps (default: auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
+    p.add_argument("--batch-size", default="auto", help="slices per batch (default: auto)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps for diffusion models (default: the model's)")
+    p.add_argument("--samples", type=int, default=1, help="repeat stochastic models N times; writes mean and OUT_std")
+    p.add_argument("--seed", type=int, default=0, help="random seed for stochastic models (default: 0)")
+    p.add_argument("--series", default=None, help="SeriesInstanceUID when a DICOM folder holds several series")
+    p.add_argument("--maps", action="store_true", help="also write the model's extra maps (e.g. TSM) next to OUT")
+
+
+def _parse_inputs(items: list[str], spec_inputs: tuple[str, ...]) -> dict[str, str]:
+    from ..core.errors import MedtransError
+    from ..core.volume import normalise_modality
+
+    named, positional = {}, []
+    for item in items:
+        key, sep, val = item.partition("=")
+        if sep and not Path(item).exists():
+            named[normalise_modality(key)] = val
+        else:
+            positional.append(item)
+    for modality in spec_inputs:
+        if modality not in named and positional:
+            named[modality] = positional.pop(0)
+    missing = [m for m in spec_inputs if m not in named]
+    if missing or positional:
+        raise MedtransError(
+            f"the model takes {', '.join(spec_inputs)}; "
+            + (f"missing {', '.join(missing)}" if missing else f"unexpected extra input(s) {positional}")
+        )
+    return {m: named[m] for m in spec_inputs}
+
+
+def _map_path(out: Path, name: str) -> Path:
+    base = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
+    return out.with_name(f"{base}_{name}.nii.gz")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core import io
+    from ..core.engine import translate_volume
+    from ..translators.checkpoint import load_translator
+    from ..training.evaluate import resolve_model
+    from ._progress import TextProgress
+
+    if not io.is_nifti_path(args.out):
+        print("medtrans translate: error: --out must end in .nii or .nii.gz", file=sys.stderr)
+        return 2
+    model_path = resolve_model(args.model)
+    translator = load_translator(model_path)
+    paths = _parse_inputs(args.inputs, translator.spec.inputs)
+    volumes = {m: io.load(p, modality=m, series_uid=args.series) for m, p in paths.items()}
+    batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+    with TextProgress(f"{translator.spec.method}") as bar:
+        result = translate_volume(
+            volumes if len(volumes) > 1 else next(iter(volumes.values())),
+            translator,
+            device=args.device,
+            precision=args.precision,
+            batch_size=batch,
+            steps=args.steps,
+            samples=args.samples,
+            seed=args.seed,
+            progress=bar,
+        )
+    written = [io.write_nifti(result.volume, args.out)]
+    for name, vol in result.maps.items():
+        if args.maps or name == "std":
+            written.append(io.write_nifti(vol, _map_path(args.out, name)))
+    v = result.volume
+    print(f"{'+'.join(paths)} -> {v.modality} with {translator.spec.method} ({model_path.name}) "
+          f"on {result.device} in {result.seconds:.1f} s")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

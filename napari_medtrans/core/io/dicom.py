@@ -1,0 +1,705 @@
+"""DICOM series reading with pydicom: scan a folder, group by series, stack slices into a Volume.
+
+What the reader does
+--------------------
+* :func:`scan_dicom` reads headers only (``stop_before_pixels``, large elements deferred), skips files that
+  are not DICOM or not images (counted in ``.skipped``), notes DICOM files it cannot parse (``.unreadable``),
+  and groups the images by SeriesInstanceUID.
+* :func:`read_dicom_series` picks one series (raising :class:`MultipleSeriesError` when the choice is
+  ambiguous), sorts its slices by position along the slice normal (the cross product of the
+  ImageOrientationPatient cosines; never by file name or InstanceNumber), checks that every slice has the
+  same size, orientation and pixel spacing, applies RescaleSlope/RescaleIntercept, and builds the affine
+  from ImagePositionPatient, ImageOrientationPatient and PixelSpacing (oblique stacks included), converted
+  from DICOM LPS to RAS.
+* Voxel ``(i, j, k)`` of the Volume is column ``i``, row ``j`` of the ``k``-th slice in increasing position
+  along the normal: ``data[:, :, k] == pixel_array_k.T``.
+* Multi-frame Enhanced MR files (per-frame and shared functional groups) read into the same Volume as the
+  equivalent single-frame series. Compressed transfer syntaxes are decoded by pydicom (RLE natively; JPEG,
+  JPEG-LS and JPEG 2000 through the installed pylibjpeg / pyjpegls plugins).
+
+Decisions
+---------
+* Uneven slice spacing raises :class:`UnevenSpacingError` (gaps listed in ``.spacings``) unless
+  ``allow_uneven=True``; then the volume is read as-is with the mean spacing along k, and the true slice
+  positions are kept in ``volume.provenance["slice_positions_mm"]``. Nothing is resampled.
+* Two slices at the same position (several echoes, time points or stacks in one series) raise
+  :class:`DicomReadError`: the reader does not guess which one to keep.
+* A one-slice series reads as a volume of shape ``(columns, rows, 1)`` whose k spacing is
+  SpacingBetweenSlices, else SliceThickness, else 1 mm.
+* A DICOM file that cannot be parsed anywhere in the scanned files raises :class:`DicomReadError` naming it,
+  because it might be a slice of the requested series and a missing end slice cannot be detected otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import struct
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import (
+    DicomReadError,
+    GeometryError,
+    MultipleSeriesError,
+    NoDicomError,
+    NotAVolumeError,
+    UnevenSpacingError,
+)
+from ..volume import SourceInfo, Volume, normalise_modality
+from .orientation import affine_from_dicom, slice_normal
+
+__all__ = ["SeriesInfo", "SeriesList", "scan_dicom", "read_dicom_series", "guess_modality"]
+
+#: Threads used to parse headers and read pixel data (I/O and numpy release the GIL).
+_MAX_WORKERS = 8
+#: Slices closer than this along the normal (mm) are taken to be at the same position.
+_DUPLICATE_TOL_MM = 1e-3
+
+
+@dataclasses.dataclass
+class SeriesInfo:
+    """One DICOM series found by :func:`scan_dicom`.
+
+    Attributes
+    ----------
+    series_instance_uid : str
+        SeriesInstanceUID (0020,000E).
+    description : str
+        SeriesDescription, or ProtocolName when there is none ("" if neither).
+    modality : str or None
+        MR contrast guessed from the headers ("T1", "T1c", "T2", "FLAIR", "PD"), see :func:`guess_modality`.
+    n_files : int
+        Number of files in the series (an Enhanced MR series is usually one file with many frames).
+    files : list of str
+        The files, sorted by path.
+    series_number : int or None
+        SeriesNumber (0020,0011).
+    study_instance_uid : str or None
+        StudyInstanceUID (0020,000D).
+    headers : list of pydicom.Dataset
+        The parsed headers (no pixel data), in the order of ``files``.
+    """
+
+    series_instance_uid: str
+    description: str
+    modality: str | None
+    n_files: int
+    files: list[str]
+    series_number: int | None = None
+    study_instance_uid: str | None = None
+    headers: list = dataclasses.field(default_factory=list, repr=False, compare=False)
+
+
+class SeriesList(list):
+    """A list of :class:`SeriesInfo` with what the scan skipped.
+
+    Attributes
+    ----------
+    path : str
+        The folder (or common folder of the files) scanned.
+    n_checked : int
+        Number of files looked at.
+    skipped : list of str
+        Files that are not DICOM images (other files, DICOMDIR, structured reports, ...).
+    unreadable : list of tuple(str, str)
+        DICOM files that could not be parsed, with the reason.
+    """
+
+    def __init__(self, items=(), *, path: str = "", n_checked: int = 0, skipped=(), unreadable=()):
+        super().__init__(items)
+        self.path = path
+        self.n_checked = n_checked
+        self.skipped = list(skipped)
+        self.unreadable = list(unreadable)
+
+
+# -- public API ---------------------------------------------------------------------------------------------
+
+
+def scan_dicom(path_or_files: str | os.PathLike | Sequence[str | os.PathLike]) -> SeriesList:
+    """Find the DICOM image series in a folder (searched recursively), next to a file, or in a list of files.
+
+    Only headers are read. Files that are not DICOM are skipped quietly and counted.
+
+    Parameters
+    ----------
+    path_or_files : path-like or list of path-like
+        A folder, one DICOM file (its folder is scanned, not recursively), or a list of files.
+
+    Returns
+    -------
+    SeriesList
+        One :class:`SeriesInfo` per SeriesInstanceUID, ordered by (SeriesNumber, description, UID).
+
+    Raises
+    ------
+    NotAVolumeError
+        The path does not exist.
+    NoDicomError
+        No DICOM image was found (the message says how many files were checked).
+    """
+    files, where, _ = _collect_files(path_or_files)
+    series = _scan_files(files, where)
+    if not series:
+        _raise_no_dicom(series, where)
+    return series
+
+
+def read_dicom_series(
+    path_or_files: str | os.PathLike | Sequence[str | os.PathLike],
+    series_uid: str | None = None,
+    modality: str | None = None,
+    allow_uneven: bool = False,
+) -> Volume:
+    """Read one DICOM series into a :class:`Volume`.
+
+    Parameters
+    ----------
+    path_or_files : path-like or list of path-like
+        A folder, a list of files, or one DICOM file (then the whole series of that file is read from the
+        files in its folder).
+    series_uid : str, optional
+        SeriesInstanceUID to read when several series are present.
+    modality : str, optional
+        Overrides the contrast guessed from SeriesDescription/ProtocolName/SequenceName.
+    allow_uneven : bool
+        Read unevenly spaced slices as they are (see the module notes) instead of raising.
+
+    Returns
+    -------
+    Volume
+        float32 data indexed (column, row, slice), RAS affine, the source headers in
+        ``volume.source.dicom_datasets`` (slice order, no pixel data), ``synthetic`` set when the
+        SyntheticData (0008,001C) attribute is "YES".
+
+    Raises
+    ------
+    NoDicomError, MultipleSeriesError, DicomReadError, GeometryError, UnevenSpacingError, NotAVolumeError
+        Each names the file or folder and the problem.
+    """
+    files, where, single = _collect_files(path_or_files)
+    series = _scan_files(files, where)
+    if single is not None:
+        key = os.fspath(single)
+        bad = dict(series.unreadable)
+        if key in bad:
+            raise DicomReadError(f"cannot read DICOM file: {bad[key]}", key)
+        own = [s for s in series if key in s.files]
+        if not own:
+            raise NotAVolumeError("is neither a NIfTI file nor a DICOM image", key)
+        if series_uid is None:
+            series_uid = own[0].series_instance_uid
+    if series.unreadable:
+        path, reason = series.unreadable[0]
+        more = f" (and {len(series.unreadable) - 1} more unreadable files)" if len(series.unreadable) > 1 else ""
+        raise DicomReadError(f"cannot read DICOM file: {reason}{more}", path)
+    if not series:
+        _raise_no_dicom(series, where)
+    if series_uid is None:
+        if len(series) > 1:
+            raise MultipleSeriesError(where, series)
+        chosen = series[0]
+    else:
+        matches = [s for s in series if s.series_instance_uid == str(series_uid)]
+        if not matches:
+            known = ", ".join(f"{s.series_instance_uid} ({s.description or 'no description'})" for s in series)
+            raise DicomReadError(f"no series with SeriesInstanceUID {series_uid}; found: {known}", where)
+        chosen = matches[0]
+    return _read_series(chosen, where, modality=modality, allow_uneven=allow_uneven)
+
+
+def guess_modality(ds) -> str | None:
+    """Guess the MR contrast of a series from its header.
+
+    Looks at SeriesDescription, ProtocolName and SequenceName (and AcquisitionContrast for Enhanced MR):
+    FLAIR / dark fluid / TIRM -> "FLAIR"; T1 with post/gad/+C/CE/contrast (or a ContrastBolusAgent) ->
+    "T1c"; T2 (not T2*) -> "T2"; PD / proton density -> "PD"; T1 / MPRAGE / SPGR / TFE -> "T1"; else None.
+    """
+    text = " ".join(str(ds.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName"))
+    up = text.upper()
+    tokens = set(re.split(r"[\s_\-/.,;:()\[\]]+", up)) - {""}
+    contrast = str(ds.get("AcquisitionContrast", "") or "").upper()
+    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
+    post = bool(
+        tokens & {"POST", "GAD", "GADO", "GD", "CE", "C", "T1C", "T1CE", "T1GD", "CONTRAST", "POSTCONTRAST",
+                  "POSTGAD", "POSTGD", "POSTCON"}
+        or any(s in up for s in ("+C", "C+", "+GD", "+GAD", "POST-CONTRAST", "POST CONTRAST"))
+    ) or bool(agent)
+    if "FLAIR" in up or "TIRM" in tokens or ("DARK" in up and "FLUID" in up) or contrast == "FLUID_ATTENUATED":
+        return "FLAIR"
+    t2 = bool(re.search(r"T2(?![*S])", up.replace("T2STAR", "T2*"))) or contrast == "T2"
+    pd = bool(tokens & {"PD", "PDW", "PD-W"}) or "PROTON" in up or contrast == "PROTON_DENSITY"
+    t1 = bool(re.search(r"T1|MPRAGE|MP2RAGE|SPGR|BRAVO|TFE|TFL", up)) or contrast == "T1"
+    if t1 and post:
+        return "T1c"
+    if t2:
+        return "T2"
+    if pd:
+        return "PD"
+    if t1:
+        return "T1"
+    return None
+
+
+# -- scanning -----------------------------------------------------------------------------------------------
+
+
+def _collect_files(path_or_files) -> tuple[list[str], str, str | None]:
+    """(files to scan, path to name in errors, the single file asked for or None)."""
+    if isinstance(path_or_files, (list, tuple)):
+        if not path_or_files:
+            raise NoDicomError("an empty list of files was given", None)
+        files = [os.fspath(p) for p in path_or_files]
+        for f in files:
+            if not os.path.isfile(f):
+                raise NotAVolumeError("no such file", f)
+        parents = {os.path.dirname(os.path.abspath(f)) for f in files}
+        where = os.path.commonpath(sorted(parents)) if len(parents) > 1 else parents.pop()
+        return sorted(files), where, None
+    p = os.fspath(path_or_files)
+    if os.path.isdir(p):
+        files = []
+        for root, dirs, names in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+        return files, p, None
+    if os.path.isfile(p):
+        folder = os.path.dirname(p) or "."
+        files = sorted(
+            os.path.join(folder, n)
+            for n in os.listdir(folder)
+            if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
+        )
+        # Keep the caller's spelling of the single file so errors and lookups use it.
+        target = os.path.normpath(os.path.abspath(p))
+        files = [p if os.path.normpath(os.path.abspath(f)) == target else f for f in files]
+        return files, folder, p
+    raise NotAVolumeError("no such file or folder", p)
+
+
+def _read_header(path: str):
+    """('ok', dataset) | ('skip', None) | ('bad', reason) for one file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB")
+    except InvalidDicomError:
+        return "skip", None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on a DICOM file is reported, never raised raw
+        return "bad", f"header cannot be parsed, the file is corrupt or truncated ({type(exc).__name__}: {exc})"
+    meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    sop = str(ds.get("SOPClassUID", "") or meta_sop)
+    if "Rows" in ds and "SeriesInstanceUID" in ds:
+        return "ok", ds
+    if sop and not _is_image_sop(sop):
+        return "skip", None  # DICOMDIR, structured report, presentation state, ...
+    return "bad", "header is incomplete (no Rows or SeriesInstanceUID): the file is truncated or corrupt"
+
+
+def _is_image_sop(uid: str) -> bool:
+    from pydicom.uid import UID
+
+    name = UID(uid).name
+    return "Image" in name and "Storage" in name
+
+
+def _scan_files(files: list[str], where: str) -> SeriesList:
+    if len(files) > 1:
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(files))) as pool:
+            results = list(pool.map(_read_header, files))
+    else:
+        results = [_read_header(f) for f in files]
+    groups: dict[str, list[tuple[str, object]]] = {}
+    skipped, unreadable = [], []
+    for f, (status, value) in zip(files, results):
+        if status == "ok":
+            groups.setdefault(str(value.SeriesInstanceUID), []).append((f, value))
+        elif status == "skip":
+            skipped.append(f)
+        else:
+            unreadable.append((f, value))
+    infos = []
+    for uid, members in groups.items():
+        members.sort(key=lambda m: m[0])
+        first = members[0][1]
+        number = first.get("SeriesNumber")
+        infos.append(
+            SeriesInfo(
+                series_instance_uid=uid,
+                description=str(first.get("SeriesDescription", "") or first.get("ProtocolName", "") or ""),
+                modality=guess_modality(first),
+                n_files=len(members),
+                files=[m[0] for m in members],
+                series_number=int(number) if number not in (None, "") else None,
+                study_instance_uid=str(first.get("StudyInstanceUID", "") or "") or None,
+                headers=[m[1] for m in members],
+            )
+        )
+    infos.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.description,
+                              s.series_instance_uid))
+    return SeriesList(infos, path=where, n_checked=len(files), skipped=skipped, unreadable=unreadable)
+
+
+def _raise_no_dicom(series: SeriesList, where: str):
+    if series.unreadable:
+        path, reason = series.unreadable[0]
+        raise DicomReadError(f"cannot read DICOM file: {reason}", path)
+    raise NoDicomError(
+        f"holds no DICOM image ({series.n_checked} files checked, {len(series.skipped)} not DICOM images)", where
+    )
+
+
+# -- geometry of one series ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Frame:
+    path: str
+    ds: object
+    index: int | None  # frame number in a multi-frame file, None for a single-frame file
+    ipp: np.ndarray
+    iop: np.ndarray
+    spacing: np.ndarray
+    slope: float
+    intercept: float
+    thickness: float | None
+
+
+def _floats(value, n: int, keyword: str, tag: str, path: str, where: str = "") -> np.ndarray:
+    if value is None or value == "":
+        raise GeometryError(f"missing {keyword} {tag}{where}, needed for the volume geometry", path)
+    try:
+        arr = np.asarray([float(v) for v in (value if n > 1 else [value])], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"{keyword} {tag}{where} is not numeric: {value!r}", path) from exc
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise GeometryError(f"{keyword} {tag}{where} should hold {n} numbers, got {value!r}", path)
+    return arr
+
+
+def _opt_float(value, default: float | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _frames_of(path: str, ds) -> list[_Frame]:
+    n_frames = int(_opt_float(ds.get("NumberOfFrames"), 1) or 1)
+    if "PerFrameFunctionalGroupsSequence" in ds or n_frames > 1:
+        return _enhanced_frames(path, ds, n_frames)
+    ipp = _floats(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", "(0020,0032)", path)
+    iop = _floats(ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", "(0020,0037)", path)
+    ps = _floats(ds.get("PixelSpacing"), 2, "PixelSpacing", "(0028,0030)", path)
+    thickness = _opt_float(ds.get("SpacingBetweenSlices"), None) or _opt_float(ds.get("SliceThickness"), None)
+    return [
+        _Frame(
+            path, ds, None, ipp, iop, ps,
+            slope=_opt_float(ds.get("RescaleSlope"), 1.0),
+            intercept=_opt_float(ds.get("RescaleIntercept"), 0.0),
+            thickness=thickness,
+        )
+    ]
+
+
+def _group_item(ds, per_frame_item, keyword: str):
+    """The first item of a functional group macro, per-frame first, else shared."""
+    for holder in (per_frame_item, _first(ds.get("SharedFunctionalGroupsSequence"))):
+        if holder is not None and keyword in holder:
+            item = _first(holder.get(keyword))
+            if item is not None:
+                return item
+    return None
+
+
+def _first(seq):
+    return seq[0] if seq is not None and len(seq) else None
+
+
+def _enhanced_frames(path: str, ds, n_frames: int) -> list[_Frame]:
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or len(per_frame) != n_frames:
+        have = 0 if per_frame is None else len(per_frame)
+        raise GeometryError(
+            f"multi-frame file has {n_frames} frames but {have} PerFrameFunctionalGroupsSequence items; "
+            "per-frame plane positions are needed for the volume geometry",
+            path,
+        )
+    frames = []
+    for f, item in enumerate(per_frame):
+        where = f" in frame {f + 1}"
+        pos = _group_item(ds, item, "PlanePositionSequence")
+        ori = _group_item(ds, item, "PlaneOrientationSequence")
+        meas = _group_item(ds, item, "PixelMeasuresSequence")
+        pvt = _group_item(ds, item, "PixelValueTransformationSequence")
+        ipp = _floats(None if pos is None else pos.get("ImagePositionPatient"), 3,
+                      "ImagePositionPatient", "(0020,0032) of PlanePositionSequence", path, where)
+        iop = _floats(None if ori is None else ori.get("ImageOrientationPatient"), 6,
+                      "ImageOrientationPatient", "(0020,0037) of PlaneOrientationSequence", path, where)
+        ps = _floats(None if meas is None else meas.get("PixelSpacing"), 2,
+                     "PixelSpacing", "(0028,0030) of PixelMeasuresSequence", path, where)
+        thickness = None
+        if meas is not None:
+            thickness = _opt_float(meas.get("SpacingBetweenSlices"), None) or _opt_float(
+                meas.get("SliceThickness"), None)
+        slope = _opt_float(None if pvt is None else pvt.get("RescaleSlope"), None)
+        intercept = _opt_float(None if pvt is None else pvt.get("RescaleIntercept"), None)
+        frames.append(
+            _Frame(
+                path, ds, f, ipp, iop, ps,
+                slope=slope if slope is not None else _opt_float(ds.get("RescaleSlope"), 1.0),
+                intercept=intercept if intercept is not None else _opt_float(ds.get("RescaleIntercept"), 0.0),
+                thickness=thickness,
+            )
+        )
+    return frames
+
+
+def _check_consistent(frames: list[_Frame]) -> tuple[int, int]:
+    ref = frames[0]
+    rows, cols = int(ref.ds.Rows), int(ref.ds.Columns)
+    for fr in frames:
+        r, c = int(fr.ds.get("Rows", 0) or 0), int(fr.ds.get("Columns", 0) or 0)
+        if (r, c) != (rows, cols):
+            raise DicomReadError(
+                f"slice size {r}x{c} (rows x columns) differs from {rows}x{cols} in {ref.path}; "
+                "the series mixes images of different sizes",
+                fr.path,
+            )
+        if not np.allclose(fr.iop, ref.iop, atol=1e-4):
+            raise DicomReadError(
+                f"ImageOrientationPatient {fr.iop.round(5).tolist()} differs from "
+                f"{ref.iop.round(5).tolist()} in {ref.path}; the series mixes slice orientations",
+                fr.path,
+            )
+        if not np.allclose(fr.spacing, ref.spacing, rtol=1e-4, atol=1e-5):
+            raise DicomReadError(
+                f"PixelSpacing {fr.spacing.tolist()} differs from {ref.spacing.tolist()} in {ref.path}",
+                fr.path,
+            )
+        spp = int(fr.ds.get("SamplesPerPixel", 1) or 1)
+        if spp != 1:
+            raise DicomReadError(f"has {spp} samples per pixel; only greyscale MR images are supported", fr.path)
+    if rows <= 0 or cols <= 0:
+        raise DicomReadError(f"image size {rows}x{cols} is empty", ref.path)
+    return rows, cols
+
+
+def _frame_label(fr: _Frame) -> str:
+    return fr.path if fr.index is None else f"{fr.path} frame {fr.index + 1}"
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+
+def _read_series(info: SeriesInfo, where: str, *, modality: str | None, allow_uneven: bool) -> Volume:
+    frames = [fr for path, ds in zip(info.files, info.headers) for fr in _frames_of(path, ds)]
+    rows, cols = _check_consistent(frames)
+    try:
+        normal = slice_normal(frames[0].iop)
+    except ValueError as exc:
+        raise GeometryError(f"ImageOrientationPatient (0020,0037) is unusable: {exc}", frames[0].path) from exc
+    dist = np.array([fr.ipp @ normal for fr in frames])
+    order = np.argsort(dist, kind="stable")
+    frames = [frames[i] for i in order]
+    dist = dist[order]
+    gaps = np.diff(dist)
+    provenance: dict = {}
+
+    dup = np.flatnonzero(gaps < _DUPLICATE_TOL_MM)
+    if dup.size:
+        a, b = frames[dup[0]], frames[dup[0] + 1]
+        differ = []
+        for key in ("EchoNumbers", "EchoTime", "TemporalPositionIdentifier", "TriggerTime", "AcquisitionNumber",
+                    "InversionTime", "ImageType"):
+            va, vb = a.ds.get(key), b.ds.get(key)
+            if str(va) != str(vb):
+                differ.append(f"{key} {va} vs {vb}")
+        hint = f"; they differ in {', '.join(differ)}" if differ else ""
+        raise DicomReadError(
+            f"{dup.size} slice(s) share a position with another slice "
+            f"(e.g. {_frame_label(a)} and {_frame_label(b)} at {dist[dup[0]]:.3f} mm along the slice normal): "
+            f"the series holds several echoes, time points or stacks{hint}. Split it before reading",
+            where,
+        )
+    if len(frames) >= 3:
+        typical = float(np.median(gaps))
+        tol = max(0.01, 0.01 * typical)
+        uneven = bool(np.any(np.abs(gaps - typical) > tol))
+        if not uneven:
+            # Positions must also lie on one line: in-plane jumps between slices are not a regular grid.
+            step = (frames[-1].ipp - frames[0].ipp) / (len(frames) - 1)
+            expected = frames[0].ipp[None, :] + np.arange(len(frames))[:, None] * step[None, :]
+            off = np.linalg.norm(np.array([fr.ipp for fr in frames]) - expected, axis=1)
+            if off.max() > tol and not allow_uneven:
+                worst = frames[int(off.argmax())]
+                raise GeometryError(
+                    f"slice positions do not lie on a straight line (ImagePositionPatient of "
+                    f"{_frame_label(worst)} is {off.max():.3f} mm off); the series is not a regular grid",
+                    where,
+                )
+        if uneven:
+            if not allow_uneven:
+                raise UnevenSpacingError(where, gaps.tolist())
+            provenance["slice_positions_mm"] = dist.tolist()
+            provenance["uneven_spacing_mm"] = gaps.tolist()
+
+    affine = affine_from_dicom(
+        frames[0].ipp,
+        frames[0].iop,
+        frames[0].spacing,
+        slice_positions=[fr.ipp for fr in frames],
+        slice_step=frames[0].thickness or 1.0,
+    )
+    data = _read_pixels(frames, rows, cols)
+
+    datasets, seen = [], set()
+    for fr in frames:
+        if id(fr.ds) not in seen:
+            seen.add(id(fr.ds))
+            datasets.append(fr.ds)
+    first = datasets[0]
+    synthetic = any(str(ds.get("SyntheticData", "") or "").upper() == "YES" for ds in datasets)
+    source = SourceInfo(
+        kind="dicom",
+        path=where,
+        dicom_datasets=datasets,
+        series_instance_uid=info.series_instance_uid,
+        study_instance_uid=str(first.get("StudyInstanceUID", "") or "") or None,
+    )
+    provenance["dicom_files"] = len(info.files)
+    return Volume(
+        data=data,
+        affine=affine,
+        modality=normalise_modality(modality) if modality else guess_modality(first),
+        source=source,
+        synthetic=synthetic,
+        provenance=provenance,
+    )
+
+
+def _read_pixels(frames: list[_Frame], rows: int, cols: int) -> np.ndarray:
+    """Decode every frame once, straight into a preallocated (k, row, column) float32 array; return its (i,j,k) view."""
+    out = np.empty((len(frames), rows, cols), dtype=np.float32)
+    jobs: dict[str, list[tuple[int, _Frame]]] = {}
+    for slot, fr in enumerate(frames):
+        jobs.setdefault(fr.path, []).append((slot, fr))
+
+    def work(path: str) -> None:
+        items = jobs[path]
+        ds = items[0][1].ds
+        n_frames = int(_opt_float(ds.get("NumberOfFrames"), 1) or 1)
+        pixels = _native_pixels(path, ds, rows, cols, n_frames)
+        if pixels is None:
+            pixels = _decoded_pixels(path, ds, rows, cols, n_frames)
+        for slot, fr in items:
+            src = pixels[fr.index or 0]
+            dst = out[slot]
+            dst[...] = src
+            if fr.slope != 1.0:
+                dst *= np.float32(fr.slope)
+            if fr.intercept != 0.0:
+                dst += np.float32(fr.intercept)
+
+    paths = list(jobs)
+    if len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(paths))) as pool:
+            futures = [pool.submit(work, p) for p in paths]
+            for fut in futures:
+                fut.result()  # re-raises the first failure (a DicomReadError naming its file), in file order
+    else:
+        work(paths[0])
+    return out.transpose(2, 1, 0)
+
+
+_NATIVE = {"1.2.840.10008.1.2": False, "1.2.840.10008.1.2.1": True}  # implicit / explicit VR little endian
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+
+
+def _dtype_of(ds) -> np.dtype | None:
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (8, 16, 32) or (signed and stored != bits):
+        return None  # signed values narrower than their container need sign extension: let pydicom do it
+    return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def _native_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.ndarray | None:
+    """Read uncompressed little-endian pixel data directly from the end of the file, or None to fall back.
+
+    The element header in front of the expected number of bytes is checked (tag, VR, length), so a file whose
+    Pixel Data is not the last element, or a truncated file, falls back to pydicom.
+    """
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in _NATIVE or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    dtype = _dtype_of(ds)
+    if dtype is None:
+        return None
+    count = n_frames * rows * cols
+    nbytes = count * dtype.itemsize
+    padded = nbytes + (nbytes & 1)
+    explicit = _NATIVE[ts]
+    head = 12 if explicit else 8
+    try:
+        size = os.path.getsize(path)
+        if size < padded + head:
+            return None
+        with open(path, "rb") as fh:
+            fh.seek(size - padded - head)
+            hdr = fh.read(head)
+            if hdr[:4] != _PIXEL_TAG:
+                return None
+            if explicit:
+                if hdr[4:6] not in (b"OW", b"OB") or struct.unpack("<I", hdr[8:12])[0] != padded:
+                    return None
+            elif struct.unpack("<I", hdr[4:8])[0] != padded:
+                return None
+            buf = np.empty(count, dtype=dtype)
+            if fh.readinto(buf) != nbytes:
+                return None
+    except OSError:
+        return None
+    return buf.reshape(n_frames, rows, cols)
+
+
+def _decoded_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.ndarray:
+    """Decode with pydicom (compressed syntaxes, odd layouts); errors become DicomReadError naming the file."""
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        full = pydicom.dcmread(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DicomReadError(f"cannot be read ({type(exc).__name__}: {exc})", path) from exc
+    if "PixelData" not in full:
+        raise DicomReadError("has no pixel data (the file is truncated or not an image)", path)
+    if ts in _NATIVE:
+        bits = int(full.get("BitsAllocated", 16) or 16)
+        expected = n_frames * rows * cols * bits // 8
+        have = len(full.PixelData or b"")
+        if have < expected:
+            raise DicomReadError(
+                f"pixel data is truncated: {have} of {expected} bytes; the file is incomplete", path
+            )
+    try:
+        arr = pixel_array(full)
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types; report them all the same way
+        name = getattr(pydicom.uid.UID(ts), "name", ts) if ts else "unknown transfer syntax"
+        raise DicomReadError(f"pixel data ({name}) cannot be decoded: {type(exc).__name__}: {exc}", path) from exc
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape != (n_frames, rows, cols):
+        raise DicomReadError(
+            f"pixel data has shape {arr.shape}, expected {(n_frames, rows, cols)} (frames, rows, columns)", path
+        )
+    return arr
+

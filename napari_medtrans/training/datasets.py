@@ -1,0 +1,385 @@
+"""Slice datasets built from volumes, for training 2D translators.
+
+Each subject's volumes are read once (NIfTI file or DICOM folder through :func:`napari_medtrans.core.io.load`),
+normalised per volume to [-1, 1] from their own robust range (:func:`~napari_medtrans.core.preprocess.robust_range`
+over voxels > 0, exactly as the engine normalises an input at inference time), and cut into slices along ``axis``.
+A slice ``k`` along axis 2 is ``data[:, :, k]``: rows are ``i``, columns are ``j`` (no transposition).
+
+Items are dicts of tensors ``{"input": [C_in, H, W], "target": [C_out, H, W], "mask": [1, H, W], "subject": id,
+"index": k}``; ``mask`` is the brain mask slice when the manifest names one, else the foreground of the images.
+Slices whose foreground covers less than ``min_foreground`` of the slice are skipped. Slices are padded with the
+background value (-1; 0 for the mask) to ``size`` or to the next multiple of ``size_multiple``, centred; a slice
+larger than ``size`` is cropped (centred, or at a random place when augmenting). Augmentation is the paper-style
+one: random horizontal/vertical flips and 90-degree rotations, the same for input, target and mask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from ..core import io
+from ..core.dataset import Dataset, DatasetError, load_dataset
+from ..core.errors import GeometryMismatchError
+from ..core.preprocess import DEFAULT_PERCENTILES, IntensityRange, normalise, robust_range
+from ..core.volume import normalise_modality
+
+__all__ = ["PairedSliceDataset", "UnpairedSliceDataset", "normalisation_stats"]
+
+#: A voxel belongs to the foreground when some image is above this value in [-1, 1] (2.5 % of the range).
+FOREGROUND_LEVEL = -0.95
+
+
+@dataclass
+class _SubjectSlices:
+    """One subject's normalised volumes (or None when not cached) and its usable slice indices."""
+
+    id: str
+    arrays: dict[str, np.ndarray] | None
+    mask: np.ndarray | None
+    has_mask: bool
+    indices: list[int]
+    ranges: dict[str, IntensityRange]
+    shape: tuple[int, int]
+
+
+def _modalities(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        names = (names,)
+    out = tuple(normalise_modality(n) for n in names)
+    if not out:
+        raise ValueError(f'Argument "{what}" must name at least one modality.')
+    return out
+
+
+def _as_dataset(dataset: Dataset | str | os.PathLike) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+
+
+def _slice(a: np.ndarray, axis: int, k: int) -> np.ndarray:
+    return np.take(a, k, axis=axis)
+
+
+def _fit(a: torch.Tensor, size: tuple[int, int], value: float, offset: tuple[int, int] | None) -> torch.Tensor:
+    """Crop ``[C, H, W]`` to at most ``size`` (at ``offset``, else centred), then pad it to ``size`` (centred)."""
+    _, h, w = a.shape
+    th, tw = size
+    if h > th or w > tw:
+        ch, cw = min(h, th), min(w, tw)
+        oy = (h - ch) // 2 if offset is None else min(offset[0], h - ch)
+        ox = (w - cw) // 2 if offset is None else min(offset[1], w - cw)
+        a = a[:, oy : oy + ch, ox : ox + cw]
+        h, w = ch, cw
+    if (h, w) == (th, tw):
+        return a
+    top, left = (th - h) // 2, (tw - w) // 2
+    return torch.nn.functional.pad(a, (left, tw - w - left, top, th - h - top), value=value)
+
+
+class _SlicePool:
+    """Loads the subjects of one split for a set of modalities and indexes their usable slices."""
+
+    def __init__(self, ds: Dataset, subjects, modalities: tuple[str, ...], *, axis: int, cache: bool,
+                 min_foreground: float, label: str):
+        self.ds = ds
+        self.modalities = modalities
+        self.axis = axis
+        self.cache = cache
+        self.min_foreground = float(min_foreground)
+        self.subjects: list[_SubjectSlices] = []
+        self.items: list[tuple[int, int]] = []  # (subject position, slice index)
+        self.shape: tuple[int, int] | None = None
+        for s in subjects:
+            missing = [m for m in modalities if m not in s.images]
+            if missing:
+                raise DatasetError(
+                    f"subject {s.id} has no {', '.join(missing)} image (it has {', '.join(sorted(s.images)) or 'none'})",
+                    ds.root,
+                )
+            arrays, mask, ranges = self._load(s)
+            fg = mask if mask is not None else self._foreground(arrays)
+            fraction = fg.astype(np.float32).mean(axis=tuple(a for a in range(3) if a != axis))
+            indices = [int(k) for k in np.flatnonzero(fraction >= self.min_foreground)]
+            shape = tuple(n for a, n in enumerate(fg.shape) if a != axis)
+            self.subjects.append(_SubjectSlices(s.id, arrays if cache else None, mask if cache else None,
+                                                mask is not None, indices, ranges, shape))
+            self.items.extend((len(self.subjects) - 1, k) for k in indices)
+        self._last: tuple[int, dict, np.ndarray | None] | None = None
+        if not subjects:
+            raise DatasetError(f"{label} has no subjects with {'+'.join(modalities)} images", ds.root)
+        if not self.items:
+            raise DatasetError(
+                f"{label}: no slice of {len(self.subjects)} subject(s) has a foreground of at least "
+                f"{self.min_foreground:.0%} (lower min_foreground, or check the brain masks)", ds.root
+            )
+
+    def _load(self, subject) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, IntensityRange]]:
+        arrays, ranges, ref = {}, {}, None
+        for m in self.modalities:
+            path = self.ds.path(subject.images[m])
+            vol = io.load(path, modality=m).check_finite()
+            if ref is None:
+                ref = vol
+            elif not vol.same_grid(ref):
+                raise GeometryMismatchError(
+                    f"subject {subject.id}: {m} has shape {vol.shape} and another grid than "
+                    f"{self.modalities[0]} {ref.shape}; paired slices need volumes on one grid",
+                    path,
+                )
+            rng = robust_range(vol.data)
+            ranges[m] = rng
+            arrays[m] = normalise(vol.data, rng)
+        mask = None
+        if subject.mask:
+            path = self.ds.path(subject.mask)
+            mvol = io.load(path)
+            if mvol.shape != ref.shape:
+                raise GeometryMismatchError(
+                    f"subject {subject.id}: brain mask has shape {mvol.shape}, images have {ref.shape}", path
+                )
+            mask = mvol.data > 0.5
+        return arrays, mask, ranges
+
+    @staticmethod
+    def _foreground(arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return np.any(np.stack([a > FOREGROUND_LEVEL for a in arrays.values()]), axis=0)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _volumes(self, pos: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        subj = self.subjects[pos]
+        if subj.arrays is not None:
+            return subj.arrays, subj.mask
+        if self._last is not None and self._last[0] == pos:
+            return self._last[1], self._last[2]
+        # Not cached: keep only the last subject read (slices of one subject tend to come in runs).
+        s = next(x for x in self.ds.subjects if x.id == subj.id)
+        arrays, mask, _ = self._load(s)
+        self._last = (pos, arrays, mask)
+        return arrays, mask
+
+    def slice(self, item: int) -> tuple[str, int, torch.Tensor, torch.Tensor]:
+        """(subject id, slice index, images [C, H, W], mask [1, H, W]) of one item, unpadded."""
+        pos, k = self.items[item]
+        arrays, mask = self._volumes(pos)
+        img = np.stack([_slice(arrays[m], self.axis, k) for m in self.modalities])
+        if mask is not None:
+            m = _slice(mask, self.axis, k)[None].astype(np.float32)
+        else:
+            m = (img > FOREGROUND_LEVEL).any(axis=0, keepdims=True).astype(np.float32)
+        return self.subjects[pos].id, k, torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(m)
+
+    def slice_shape(self) -> tuple[int, int]:
+        """In-plane shape of the slices (the largest over subjects)."""
+        if not self.subjects:
+            return (0, 0)
+        return (max(s.shape[0] for s in self.subjects), max(s.shape[1] for s in self.subjects))
+
+
+def normalisation_stats(ranges: Sequence[dict[str, IntensityRange]], inputs: Sequence[str],
+                        outputs: Sequence[str]) -> dict:
+    """Checkpoint statistics from per-volume robust ranges: the median ``lo``/``hi`` per modality.
+
+    Returns ``{"scheme": "percentile", "lower_pct", "upper_pct", "inputs": {m: {"lo", "hi"}},
+    "outputs": {m: {"lo", "hi"}}, "n_volumes": {m: n}}``; the engine maps network outputs into the output
+    modality's ``[lo, hi]``.
+    """
+    def med(m):
+        vals = [r[m] for r in ranges if m in r]
+        return {"lo": float(np.median([v.lo for v in vals])), "hi": float(np.median([v.hi for v in vals]))}
+
+    counts = {m: sum(1 for r in ranges if m in r) for m in (*inputs, *outputs)}
+    return {
+        "scheme": "percentile",
+        "lower_pct": float(DEFAULT_PERCENTILES[0]),
+        "upper_pct": float(DEFAULT_PERCENTILES[1]),
+        "inputs": {m: med(m) for m in inputs if counts[m]},
+        "outputs": {m: med(m) for m in outputs if counts[m]},
+        "n_volumes": counts,
+    }
+
+
+class _SliceDatasetBase(TorchDataset):
+    """Shared geometry and augmentation of the slice datasets."""
+
+    def _setup_geometry(self, shape: tuple[int, int], size, size_multiple: int, augment: bool) -> None:
+        if size is not None:
+            if len(size) != 2 or any(int(s) < 1 for s in size):
+                raise ValueError(f'Argument "size" must be (H, W) with positive integers, got {size!r}.')
+            size = (int(size[0]), int(size[1]))
+            if size[0] % size_multiple or size[1] % size_multiple:
+                raise ValueError(f'Argument "size" {size} must be a multiple of size_multiple={size_multiple}.')
+        else:
+            size = tuple(-(-s // size_multiple) * size_multiple for s in shape)
+        self.size: tuple[int, int] = size  # type: ignore[assignment]
+        self.augment = bool(augment)
+
+    def _offset(self, shape: tuple[int, int]) -> tuple[int, int] | None:
+        if not self.augment:
+            return None
+        return tuple(int(torch.randint(0, max(s - t, 0) + 1, (1,))) for s, t in zip(shape, self.size))
+
+    def _augment(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """The same random flips and 90-degree rotation for every tensor ``[C, H, W]``."""
+        if not self.augment:
+            return list(tensors)
+        flips = [d for d, on in zip((-2, -1), torch.rand(2) < 0.5) if on]
+        square = self.size[0] == self.size[1]
+        k = int(torch.randint(0, 4 if square else 2, (1,))) * (1 if square else 2)
+        out = []
+        for t in tensors:
+            if flips:
+                t = torch.flip(t, flips)
+            if k:
+                t = torch.rot90(t, k, dims=(-2, -1))
+            out.append(t.contiguous())
+        return out
+
+
+class PairedSliceDataset(_SliceDatasetBase):
+    """Paired 2D slices (input and target from the same subject and slice) for supervised translation.
+
+    Parameters
+    ----------
+    dataset : Dataset or path-like
+        A :class:`~napari_medtrans.core.dataset.Dataset` or a folder / manifest for ``load_dataset``.
+    split : str or sequence of str or None
+        Which subjects ("train", "val", "test"; None for all).
+    inputs, outputs : sequence of str
+        Modalities stacked as input and target channels.
+    axis : int
+        Slicing axis of the voxel array (2 = the k axis, axial for RAS-like data).
+    size : (int, int) or None
+        Pad (or crop) slices to this size; None pads to the next multiple of ``size_multiple``.
+    size_multiple : int
+        The model's ``spec.size_multiple``, used when ``size`` is None.
+    augment : bool
+        Random flips and 90-degree rotations (and random crops when slices exceed ``size``).
+    cache : bool
+        Keep the normalised volumes in memory (otherwise reread a subject's files when its slices are needed).
+    min_foreground : float
+        Skip slices whose foreground (brain mask, else non-background voxels) is below this fraction.
+
+    Attributes
+    ----------
+    normalisation : dict
+        Statistics for the checkpoint (see :func:`normalisation_stats`).
+    """
+
+    def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
+                 inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
+                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
+                 cache: bool = True, min_foreground: float = 0.05):
+        if axis not in (0, 1, 2):
+            raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
+        self.dataset = _as_dataset(dataset)
+        self.split = split
+        self.inputs = _modalities(inputs, "inputs")
+        self.outputs = _modalities(outputs, "outputs")
+        self.axis = axis
+        subjects = self.dataset.split(split)
+        self.pool = _SlicePool(self.dataset, subjects, tuple(dict.fromkeys(self.inputs + self.outputs)),
+                               axis=axis, cache=cache, min_foreground=min_foreground,
+                               label=f"split {split!r}")
+        self._in = [self.pool.modalities.index(m) for m in self.inputs]
+        self._out = [self.pool.modalities.index(m) for m in self.outputs]
+        self._setup_geometry(self.pool.slice_shape(), size, int(size_multiple), augment)
+        self.normalisation = normalisation_stats([s.ranges for s in self.pool.subjects], self.inputs, self.outputs)
+
+    @property
+    def subject_ids(self) -> list[str]:
+        """Ids of the subjects that contribute slices."""
+        return [s.id for s in self.pool.subjects]
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, item: int) -> dict:
+        if not 0 <= item < len(self):
+            raise IndexError(f"slice {item} out of range for {len(self)} slices")
+        sid, k, img, mask = self.pool.slice(item)
+        offset = self._offset(img.shape[-2:])
+        img = _fit(img, self.size, -1.0, offset)
+        mask = _fit(mask, self.size, 0.0, offset)
+        img, mask = self._augment(img, mask)
+        return {"input": img[self._in], "target": img[self._out], "mask": mask, "subject": sid, "index": k}
+
+
+class UnpairedSliceDataset(_SliceDatasetBase):
+    """Unpaired 2D slices: each input slice comes with a target slice of another subject.
+
+    Inputs are drawn from subjects that have all ``inputs`` modalities, targets from subjects that have all
+    ``outputs`` modalities. With ``disjoint=True`` the subjects (sorted by id) are halved: the first half gives
+    only inputs, the second only targets, so the model never sees both contrasts of one subject. Otherwise the
+    target slice of item ``n`` is drawn at random, from another subject whenever there is one.
+
+    Items: ``{"input", "target", "mask" (of the input slice), "target_mask", "subject", "target_subject",
+    "index", "target_index"}``. Other parameters as for :class:`PairedSliceDataset`.
+    """
+
+    def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
+                 inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
+                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
+                 cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False):
+        if axis not in (0, 1, 2):
+            raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
+        self.dataset = _as_dataset(dataset)
+        self.split = split
+        self.inputs = _modalities(inputs, "inputs")
+        self.outputs = _modalities(outputs, "outputs")
+        self.axis = axis
+        subjects = sorted(self.dataset.split(split), key=lambda s: s.id)
+        src = [s for s in subjects if all(m in s.images for m in self.inputs)]
+        dst = [s for s in subjects if all(m in s.images for m in self.outputs)]
+        if disjoint:
+            both = [s for s in subjects if s in src and s in dst]
+            half = set(s.id for s in both[: (len(both) + 1) // 2])
+            src = [s for s in src if s.id in half or s not in dst]
+            dst = [s for s in dst if s.id not in half]
+        if not src or not dst:
+            raise DatasetError(
+                f"split {split!r} needs subjects with {'+'.join(self.inputs)} and subjects with "
+                f"{'+'.join(self.outputs)} images", self.dataset.root,
+            )
+        self.source = _SlicePool(self.dataset, src, self.inputs, axis=axis, cache=cache,
+                                 min_foreground=min_foreground, label=f"split {split!r} (inputs)")
+        self.target = _SlicePool(self.dataset, dst, self.outputs, axis=axis, cache=cache,
+                                 min_foreground=min_foreground, label=f"split {split!r} (targets)")
+        shape = tuple(max(a, b) for a, b in zip(self.source.slice_shape(), self.target.slice_shape()))
+        self._setup_geometry(shape, size, int(size_multiple), augment)
+        self.normalisation = normalisation_stats(
+            [s.ranges for s in self.source.subjects + self.target.subjects], self.inputs, self.outputs
+        )
+        # Target items grouped by subject so that "another subject" is one draw.
+        self._by_subject = [[n for n, (p, _) in enumerate(self.target.items) if p == pos]
+                            for pos in range(len(self.target.subjects))]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _target_item(self, source_id: str) -> int:
+        others = [pos for pos, s in enumerate(self.target.subjects) if s.id != source_id and self._by_subject[pos]]
+        if not others:
+            return int(torch.randint(0, len(self.target), (1,)))
+        pos = others[int(torch.randint(0, len(others), (1,)))]
+        group = self._by_subject[pos]
+        return group[int(torch.randint(0, len(group), (1,)))]
+
+    def __getitem__(self, item: int) -> dict:
+        if not 0 <= item < len(self):
+            raise IndexError(f"slice {item} out of range for {len(self)} slices")
+        sid, k, x, xm = self.source.slice(item)
+        tid, tk, y, ym = self.target.slice(self._target_item(sid))
+        ox, oy = self._offset(x.shape[-2:]), self._offset(y.shape[-2:])
+        x, xm = _fit(x, self.size, -1.0, ox), _fit(xm, self.size, 0.0, ox)
+        y, ym = _fit(y, self.size, -1.0, oy), _fit(ym, self.size, 0.0, oy)
+        x, xm = self._augment(x, xm)
+        y, ym = self._augment(y, ym)
+        return {"input": x, "target": y, "mask": xm, "target_mask": ym, "subject": sid, "target_subject": tid,
+                "index": k, "target_index": tk}
