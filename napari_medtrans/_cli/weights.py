@@ -67,6 +67,7 @@ class _Bar:
         self.label, self.stream, self.width = label, stream, width
         self.start = time.monotonic()
         self.last = 0.0
+        self.drawn = False
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -83,10 +84,12 @@ class _Bar:
             line = f"{self.label} {_size(done)}  {_size(int(rate))}/s"
         self.stream.write("\r" + line)
         self.stream.flush()
+        self.drawn = True
 
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ or a contrast on or off never changes the rest of the subject):
    within-tissue texture (T1 and PD vary by ~2 % over ~4 mm); for the procedural head also sulcal width and
    ventricle size (a random "atrophy" level).
 3. **Optional tumour** inside the cerebral white matter: necrotic core (label 6), enhancing rim (label 5) and
-   peritumoral edema (label 4, grown into grey and white matter only), with irregular random boundaries,
+   peritumoral edema (label 4, grown into the white matter of its hemisphere, sparing cortex and CSF), with irregular random boundaries,
    random size and position per seed.
 4. **Signal synthesis** from the MR signal equations for each tissue fraction, summed per voxel (partial
    volume), times a smooth multiplicative receive bias field, plus Rician noise.
@@ -55,7 +55,7 @@ CSF                 4300   1900  1.00  subarachnoid CSF at 3 T, 4309 / 1886 ms (
 scalp (fat)          380    130  0.90  subcutaneous fat at 3 T (Gold et al. 2004, AJR), approximate
 skull (bone)         250    0.5  0.15  cortical bone: T2 well below 1 ms, so it is dark on every contrast here;
                                        nominal values
-edema               1500    180  0.88  peritumoral edema: T1 and T2 lengthened relative to WM, most of all T2
+edema               1800    200  0.86  peritumoral (vasogenic) edema: T1 and T2 lengthened relative to WM
 enhancing tumour    1700    130  0.85  solid (enhancing) glioblastoma tissue, pre-contrast
 necrosis            2600    350  0.95  necrotic core: long T1 and T2, close to fluid
 =================  =====  =====  ====  ======================================================================
@@ -70,9 +70,9 @@ Contrast agent
 --------------
 ``1/T1_post = 1/T1 + r1 C`` with ``r1 = 4.0 /mM/s`` (a typical plasma relaxivity of gadolinium chelates at
 1.5-3 T, cf. Rohrer et al. 2005, Invest Radiol) and effective tissue concentrations C (mM): enhancing tumour
-0.15, edema 0.03, necrosis 0.01, GM and deep GM 0.015 and WM 0.008 (intravascular only: blood volume x plasma
+0.15, edema 0.012, necrosis 0.01, GM and deep GM 0.015 and WM 0.008 (intravascular only: blood volume x plasma
 concentration), CSF, fat and bone 0. With these, the enhancing rim's T1 drops by about 860 ms and edema's by
-about 150 ms, close to the 838 +- 210 ms and 123 +- 74 ms that "Quantitative T1 mapping indicates tumor
+about 140 ms, close to the 838 +- 210 ms and 123 +- 74 ms that "Quantitative T1 mapping indicates tumor
 infiltration beyond the enhancing part of glioblastomas" (2020) measured. T2 shortening by the agent is
 neglected at these concentrations.
 
@@ -168,7 +168,7 @@ TISSUES: dict[float, dict[str, tuple[float, float, float, float]]] = {
         "gm": (1580.0, 105.0, 0.80, 0.015),
         "dgm": (1330.0, 93.0, 0.76, 0.015),
         "wm": (960.0, 75.0, 0.70, 0.008),
-        "edema": (1500.0, 180.0, 0.88, 0.03),
+        "edema": (1800.0, 200.0, 0.86, 0.012),
         "enhancing": (1700.0, 130.0, 0.85, 0.15),
         "necrosis": (2600.0, 350.0, 0.95, 0.01),
     }
@@ -725,13 +725,17 @@ class _Fractions(dict):
             self[tissue] += moved
 
 
-def _folding(sd, q, rho, r, fold: _Field, depth_field: _Field, *, depth_range, gm, csf):
+def _folding(sd, q, rho, r, fold: _Field, depth_field: _Field, *, depth_range, gm, csf, bend=None):
     """Cortical GM zone and sulcal CSF as signed distances (mm) for a folded ellipsoidal cortex.
 
     Sulci are walls along the zero set of ``fold`` (a smooth random field on the unit sphere), running in from
     the surface to a depth drawn from ``depth_field``; GM lines the outer surface and both sides of each sulcus.
+    ``bend`` (a 3-vector field per point, in unit-sphere units per mm of depth) makes the walls curve with depth.
     """
     u = q / np.maximum(rho, 1e-6)
+    if bend is not None:
+        u = u + bend * np.clip(sd, 0.0, None)
+        u /= np.sqrt((u * u).sum(0))
     g = fold(u)
     grad = fold.gradient(u)
     grad -= (grad * u).sum(0) * u  # tangential part
@@ -749,11 +753,12 @@ def _procedural_fractions(p: np.ndarray, h: float, rng, atrophy: float) -> _Frac
     n = p.shape[1]
     F = _Fractions(n)
     # random fields on the unit sphere: folding patterns, sulcal depth, overall brain shape
-    cereb_fold = _Field(rng, -1.1, 1.1, 0.03, 0.085, gradient=True)
+    cereb_fold = _Field(rng, -1.1, 1.1, 0.025, 0.06, gradient=True)
     cereb_depth = _Field(rng, -1.1, 1.1, 0.05, 0.15)
     cbl_fold = _Field(rng, -1.1, 1.1, 0.03, (0.25, 0.05, 0.06), gradient=True)
     cbl_depth = _Field(rng, -1.1, 1.1, 0.05, 0.2)
     shape_field = _Field(rng, -1.1, 1.1, 0.1, 0.35)
+    bend_fields = [_Field(rng, -130.0, 130.0, 5.0, 12.0) for _ in range(3)]
     csf_half = 0.5 + 0.8 * atrophy  # sulcal CSF half-width, mm
     vent = 1.0 + 0.35 * atrophy  # ventricle size factor
 
@@ -776,11 +781,14 @@ def _procedural_fractions(p: np.ndarray, h: float, rng, atrophy: float) -> _Frac
     sel = np.nonzero(sd_c > -h)[0]
     if sel.size:
         ps, sd, q = p[:, sel], sd_c[sel], q_c[:, sel]
+        bend = np.stack([f(ps) for f in bend_fields]) * np.float32(0.006)
         sulcus, ribbon = _folding(sd, q, rho_c[sel], r_c[sel], cereb_fold, cereb_depth, depth_range=(7.0, 20.0),
-                                  gm=2.7, csf=csf_half)
+                                  gm=2.7, csf=csf_half, bend=bend)
+        del bend
         walls = []
-        # interhemispheric fissure: full depth at the poles, down to the corpus callosum in between
-        walls.append((np.abs(ps[0] - cc[0]), 40.0 * np.maximum(q[2] - 0.55, np.abs(q[1]) - 0.55)))
+        # interhemispheric fissure: down to the arc of the corpus callosum, full depth at the poles
+        arc = np.sqrt((q[1] / 0.6) ** 2 + ((q[2] + 0.1) / 0.65) ** 2)
+        walls.append((np.abs(ps[0] - cc[0]), 40.0 * (arc - 1.0)))
         # Sylvian fissure: a tilted wall on each side, from the lateral surface in to the insula
         plane_z = cc[2] + ca[2] * (-0.12 + 0.3 * q[1])
         extent = np.minimum(np.abs(ps[0]) - 38.0, 60.0 * np.minimum(0.35 - q[1], q[1] + 0.4))
@@ -919,7 +927,7 @@ def _add_tumour(F: _Fractions, labels, world, shape, spacing, h, rng) -> dict | 
     radius = max(float(rng.uniform(10.0, 20.0)), 2.0 * vox)
     necrosis = min(float(rng.uniform(0.4, 0.65)) * radius, radius - 1.0 * vox)
     necrosis = max(necrosis, 0.75 * vox)
-    edema = radius + max(float(rng.uniform(8.0, 20.0)), 1.5 * vox)
+    edema = radius + max(float(rng.uniform(5.0, 15.0)), 1.5 * vox)
     parenchyma = np.isin(labels, (2, 3)).reshape(shape)
     depth = ndimage.distance_transform_edt(parenchyma, sampling=spacing).ravel()
     wm = labels == 3
@@ -938,12 +946,14 @@ def _add_tumour(F: _Fractions, labels, world, shape, spacing, h, rng) -> dict | 
     near = np.nonzero(r < 1.6 * edema + 2 * h)[0]
     local = world[:, near]
     r_core = r[near] / (1.0 + 0.15 * np.clip(shape_field(local), -2.5, 2.5))
-    r_ed = r[near] / (1.0 + 0.3 * np.clip(edema_field(local), -2.5, 2.5))
+    r_ed = r[near] / (1.0 + 0.25 * np.clip(edema_field(local), -2.5, 2.5))
+    side = 1.0 if centre[0] >= 0 else -1.0  # vasogenic edema stays in its hemisphere
+    hemisphere = _ramp(side * local[0] + 1.0, h)
     intracranial = 1.0 - (F["air"][near] + F["fat"][near] + F["muscle"][near] + F["bone"][near])
     sub = {t: f[near].copy() for t, f in F.items()}
     part = _Fractions(near.size)
     part.update(sub)
-    part.paint("edema", _ramp(edema - r_ed, h), over=("gm", "dgm", "wm"))
+    part.paint("edema", _ramp(edema - r_ed, h) * hemisphere, over=("wm", "dgm"))
     part.paint("enhancing", _ramp(radius - r_core, h) * intracranial)
     part.paint("necrosis", _ramp(necrosis - r_core, h) * intracranial)
     for t in F:

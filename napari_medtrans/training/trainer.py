@@ -408,7 +408,12 @@ class Trainer:
             )
         self.loader = DataLoader(self.train_ds, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
                                  num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                                 persistent_workers=False)
+                                 generator=self._loader_generator())
+
+    def _loader_generator(self) -> torch.Generator:
+        # Starting a DataLoader iterator draws a seed for its workers; from a generator of its own, that draw
+        # leaves the global RNG alone, so a resumed run (which starts a new iterator mid-epoch) matches.
+        return torch.Generator().manual_seed(self.seed + self.dist.rank)
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self._amp_request
@@ -534,7 +539,8 @@ class Trainer:
         model.eval()
         per: dict[str, list[np.ndarray]] = {}
         try:
-            for batch in DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0):
+            for batch in DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0,
+                                    generator=self._loader_generator()):
                 x = batch["input"].to(self.device)
                 y = batch["target"].to(self.device).float()
                 with (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype

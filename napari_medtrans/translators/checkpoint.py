@@ -444,14 +444,9 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> CheckpointInfo:
 
 # -- loading --------------------------------------------------------------------------------------------
 def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+    from ..core.engine import resolve_device  # "auto", "cuda:1", ...; clear error for a missing device
+
+    return resolve_device(device)
 
 
 def _build(p: Path, info: CheckpointInfo, expected_method: str | None) -> Translator:
