@@ -1,23 +1,23 @@
 """Benchmark: load a 256x256x200 DICOM series with our reader versus dcm2niix + nibabel.
 
-Writes the series with :func:`napari_medtrans.core.io.dicom_write.write_dicom_series` (smooth random data, or
-a phantom subject with ``--phantom`` when ``napari_medtrans.core.phantom.make_subject`` exists), then times,
-best of N each, in one run:
+Writes the phantom's T1 (``napari_medtrans.core.phantom.make_subject``; smooth random data with ``--random``)
+with :func:`napari_medtrans.core.io.dicom_write.write_dicom_series`, then times, best of N each, in one run
+with the two readers alternating (so that load from other processes hits both alike):
 
 * ours:   ``napari_medtrans.core.io.load(folder)`` (float32 Volume with the affine);
 * theirs: ``dcm2niix -z n -b n`` in a subprocess, then ``nibabel.load(...).get_fdata(dtype=float32)``.
 
 Prints both times, the ratio ours/theirs (goal <= 1.5), tracemalloc's peak for one of our loads (measured in a
-separate, untimed run because tracing slows Python down) and the peak resident set size of this process and of
-its children (dcm2niix).
+separate, untimed run because tracing slows Python down), and peak resident set sizes (ru_maxrss) measured in
+fresh processes: one Python process running our ``load()``, and dcm2niix alone (started from a small Python
+process, since a child of this one would inherit this process's high-water mark).
 
-    python bench/load.py [--shape 256 256 200] [--repeat 3] [--keep DIR] [--phantom]
+    python bench/load.py [--shape 256 256 200] [--repeat 3] [--keep DIR] [--random]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,10 +43,7 @@ def smooth_volume(shape, seed=0):
 def phantom_volume(shape):
     from napari_medtrans.core import phantom
 
-    subject = phantom.make_subject(seed=0, shape=tuple(shape))
-    images = getattr(subject, "images", subject)
-    vol = images["T1"] if isinstance(images, dict) else images
-    return vol
+    return phantom.make_subject(seed=0, shape=tuple(shape), contrasts=("T1",)).images["T1"]
 
 
 def write_series(folder: Path, shape, use_phantom: bool) -> int:
@@ -61,13 +58,30 @@ def write_series(folder: Path, shape, use_phantom: bool) -> int:
     return len(files)
 
 
-def best_of(fn, repeat):
-    times, result = [], None
+def best_of_alternating(fns, repeat):
+    """Best time of each callable over ``repeat`` rounds, calling them in turn within each round."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
+        for n, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[n] = min(best[n], time.perf_counter() - t0)
+    return best
+
+
+_OURS_PROBE = """
+import resource, sys
+from napari_medtrans.core.io import load
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+load(sys.argv[1])
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+_RSS_PROBE = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
 
 
 def main(argv=None) -> int:
@@ -75,7 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 200), metavar=("X", "Y", "Z"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, default=None, help="write the series here and keep it")
-    parser.add_argument("--phantom", action="store_true", help="use core.phantom.make_subject's T1")
+    parser.add_argument("--random", action="store_true", help="smooth random data instead of the phantom's T1")
     args = parser.parse_args(argv)
 
     if shutil.which("dcm2niix") is None:
@@ -89,32 +103,44 @@ def main(argv=None) -> int:
     try:
         folder = args.keep or tmp / "dicom"
         t0 = time.perf_counter()
-        n = write_series(folder, args.shape, args.phantom)
+        use_phantom = not args.random
+        if use_phantom:
+            try:
+                from napari_medtrans.core import phantom  # noqa: F401
+            except ImportError:
+                print("napari_medtrans.core.phantom is not available; using smooth random data")
+                use_phantom = False
+        n = write_series(folder, args.shape, use_phantom)
         print(f"wrote {n} slices of {args.shape[0]}x{args.shape[1]} to {folder} in {time.perf_counter() - t0:.2f} s")
 
         def ours():
             return load(folder)
 
+        def dcm2niix_cmd(out):
+            return ["dcm2niix", "-z", "n", "-b", "n", "-f", "vol", "-o", str(out), str(folder)]
+
         def theirs():
             out = Path(tempfile.mkdtemp(dir=tmp))
-            subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "vol", "-o", str(out), str(folder)],
-                           check=True, capture_output=True)
+            subprocess.run(dcm2niix_cmd(out), check=True, capture_output=True)
             return nib.load(str(out / "vol.nii")).get_fdata(dtype=np.float32)
 
-        ours(), theirs()  # warm the page cache and imports for both
-        t_ours, vol = best_of(ours, args.repeat)
-        t_theirs, ref = best_of(theirs, args.repeat)
+        vol, ref = ours(), theirs()  # also warms the page cache and imports for both
         if sorted(vol.shape) != sorted(ref.shape):
             print(f"shape mismatch: ours {vol.shape}, dcm2niix {ref.shape}", file=sys.stderr)
             return 1
         del vol, ref
+        t_ours, t_theirs = best_of_alternating([ours, theirs], args.repeat)
 
         tracemalloc.start()
         ours()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        probe = subprocess.run([sys.executable, "-c", _OURS_PROBE, str(folder)], check=True, capture_output=True,
+                               text=True)
+        base_kb, ours_kb = (int(v) for v in probe.stdout.split()[-2:])
+        probe = subprocess.run([sys.executable, "-c", _RSS_PROBE, *dcm2niix_cmd(Path(tempfile.mkdtemp(dir=tmp)))],
+                               check=True, capture_output=True, text=True)
+        child_rss = int(probe.stdout.strip().splitlines()[-1]) / 1024
         volume_mb = np.prod(args.shape) * 4 / 2**20
 
         ratio = t_ours / t_theirs
@@ -122,8 +148,9 @@ def main(argv=None) -> int:
         print(f"theirs (dcm2niix + nibabel): {t_theirs * 1000:8.1f} ms  (best of {args.repeat})")
         print(f"ratio ours/theirs:           {ratio:8.2f}  (goal <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
         print(f"peak traced memory, ours:    {peak / 2**20:8.1f} MiB  (float32 volume itself: {volume_mb:.1f} MiB)")
-        print(f"peak RSS, this process:      {self_rss:8.1f} MiB")
-        print(f"peak RSS, dcm2niix:          {child_rss:8.1f} MiB")
+        print(f"peak RSS, fresh process running our load(): {ours_kb / 1024:.1f} MiB "
+              f"({base_kb / 1024:.1f} MiB after imports)")
+        print(f"peak RSS, dcm2niix alone:    {child_rss:8.1f} MiB  (then nibabel's float32 array: {volume_mb:.1f} MiB)")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

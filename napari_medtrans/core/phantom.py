@@ -17,9 +17,9 @@ or a contrast on or off never changes the rest of the subject):
    before any signal is computed; per-subject jitter of every tissue's T1, T2 and PD (3 % SD); a smooth
    within-tissue texture (T1 and PD vary by ~2 % over ~4 mm); for the procedural head also sulcal width and
    ventricle size (a random "atrophy" level).
-3. **Optional tumour** inside the cerebral white matter: necrotic core (label 6), enhancing rim (label 5) and
-   peritumoral edema (label 4, grown into the white matter of its hemisphere, sparing cortex and CSF), with irregular random boundaries,
-   random size and position per seed.
+3. **Optional tumour** inside the white matter: necrotic core (label 6), enhancing rim (label 5) and
+   peritumoral edema (label 4, grown into the white matter of its hemisphere, sparing cortex and CSF), with
+   irregular random boundaries, random size and position per seed.
 4. **Signal synthesis** from the MR signal equations for each tissue fraction, summed per voxel (partial
    volume), times a smooth multiplicative receive bias field, plus Rician noise.
 
@@ -34,7 +34,7 @@ contrast   sequence                     TR     TE     TI
 =========  ==========================  =====  =====  ===================================================
 T1         spin echo (T1-weighted)        500     10  -
 T2         spin echo (T2-weighted)       5000    100  -
-FLAIR      inversion recovery (SE)       9000    120  2479: nulls CSF, ``TI = T1_CSF ln(2 / (1 + exp(-TR/T1_CSF)))``
+FLAIR      inversion recovery (SE)       9000    140  2480: nulls CSF, ``TI = T1_CSF ln(2 / (1 + exp(-TR/T1_CSF)))``
 PD         spin echo (PD-weighted)       7000     12  -
 T1c        spin echo, as T1, after gadolinium (see below)
 =========  ==========================  =====  =====  ===================================================
@@ -53,6 +53,7 @@ deep grey matter    1330     93  0.76  60 % GM + 40 % WM: the caudate, putamen a
 CSF                 4300   1900  1.00  subarachnoid CSF at 3 T, 4309 / 1886 ms (MRM 2024, "Quantification of
                                        T1 and T2 of subarachnoid CSF", PMC10696635), rounded
 scalp (fat)          380    130  0.90  subcutaneous fat at 3 T (Gold et al. 2004, AJR), approximate
+neck (muscle)       1420     32  0.80  skeletal muscle at 3 T (Gold et al. 2004, AJR), approximate
 skull (bone)         250    0.5  0.15  cortical bone: T2 well below 1 ms, so it is dark on every contrast here;
                                        nominal values
 edema               1800    200  0.86  peritumoral (vasogenic) edema: T1 and T2 lengthened relative to WM
@@ -70,10 +71,11 @@ Contrast agent
 --------------
 ``1/T1_post = 1/T1 + r1 C`` with ``r1 = 4.0 /mM/s`` (a typical plasma relaxivity of gadolinium chelates at
 1.5-3 T, cf. Rohrer et al. 2005, Invest Radiol) and effective tissue concentrations C (mM): enhancing tumour
-0.15, edema 0.012, necrosis 0.01, GM and deep GM 0.015 and WM 0.008 (intravascular only: blood volume x plasma
-concentration), CSF, fat and bone 0. With these, the enhancing rim's T1 drops by about 860 ms and edema's by
-about 140 ms, close to the 838 +- 210 ms and 123 +- 74 ms that "Quantitative T1 mapping indicates tumor
-infiltration beyond the enhancing part of glioblastomas" (2020) measured. T2 shortening by the agent is
+0.15, edema 0.012, necrosis 0.01, muscle 0.05, GM and deep GM 0.005 and WM 0.003 (intact blood-brain barrier:
+intravascular agent only), CSF, fat and bone 0. With these, the enhancing rim's T1 drops by about 860 ms,
+edema's by about 140 ms and normal brain's by 10-50 ms, close to the 838 +- 210 ms, 123 +- 74 ms and 32 +- 35 ms
+that "Quantitative T1 mapping indicates tumor infiltration beyond the enhancing part of glioblastomas" (2020)
+measured. T2 shortening by the agent is
 neglected at these concentrations.
 
 Noise, bias, units
@@ -165,9 +167,9 @@ TISSUES: dict[float, dict[str, tuple[float, float, float, float]]] = {
         "muscle": (1420.0, 32.0, 0.80, 0.05),
         "bone": (250.0, 0.5, 0.15, 0.0),
         "csf": (4300.0, 1900.0, 1.00, 0.0),
-        "gm": (1580.0, 105.0, 0.80, 0.015),
-        "dgm": (1330.0, 93.0, 0.76, 0.015),
-        "wm": (960.0, 75.0, 0.70, 0.008),
+        "gm": (1580.0, 105.0, 0.80, 0.005),
+        "dgm": (1330.0, 93.0, 0.76, 0.005),
+        "wm": (960.0, 75.0, 0.70, 0.003),
         "edema": (1800.0, 200.0, 0.86, 0.012),
         "enhancing": (1700.0, 130.0, 0.85, 0.15),
         "necrosis": (2600.0, 350.0, 0.95, 0.01),
@@ -190,7 +192,7 @@ def _sequences(field: float) -> dict[str, dict]:
     return {
         "T1": {"kind": "SE", "TR": 500.0, "TE": 10.0},
         "T2": {"kind": "SE", "TR": 5000.0, "TE": 100.0},
-        "FLAIR": {"kind": "IR", "TR": 9000.0, "TE": 120.0, "TI": round(_flair_ti(9000.0, t1_csf), 1)},
+        "FLAIR": {"kind": "IR", "TR": 9000.0, "TE": 140.0, "TI": round(_flair_ti(9000.0, t1_csf), 1)},
         "PD": {"kind": "SE", "TR": 7000.0, "TE": 12.0},
         "T1c": {"kind": "SE", "TR": 500.0, "TE": 10.0, "contrast_agent": True},
     }
@@ -384,11 +386,12 @@ def make_subject(
 
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-(n - 1) / 2.0 * s for n, s in zip(shape, spacing)]
-    world = _grid_world(shape, spacing)  # (3, N) mm, float32
+    axes = _grid_axes(shape, spacing)
+    world = _grid_world(axes)  # (3, N) mm, float32
     h = float(np.mean(spacing))
 
     # 1-2. anatomy (with per-subject deformation) as tissue fractions
-    to_template, deform_info = _deformation(_rng(seed, "deform"), world, enabled=deform)
+    to_template, deform_info = _deformation(_rng(seed, "deform"), world, axes, enabled=deform)
     if anatomy == "procedural":
         arng = _rng(seed, "anatomy")
         atrophy = float(arng.uniform(0.0, 1.0))
@@ -408,7 +411,7 @@ def make_subject(
 
     # 4. tissue values, texture, signal, bias, noise
     tissues = _jittered_tissues(field, _rng(seed, "jitter"))
-    tex = _texture(_rng(seed, "texture"), world)
+    tex = _texture(_rng(seed, "texture"), axes)
     head = fractions["air"] < 0.5
     bias_fields, bias_info = _bias_fields(_rng(seed, "bias"), world, head, shape, spacing, contrasts, enabled=bias)
     wm = labels == 3
@@ -611,9 +614,13 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
 # -- geometry helpers -------------------------------------------------------------------------------------
 
 
-def _grid_world(shape, spacing) -> np.ndarray:
-    """Voxel centres in mm, (3, N) float32, grid centred at the origin, i/j/k along R/A/S."""
-    axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * s) for n, s in zip(shape, spacing)]
+def _grid_axes(shape, spacing) -> list[np.ndarray]:
+    """Voxel-centre coordinates (mm) along i, j, k for a grid centred at the origin, i/j/k along R/A/S."""
+    return [((np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * np.float32(s)) for n, s in zip(shape, spacing)]
+
+
+def _grid_world(axes) -> np.ndarray:
+    """Voxel centres in mm, (3, N) float32."""
     grids = np.meshgrid(*axes, indexing="ij")
     return np.stack([g.ravel() for g in grids]).astype(np.float32)
 
@@ -646,7 +653,8 @@ class _Field:
 
         n = int(math.ceil((hi - lo) / cell)) + 1
         sig = np.broadcast_to(np.asarray(sigma, dtype=float), (3,)) / cell
-        f = ndimage.gaussian_filter(rng.standard_normal((n, n, n)).astype(np.float32), sig, mode="wrap")
+        f = ndimage.gaussian_filter(rng.standard_normal((n, n, n)).astype(np.float32), sig, mode="wrap",
+                                    truncate=3.0)
         f -= f.mean()
         f /= max(float(f.std()), 1e-12)
         self.lo, self.cell, self.f = lo, cell, f
@@ -660,6 +668,24 @@ class _Field:
 
         return ndimage.map_coordinates(self.f, self._idx(p), order=1, mode="nearest").astype(np.float32)
 
+    def on_grid(self, axes) -> np.ndarray:
+        """Samples on the regular grid with coordinates ``axes`` (three 1D arrays, mm), flattened: separable."""
+        n = self.f.shape[0]
+        w = []
+        for x in axes:
+            t = np.clip((np.asarray(x, dtype=np.float64) - self.lo) / self.cell, 0.0, n - 1 - 1e-6)
+            i0 = np.floor(t).astype(int)
+            frac = (t - i0).astype(np.float32)
+            m = np.zeros((t.size, n), dtype=np.float32)
+            rows = np.arange(t.size)
+            m[rows, i0] = 1.0 - frac
+            m[rows, i0 + 1] += frac
+            w.append(m)
+        a = np.tensordot(w[0], self.f, axes=(1, 0))  # (Nx, n, n)
+        a = np.tensordot(a, w[1], axes=(1, 1))  # (Nx, n, Ny)
+        a = np.tensordot(a, w[2], axes=(1, 1))  # (Nx, Ny, Nz)
+        return np.ascontiguousarray(a, dtype=np.float32).ravel()
+
     def gradient(self, p: np.ndarray) -> np.ndarray:
         from scipy import ndimage
 
@@ -667,7 +693,7 @@ class _Field:
         return np.stack([ndimage.map_coordinates(g, idx, order=1, mode="nearest") for g in self.grads])
 
 
-def _deformation(rng, world: np.ndarray, *, enabled: bool):
+def _deformation(rng, world: np.ndarray, axes, *, enabled: bool):
     """Template coordinates for each grid point: a random small affine plus a smooth displacement field."""
     if not enabled:
         return world.copy(), {"enabled": False}
@@ -683,7 +709,7 @@ def _deformation(rng, world: np.ndarray, *, enabled: bool):
     inverse = np.linalg.inv(forward).astype(np.float32)
     rms = 2.0
     fields = [_Field(rng, -130.0, 130.0, 10.0, 30.0) for _ in range(3)]
-    disp = np.stack([f(world) for f in fields]) * np.float32(rms / math.sqrt(3.0))
+    disp = np.stack([f.on_grid(axes) for f in fields]) * np.float32(rms / math.sqrt(3.0))
     template = inverse @ (world - shift.astype(np.float32)[:, None]) + disp
     mag = np.sqrt((disp * disp).sum(0))
     info = {
@@ -709,6 +735,12 @@ class _Fractions(dict):
 
     def paint(self, tissue: str, m: np.ndarray, over: Sequence[str] | None = None) -> None:
         """Put ``tissue`` in fraction ``m`` of each voxel, taking it from all tissues or only those in ``over``."""
+        nz = np.flatnonzero(m)
+        if nz.size == 0:
+            return
+        if over is None and nz.size < 0.5 * m.size:
+            _paint_sub(self, nz, tissue, m[nz])
+            return
         if over is None:
             keep = 1.0 - m
             for t, f in self.items():
@@ -753,19 +785,20 @@ def _procedural_fractions(p: np.ndarray, h: float, rng, atrophy: float) -> _Frac
     n = p.shape[1]
     F = _Fractions(n)
     # random fields on the unit sphere: folding patterns, sulcal depth, overall brain shape
-    cereb_fold = _Field(rng, -1.1, 1.1, 0.025, 0.06, gradient=True)
+    cereb_fold = _Field(rng, -1.1, 1.1, 0.03, 0.06, gradient=True)
     cereb_depth = _Field(rng, -1.1, 1.1, 0.05, 0.15)
     cbl_fold = _Field(rng, -1.1, 1.1, 0.03, (0.25, 0.05, 0.06), gradient=True)
     cbl_depth = _Field(rng, -1.1, 1.1, 0.05, 0.2)
-    shape_field = _Field(rng, -1.1, 1.1, 0.1, 0.35)
-    bend_fields = [_Field(rng, -130.0, 130.0, 5.0, 12.0) for _ in range(3)]
+    shape_coef = rng.standard_normal(19)
+    bend_fields = [_Field(rng, -130.0, 130.0, 6.0, 12.0) for _ in range(3)]
     csf_half = 0.5 + 0.8 * atrophy  # sulcal CSF half-width, mm
     vent = 1.0 + 0.35 * atrophy  # ventricle size factor
 
     cc, ca = (0.0, 0.0, 8.0), (62.0, 78.0, 50.0)  # cerebrum
     cbl_c, cbl_a = (0.0, -50.0, -30.0), (46.0, 26.0, 19.0)  # cerebellum
     sd_c, q_c, rho_c, r_c = _ellipsoid_sd(p, cc, ca)
-    sd_c += 3.0 * shape_field(q_c / np.maximum(rho_c, 1e-6))
+    near = np.nonzero(sd_c > -25.0)[0]  # the outline modulation (< 10 mm) matters only near the brain
+    sd_c[near] += 3.0 * _sphere_poly(shape_coef, q_c[:, near] / np.maximum(rho_c[near], 1e-6))
     sd_b, q_b, rho_b, r_b = _ellipsoid_sd(p, cbl_c, cbl_a)
     stem_sd, _, _, _ = _ellipsoid_sd(p, (0.0, -18.0, -42.0), (12.0, 12.0, 36.0))
 
@@ -781,9 +814,13 @@ def _procedural_fractions(p: np.ndarray, h: float, rng, atrophy: float) -> _Frac
     sel = np.nonzero(sd_c > -h)[0]
     if sel.size:
         ps, sd, q = p[:, sel], sd_c[sel], q_c[:, sel]
-        bend = np.stack([f(ps) for f in bend_fields]) * np.float32(0.006)
-        sulcus, ribbon = _folding(sd, q, rho_c[sel], r_c[sel], cereb_fold, cereb_depth, depth_range=(7.0, 20.0),
-                                  gm=2.7, csf=csf_half, bend=bend)
+        sulcus = np.full(sel.size, -1e3, dtype=np.float32)
+        ribbon = np.full(sel.size, -1e3, dtype=np.float32)
+        shell = np.nonzero(sd < 20.0 + 2.7 + 2 * h)[0]  # folding reaches 20 mm deep at most
+        bend = np.stack([f(ps[:, shell]) for f in bend_fields]) * np.float32(0.006)
+        sulcus[shell], ribbon[shell] = _folding(sd[shell], q[:, shell], rho_c[sel][shell], r_c[sel][shell],
+                                                cereb_fold, cereb_depth, depth_range=(7.0, 20.0), gm=2.7,
+                                                csf=csf_half, bend=bend)
         del bend
         walls = []
         # interhemispheric fissure: down to the arc of the corpus callosum, full depth at the poles
@@ -828,6 +865,19 @@ def _procedural_fractions(p: np.ndarray, h: float, rng, atrophy: float) -> _Frac
     parts.append(((0.0, -30.0, -40.0), (6.0, 3.0, 6.0)))  # fourth ventricle (cerebrum-relative)
     F.paint("csf", _union(p, parts, cc, vent, h))
     return F
+
+
+def _sphere_poly(coef, u) -> np.ndarray:
+    """A smooth random function on the unit sphere: polynomial of degree <= 3 in u with unit RMS."""
+    x, y, z = u
+    terms = [x, y, z, x * x - z * z, y * y - z * z, x * y, x * z, y * z,
+             x * x * x, y * y * y, z * z * z, x * x * y, x * x * z, y * y * x, y * y * z, z * z * x, z * z * y,
+             x * y * z, x * x - y * y]
+    out = np.zeros(u.shape[1], dtype=np.float32)
+    for c, t in zip(coef, terms):
+        out += np.float32(c) * t
+    # RMS of each term over the sphere is about 0.3-0.5; this keeps the field near unit RMS
+    return out * np.float32(1.0 / (0.4 * math.sqrt(len(terms))))
 
 
 def _mirror(c, s):
@@ -929,7 +979,11 @@ def _add_tumour(F: _Fractions, labels, world, shape, spacing, h, rng) -> dict | 
     necrosis = max(necrosis, 0.75 * vox)
     edema = radius + max(float(rng.uniform(5.0, 15.0)), 1.5 * vox)
     parenchyma = np.isin(labels, (2, 3)).reshape(shape)
-    depth = ndimage.distance_transform_edt(parenchyma, sampling=spacing).ravel()
+    if min(shape) >= 48:  # a half-resolution distance map is plenty to place the tumour
+        coarse = ndimage.distance_transform_edt(parenchyma[::2, ::2, ::2], sampling=[2 * s for s in spacing])
+        depth = coarse[np.ix_(*(np.arange(n) // 2 for n in shape))].ravel()
+    else:
+        depth = ndimage.distance_transform_edt(parenchyma, sampling=spacing).ravel()
     wm = labels == 3
     candidates = np.nonzero(wm & (depth >= 0.8 * radius))[0]
     if candidates.size == 0:
@@ -978,11 +1032,11 @@ def _jittered_tissues(field: float, rng) -> dict[str, tuple[float, float, float,
     return out
 
 
-def _texture(rng, world) -> tuple[np.ndarray, np.ndarray]:
+def _texture(rng, axes) -> tuple[np.ndarray, np.ndarray]:
     """Smooth within-tissue variation of T1 and PD (relative, ~2 % SD, ~4 mm correlation)."""
-    a = _Field(rng, -130.0, 130.0, 3.0, 4.0)
-    b = _Field(rng, -130.0, 130.0, 3.0, 4.0)
-    return 1.0 + 0.02 * a(world), 1.0 + 0.015 * b(world)
+    a = _Field(rng, -130.0, 130.0, 4.0, 4.0)
+    b = _Field(rng, -130.0, 130.0, 4.0, 4.0)
+    return 1.0 + 0.02 * a.on_grid(axes), 1.0 + 0.015 * b.on_grid(axes)
 
 
 def _synthesise(seq: dict, F: _Fractions, tissues, tex) -> np.ndarray:

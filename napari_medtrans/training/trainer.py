@@ -76,10 +76,11 @@ class TrainResult:
 
 
 def cosine_lr(step: int, total: int, lr: float, min_lr: float, warmup: int = 0) -> float:
-    """Learning rate at ``step`` (0-based) of ``total``: linear warm-up, then cosine from ``lr`` to ``min_lr``."""
+    """Learning rate at ``step`` (0-based) of ``total``: linear warm-up, then cosine from ``lr`` at the first step
+    after the warm-up to ``min_lr`` at the last step (``total - 1``)."""
     if warmup > 0 and step < warmup:
         return lr * (step + 1) / warmup
-    span = max(total - warmup, 1)
+    span = max(total - 1 - warmup, 1)
     t = min(max(step - warmup, 0) / span, 1.0)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 

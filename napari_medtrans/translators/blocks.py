@@ -384,6 +384,13 @@ def check_batch(x: torch.Tensor, channels: int, multiple: int, what: str = "x") 
         )
 
 
+def _int_arg(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int (integral floats accepted) of at least ``minimum``, else ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+        raise ValueError(f'Argument "{name}" must be an integer >= {minimum}, got {value!r}.')
+    return int(value)
+
+
 def _as_tuple(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
     """Modality names as a tuple (a single string is one modality)."""
     from ..core.volume import normalise_modality

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
-from .blocks import Pix2PixUNet, _as_tuple, check_batch, init_normal
+from .blocks import Pix2PixUNet, _as_tuple, _int_arg, check_batch, init_normal
 
 __all__ = ["Pix2PixTranslator", "pix2pix"]
 
@@ -94,6 +94,9 @@ def pix2pix(
     Weights are drawn from N(0, 0.02) as in the paper.
     """
     inputs = _as_tuple(inputs, "inputs")
+    width = _int_arg("width", width)
+    depth = _int_arg("depth", depth)
+    dropout_layers = _int_arg("dropout_layers", dropout_layers, 0)
     outputs = _as_tuple(outputs, "outputs")
     config = dict(inputs=list(inputs), outputs=list(outputs), width=int(width), depth=int(depth), norm=str(norm),
                   dropout=float(dropout), dropout_layers=int(dropout_layers), test_dropout=bool(test_dropout))

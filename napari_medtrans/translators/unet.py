@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
-from .blocks import UNet, _as_tuple, check_batch
+from .blocks import UNet, _as_tuple, _int_arg, check_batch
 
 __all__ = ["UNetTranslator", "unet"]
 
@@ -64,6 +64,9 @@ def unet(
         Downsampling by strided convolution or max-pooling.
     """
     inputs = _as_tuple(inputs, "inputs")
+    width = _int_arg("width", width)
+    depth = _int_arg("depth", depth)
+    convs = _int_arg("convs", convs)
     outputs = _as_tuple(outputs, "outputs")
     config = dict(inputs=list(inputs), outputs=list(outputs), width=int(width), depth=int(depth), convs=int(convs),
                   norm=str(norm), act=str(act), dropout=float(dropout), pool=str(pool))

@@ -365,3 +365,31 @@ def test_synthetic_output_passes_dciodvfy_except_unknown_synthetic_tag(tmp_path)
     files = write_dicom_series(make_volume(), tmp_path / "s", series_description="SYNTHETIC T2", synthetic=True)
     errors = [e for e in _dciodvfy_errors(files[0]) if "(0x0008,0x001c)" not in e]
     assert errors == []
+
+
+# -- files written by other software ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm",
+     "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm"],
+)
+def test_pydicom_sample_files_read_like_pydicom(tmp_path, name):
+    """Headers and voxels agree with plain pydicom, whichever path (fast or fallback) the reader takes."""
+    from pydicom.data import get_testdata_file
+
+    src = get_testdata_file(name)
+    if src is None:
+        pytest.skip(f"pydicom sample {name} is not installed")
+    shutil.copy(src, tmp_path / name)
+    vol = read_dicom_series(tmp_path / name)
+    ref = pydicom.dcmread(src)
+    expected = ref.pixel_array.T.astype(np.float64) * float(ref.get("RescaleSlope", 1)) + float(
+        ref.get("RescaleIntercept", 0))
+    assert vol.shape == (ref.Columns, ref.Rows, 1)
+    np.testing.assert_allclose(vol.data[:, :, 0], expected, rtol=1e-6)
+    header = vol.source.dicom_datasets[0]
+    assert header == pydicom.dcmread(src, stop_before_pixels=True)
+    ipp = np.array(ref.ImagePositionPatient, float)
+    np.testing.assert_allclose(vol.affine[:3, 3], ipp * [-1, -1, 1], atol=1e-6)

@@ -58,10 +58,13 @@ __all__ = ["SeriesInfo", "SeriesList", "scan_dicom", "read_dicom_series", "guess
 #: Threads that parse headers. Parsing is pure Python and holds the GIL; measured on 2 cores, more than one
 #: thread only adds contention, so headers are parsed in the calling thread unless this is raised.
 _HEADER_WORKERS = 1
-#: Threads that read and scale pixel data (file reads, decoders and numpy release the GIL).
-_PIXEL_WORKERS = min(8, (os.cpu_count() or 2) * 2)
+#: Threads that decode compressed pixel data. Uncompressed slices are read in the calling thread: a seek, one
+#: read and a scaled copy take ~0.3 ms, less than handing them to a pool costs (measured, 256x256 slices).
+_PIXEL_WORKERS = min(8, os.cpu_count() or 2)
 #: Bytes read at once to parse a header from memory (a typical MR header is 2-20 kB).
 _HEAD_BYTES = 256 * 1024
+#: Bytes of whole small files kept between the header scan and the pixel read of one series.
+_BLOB_BUDGET = 512 * 1024 * 1024
 #: Slices closer than this along the normal (mm) are taken to be at the same position.
 _DUPLICATE_TOL_MM = 1e-3
 
@@ -188,7 +191,8 @@ def read_dicom_series(
         Each names the file or folder and the problem.
     """
     files, where, single = _collect_files(path_or_files)
-    series = _scan_files(files, where)
+    blobs = _Blobs(_BLOB_BUDGET)
+    series = _scan_files(files, where, blobs)
     if single is not None:
         key = os.fspath(single)
         bad = dict(series.unreadable)
@@ -215,7 +219,9 @@ def read_dicom_series(
             known = ", ".join(f"{s.series_instance_uid} ({s.description or 'no description'})" for s in series)
             raise DicomReadError(f"no series with SeriesInstanceUID {series_uid}; found: {known}", where)
         chosen = matches[0]
-    return _read_series(chosen, where, modality=modality, allow_uneven=allow_uneven)
+    keep = {f: blobs[f] for f in chosen.files if f in blobs}
+    blobs.clear()  # other series' bytes can go now
+    return _read_series(chosen, where, modality=modality, allow_uneven=allow_uneven, blobs=keep)
 
 
 def guess_modality(ds) -> str | None:
@@ -287,12 +293,26 @@ def _collect_files(path_or_files) -> tuple[list[str], str, str | None]:
     raise NotAVolumeError("no such file or folder", p)
 
 
-def _read_header(path: str):
+class _Blobs(dict):
+    """Whole small files read while scanning, kept (up to ``budget`` bytes) so their pixels are not read twice."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.budget = budget
+
+    def offer(self, path: str, data: bytes) -> None:
+        if len(data) <= self.budget:
+            self[path] = data
+            self.budget -= len(data)
+
+
+def _read_header(path: str, blobs: _Blobs | None = None):
     """('ok', dataset) | ('skip', None) | ('bad', reason) for one file.
 
-    The head of the file is read in one call and parsed from memory (pydicom parses a BytesIO about a third
-    faster than a buffered file); parsing stops before the pixel data. When the header runs past the chunk,
-    the whole file is read. Nothing after the header is kept, so large pixel data never reaches memory here.
+    The head of the file is read in one call and parsed from memory (a fast splitter for the common
+    encodings, else pydicom on a BytesIO); parsing stops before the pixel data. When the header runs past the
+    chunk, pydicom parses the whole file with large elements deferred. A file that fit in the chunk is offered
+    to ``blobs`` so that its pixel data need not be read again.
     """
     import io
 
@@ -305,6 +325,12 @@ def _read_header(path: str):
             if len(head) < 132 or head[128:132] != b"DICM":
                 return "skip", None  # no DICOM preamble: not a DICOM Part 10 file
             complete = len(head) < _HEAD_BYTES
+        ds = _fast_header(head, path)
+        if ds is not None:
+            result = _classify(ds)
+            if blobs is not None and complete and result[0] == "ok":
+                blobs.offer(path, head)
+            return result
         buf = io.BytesIO(head)
         try:
             ds = pydicom.dcmread(buf, stop_before_pixels=True)
@@ -325,13 +351,126 @@ def _read_header(path: str):
     ds.filename = path
     if getattr(ds, "buffer", None) is not None:
         ds.buffer = None  # pydicom keeps the parsed BytesIO; drop it so headers do not hold file contents
-    meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
-    sop = str(ds.get("SOPClassUID", "") or meta_sop)
+    return _classify(ds)
+
+
+def _classify(ds):
+    """('ok', ds) for an image with a series, ('skip', None) for other DICOM objects, else ('bad', reason)."""
     if "Rows" in ds and "SeriesInstanceUID" in ds:
         return "ok", ds
+    meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    sop = str(ds.get("SOPClassUID", "") or meta_sop)
     if sop and not _is_image_sop(sop):
         return "skip", None  # DICOMDIR, structured report, presentation state, ...
     return "bad", "header is incomplete (no Rows or SeriesInstanceUID): the file is truncated or corrupt"
+
+
+# -- fast header parsing ------------------------------------------------------------------------------------
+
+_VR_BYTES: dict[bytes, str] = {}
+_LONG_VR: frozenset = frozenset()
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def _vr_tables():
+    global _VR_BYTES, _LONG_VR
+    if not _VR_BYTES:
+        from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+        _VR_BYTES = {v.value.encode(): str(v.value) for v in VR if len(v.value) == 2}
+        _LONG_VR = frozenset(str(v.value) for v in EXPLICIT_VR_LENGTH_32)
+    return _VR_BYTES, _LONG_VR
+
+
+def _split_elements(buf: bytes, pos: int, implicit: bool, meta: bool):
+    """Top-level elements of ``buf`` from ``pos`` as pydicom RawDataElements, the way pydicom's reader makes them.
+
+    Stops at the pixel data (or, for ``meta``, at the first element outside group 0002). Returns
+    ``(elements, position)``, or None whenever anything is unusual (undefined lengths, unknown VRs, command
+    elements, a value running past the buffer): the caller then lets pydicom parse the file.
+    """
+    from pydicom.dataelem import RawDataElement, empty_value_for_VR
+    from pydicom.tag import BaseTag
+
+    vr_bytes, long_vr = _vr_tables()
+    head = struct.Struct("<HHI" if implicit else "<HH2sH").unpack_from
+    long_len = struct.Struct("<I").unpack_from
+    end = len(buf)
+    elements = {}
+    if not meta and pos + 6 <= end:
+        looks_explicit = buf[pos + 4 : pos + 6] in vr_bytes
+        if looks_explicit == implicit:
+            return None  # encoding differs from the transfer syntax: pydicom's heuristics handle it
+    reached_stop = False
+    while pos + 8 <= end:
+        if implicit:
+            group, elem, length = head(buf, pos)
+            vr = None
+            vpos = pos + 8
+        else:
+            group, elem, vrb, length = head(buf, pos)
+            vr = vr_bytes.get(vrb)
+            if vr is None:
+                if meta and group != 2:
+                    reached_stop = True
+                    break
+                return None
+            vpos = pos + 8
+            if vr in long_vr:
+                if pos + 12 > end:
+                    return None
+                (length,) = long_len(buf, pos + 8)
+                vpos = pos + 12
+        tag = group << 16 | elem
+        if (meta and group != 2) or tag in _PIXEL_TAGS:
+            reached_stop = True
+            break
+        if group == 0x0000 or group == 0xFFFE or length == 0xFFFFFFFF or vpos + length > end:
+            return None
+        btag = BaseTag(tag)
+        elements[btag] = RawDataElement(
+            btag, vr, length, buf[vpos : vpos + length] if length else empty_value_for_VR(vr, raw=True),
+            vpos, implicit, True,
+        )
+        pos = vpos + length
+    if not reached_stop:
+        if pos != end:
+            return None  # a few stray bytes: truncated
+        if not meta:
+            return None  # no pixel data reached inside the chunk: the header may continue
+    return elements, pos
+
+
+def _fast_header(head: bytes, path: str):
+    """Parse a Part 10 header from memory without pydicom's per-element overhead, or None to use pydicom.
+
+    Handles the common case (explicit or implicit VR little endian, defined lengths) and builds the same
+    FileDataset of raw elements that :func:`pydicom.dcmread` would, so values are converted lazily as usual.
+    """
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return None
+    got = _split_elements(head, 132, implicit=False, meta=True)
+    if got is None or not got[0]:
+        return None
+    meta_elems, pos = got
+    file_meta = FileMetaDataset(meta_elems)
+    file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding="iso8859")
+    ts_elem = meta_elems.get(0x00020010)
+    if ts_elem is None or not isinstance(ts_elem.value, bytes):
+        return None
+    ts = ts_elem.value.decode("ascii", "replace").strip(" \x00")
+    if ts not in _NATIVE:
+        return None
+    implicit = not _NATIVE[ts]
+    got = _split_elements(head, pos, implicit=implicit, meta=False)
+    if got is None:
+        return None
+    dataset = Dataset(got[0])
+    ds = FileDataset(path, dataset, head[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, dataset._character_set)
+    return ds
 
 
 def _is_image_sop(uid: str) -> bool:
@@ -341,17 +480,17 @@ def _is_image_sop(uid: str) -> bool:
     return "Image" in name and "Storage" in name
 
 
-def _scan_files(files: list[str], where: str) -> SeriesList:
+def _scan_files(files: list[str], where: str, blobs: _Blobs | None = None) -> SeriesList:
     if len(files) > 1 and _HEADER_WORKERS > 1:
         with ThreadPoolExecutor(max_workers=min(_HEADER_WORKERS, len(files))) as pool:
-            results = list(pool.map(_read_header, files))
+            results = list(pool.map(lambda f: _read_header(f, blobs), files))
     else:
-        results = [_read_header(f) for f in files]
+        results = [_read_header(f, blobs) for f in files]
     groups: dict[str, list[tuple[str, object]]] = {}
     skipped, unreadable = [], []
     for f, (status, value) in zip(files, results):
         if status == "ok":
-            groups.setdefault(str(value.SeriesInstanceUID), []).append((f, value))
+            groups.setdefault(_text(value, 0x0020000E), []).append((f, value))
         elif status == "skip":
             skipped.append(f)
         else:
@@ -390,6 +529,79 @@ def _raise_no_dicom(series: SeriesList, where: str):
 # -- geometry of one series ---------------------------------------------------------------------------------
 
 
+#: Numeric and code-string attributes read straight from their raw bytes on the hot path (see :func:`_fast`).
+_FAST = {
+    "ImagePositionPatient": (0x00200032, "DS"),
+    "ImageOrientationPatient": (0x00200037, "DS"),
+    "PixelSpacing": (0x00280030, "DS"),
+    "SliceThickness": (0x00180050, "DS"),
+    "SpacingBetweenSlices": (0x00180088, "DS"),
+    "RescaleIntercept": (0x00281052, "DS"),
+    "RescaleSlope": (0x00281053, "DS"),
+    "NumberOfFrames": (0x00280008, "IS"),
+    "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"),
+    "SamplesPerPixel": (0x00280002, "US"),
+    "BitsAllocated": (0x00280100, "US"),
+    "BitsStored": (0x00280101, "US"),
+    "PixelRepresentation": (0x00280103, "US"),
+    "SyntheticData": (0x0008001C, "CS"),
+}
+
+
+def _fast(ds, keyword: str, default=None):
+    """``ds.get(keyword)`` without pydicom's value conversion (validation dominates the read time otherwise).
+
+    DS/IS values come back as a list of strings (one per value), US as an int, CS as a stripped string; an
+    absent or empty attribute gives ``default``. Elements pydicom has already converted are used as they are.
+    """
+    tag, vr = _FAST[keyword]
+    elem = ds.get_item(tag)
+    if elem is None:
+        return default
+    raw = elem.value
+    if getattr(elem, "is_raw", False) and isinstance(raw, bytes):
+        if vr == "US":
+            if len(raw) != 2:
+                return ds[tag].value
+            return int.from_bytes(raw, "little" if elem.is_little_endian else "big")
+        text = raw.decode("ascii", "replace").strip(" \x00")
+        if not text:
+            return default
+        return text if vr == "CS" else [t.strip() for t in text.split("\\")]
+    value = ds[tag].value
+    if value is None or value == "":
+        return default
+    if vr in ("DS", "IS"):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            return [value]
+        return list(value)
+    return value
+
+
+def _text(ds, tag: int) -> str:
+    """A string attribute (UI, CS, LO, ...) as text, read from the raw bytes when pydicom has not converted it."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ""
+    if getattr(elem, "is_raw", False) and isinstance(elem.value, bytes):
+        return elem.value.decode("ascii", "replace").strip(" \x00")
+    value = ds[tag].value
+    return "" if value is None else str(value)
+
+
+def _transfer_syntax(ds) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return _text(meta, 0x00020010) if meta is not None else ""
+
+
+def _first_float(values, default: float | None) -> float | None:
+    """First entry of a :func:`_fast` DS/IS list as float, or ``default``."""
+    if not values:
+        return default
+    return _opt_float(values[0], default)
+
+
 @dataclasses.dataclass
 class _Frame:
     path: str
@@ -423,18 +635,19 @@ def _opt_float(value, default: float | None) -> float | None:
 
 
 def _frames_of(path: str, ds) -> list[_Frame]:
-    n_frames = int(_opt_float(ds.get("NumberOfFrames"), 1) or 1)
-    if "PerFrameFunctionalGroupsSequence" in ds or n_frames > 1:
+    n_frames = int(_first_float(_fast(ds, "NumberOfFrames"), 1) or 1)
+    if n_frames > 1 or "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(path, ds, n_frames)
-    ipp = _floats(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", "(0020,0032)", path)
-    iop = _floats(ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", "(0020,0037)", path)
-    ps = _floats(ds.get("PixelSpacing"), 2, "PixelSpacing", "(0028,0030)", path)
-    thickness = _opt_float(ds.get("SpacingBetweenSlices"), None) or _opt_float(ds.get("SliceThickness"), None)
+    ipp = _floats(_fast(ds, "ImagePositionPatient"), 3, "ImagePositionPatient", "(0020,0032)", path)
+    iop = _floats(_fast(ds, "ImageOrientationPatient"), 6, "ImageOrientationPatient", "(0020,0037)", path)
+    ps = _floats(_fast(ds, "PixelSpacing"), 2, "PixelSpacing", "(0028,0030)", path)
+    thickness = _first_float(_fast(ds, "SpacingBetweenSlices"), None) or _first_float(
+        _fast(ds, "SliceThickness"), None)
     return [
         _Frame(
             path, ds, None, ipp, iop, ps,
-            slope=_opt_float(ds.get("RescaleSlope"), 1.0),
-            intercept=_opt_float(ds.get("RescaleIntercept"), 0.0),
+            slope=_first_float(_fast(ds, "RescaleSlope"), 1.0),
+            intercept=_first_float(_fast(ds, "RescaleIntercept"), 0.0),
             thickness=thickness,
         )
     ]
@@ -495,20 +708,20 @@ def _enhanced_frames(path: str, ds, n_frames: int) -> list[_Frame]:
 
 def _check_consistent(frames: list[_Frame]) -> tuple[int, int]:
     ref = frames[0]
-    rows, cols = int(ref.ds.Rows), int(ref.ds.Columns)
+    rows, cols = int(_fast(ref.ds, "Rows", 0)), int(_fast(ref.ds, "Columns", 0))
     seen = set()
     for fr in frames:
         if id(fr.ds) in seen:
             continue
         seen.add(id(fr.ds))
-        r, c = int(fr.ds.get("Rows", 0) or 0), int(fr.ds.get("Columns", 0) or 0)
+        r, c = int(_fast(fr.ds, "Rows", 0)), int(_fast(fr.ds, "Columns", 0))
         if (r, c) != (rows, cols):
             raise DicomReadError(
                 f"slice size {r}x{c} (rows x columns) differs from {rows}x{cols} in {ref.path}; "
                 "the series mixes images of different sizes",
                 fr.path,
             )
-        spp = int(fr.ds.get("SamplesPerPixel", 1) or 1)
+        spp = int(_fast(fr.ds, "SamplesPerPixel", 1))
         if spp != 1:
             raise DicomReadError(f"has {spp} samples per pixel; only greyscale MR images are supported", fr.path)
     iops = np.array([fr.iop for fr in frames])
@@ -539,7 +752,9 @@ def _frame_label(fr: _Frame) -> str:
 # -- reading ------------------------------------------------------------------------------------------------
 
 
-def _read_series(info: SeriesInfo, where: str, *, modality: str | None, allow_uneven: bool) -> Volume:
+def _read_series(
+    info: SeriesInfo, where: str, *, modality: str | None, allow_uneven: bool, blobs: dict | None = None
+) -> Volume:
     frames = [fr for path, ds in zip(info.files, info.headers) for fr in _frames_of(path, ds)]
     rows, cols = _check_consistent(frames)
     try:
@@ -598,7 +813,7 @@ def _read_series(info: SeriesInfo, where: str, *, modality: str | None, allow_un
         slice_positions=[fr.ipp for fr in frames],
         slice_step=frames[0].thickness or 1.0,
     )
-    data = _read_pixels(frames, rows, cols)
+    data = _read_pixels(frames, rows, cols, blobs or {})
 
     datasets, seen = [], set()
     for fr in frames:
@@ -606,7 +821,7 @@ def _read_series(info: SeriesInfo, where: str, *, modality: str | None, allow_un
             seen.add(id(fr.ds))
             datasets.append(fr.ds)
     first = datasets[0]
-    synthetic = any(str(ds.get("SyntheticData", "") or "").upper() == "YES" for ds in datasets)
+    synthetic = any(str(_fast(ds, "SyntheticData", "")).upper() == "YES" for ds in datasets)
     source = SourceInfo(
         kind="dicom",
         path=where,
@@ -625,7 +840,7 @@ def _read_series(info: SeriesInfo, where: str, *, modality: str | None, allow_un
     )
 
 
-def _read_pixels(frames: list[_Frame], rows: int, cols: int) -> np.ndarray:
+def _read_pixels(frames: list[_Frame], rows: int, cols: int, blobs: dict | None = None) -> np.ndarray:
     """Decode every frame once, straight into a preallocated (k, row, column) float32 array; return its (i,j,k) view."""
     out = np.empty((len(frames), rows, cols), dtype=np.float32)
     jobs: dict[str, list[tuple[int, _Frame]]] = {}
@@ -635,27 +850,33 @@ def _read_pixels(frames: list[_Frame], rows: int, cols: int) -> np.ndarray:
     def work(path: str) -> None:
         items = jobs[path]
         ds = items[0][1].ds
-        n_frames = int(_opt_float(ds.get("NumberOfFrames"), 1) or 1)
-        pixels = _native_pixels(path, ds, rows, cols, n_frames)
+        n_frames = int(_first_float(_fast(ds, "NumberOfFrames"), 1) or 1)
+        pixels = _native_pixels(path, ds, rows, cols, n_frames, (blobs or {}).get(path))
         if pixels is None:
             pixels = _decoded_pixels(path, ds, rows, cols, n_frames)
         for slot, fr in items:
             src = pixels[fr.index or 0]
             dst = out[slot]
-            dst[...] = src
             if fr.slope != 1.0:
-                dst *= np.float32(fr.slope)
+                np.multiply(src, np.float32(fr.slope), out=dst, casting="unsafe")  # one pass: cast and scale
+            else:
+                dst[...] = src
             if fr.intercept != 0.0:
                 dst += np.float32(fr.intercept)
 
     paths = list(jobs)
-    if len(paths) > 1 and _PIXEL_WORKERS > 1:
+    compressed = any(
+        _transfer_syntax(items[0][1].ds) not in _NATIVE
+        for items in jobs.values()
+    )
+    if compressed and len(paths) > 1 and _PIXEL_WORKERS > 1:
         with ThreadPoolExecutor(max_workers=min(_PIXEL_WORKERS, len(paths))) as pool:
             futures = [pool.submit(work, p) for p in paths]
             for fut in futures:
                 fut.result()  # re-raises the first failure (a DicomReadError naming its file), in file order
     else:
-        work(paths[0])
+        for path in paths:
+            work(path)
     return out.transpose(2, 1, 0)
 
 
@@ -664,22 +885,23 @@ _PIXEL_TAG = b"\xe0\x7f\x10\x00"
 
 
 def _dtype_of(ds) -> np.dtype | None:
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    stored = int(ds.get("BitsStored", bits) or bits)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits = int(_fast(ds, "BitsAllocated", 0))
+    stored = int(_fast(ds, "BitsStored", bits))
+    signed = int(_fast(ds, "PixelRepresentation", 0)) == 1
     if bits not in (8, 16, 32) or (signed and stored != bits):
         return None  # signed values narrower than their container need sign extension: let pydicom do it
     return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
 
 
-def _native_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.ndarray | None:
-    """Read uncompressed little-endian pixel data directly from the end of the file, or None to fall back.
+def _native_pixels(path: str, ds, rows: int, cols: int, n_frames: int, blob: bytes | None = None):
+    """Uncompressed little-endian pixel data taken from the end of the file (or of ``blob``, the file's bytes
+    read while scanning), or None to fall back to pydicom.
 
     The element header in front of the expected number of bytes is checked (tag, VR, length), so a file whose
     Pixel Data is not the last element, or a truncated file, falls back to pydicom.
     """
-    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    if ts not in _NATIVE or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    ts = _transfer_syntax(ds)
+    if ts not in _NATIVE or int(_fast(ds, "SamplesPerPixel", 1)) != 1:
         return None
     dtype = _dtype_of(ds)
     if dtype is None:
@@ -689,19 +911,26 @@ def _native_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.nda
     padded = nbytes + (nbytes & 1)
     explicit = _NATIVE[ts]
     head = 12 if explicit else 8
+
+    def header_ok(hdr: bytes) -> bool:
+        if hdr[:4] != _PIXEL_TAG:
+            return False
+        if explicit:
+            return hdr[4:6] in (b"OW", b"OB") and struct.unpack("<I", hdr[8:12])[0] == padded
+        return struct.unpack("<I", hdr[4:8])[0] == padded
+
+    if blob is not None:
+        start = len(blob) - padded
+        if start - head < 0 or not header_ok(blob[start - head : start]):
+            return None
+        return np.frombuffer(blob, dtype=dtype, count=count, offset=start).reshape(n_frames, rows, cols)
     try:
         size = os.path.getsize(path)
         if size < padded + head:
             return None
         with open(path, "rb") as fh:
             fh.seek(size - padded - head)
-            hdr = fh.read(head)
-            if hdr[:4] != _PIXEL_TAG:
-                return None
-            if explicit:
-                if hdr[4:6] not in (b"OW", b"OB") or struct.unpack("<I", hdr[8:12])[0] != padded:
-                    return None
-            elif struct.unpack("<I", hdr[4:8])[0] != padded:
+            if not header_ok(fh.read(head)):
                 return None
             buf = np.empty(count, dtype=dtype)
             if fh.readinto(buf) != nbytes:
@@ -716,7 +945,7 @@ def _decoded_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.nd
     import pydicom
     from pydicom.pixels import pixel_array
 
-    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    ts = _transfer_syntax(ds)
     try:
         full = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001
