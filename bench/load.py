@@ -70,11 +70,19 @@ def best_of_alternating(fns, repeat):
 
 
 _OURS_PROBE = """
-import resource, sys
+import sys
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark inherited at exec
+except OSError:
+    pass
 from napari_medtrans.core.io import load
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = status("VmRSS:")
 load(sys.argv[1])
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(base, status("VmHWM:"))
 """
 
 _RSS_PROBE = """

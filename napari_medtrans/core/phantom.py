@@ -4,12 +4,13 @@ A subject is built in four steps, each drawn from its own random stream of the s
 or a contrast on or off never changes the rest of the subject):
 
 1. **Anatomy** as partial-volume tissue fractions on the output grid. ``"procedural"`` builds a head from
-   analytic shapes in millimetres: scalp (fat), skull (cortical bone), subarachnoid CSF, a cerebrum whose cortex
-   is folded along the zero set of a smooth random field on the sphere (gyri and sulci of random depth, a cortical
-   ribbon about 2.7 mm thick), an interhemispheric fissure above the corpus callosum, lateral/third/fourth
-   ventricles, caudate, putamen and thalamus (deep grey matter), a foliated cerebellum and the brainstem. It
+   analytic shapes in millimetres: scalp (fat), skull (cortical bone) and subarachnoid CSF following the brain's
+   outline, neck muscle, a cerebrum whose cortex is folded along the zero set of a smooth random field on the
+   sphere (gyri and sulci of random depth, a cortical ribbon about 2.7 mm thick), an interhemispheric fissure
+   down to the corpus callosum, Sylvian fissures, lateral/third/fourth ventricles, caudate, putamen and thalamus
+   (deep grey matter), a foliated cerebellum and the brainstem. It
    needs no data, works at any grid size and, for a given seed, gives the same head at every resolution.
-   ``"mni152"`` uses the ICBM 2009 MNI152 grey-matter, white-matter and brain-mask templates that ship inside
+   ``"mni152"`` uses the ICBM 2009a MNI152 grey-matter, white-matter and brain-mask templates that ship inside
    nilearn (1 mm, offline): CSF = brain mask - GM - WM, with the probabilities used as partial-volume fractions,
    plus a 3 mm extra-cerebral CSF layer, a 6 mm skull and a 6 mm scalp grown around the mask.
 2. **Per-subject variability.** A small random affine (scale ~3 %, rotation ~2 degrees, shift ~2 mm) and a
@@ -50,8 +51,8 @@ grey matter         1580    105  0.80  mean of Wansapura et al. 1999 (1331 / 110
                                        Stanisz et al. 2005 (1820 / 99 ms), rounded
 deep grey matter    1330     93  0.76  60 % GM + 40 % WM: the caudate, putamen and thalamus lie between GM and
                                        WM in the studies reviewed by Bojorquez et al. 2017
-CSF                 4300   1900  1.00  subarachnoid CSF at 3 T, 4309 / 1886 ms (MRM 2024, "Quantification of
-                                       T1 and T2 of subarachnoid CSF", PMC10696635), rounded
+CSF                 4300   1900  1.00  subarachnoid CSF at 3 T, 4309 / 1886 ms ("Quantification of T1 and T2
+                                       of subarachnoid CSF", PMC10696635), rounded
 scalp (fat)          380    130  0.90  subcutaneous fat at 3 T (Gold et al. 2004, AJR), approximate
 neck (muscle)       1420     32  0.80  skeletal muscle at 3 T (Gold et al. 2004, AJR), approximate
 skull (bone)         250    0.5  0.15  cortical bone: T2 well below 1 ms, so it is dark on every contrast here;
@@ -75,8 +76,7 @@ Contrast agent
 intravascular agent only), CSF, fat and bone 0. With these, the enhancing rim's T1 drops by about 860 ms,
 edema's by about 140 ms and normal brain's by 10-50 ms, close to the 838 +- 210 ms, 123 +- 74 ms and 32 +- 35 ms
 that "Quantitative T1 mapping indicates tumor infiltration beyond the enhancing part of glioblastomas" (2020)
-measured. T2 shortening by the agent is
-neglected at these concentrations.
+measured. T2 shortening by the agent is neglected at these concentrations.
 
 Noise, bias, units
 ------------------
@@ -98,12 +98,16 @@ J Magn Reson Imaging 1999.
 Stanisz GJ et al. T1, T2 relaxation and magnetization transfer in tissue at 3T. Magn Reson Med 2005.
 Bojorquez JZ et al. What are normal relaxation times of tissues at 3 T? Magn Reson Imaging 2017.
 Gold GE et al. Musculoskeletal MRI at 3.0 T: relaxation times and image contrast. AJR 2004.
-Neeb H, Zilles K, Shah NJ. Fully-automated detection of cerebral water content changes. NeuroImage 2006.
+Neeb H, Zilles K, Shah NJ. A new method for fast quantitative mapping of absolute water content in vivo.
+NeuroImage 2006.
+Quantification of T1 and T2 of subarachnoid CSF: implications for water exchange between CSF and brain
+tissues. PMC10696635.
+Quantitative T1 mapping indicates tumor infiltration beyond the enhancing part of glioblastomas. 2020.
 Badve C et al. MR fingerprinting of adult brain tumors: initial experience. AJNR 2017.
 Rohrer M et al. Comparison of magnetic properties of MRI contrast media solutions at different magnetic field
 strengths. Invest Radiol 2005.
-Fonov V et al. Unbiased average age-appropriate atlases for pediatric studies. NeuroImage 2011 (ICBM 2009
-MNI152 templates, as shipped by nilearn).
+Fonov V et al. Unbiased average age-appropriate atlases for pediatric studies. NeuroImage 2011 (the ICBM
+2009a nonlinear symmetric MNI152 templates, as shipped by nilearn).
 """
 
 from __future__ import annotations
@@ -333,7 +337,8 @@ def make_subject(
     snr : float or None
         White-matter signal-to-noise ratio of every contrast (Rician noise). None gives noise-free images.
     tumour : bool
-        Add a tumour (edema, enhancing rim, necrosis).
+        Add a tumour (edema, enhancing rim, necrosis) in the white matter. ``params["tumour_params"]`` gives its
+        centre and radii (None when the grid is too coarse to hold any brain tissue).
     field_strength : float
         Tesla; tissue tables exist for 3.0.
     bias : bool
@@ -399,7 +404,7 @@ def make_subject(
         anatomy_info = {"atrophy": round(atrophy, 4)}
     else:
         fractions = _mni_fractions(to_template, h)
-        anatomy_info = {"template": "ICBM 2009 MNI152 (nilearn)"}
+        anatomy_info = {"template": "ICBM 2009a nonlinear symmetric MNI152 (nilearn)"}
     del to_template
 
     # 3. tumour

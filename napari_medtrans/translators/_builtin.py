@@ -1,3 +1,4 @@
 """Imports every built-in translator module so that their @register_translator decorators run."""
 
 from . import pix2pix, unet  # noqa: F401
+from . import edts  # noqa: F401

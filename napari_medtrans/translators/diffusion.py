@@ -76,10 +76,11 @@ def make_beta_schedule(kind: str = "linear", timesteps: int = 1000, *, beta_star
         raise ValueError(f'Argument "timesteps" must be a positive integer, got {timesteps!r}.')
     if kind == "linear":
         scale = 1000.0 / timesteps
-        return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), timesteps, dtype=torch.float64)
+        return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), timesteps, dtype=torch.float64,
+                              device="cpu")
     if kind == "cosine":
         s = 0.008
-        steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+        steps = torch.arange(timesteps + 1, dtype=torch.float64, device="cpu") / timesteps
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         abar = f / f[0]
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)

@@ -16,6 +16,15 @@ AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
 BRAIN_SLICES = range(2, 8)  # the mask is empty on slices 0, 1, 8, 9
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On the shared 2-core machine two intra-op threads contend with other jobs and run far slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _t1(seed):
     rng = np.random.default_rng(seed)
     data = np.zeros(SHAPE, np.float32)

@@ -25,6 +25,15 @@ from napari_medtrans.translators import create_translator
 SHAPE = (24, 24, 8)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On the shared 2-core machine two intra-op threads contend with other jobs and run far slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _subject_images(seed):
     """A blob phantom: T1 bright where T2 is dark (T2 = 1200 - T1 inside the head), i.e. an affine map."""
     rng = np.random.default_rng(seed)

@@ -27,6 +27,7 @@ Decisions
   :class:`DicomReadError`: the reader does not guess which one to keep.
 * A one-slice series reads as a volume of shape ``(columns, rows, 1)`` whose k spacing is
   SpacingBetweenSlices, else SliceThickness, else 1 mm.
+* Only DICOM Part 10 files (128-byte preamble and "DICM") are read; other files are skipped and counted.
 * A DICOM file that cannot be parsed anywhere in the scanned files raises :class:`DicomReadError` naming it,
   because it might be a slice of the requested series and a missing end slice cannot be detected otherwise.
 """
@@ -237,7 +238,7 @@ def guess_modality(ds) -> str | None:
     contrast = str(ds.get("AcquisitionContrast", "") or "").upper()
     agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
     post = bool(
-        tokens & {"POST", "GAD", "GADO", "GD", "CE", "C", "T1C", "T1CE", "T1GD", "CONTRAST", "POSTCONTRAST",
+        tokens & {"POST", "GAD", "GADO", "GD", "CE", "T1C", "T1CE", "T1GD", "CONTRAST", "POSTCONTRAST",
                   "POSTGAD", "POSTGD", "POSTCON"}
         or any(s in up for s in ("+C", "C+", "+GD", "+GAD", "POST-CONTRAST", "POST CONTRAST"))
     ) or bool(agent)
@@ -271,7 +272,7 @@ def _collect_files(path_or_files) -> tuple[list[str], str, str | None]:
                 raise NotAVolumeError("no such file", f)
         parents = {os.path.dirname(os.path.abspath(f)) for f in files}
         where = os.path.commonpath(sorted(parents)) if len(parents) > 1 else parents.pop()
-        return sorted(files), where, None
+        return sorted(set(files)), where, None
     p = os.fspath(path_or_files)
     if os.path.isdir(p):
         files = []

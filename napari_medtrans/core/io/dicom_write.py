@@ -63,7 +63,7 @@ def write_dicom_series(
     patient_id: str = "PHANTOM",
     study_instance_uid: str | None = None,
     series_number: int = 1,
-    transfer_syntax=None,
+    transfer_syntax: str = "1.2.840.10008.1.2.1",
     enhanced: bool = False,
     synthetic: bool | None = None,
     rescale: bool = True,
@@ -91,8 +91,8 @@ def write_dicom_series(
         Study to put the series in; a new study when omitted.
     series_number : int
         SeriesNumber, also used in the file names.
-    transfer_syntax : str or pydicom UID, optional
-        Explicit VR Little Endian by default. Any syntax pydicom can encode works (RLE Lossless, JPEG-LS,
+    transfer_syntax : str or pydicom UID
+        Explicit VR Little Endian ("1.2.840.10008.1.2.1") by default. Any syntax pydicom can encode works (RLE Lossless, JPEG-LS,
         JPEG 2000 lossless with the installed plugins).
     enhanced : bool
         Write one Enhanced MR Image Storage file with per-frame functional groups instead of one file per slice.
@@ -160,12 +160,17 @@ def write_dicom_series(
         ds = _enhanced_dataset(ctx, stored, generate_uid())
         _save(ds, path, ts, np.ascontiguousarray(stored.transpose(2, 1, 0)))
         return [path]
+    # One (k, row, column) copy up front: slicing it is contiguous, gathering stored[:, :, k].T is not.
+    stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
     paths = []
+    ds = None
     for k in range(nz):
-        pixels = np.ascontiguousarray(stored[:, :, k].T)
-        ds = _slice_dataset(ctx, k, pixels, generate_uid())
+        if ds is None:
+            ds = _slice_dataset(ctx, k, stack[k], generate_uid())
+        else:
+            _next_slice(ds, ctx, k, generate_uid())  # only the per-slice attributes change
         path = out / f"S{ctx.series_number:03d}_I{k + 1:04d}.dcm"
-        _save(ds, path, ts, pixels)
+        _save(ds, path, ts, stack[k])
         paths.append(path)
     return paths
 
@@ -315,6 +320,15 @@ def _slice_dataset(ctx, k: int, pixels: np.ndarray, sop_uid: str):
     return ds
 
 
+def _next_slice(ds, ctx, k: int, sop_uid: str) -> None:
+    """Turn the dataset of slice k-1 into that of slice k (UID, number, position, location)."""
+    g = ctx.geom
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceNumber = k + 1
+    ds.ImagePositionPatient = [_ds_str(v) for v in g["positions"][k]]
+    ds.SliceLocation = _ds_str(g["slice_locations"][k])
+
+
 def _enhanced_dataset(ctx, stored: np.ndarray, sop_uid: str):
     """An Enhanced MR Image Storage dataset holding every slice as a frame."""
     from pydicom.dataset import Dataset
@@ -355,7 +369,8 @@ def _enhanced_dataset(ctx, stored: np.ndarray, sop_uid: str):
     ds.NumberOfFrames = nz
     _pixel_module(ds, ctx, ny, nx)
     # MR Pulse Sequence module (required for ORIGINAL images).
-    ds.PulseSequenceName = str(params.get("SequenceName", "SE" if "IR" not in str(params["ScanningSequence"]) else "IR"))
+    default_name = "IR" if "IR" in str(params["ScanningSequence"]) else "SE"
+    ds.PulseSequenceName = str(params.get("SequenceName", default_name))[:16]
     ds.MRAcquisitionType = "2D"
     ds.EchoPulseSequence = "SPIN"
     ds.MultipleSpinEcho = "NO"
@@ -512,6 +527,8 @@ def _save(ds, path: Path, ts, pixels: np.ndarray) -> None:
     meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
     meta.ImplementationVersionName = "MEDTRANS"
     ds.file_meta = meta
+    if "PixelData" in ds:
+        del ds.PixelData  # a fresh element: compression of the previous slice changed its VR and length mode
     ds.PixelData = pixels.tobytes()
     if ts.is_compressed:
         meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
