@@ -326,6 +326,11 @@ def test_writer_names_files_itself_and_shares_frame_of_reference(tmp_path):
     assert da.SeriesInstanceUID != db.SeriesInstanceUID
     assert db.InversionTime and "IR" in db.ScanningSequence
     assert len(list_series(tmp_path)) == 2
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in a]
+    assert len({h.SOPInstanceUID for h in headers}) == len(a)
+    assert [int(h.InstanceNumber) for h in headers] == list(range(1, len(a) + 1))
+    assert len({tuple(h.ImagePositionPatient) for h in headers}) == len(a)
+    assert all(h.file_meta.MediaStorageSOPInstanceUID == h.SOPInstanceUID for h in headers)
 
 
 def test_writer_refuses_nan_and_unscaled_floats(tmp_path):
