@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({len(series.skipped)} other files skipped)" if series.skipped else ""))
         for s in series:
             print(f"  {s.series_instance_uid}  #{s.series_number if s.series_number is not None else '-'}  "
-                  f"{s.description or '(no description)'}  [{s.modality or '?'}]  {s.n_files} files")
+                  f"{s.description or '(no description)'}  [{s.modality or '?'}]  "
+                  f"{s.n_files} file{'' if s.n_files == 1 else 's'}")
         for bad, reason in series.unreadable:
             print(f"  unreadable: {bad}: {reason}")
         if len(series) > 1 and args.series is None and not (os.path.isfile(path)):

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=2000, help="optimisation steps (default: 2000)")
     g.add_argument("--batch-size", type=int, default=8, help="slices per step and process (default: 8)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
-    g.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default: lr/100)")
+    g.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default: the recipe's, else lr/100)")
     g.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (default: 0)")
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip, 0 = off (default: 1)")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],

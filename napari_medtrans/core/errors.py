@@ -101,10 +101,14 @@ class UnevenSpacingError(GeometryError):
     def __init__(self, path, spacings: Sequence[float]):
         self.spacings = [float(s) for s in spacings]
         lo, hi = min(self.spacings), max(self.spacings)
+        typical = sorted(self.spacings)[len(self.spacings) // 2]
+        odd = [(i, g) for i, g in enumerate(self.spacings) if abs(g - typical) > max(0.01, 0.01 * typical)]
+        where = ", ".join(f"{g:.3f} mm between slices {i} and {i + 1}" for i, g in odd[:5])
+        more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
         super().__init__(
-            f"uneven slice spacing ({lo:.3f} to {hi:.3f} mm across {len(self.spacings) + 1} slices); "
-            "the series may have missing slices or mixed acquisitions. Resample it explicitly or pass "
-            "allow_uneven=True to read it as-is",
+            f"uneven slice spacing ({lo:.3f} to {hi:.3f} mm across {len(self.spacings) + 1} slices; typical "
+            f"{typical:.3f} mm; odd gaps: {where}{more}); the series may have missing slices or mixed "
+            "acquisitions. Resample it explicitly or pass allow_uneven=True to read it as-is",
             path,
         )
 

@@ -21,10 +21,12 @@ Choices where the paper is open (documented here; each is a parameter)
   statistics locally), ``mu`` and ``sigma`` are taken over a sliding **Gaussian window** of ``window`` taps
   (standard deviation ``window / 4``; default 3 taps) at each layer's own resolution, so the window covers a
   larger part of the image in deeper layers (at layer 30, 1/16 resolution, 3 taps reach 16 pixels either side).
-  Larger windows let the coarse layers mark everything near the head as structure. The window is truncated at the borders and renormalised (no padding values enter the
-  statistics), so it works on feature maps smaller than the window. The local variance is
-  ``E_w[F^2] - E_w[F]^2`` clipped at 0. ``window=None`` gives Eq. 6 exactly as printed (global statistics,
-  one value per layer and image).
+  Larger windows let the coarse layers mark everything near the head as structure. The window is truncated at
+  the borders and renormalised (no padding values enter the statistics), so it works on feature maps smaller
+  than the window. The local variance is computed in two passes, ``sum_w (F - mu)^2``, not as
+  ``E[F^2] - mu^2``: with ``eps = 1e-12`` the rounding error of the one-pass formula would turn constant (or
+  dead, all-zero) feature regions into huge ratios. ``window=None`` gives Eq. 6 exactly as printed (global
+  statistics, one value per layer and image).
 * **Layer numbering (Eq. 5).** Layer ``i`` is the output of ``torchvision.models.vgg16().features[:i]``, the
   slicing LPIPS and DISTS use; 4, 9, 16, 23, 30 are the ends of VGG16's five stages (relu1_2 ... relu5_3).
   Eq. 5 prints 8 where Fig. 3 says 9: ``features[:8]`` ends on conv2_2 *before* its ReLU, whose negative
@@ -154,17 +156,21 @@ def _gaussian_taps(window: int, dtype, device) -> torch.Tensor:
     return w / w.sum()
 
 
-def _local_mean(t: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian mean over a window truncated at the borders and renormalised."""
-    b, c, h, w = t.shape
-    r = (taps.numel() - 1) // 2
-    x = t.reshape(b * c, 1, h, w)
-    kh = taps.view(1, 1, -1, 1)
-    kw = taps.view(1, 1, 1, -1)
-    num = F.conv2d(F.conv2d(x, kh, padding=(r, 0)), kw, padding=(0, r))
-    ones = torch.ones(1, 1, h, w, dtype=t.dtype, device=t.device)
-    den = F.conv2d(F.conv2d(ones, kh, padding=(r, 0)), kw, padding=(0, r))
-    return (num / den).reshape(b, c, h, w)
+def _local_stats(f: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local mean and variance under a truncated, renormalised Gaussian window (two passes, no cancellation)."""
+    _, _, h, w = f.shape
+    r = window // 2
+    taps = _gaussian_taps(window, f.dtype, f.device).tolist()
+    fp = F.pad(f, (r, r, r, r))
+    inside = F.pad(torch.ones(1, 1, h, w, dtype=f.dtype, device=f.device), (r, r, r, r))
+    offsets = [(a, b, taps[a] * taps[b]) for a in range(window) for b in range(window)]
+    den = sum(wt * inside[..., a:a + h, b:b + w] for a, b, wt in offsets)
+    mu = sum(wt * fp[..., a:a + h, b:b + w] for a, b, wt in offsets) / den
+    var = torch.zeros_like(mu)
+    for a, b, wt in offsets:
+        d = fp[..., a:a + h, b:b + w] - mu
+        var.addcmul_(d * inside[..., a:a + h, b:b + w], d, value=wt)
+    return mu, var / den
 
 
 def local_dispersion(feature: torch.Tensor, window: int | None = DEFAULT_WINDOW, eps: float = EPS) -> torch.Tensor:
@@ -195,9 +201,7 @@ def local_dispersion(feature: torch.Tensor, window: int | None = DEFAULT_WINDOW,
         return gamma.expand(f.shape[0], 1, f.shape[2], f.shape[3])
     if not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 != 1:
         raise ValueError(f'Argument "window" must be a positive odd integer or None, got {window!r}.')
-    taps = _gaussian_taps(window, f.dtype, f.device)
-    mu = _local_mean(f, taps)
-    var = (_local_mean(f * f, taps) - mu * mu).clamp_min(0)
+    mu, var = _local_stats(f, window)
     return (var / (mu + eps)).mean(dim=1, keepdim=True)
 
 

@@ -12,8 +12,10 @@ A recipe has
   (wrapped in DistributedDataParallel under torchrun); ``ctx`` is a :class:`StepContext`. The returned dict maps
   loss names to scalar tensors; ``"loss"`` is the headline number shown in the progress bar.
 
-Recipes register by method name with :func:`register_recipe`, so a new method adds its own next to its
-translator: ``@register_recipe("edts-trans") class EdtsTransRecipe: ...``.
+Recipes register by method name with :func:`register_recipe`. A method's recipe lives in
+``napari_medtrans/training/recipe_<method>.py`` (found and imported by :func:`list_recipes` / :func:`get_recipe`),
+e.g. ``@register_recipe("edts-trans") class EdtsTransRecipe: ...``. A recipe may set ``default_min_lr`` (the
+final learning rate of the cosine schedule when the run names none).
 """
 
 from __future__ import annotations
@@ -113,13 +115,28 @@ def register_recipe(name: str) -> Callable:
     return deco
 
 
+def _load_builtin_recipes() -> None:
+    """Import the recipe modules of this package (``training/recipe_<method>.py``) so that they register."""
+    import importlib
+    import pkgutil
+
+    from .. import training
+
+    for info in pkgutil.iter_modules(training.__path__):
+        if info.name.startswith("recipe_"):
+            importlib.import_module(f"{training.__name__}.{info.name}")
+
+
 def list_recipes() -> list[str]:
     """Names of the methods that have a training recipe, sorted."""
+    _load_builtin_recipes()
     return sorted(_RECIPES)
 
 
 def get_recipe(name: str, **options: Any) -> Recipe:
     """Instantiate the recipe of method ``name`` with its options (e.g. ``lambda_l1=100``)."""
+    if name not in _RECIPES:
+        _load_builtin_recipes()
     if name not in _RECIPES:
         raise UnknownChoiceError("training recipe", name, list_recipes())
     try:

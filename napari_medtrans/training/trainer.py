@@ -273,7 +273,8 @@ class Trainer:
     batch_size : int
         Slices per step and process.
     lr, min_lr : float
-        Peak and final learning rate of the cosine schedule (default ``lr``: the recipe's; ``min_lr``: lr/100).
+        Peak and final learning rate of the cosine schedule (defaults: the recipe's ``default_lr``; its
+        ``default_min_lr`` when it has one, else lr/100).
     warmup : int
         Linear warm-up steps.
     amp : {"auto", "bf16", "fp16", "off"}
@@ -343,7 +344,10 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.steps, self.batch_size, self.warmup = steps, batch_size, warmup
         self.lr = float(lr if lr is not None else self.recipe.default_lr)
-        self.min_lr = float(min_lr if min_lr is not None else self.lr / 100)
+        if min_lr is None:
+            min_lr = getattr(self.recipe, "default_min_lr", None)
+            min_lr = self.lr / 100 if min_lr is None else min(float(min_lr), self.lr)
+        self.min_lr = float(min_lr)
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise ValueError(f'Arguments "lr"/"min_lr" must satisfy 0 <= min_lr <= lr and lr > 0, '
                              f"got lr={self.lr}, min_lr={self.min_lr}.")
@@ -531,6 +535,8 @@ class Trainer:
 
         if self.val_ds is None or len(self.val_ds) == 0:
             return {}
+        device = getattr(self, "device", None) or next(self.model.parameters()).device
+        amp_dtype = getattr(self, "amp_dtype", None)
         ds = self.val_ds
         if self.val_max_slices and len(ds) > self.val_max_slices:
             idx = np.linspace(0, len(ds) - 1, self.val_max_slices).round().astype(int)
@@ -541,14 +547,13 @@ class Trainer:
         per: dict[str, list[np.ndarray]] = {}
         try:
             for batch in DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0,
-                                    generator=self._loader_generator()):
-                x = batch["input"].to(self.device)
-                y = batch["target"].to(self.device).float()
-                with (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
-                      else contextlib.nullcontext()):
+                                    generator=torch.Generator().manual_seed(self.seed)):
+                x = batch["input"].to(device)
+                y = batch["target"].to(device).float()
+                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                     pred = model.translate(x).image
                 pred = pred.float().clamp(-1, 1)
-                mask = batch["mask"][:, 0].to(self.device) if "mask" in batch else None
+                mask = batch["mask"][:, 0].to(device) if "mask" in batch else None
                 for c in range(y.shape[1]):
                     whole = slice_metrics(pred[:, c], y[:, c], axis=0, data_range=2.0)
                     for k, v in whole.items():

@@ -188,6 +188,8 @@ def test_synthetic_tag_sets_synthetic_flag(tmp_path):
         ("", "t1_mprage_sag", "T1"),
         ("3D T1 SPACE", "", "T1"),
         ("T2*_GRE", "", None),
+        ("T1 SAG C-SPINE", "", "T1"),  # "C" of C-spine is not contrast
+        ("t1_space_sag_ce", "", "T1c"),
         ("localizer", "", None),
     ],
 )

@@ -209,6 +209,17 @@ class _NanRecipe:
         return {"loss": loss.detach()}
 
 
+def test_learning_rates_default_to_the_recipe(data):
+    model = create_translator("unet", width=8, depth=2)
+    train = PairedSliceDataset(data, "train", size_multiple=4)
+    recipe = _NanRecipe()
+    assert Trainer(recipe, model, train, out_dir=".", steps=1).min_lr == pytest.approx(1e-5)  # lr / 100
+    recipe.default_min_lr = 1e-6
+    trainer = Trainer(recipe, model, train, out_dir=".", steps=1)
+    assert (trainer.lr, trainer.min_lr) == (1e-3, 1e-6)
+    assert Trainer("pix2pix", create_translator("pix2pix", width=8, depth=2), train, out_dir=".", steps=1).lr == 2e-4
+
+
 def test_a_diverging_loss_stops_the_run_with_a_message(data, tmp_path):
     model = create_translator("unet", width=8, depth=2)
     train = PairedSliceDataset(data, "train", size_multiple=4)

@@ -244,7 +244,7 @@ def guess_modality(ds) -> str | None:
     ) or bool(agent)
     if "FLAIR" in up or "TIRM" in tokens or ("DARK" in up and "FLUID" in up) or contrast == "FLUID_ATTENUATED":
         return "FLAIR"
-    t2 = bool(re.search(r"T2(?![*S])", up.replace("T2STAR", "T2*"))) or contrast == "T2"
+    t2 = bool(re.search(r"T2(?!\*)", up.replace("T2STAR", "T2*"))) or contrast == "T2"
     pd = bool(tokens & {"PD", "PDW", "PD-W"}) or "PROTON" in up or contrast == "PROTON_DENSITY"
     t1 = bool(re.search(r"T1|MPRAGE|MP2RAGE|SPGR|BRAVO|TFE|TFL", up)) or contrast == "T1"
     if t1 and post:
