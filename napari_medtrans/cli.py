@@ -25,6 +25,7 @@ COMMANDS = (
     "train",
     "weights",
     "demo",
+    "export",
 )
 
 

@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: vanilla = binary cross-entropy, as in the paper)")
     g = p.add_argument_group("data")
     g.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
-                   help="pad/crop slices to H W (default: pad to the model's size multiple)")
+                   help="pad training slices to H W, or crop them (at random places) when larger; validation "
+                   "uses whole slices (default: pad to the model's size multiple)")
     g.add_argument("--axis", type=int, default=2, choices=[0, 1, 2], help="slicing axis of the voxel array (default: 2)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random flips and 90-degree rotations (default: on)")
@@ -132,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.data)
     common = dict(inputs=model.spec.inputs, outputs=model.spec.outputs, axis=args.axis,
-                  size=tuple(args.size) if args.size else None, size_multiple=model.spec.size_multiple,
-                  min_foreground=args.min_foreground)
-    train_ds = PairedSliceDataset(ds, "train", augment=args.augment, **common)
+                  size_multiple=model.spec.size_multiple, min_foreground=args.min_foreground)
+    train_ds = PairedSliceDataset(ds, "train", augment=args.augment, size=tuple(args.size) if args.size else None,
+                                  **common)
+    # Validation always sees whole slices (padded to the size multiple), as the model will at inference.
     val_ds = PairedSliceDataset(ds, "val", augment=False, **common) if ds.split("val") else None
 
     n_params = sum(p.numel() for p in model.parameters())

@@ -1,4 +1,4 @@
-"""`medtrans translate`: one volume (or one per input modality) through a translator, to NIfTI."""
+"""`medtrans translate`: one volume (or one per input modality) through a translator, to NIfTI or DICOM."""
 
 from __future__ import annotations
 
@@ -7,23 +7,29 @@ import sys
 from pathlib import Path
 
 NAME = "translate"
-HELP = "translate a NIfTI file or DICOM series into another contrast (writes NIfTI, marked synthetic)"
+HELP = "translate a NIfTI file or DICOM series into another contrast (writes NIfTI or DICOM, marked synthetic)"
 DESCRIPTION = """\
 Translate a volume with a trained model and write the synthetic result as NIfTI (its header says SYNTHETIC).
 The output keeps the input's affine. For models with several inputs (e.g. T1+T2 -> T1c) give one path per input,
-as MODALITY=PATH or in the model's input order.
+as MODALITY=PATH or in the model's input order. With --format dicom, --out is a new or empty folder that receives
+a DICOM series marked synthetic; when the input was DICOM the series joins its study and references its slices
+(maps are then written as NIfTI next to the folder).
 
 examples:
   medtrans translate sub-000/T1.nii.gz --model demo --out t2_synthetic.nii.gz
   medtrans translate dicom/T1/ --model edts.safetensors --out t2.nii.gz --steps 50 --samples 4 --seed 1
   medtrans translate T1=t1.nii.gz T2=t2.nii.gz --model t1c_model.safetensors --out t1c.nii.gz
+  medtrans translate dicom/T1/ --model demo --format dicom --out t2_dicom/ --deidentify
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file or DICOM folder/file, optionally MODALITY=PATH")
     p.add_argument("--model", required=True, help="checkpoint (.safetensors, .pt, TorchScript, .onnx), 'demo', or a weights-store name")
-    p.add_argument("--out", required=True, type=Path, help="output .nii or .nii.gz")
+    p.add_argument("--out", required=True, type=Path, help="output .nii or .nii.gz (a folder with --format dicom)")
+    p.add_argument("--format", default="nifti", choices=["nifti", "dicom"],
+                   help="nifti (default) or dicom: a synthetic DICOM series in the input's study")
+    p.add_argument("--deidentify", action="store_true", help="with --format dicom: remove patient identifiers")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps (default: auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
     p.add_argument("--batch-size", default="auto", help="slices per batch (default: auto)")
@@ -58,6 +64,8 @@ def _parse_inputs(items: list[str], spec_inputs: tuple[str, ...]) -> dict[str, s
 
 
 def _map_path(out: Path, name: str) -> Path:
+    if not out.name.lower().endswith((".nii", ".nii.gz")):  # a DICOM folder: maps go next to it
+        return out.with_name(f"{out.name}_{name}.nii.gz")
     base = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
     return out.with_name(f"{base}_{name}.nii.gz")
 
@@ -69,8 +77,14 @@ def run(args: argparse.Namespace) -> int:
     from ..training.evaluate import resolve_model
     from ._progress import TextProgress
 
-    if not io.is_nifti_path(args.out):
-        print("medtrans translate: error: --out must end in .nii or .nii.gz", file=sys.stderr)
+    dicom = getattr(args, "format", "nifti") == "dicom"
+    if dicom and io.is_nifti_path(args.out):
+        print("medtrans translate: error: with --format dicom, --out must be a folder, not a NIfTI file name",
+              file=sys.stderr)
+        return 2
+    if not dicom and not io.is_nifti_path(args.out):
+        print("medtrans translate: error: --out must end in .nii or .nii.gz (or use --format dicom with a folder)",
+              file=sys.stderr)
         return 2
     model_path = resolve_model(args.model)
     translator = load_translator(model_path)
@@ -89,7 +103,15 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=bar,
         )
-    written = [io.write_nifti(result.volume, args.out)]
+    if dicom:
+        from ..core.io.dicom_export import export_dicom_series
+
+        exported = export_dicom_series(result.volume, args.out, deidentify=args.deidentify)
+        written = [args.out]
+        print(f"DICOM series {exported.series_instance_uid} with {len(exported.files)} files, "
+              + ("in a new study" if exported.new_study else f"in study {exported.study_instance_uid}"))
+    else:
+        written = [io.write_nifti(result.volume, args.out)]
     for name, vol in result.maps.items():
         if args.maps or name == "std":
             written.append(io.write_nifti(vol, _map_path(args.out, name)))

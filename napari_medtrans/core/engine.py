@@ -330,9 +330,12 @@ def _cpu_inference_copy(translator: Any) -> Any | None:
     same ``nn.Sequential`` has the normalisation folded into its weights (one pass over the activations fewer),
     and the weights are in channels-last layout (oneDNN convolutions then skip a layout conversion before and
     after every layer). Both leave the mathematics unchanged (differences at float rounding level). The
-    caller's module is not modified.
+    caller's module is not modified (so state a translator keeps on itself, such as call counters, is not
+    updated on the CPU). Models without 2D convolutions are run as they are.
     """
-    if not isinstance(translator, torch.nn.Module):
+    if not isinstance(translator, torch.nn.Module) or not any(
+        isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in translator.modules()
+    ):
         return None
     try:
         fast = copy.deepcopy(translator)

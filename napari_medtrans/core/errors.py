@@ -205,3 +205,10 @@ class MissingDependencyError(MedtransError, ImportError):
 
 
 __all__.append("MissingDependencyError")
+
+
+class ExportError(MedtransError):
+    """A volume cannot be exported where or how it was asked (output folder not empty, unusable source, ...)."""
+
+
+__all__.append("ExportError")

@@ -49,6 +49,11 @@ Choices where the paper is open (documented here; each is a parameter)
   scales with feature amplitude). 12 was calibrated on the phantom (T2, SNR 30, 128^2 and 256^2 slices): with the
   default window, tissue boundaries reach ``p_0 >= t`` while air beyond a few pixels from the head and large
   homogeneous tissue stay below ``t``.
+* **What the dispersion index favours.** var/mean is large where responses are sparse and strong (an edge or a
+  small structure in flat surroundings) and small where they are dense and even (a uniform fine texture), and
+  Eq. 7 multiplies the scales, so structure must show at every scale to reach ``t``: a fine texture that
+  averages out at the coarse layers stays near ``ps_0 / 16``. This holds for any backbone whose features are
+  locally even over such a texture.
 * **What Eq. 8 does to the map.** Since ``p_0 >= 2**-K`` and ``t`` is only 1.6 times the five-layer floor, Eq. 8
   acts as a soft binarisation: flat regions keep ``p_0`` (about 0.03 to 0.05) and structured regions become
   ``sigmoid(1 - p_0)``, between 0.5 (strongest texture) and 0.73 (just above ``t``). The map is implemented as
@@ -61,7 +66,6 @@ The map is computed without gradients (it is a prior, not a learned quantity), i
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
 from collections.abc import Sequence

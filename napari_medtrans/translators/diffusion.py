@@ -18,8 +18,10 @@ Notation (Ho et al. 2020, "DDPM"; EDTS-Trans Eq. 14-15)
 
 Fewer sampling steps than training steps
 ----------------------------------------
-Both samplers take ``steps`` (1 ... T) at inference: the timesteps ``tau_i = round((i + 1) T / steps) - 1``,
-``i = 0 ... steps-1`` (always ending at ``T - 1``, where sampling starts from pure noise).
+Both samplers take ``steps`` (1 ... T) at inference: the timesteps ``tau_i = round(i (T - 1) / (steps - 1))``,
+``i = 0 ... steps-1``, evenly spaced and including both ``T - 1`` (where sampling starts from pure noise) and 0
+(so the last network evaluation sees the least noisy level; ending at ``T / steps`` instead makes the final
+``x0`` a posterior mean from a noisy level and visibly shrinks the sample variance at 10 steps).
 
 * DDPM (:meth:`GaussianDiffusion.ddpm_sample`) runs the ancestral sampler on the respaced chain (Nichol & Dhariwal
   2021): ``beta'_i = 1 - alpha_bar[tau_i] / alpha_bar[tau_{i-1}]``, so ``steps = T`` is the original DDPM.
@@ -131,10 +133,16 @@ class TimeEmbedding(nn.Module):
 
 
 def sampling_timesteps(timesteps: int, steps: int) -> list[int]:
-    """The ``steps`` timesteps a shortened sampler visits, ascending: ``round((i + 1) T / steps) - 1``."""
+    """The ``steps`` timesteps a shortened sampler visits, ascending: ``round(i (T - 1) / (steps - 1))``.
+
+    Both ends are always visited: ``T - 1`` (where sampling starts from pure noise) and 0 (so the last step
+    denoises the least noisy level); one step visits ``T - 1`` only.
+    """
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= timesteps:
         raise ValueError(f'Argument "steps" must be an integer in [1, {timesteps}], got {steps!r}.')
-    return [int(round((i + 1) * timesteps / steps)) - 1 for i in range(steps)]
+    if steps == 1:
+        return [timesteps - 1]
+    return [int(round(i * (timesteps - 1) / (steps - 1))) for i in range(steps)]
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -328,7 +328,8 @@ def edts_trans(
     Parameters
     ----------
     preset : {"paper", "cpu"} or None
-        Size defaults (see :data:`PRESETS`); None is "paper". Explicit arguments override the preset.
+        Size defaults (see :data:`PRESETS`); None is "paper". Explicit arguments override the preset; with
+        another ``depth`` and no ``blocks``, the preset's block list is cut or extended with its last entry.
     inputs, outputs : sequence of str
         Input and output modalities, one channel each.
     width : int
@@ -373,6 +374,10 @@ def edts_trans(
     size = dict(width=width, depth=depth, blocks=blocks, latent_blocks=latent_blocks, refine_blocks=refine_blocks,
                 heads=heads, max_heads=max_heads, expansion=expansion, default_steps=default_steps)
     size = {k: (base[k] if v is None else v) for k, v in size.items()}
+    if blocks is None and not isinstance(size["blocks"], int) and len(size["blocks"]) != int(size["depth"]):
+        # another depth than the preset's (e.g. `medtrans train --depth 3`): cut or extend its block list
+        pb = list(size["blocks"])
+        size["blocks"] = (pb + [pb[-1]] * int(size["depth"]))[: int(size["depth"])]
     if mask not in MASK_MODES:
         raise UnknownChoiceError("EDTS-Trans mask mode", str(mask), MASK_MODES)
     if tsm_backbone not in _tsm.BACKBONES:

@@ -33,10 +33,11 @@ from napari_medtrans.translators.base import (
 class TinyConv(Translator):
     """A 3x3 conv + tanh with a "tsm" map; refuses sizes that are not multiples of 8."""
 
+    shapes = []  # class-level: the engine may run a tuned copy of the module on the CPU
+
     def __init__(self):
         super().__init__(TranslatorSpec("test-engine-tinyconv", size_multiple=8, maps=("tsm",)))
         self.conv = nn.Conv2d(1, 1, 3, padding=1)
-        self.shapes = []
 
     def translate(self, x, *, steps=None, generator=None):
         if x.shape[-1] % 8 or x.shape[-2] % 8:
@@ -61,9 +62,10 @@ class Identity(Translator):
 class Noisy(Translator):
     """Stochastic: input plus noise drawn from the generator it is given."""
 
+    steps_seen = []
+
     def __init__(self):
         super().__init__(TranslatorSpec("test-engine-stochastic", stochastic=True, default_steps=4))
-        self.steps_seen = []
 
     def translate(self, x, *, steps=None, generator=None):
         self.steps_seen.append(steps)
@@ -106,6 +108,7 @@ def test_output_keeps_geometry_and_is_marked_synthetic():
     v = _volume()
     tr = TinyConv()
     tr.checkpoint_info = types.SimpleNamespace(sha256="ab" * 32)
+    TinyConv.shapes.clear()
     res = translate_volume(v, tr, device="cpu")
     assert isinstance(res, TranslationResult)
     out = res.volume
@@ -123,7 +126,7 @@ def test_output_keeps_geometry_and_is_marked_synthetic():
     assert tsm.shape == v.shape and np.array_equal(tsm.affine, v.affine) and tsm.synthetic
     assert 0.0 <= tsm.data.min() and tsm.data.max() <= 1.0
     # slices were cut along k (3 mm) and padded from 24x20 to 24x24
-    assert all(s[-2:] == (24, 24) for s in tr.shapes)
+    assert TinyConv.shapes and all(s[-2:] == (24, 24) for s in TinyConv.shapes)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -200,14 +203,16 @@ def test_unseeded_stochastic_run_records_a_seed_that_reproduces_it():
 def test_samples_give_mean_and_std_of_the_individual_runs():
     v = _volume(shape=(12, 12, 5))
     tr = Noisy()
+    Noisy.steps_seen.clear()
     res = translate_volume(v, tr, seed=3, samples=3, steps=2, batch_size=2)
+    assert set(Noisy.steps_seen) == {2}  # steps reach the translator
     runs = np.stack([translate_volume(v, Noisy(), seed=3 + i, batch_size=2).volume.data for i in range(3)])
     np.testing.assert_allclose(res.volume.data, runs.mean(axis=0), atol=2e-3)
     std = res.maps["std"]
     assert std.shape == v.shape and np.array_equal(std.affine, v.affine) and std.synthetic
     np.testing.assert_allclose(std.data, runs.std(axis=0, ddof=1), atol=2e-3)
     assert std.data.max() > 1.0  # real spread, not zeros
-    assert set(tr.steps_seen) == {2} and res.volume.provenance["steps"] == 2
+    assert res.volume.provenance["steps"] == 2
     assert res.volume.provenance["samples"] == 3
 
 
@@ -280,6 +285,46 @@ def test_translator_breaking_its_spec_is_reported():
 
     with pytest.raises(TranslatorError, match="tsm"):
         translate_volume(_volume(shape=(8, 8, 2)), Liar())
+
+
+class ConvBN(Translator):
+    """Conv + BatchNorm + activation blocks, optionally flattening with .view() (fails on channels-last)."""
+
+    def __init__(self, use_view=False):
+        super().__init__(TranslatorSpec("test-engine-convbn"))
+        self.use_view = use_view
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.LeakyReLU(0.2),
+                                  nn.ConvTranspose2d(8, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.head = nn.Conv2d(4, 1, 1)
+        with torch.no_grad():  # non-trivial running statistics, so that folding them matters
+            for bn in (self.body[1], self.body[4]):
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+
+    def translate(self, x, *, steps=None, generator=None):
+        h = self.body(x)
+        if self.use_view:
+            h = h.view(h.shape[0], -1).view_as(h)  # raises on a channels-last tensor
+        return TranslationOutput(image=torch.tanh(self.head(h)))
+
+
+@pytest.mark.parametrize("use_view", [False, True])
+def test_cpu_tuning_changes_nothing_but_speed(use_view):
+    v = _volume(shape=(20, 16, 6))
+    tr = ConvBN(use_view).eval()
+    before = {k: t.clone() for k, t in tr.state_dict().items()}
+    res = translate_volume(v, tr, device="cpu", batch_size=4)
+    rng = robust_range(v.data)
+    x = torch.from_numpy(normalise(v.data, rng)).permute(2, 0, 1)[:, None]
+    with torch.no_grad():
+        direct = tr.translate(x).image[:, 0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(res.volume.data, denormalise(direct, rng), rtol=1e-4, atol=1e-3)
+    # the caller's module is untouched: same tensors, still with its BatchNorm layers, standard layout
+    assert isinstance(tr.body[1], nn.BatchNorm2d)
+    assert all(torch.equal(before[k], t) for k, t in tr.state_dict().items())
+    assert tr.body[0].weight.is_contiguous()
 
 
 # -- device, precision, batch size ------------------------------------------------------------------

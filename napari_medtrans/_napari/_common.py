@@ -1,0 +1,85 @@
+"""Glue shared by the dock widgets: napari notifications as the worker error sink, layer lists, map styles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..core.volume import Volume
+from ._layers import layer_to_volume, volume_layer_data
+
+__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style"]
+
+
+def _notify(message: str, exc: BaseException) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def install_error_handler() -> None:
+    """Route every worker error (qt/workers.py) to napari's notifications."""
+    from ..qt.workers import set_error_handler
+
+    set_error_handler(_notify)
+
+
+def image_layer_items(viewer, kinds=("image",)) -> list[tuple[str, str | None]]:
+    """``(name, modality)`` of every 3D layer of the given kinds, top of the layer list first."""
+    items = []
+    for layer in reversed(list(viewer.layers)):
+        if type(layer).__name__.lower() in kinds and layer.ndim == 3 and not getattr(layer, "multiscale", False):
+            items.append((layer.name, (layer.metadata or {}).get("modality")))
+    return items
+
+
+def watch_layers(viewer, callback: Callable[[], None], owner) -> None:
+    """Call ``callback()`` whenever layers are added, removed, reordered or renamed (until ``owner`` dies)."""
+    def on_inserted(event=None):
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            layer.events.name.connect(callback)
+        callback()
+
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+        event.connect(on_inserted if event is viewer.layers.events.inserted else callback)
+    for layer in viewer.layers:
+        layer.events.name.connect(callback)
+
+    def disconnect():
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            for cb in (on_inserted, callback):
+                try:
+                    event.disconnect(cb)
+                except (ValueError, TypeError, RuntimeError):
+                    pass
+        for layer in viewer.layers:
+            try:
+                layer.events.name.disconnect(callback)
+            except (ValueError, TypeError, RuntimeError):
+                pass
+
+    owner.destroyed.connect(disconnect)
+
+
+def map_style(name: str) -> dict:
+    """How a translator map is shown: TSM as a colormapped overlay with a colour bar, spread in viridis."""
+    if name.startswith("tsm"):
+        return dict(colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0), blending="translucent")
+    if name.startswith("std"):
+        return dict(colormap="viridis", opacity=0.6, blending="translucent")
+    return dict(colormap="gray", visible=False)
+
+
+def add_volume_layer(viewer, volume: Volume, name: str, **kwargs):
+    """Add ``volume`` to ``viewer`` in place (see ``_layers``) and return the layer."""
+    data, kw, layer_type = volume_layer_data(volume, name, **kwargs)
+    return getattr(viewer, f"add_{layer_type}")(data, **kw)
+
+
+def get_volume(viewer, name: str) -> Volume:
+    """The Volume the layer ``name`` shows (raises a MedtransError naming the layer when it is gone)."""
+    from ..core.errors import MedtransError
+
+    if name not in viewer.layers:
+        raise MedtransError(f"there is no layer named {name!r} any more")
+    return layer_to_volume(viewer.layers[name])

@@ -1,0 +1,107 @@
+"""napari dock widget around :class:`~napari_medtrans.qt.translate_panel.TranslatePanel`.
+
+While a translation runs, a preview layer fills in slice by slice (``on_partial``); when it ends the preview
+becomes the result layer, named ``SYNTHETIC <output> from <input> (<method>)``, and every map the translator
+returned is added on the same grid (TSM as a colormapped overlay with a colour bar, spread over samples in
+viridis). A cancelled or failed run removes the preview.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ..qt.translate_panel import TranslatePanel
+from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, map_style, watch_layers
+
+__all__ = ["TranslateWidget", "result_name"]
+
+
+def result_name(request, result) -> str:
+    """``SYNTHETIC T2 from <input names> (<method>)``."""
+    method = result.volume.provenance.get("method") or request.choice.value
+    return f"SYNTHETIC {result.volume.modality or 'image'} from {request.input_label} ({method})"
+
+
+class TranslateWidget(QWidget):
+    """Translate image layers with a model; results and maps appear as layers."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        install_error_handler()
+        self.viewer = napari_viewer
+        self.panel = TranslatePanel(self)
+        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.panel)
+        self.preview = None
+        self._buffer: np.ndarray | None = None
+        self._range = [np.inf, -np.inf]
+        self.result_layers: list = []
+        self.panel.started.connect(self._on_started)
+        self.panel.partial_ready.connect(self._on_partial)
+        self.panel.translated.connect(self._on_translated)
+        self.panel.stopped.connect(self._on_stopped)
+        watch_layers(self.viewer, self._refresh_sources, self)
+        self._refresh_sources()
+
+    def _refresh_sources(self, event=None) -> None:
+        self.panel.set_sources(image_layer_items(self.viewer))
+
+    # -- preview --------------------------------------------------------------------------------------
+    def _on_started(self, request) -> None:
+        _name, first = next(iter(request.inputs.values()))
+        self._buffer = np.zeros(first.shape, dtype=np.float32)
+        self._range = [np.inf, -np.inf]
+        preview = first.derive(self._buffer, synthetic=True, provenance={"preview": True})
+        self.preview = add_volume_layer(self.viewer, preview, f"SYNTHETIC (running) from {request.input_label}",
+                                        metadata={"preview": True})
+
+    def _on_partial(self, request, axis: int, start: int, stop: int, block) -> None:
+        if self.preview is None or self._buffer is None or self.preview not in self.viewer.layers:
+            return
+        index = [slice(None)] * 3
+        index[axis] = slice(start, stop)
+        self._buffer[tuple(index)] = block
+        lo, hi = float(block.min()), float(block.max())
+        self._range = [min(self._range[0], lo), max(self._range[1], hi)]
+        if self._range[1] > self._range[0]:
+            self.preview.contrast_limits = tuple(self._range)
+        self.preview.refresh()
+
+    def _remove_preview(self) -> None:
+        if self.preview is not None and self.preview in self.viewer.layers:
+            self.viewer.layers.remove(self.preview)
+        self.preview = None
+        self._buffer = None
+
+    # -- results --------------------------------------------------------------------------------------
+    def _on_translated(self, request, result) -> None:
+        self._remove_preview()
+        name = result_name(request, result)
+        layers = [add_volume_layer(self.viewer, result.volume, name)]
+        for modality, volume in result.outputs.items():
+            if volume is not result.volume:
+                layers.append(add_volume_layer(self.viewer, volume, f"SYNTHETIC {modality} from "
+                                               f"{request.input_label} ({result.volume.provenance.get('method')})"))
+        for map_name, volume in result.maps.items():
+            layer = add_volume_layer(self.viewer, volume, f"{map_name} of {name}", mark_synthetic=False,
+                                     metadata={"map": map_name, "of": name}, **map_style(map_name))
+            if map_name.startswith("tsm"):
+                _show_colorbar(layer)
+            layers.append(layer)
+        self.result_layers = layers
+
+    def _on_stopped(self, request, reason: str) -> None:
+        self._remove_preview()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        self.panel.cancel()
+        super().closeEvent(event)
+
+
+def _show_colorbar(layer) -> None:
+    colorbar = getattr(layer, "colorbar", None)
+    if colorbar is not None and hasattr(colorbar, "visible"):
+        colorbar.visible = True

@@ -1,0 +1,258 @@
+"""Translate panel: pick input volume(s), a model, device and sampling settings; run in a worker; cancel.
+
+The panel knows volumes only by name: the host (napari dock widget or the app) lists them with
+:meth:`TranslatePanel.set_sources` and hands them over through ``volume_provider(name) -> Volume`` when Run is
+pressed. Results leave through signals; the host decides how to show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import translation
+from .workers import Job, start_job
+
+__all__ = ["TranslatePanel"]
+
+_LOAD_FILE = "load file..."
+
+
+class TranslatePanel(QWidget):
+    """Inputs, model, device, steps, samples, seed; Run / Cancel with a progress bar."""
+
+    started = Signal(object)  # TranslateRequest
+    partial_ready = Signal(object, int, int, int, object)  # request, axis, start, stop, block
+    translated = Signal(object, object)  # request, TranslationResult
+    stopped = Signal(object, str)  # request, "cancelled" or "failed": previews should go
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.volume_provider: Callable[[str], object] | None = None
+        self.job: Job | None = None
+        self._sources: list[tuple[str, str | None]] = []
+        self._extra_files: list[str] = []
+        self._specs: dict[str, dict] = {}
+        self._request = None
+
+        self.model_box = QComboBox()
+        self.spec_label = QLabel("")
+        self.spec_label.setWordWrap(True)
+        self.device_box = QComboBox()
+        self.device_box.addItems(translation.device_choices())
+        self.steps_box = QSpinBox(minimum=0, maximum=10000, value=0, specialValueText="model default")
+        self.samples_box = QSpinBox(minimum=1, maximum=64, value=1)
+        self.seed_box = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        self._inputs_layout = QFormLayout()
+        self._input_boxes: dict[str, QComboBox] = {}
+        form = QFormLayout()
+        form.addRow("Model", self.model_box)
+        form.addRow("", self.spec_label)
+        form.addRow("Device", self.device_box)
+        form.addRow("Steps", self.steps_box)
+        form.addRow("Samples", self.samples_box)
+        form.addRow("Seed", self.seed_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._inputs_layout)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.model_box.activated.connect(self._on_model_activated)
+        self.model_box.currentIndexChanged.connect(self._on_model_changed)
+        self.refresh_models()
+
+    # -- sources and models ---------------------------------------------------------------------------
+    def set_sources(self, items: Sequence[tuple[str, str | None]]) -> None:
+        """The volumes that can be inputs, as ``(name, modality)``; keeps the current picks where possible."""
+        self._sources = list(items)
+        self._rebuild_inputs(self._input_modalities())
+
+    def refresh_models(self) -> None:
+        """Re-list shipped, stored, loaded and registered models."""
+        current = self.current_choice()
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        for choice in translation.model_choices(self._extra_files):
+            self.model_box.addItem(choice.label, choice)
+        self.model_box.addItem(_LOAD_FILE, None)
+        index = 0
+        if current is not None:
+            found = [i for i in range(self.model_box.count()) if self.model_box.itemData(i) == current]
+            index = found[0] if found else 0
+        self.model_box.setCurrentIndex(index)
+        self.model_box.blockSignals(False)
+        self._on_model_changed(index)
+
+    def add_model_file(self, path: str | Path) -> None:
+        """Add a model file to the list and select it (what "load file..." does after its dialog)."""
+        path = str(path)
+        if path not in self._extra_files:
+            self._extra_files.append(path)
+        self.refresh_models()
+        for i in range(self.model_box.count()):
+            choice = self.model_box.itemData(i)
+            if choice is not None and choice.value == path:
+                self.model_box.setCurrentIndex(i)
+                break
+
+    def current_choice(self) -> translation.ModelChoice | None:
+        return self.model_box.currentData()
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_box.itemData(index) is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Load a translator model", "", "Models (*.safetensors *.pt *.pth *.ts *.torchscript *.onnx)")
+            if path:
+                self.add_model_file(path)
+            else:
+                self.model_box.setCurrentIndex(0)
+
+    def _on_model_changed(self, _index: int) -> None:
+        choice = self.current_choice()
+        if choice is None:
+            return
+        spec = self._specs.get(choice.value)
+        if spec is not None:
+            self._apply_spec(spec)
+            return
+        self.spec_label.setText("reading model ...")
+        job = start_job(translation.describe_choice, choice, name=f"reading model {choice.label}")
+        job.succeeded.connect(lambda spec, c=choice: self._on_spec(c, spec))
+        job.failed.connect(lambda exc: self.spec_label.setText("model cannot be read (see the message)"))
+
+    def _on_spec(self, choice, spec: dict) -> None:
+        self._specs[choice.value] = spec
+        if self.current_choice() == choice:
+            self._apply_spec(spec)
+
+    def _apply_spec(self, spec: dict) -> None:
+        kind = "stochastic" if spec.get("stochastic") else "deterministic"
+        maps = ", ".join(spec.get("maps") or []) or "none"
+        self.spec_label.setText(
+            f"{spec['method']}: {'+'.join(spec['inputs'])} -> {'+'.join(spec['outputs'])}, {kind}, maps: {maps}")
+        self.samples_box.setEnabled(bool(spec.get("stochastic")))
+        if not spec.get("stochastic"):
+            self.samples_box.setValue(1)
+        self.steps_box.setEnabled(spec.get("default_steps") is not None)
+        self._rebuild_inputs(tuple(spec["inputs"]))
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _input_modalities(self) -> tuple[str, ...]:
+        return tuple(self._input_boxes) or ("T1",)
+
+    def _rebuild_inputs(self, modalities: tuple[str, ...]) -> None:
+        previous = {m: box.currentText() for m, box in self._input_boxes.items()}
+        while self._inputs_layout.rowCount():
+            self._inputs_layout.removeRow(0)
+        self._input_boxes = {}
+        for modality in modalities:
+            box = QComboBox()
+            box.addItems([name for name, _ in self._sources])
+            pick = previous.get(modality)
+            if not pick or box.findText(pick) < 0:
+                same = [name for name, mod in self._sources if mod == modality and not name.startswith("SYNTHETIC")]
+                pick = same[0] if same else ""
+            if pick:
+                box.setCurrentIndex(box.findText(pick))
+            self._inputs_layout.addRow(f"Input {modality}", box)
+            self._input_boxes[modality] = box
+
+    def input_names(self) -> dict[str, str]:
+        """The picked source name for every input modality."""
+        return {m: box.currentText() for m, box in self._input_boxes.items()}
+
+    # -- running --------------------------------------------------------------------------------------
+    def request(self) -> translation.TranslateRequest:
+        """The request the current settings describe (volumes fetched through ``volume_provider``)."""
+        from ..core.errors import MedtransError
+
+        choice = self.current_choice()
+        names = self.input_names()
+        if choice is None:
+            raise MedtransError("no model chosen")
+        missing = [m for m, n in names.items() if not n]
+        if missing or self.volume_provider is None:
+            raise MedtransError(f"choose an input volume for {', '.join(missing) or 'the model'}")
+        inputs = {m: (n, self.volume_provider(n)) for m, n in names.items()}
+        return translation.TranslateRequest(
+            choice=choice, inputs=inputs, device=self.device_box.currentText(),
+            steps=self.steps_box.value() or None, samples=self.samples_box.value(), seed=self.seed_box.value())
+
+    def run(self) -> Job | None:
+        """Start a translation with the current settings; returns its job (None when one is running)."""
+        from .workers import report_error
+
+        if self.job is not None and self.job.running:
+            return None
+        try:
+            request = self.request()
+        except Exception as exc:  # noqa: BLE001 - bad settings are shown like worker errors
+            report_error(exc, "translation")
+            return None
+        self._request = request
+        self.progress.setValue(0)
+        self.status.setText(f"translating {request.input_label} with {request.choice.label} ...")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.started.emit(request)
+        job = start_job(translation.run_translation, request, name="translation")
+        job.progress.connect(self._on_progress)
+        job.partial.connect(lambda p, r=request: self.partial_ready.emit(r, *p))
+        job.succeeded.connect(lambda result, r=request: self._done(r, result))
+        job.cancelled.connect(lambda _exc, r=request: self._stopped(r, "cancelled"))
+        job.failed.connect(lambda exc, r=request: self._stopped(r, "failed"))
+        self.job = job
+        return job
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.status.setText("cancelling ...")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _done(self, request, result) -> None:
+        self._reset_buttons()
+        self.status.setText(f"done in {result.seconds:.1f} s on {result.device}")
+        self.translated.emit(request, result)
+
+    def _stopped(self, request, what: str) -> None:
+        self._reset_buttons()
+        self.progress.setValue(0)
+        self.status.setText(f"translation {what}")
+        self.stopped.emit(request, what)
+
+    def _reset_buttons(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)

@@ -1,0 +1,167 @@
+"""What the translate panel offers and runs, without Qt: model choices, devices, and the translation job.
+
+Model choices, in this order: checkpoints shipped in ``resources/models``, files in the weights store that
+look like translator models, files the user loaded ("load file..."), then every registered method with
+random weights (marked "untrained": useful to try the pipeline, not for images anyone should look at).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MODEL_SUFFIXES",
+    "ModelChoice",
+    "TranslateRequest",
+    "model_choices",
+    "device_choices",
+    "describe_choice",
+    "build_translator",
+    "run_translation",
+]
+
+#: File endings of models the translate panel lists (see ``load_translator``).
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ts", ".torchscript", ".onnx")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the model list.
+
+    Attributes
+    ----------
+    label : str
+        What the list shows.
+    kind : {"checkpoint", "method"}
+        A model file, or a registered method built with random weights.
+    value : str
+        The file path or the method name.
+    """
+
+    label: str
+    kind: str
+    value: str
+
+
+@dataclasses.dataclass
+class TranslateRequest:
+    """Everything one run needs; built by the panel, executed by :func:`run_translation` in a worker.
+
+    ``inputs`` maps each input modality of the model to ``(display name, Volume)``. ``batch_size`` is the
+    engine's (slices per network call; "auto" by default).
+    """
+
+    choice: ModelChoice
+    inputs: dict[str, tuple[str, Any]]
+    device: str = "auto"
+    steps: int | None = None
+    samples: int = 1
+    seed: int | None = 0
+    batch_size: int | str = "auto"
+
+    @property
+    def input_label(self) -> str:
+        return "+".join(name for name, _ in self.inputs.values())
+
+
+def _model_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(MODEL_SUFFIXES)
+                  and not p.name.startswith("."))
+
+
+def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
+    """Shipped checkpoints, weights-store models, ``extra_files``, then registered methods (untrained)."""
+    from ..core import weights
+    from ..training.evaluate import resources_dir
+    from ..translators import list_translators
+
+    out: list[ModelChoice] = []
+    seen: set[str] = set()
+
+    def add(path: Path, where: str) -> None:
+        key = str(Path(path).resolve())
+        if key not in seen:
+            seen.add(key)
+            out.append(ModelChoice(f"{Path(path).name} ({where})", "checkpoint", str(path)))
+
+    for p in _model_files(resources_dir() / "models"):
+        add(p, "shipped")
+    for p in _model_files(weights.store_dir()):
+        add(p, "weights store")
+    for p in extra_files:
+        add(Path(p), "file")
+    for name in list_translators():
+        out.append(ModelChoice(f"{name} (untrained: random weights)", "method", name))
+    return out
+
+
+def device_choices() -> list[str]:
+    """"auto", "cpu", then every CUDA device and Apple MPS when present."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def build_translator(choice: ModelChoice, device: str = "cpu"):
+    """Load (checkpoint) or create (method) the translator of ``choice``; runs in a worker."""
+    from ..translators import create_translator, load_translator
+
+    if choice.kind == "checkpoint":
+        return load_translator(choice.value, device="cpu" if device == "auto" else device)
+    return create_translator(choice.value)
+
+
+def describe_choice(job: Any, choice: ModelChoice) -> dict:
+    """The spec of a choice as a dict (read from the file's metadata when possible); a job function."""
+    from ..translators import TranslatorSpec, read_checkpoint_metadata
+
+    if choice.kind == "checkpoint" and choice.value.lower().endswith(".safetensors"):
+        info = read_checkpoint_metadata(choice.value)
+        if info.spec:
+            return dict(TranslatorSpec.from_dict(info.spec).to_dict(), sha256=info.sha256)
+    model = build_translator(choice)
+    info = getattr(model, "checkpoint_info", None)
+    return dict(model.spec.to_dict(), sha256=getattr(info, "sha256", None))
+
+
+def run_translation(job: Any, request: TranslateRequest):
+    """Build the translator and translate (a job function for :func:`napari_medtrans.qt.workers.start_job`).
+
+    Progress goes to ``job.report_progress``, finished slices to ``job.report_partial((axis, start, stop,
+    block))`` (slices ``start:stop`` along ``axis`` of the first input),
+    and ``job.should_cancel`` stops it between batches.
+    """
+    from ..core.engine import translate_volume
+
+    from ..core.preprocess import acquisition_axis
+
+    translator = build_translator(request.choice, request.device)
+    volumes: Mapping[str, Any] = {m: vol for m, (_name, vol) in request.inputs.items()}
+    first = next(iter(volumes.values()))
+    arg = first if len(volumes) == 1 else dict(volumes)
+    axis = acquisition_axis(first)
+    partial: Callable = lambda start, stop, block: job.report_partial((axis, start, stop, block))  # noqa: E731
+    return translate_volume(
+        arg,
+        translator,
+        axis=axis,
+        device=request.device,
+        steps=request.steps,
+        samples=request.samples,
+        seed=request.seed,
+        batch_size=request.batch_size,
+        progress=job.report_progress,
+        should_cancel=job.should_cancel,
+        on_partial=partial,
+    )
