@@ -81,7 +81,8 @@ def read_volumes(path) -> list[tuple]:
         return [_nifti_layer(p)]
     if p.is_file():
         volume = read_dicom_series(p)
-        return [volume_layer_data(volume, _series_name(volume, p.parent.name))]
+        header = volume.source.dicom_datasets[0] if volume.source.dicom_datasets else {}
+        return [volume_layer_data(volume, _series_name(volume, str(header.get("SeriesDescription", "") or "")))]
     layers = []
     for series in scan_dicom(p):
         volume = read_dicom_series(series.files, series_uid=series.series_instance_uid)

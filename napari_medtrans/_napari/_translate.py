@@ -9,10 +9,12 @@ viridis). A cancelled or failed run removes the preview.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.translate_panel import TranslatePanel
 from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, map_style, watch_layers
+from ._layers import volume_layer_data
 
 __all__ = ["TranslateWidget", "result_name"]
 
@@ -24,7 +26,12 @@ def result_name(request, result) -> str:
 
 
 class TranslateWidget(QWidget):
-    """Translate image layers with a model; results and maps appear as layers."""
+    """Translate image layers with a model; results and maps appear as layers.
+
+    ``layers_added(list)`` is emitted once the result and every map are in the viewer.
+    """
+
+    layers_added = Signal(list)
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -39,6 +46,7 @@ class TranslateWidget(QWidget):
         self._buffer: np.ndarray | None = None
         self._range = [np.inf, -np.inf]
         self.result_layers: list = []
+        self._pending: list = []
         self.panel.started.connect(self._on_started)
         self.panel.partial_ready.connect(self._on_partial)
         self.panel.translated.connect(self._on_translated)
@@ -78,20 +86,41 @@ class TranslateWidget(QWidget):
 
     # -- results --------------------------------------------------------------------------------------
     def _on_translated(self, request, result) -> None:
-        self._remove_preview()
+        # The preview becomes the result: removing a layer makes napari run gc.collect() (~0.5 s) and adding
+        # one builds its controls, so reusing it keeps the event loop free. Maps follow one per loop turn.
         name = result_name(request, result)
-        layers = [add_volume_layer(self.viewer, result.volume, name)]
-        for modality, volume in result.outputs.items():
-            if volume is not result.volume:
-                layers.append(add_volume_layer(self.viewer, volume, f"SYNTHETIC {modality} from "
-                                               f"{request.input_label} ({result.volume.provenance.get('method')})"))
-        for map_name, volume in result.maps.items():
-            layer = add_volume_layer(self.viewer, volume, f"{map_name} of {name}", mark_synthetic=False,
-                                     metadata={"map": map_name, "of": name}, **map_style(map_name))
-            if map_name.startswith("tsm"):
+        data, kw, _kind = volume_layer_data(result.volume, name)
+        layer = self.preview if self.preview is not None and self.preview in self.viewer.layers else None
+        self.preview, self._buffer = None, None
+        if layer is None:
+            layer = self.viewer.add_image(data, **kw)
+        else:
+            layer.data = data
+            layer.affine = kw["affine"]
+            layer.metadata = kw["metadata"]
+            layer.name = kw["name"]
+            layer.reset_contrast_limits()
+        self.result_layers = [layer]
+        method = result.volume.provenance.get("method")
+        pending = [(volume, f"SYNTHETIC {modality} from {request.input_label} ({method})", {})
+                   for modality, volume in result.outputs.items() if volume is not result.volume]
+        pending += [(volume, f"{map_name} of {name}",
+                     dict(mark_synthetic=False, metadata={"map": map_name, "of": name}, **map_style(map_name)))
+                    for map_name, volume in result.maps.items()]
+        self._pending = pending
+        QTimer.singleShot(0, self._add_next)
+
+    def _add_next(self) -> None:
+        if self._pending:
+            volume, name, kwargs = self._pending.pop(0)
+            layer = add_volume_layer(self.viewer, volume, name, **kwargs)
+            if (kwargs.get("metadata") or {}).get("map", "").startswith("tsm"):
                 _show_colorbar(layer)
-            layers.append(layer)
-        self.result_layers = layers
+            self.result_layers.append(layer)
+        if self._pending:
+            QTimer.singleShot(0, self._add_next)
+        else:
+            self.layers_added.emit(list(self.result_layers))
 
     def _on_stopped(self, request, reason: str) -> None:
         self._remove_preview()

@@ -158,9 +158,15 @@ class ExportPanel(QWidget):
         self.job = start_job(export_volume, volume, fmt, str(Path(out).expanduser()), source,
                              self.deidentify_box.isChecked(), name="export")
         self.job.succeeded.connect(self._on_done)
-        self.job.failed.connect(lambda _exc: self.status.setText("export failed (see the message)"))
-        self.job.finished.connect(lambda: self.export_button.setEnabled(True))
+        self.job.failed.connect(self._on_failed)
+        self.job.finished.connect(self._on_finished)
         return self.job
+
+    def _on_failed(self, _exc) -> None:
+        self.status.setText("export failed (see the message)")
+
+    def _on_finished(self) -> None:
+        self.export_button.setEnabled(True)
 
     def _on_done(self, paths: list) -> None:
         where = Path(paths[0]).parent if len(paths) > 1 else Path(paths[0])

@@ -119,9 +119,15 @@ class InspectPanel(QWidget):
         name = trust_name.split(" of ")[0] if trust is not None else "tsm"
         self.job = start_job(_inspect, synthetic, reference, mask, trust, name, name="inspection")
         self.job.succeeded.connect(self._on_result)
-        self.job.finished.connect(lambda: self.compute_button.setEnabled(True))
-        self.job.failed.connect(lambda _exc: self.volume_label.setText("failed (see the message)"))
+        self.job.finished.connect(self._on_finished)
+        self.job.failed.connect(self._on_failed)
         return self.job
+
+    def _on_finished(self) -> None:
+        self.compute_button.setEnabled(True)
+
+    def _on_failed(self, _exc) -> None:
+        self.volume_label.setText("failed (see the message)")
 
     def _on_result(self, inspection: Inspection) -> None:
         self.inspection = inspection

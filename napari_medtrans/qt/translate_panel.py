@@ -32,6 +32,10 @@ __all__ = ["TranslatePanel"]
 _LOAD_FILE = "load file..."
 
 
+def _describe_job(job, choice):
+    return choice, translation.describe_choice(job, choice)
+
+
 class TranslatePanel(QWidget):
     """Inputs, model, device, steps, samples, seed; Run / Cancel with a progress bar."""
 
@@ -128,13 +132,16 @@ class TranslatePanel(QWidget):
         return self.model_box.currentData()
 
     def _on_model_activated(self, index: int) -> None:
-        if self.model_box.itemData(index) is None:
+        choice = self.model_box.itemData(index)
+        if choice is None:
             path, _ = QFileDialog.getOpenFileName(
                 self, "Load a translator model", "", "Models (*.safetensors *.pt *.pth *.ts *.torchscript *.onnx)")
             if path:
                 self.add_model_file(path)
             else:
                 self.model_box.setCurrentIndex(0)
+        elif choice.kind == "method":
+            self._describe(choice)  # builds the network: only when the user picks it
 
     def _on_model_changed(self, _index: int) -> None:
         choice = self.current_choice()
@@ -143,16 +150,25 @@ class TranslatePanel(QWidget):
         spec = self._specs.get(choice.value)
         if spec is not None:
             self._apply_spec(spec)
-            return
-        self.spec_label.setText("reading model ...")
-        job = start_job(translation.describe_choice, choice, name=f"reading model {choice.label}")
-        job.succeeded.connect(lambda spec, c=choice: self._on_spec(c, spec))
-        job.failed.connect(lambda exc: self.spec_label.setText("model cannot be read (see the message)"))
+        elif choice.kind == "checkpoint":
+            self._describe(choice)
+        else:
+            self.spec_label.setText(f"{choice.value}: untrained, random weights (for trying the pipeline)")
 
-    def _on_spec(self, choice, spec: dict) -> None:
+    def _describe(self, choice) -> None:
+        self.spec_label.setText("reading model ...")
+        job = start_job(_describe_job, choice, name=f"reading model {choice.label}")
+        job.succeeded.connect(self._on_spec)
+        job.failed.connect(self._on_spec_failed)
+
+    def _on_spec(self, described) -> None:
+        choice, spec = described
         self._specs[choice.value] = spec
         if self.current_choice() == choice:
             self._apply_spec(spec)
+
+    def _on_spec_failed(self, _exc) -> None:
+        self.spec_label.setText("model cannot be read (see the message)")
 
     def _apply_spec(self, spec: dict) -> None:
         kind = "stochastic" if spec.get("stochastic") else "deterministic"
@@ -225,11 +241,12 @@ class TranslatePanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.started.emit(request)
         job = start_job(translation.run_translation, request, name="translation")
+        # Bound methods, not lambdas: Qt drops these connections when the panel is deleted mid-run.
         job.progress.connect(self._on_progress)
-        job.partial.connect(lambda p, r=request: self.partial_ready.emit(r, *p))
-        job.succeeded.connect(lambda result, r=request: self._done(r, result))
-        job.cancelled.connect(lambda _exc, r=request: self._stopped(r, "cancelled"))
-        job.failed.connect(lambda exc, r=request: self._stopped(r, "failed"))
+        job.partial.connect(self._on_partial)
+        job.succeeded.connect(self._done)
+        job.cancelled.connect(self._on_cancelled)
+        job.failed.connect(self._on_failed)
         self.job = job
         return job
 
@@ -242,16 +259,25 @@ class TranslatePanel(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
 
-    def _done(self, request, result) -> None:
+    def _on_partial(self, payload) -> None:
+        self.partial_ready.emit(self._request, *payload)
+
+    def _done(self, result) -> None:
         self._reset_buttons()
         self.status.setText(f"done in {result.seconds:.1f} s on {result.device}")
-        self.translated.emit(request, result)
+        self.translated.emit(self._request, result)
 
-    def _stopped(self, request, what: str) -> None:
+    def _on_cancelled(self, _exc) -> None:
+        self._stopped("cancelled")
+
+    def _on_failed(self, _exc) -> None:
+        self._stopped("failed")
+
+    def _stopped(self, what: str) -> None:
         self._reset_buttons()
         self.progress.setValue(0)
         self.status.setText(f"translation {what}")
-        self.stopped.emit(request, what)
+        self.stopped.emit(self._request, what)
 
     def _reset_buttons(self) -> None:
         self.run_button.setEnabled(True)

@@ -227,7 +227,7 @@ def export_dicom_series(
     salt = uid_salt if uid_salt is not None else generate_uid()
 
     def mapped(uid: str) -> str:
-        return str(generate_uid(prefix=None, entropy_srcs=[str(salt), str(uid)])) if deidentify else str(uid)
+        return _hashed_uid(str(salt), str(uid)) if deidentify else str(uid)
 
     frames = _source_frames(headers)
     refs, matches = _references(frames, geom, (nx, ny), _half_slab(frames))
@@ -521,6 +521,16 @@ def _pixel_attributes(ds, data, rows, cols, slope, intercept, signed) -> None:
     lo, hi = (float(np.percentile(data, 1)), float(np.percentile(data, 99))) if data.size else (0.0, 1.0)
     ds.WindowCenter = _ds((lo + hi) / 2)
     ds.WindowWidth = _ds(max(hi - lo, 1e-3))
+
+
+def _hashed_uid(salt: str, uid: str) -> str:
+    """A ``2.25.`` UID (UUID as an integer, ISO/IEC 9834-8) derived from ``salt`` and ``uid`` by sha256."""
+    import hashlib
+
+    digest = bytearray(hashlib.sha256(f"{salt}\x00{uid}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8 (custom) UUID
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return f"2.25.{int.from_bytes(bytes(digest), 'big')}"
 
 
 def _ds(value: float) -> str:

@@ -1,0 +1,241 @@
+"""The shared Qt panels (no napari): translate, inspect, export, and the logic behind them.
+
+Runs with QT_QPA_PLATFORM=offscreen as well as under xvfb.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from qtpy.QtCore import QPoint, Qt
+
+from napari_medtrans.core.errors import GeometryMismatchError
+from napari_medtrans.core.io import load
+from napari_medtrans.core.metrics import evaluate_volumes
+from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.qt import translation, workers
+from napari_medtrans.qt.export_panel import ExportPanel
+from napari_medtrans.qt.inspect_panel import InspectPanel
+from napari_medtrans.qt.inspection import inspect_volumes, trust_curve
+from napari_medtrans.qt.translate_panel import TranslatePanel
+from napari_medtrans.translators import TranslationOutput, Translator, TranslatorSpec, create_translator
+from napari_medtrans.translators.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return make_subject(3, shape=(32, 32, 16), tumour=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny-unet.safetensors"
+    save_checkpoint(create_translator("unet", width=4, depth=2), path)
+    return path
+
+
+@pytest.fixture
+def messages(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    got: list[str] = []
+    previous = workers.set_error_handler(lambda message, exc: got.append(message))
+    yield got
+    workers.set_error_handler(previous)
+
+
+def wait_job(qtbot, job, timeout=60000):
+    if job.running:
+        with qtbot.waitSignal(job.finished, timeout=timeout):
+            pass
+
+
+# -- translation logic ---------------------------------------------------------------------------------------
+def test_model_choices_list_shipped_store_loaded_then_untrained(tmp_path, monkeypatch):
+    (tmp_path / "res" / "models").mkdir(parents=True)
+    (tmp_path / "res" / "models" / "demo-t1-t2.safetensors").write_bytes(b"x")
+    (tmp_path / "home" / "weights").mkdir(parents=True)
+    (tmp_path / "home" / "weights" / "mine.pt").write_bytes(b"x")
+    (tmp_path / "home" / "weights" / "notes.txt").write_text("not a model")
+    monkeypatch.setenv("MEDTRANS_RESOURCES", str(tmp_path / "res"))
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    choices = translation.model_choices([tmp_path / "other.onnx"])
+    labels = [c.label for c in choices]
+    assert labels[:3] == ["demo-t1-t2.safetensors (shipped)", "mine.pt (weights store)", "other.onnx (file)"]
+    methods = [c for c in choices if c.kind == "method"]
+    assert {c.value for c in methods} >= {"unet", "pix2pix", "edts-trans"}
+    assert all("untrained" in c.label for c in methods)
+
+
+def test_describe_choice_reads_the_spec_and_sha(tiny_model):
+    choice = translation.ModelChoice("tiny", "checkpoint", str(tiny_model))
+    spec = translation.describe_choice(None, choice)
+    assert spec["method"] == "unet" and spec["inputs"] == ["T1"] and len(spec["sha256"]) == 64
+
+
+# -- translate panel -----------------------------------------------------------------------------------------
+def test_translate_panel_runs_and_streams_slices(qtbot, subject, tiny_model, messages):
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    vols = {"T1 s3": subject.images["T1"], "T2 s3": subject.images["T2"]}
+    panel.volume_provider = vols.__getitem__
+    panel.set_sources([("T2 s3", "T2"), ("T1 s3", "T1")])
+    panel.add_model_file(tiny_model)
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("unet"), timeout=20000)
+    assert panel.input_names() == {"T1": "T1 s3"}  # picked by modality
+    assert not panel.samples_box.isEnabled()  # deterministic model: one sample only
+
+    partial, results = [], []
+    panel.partial_ready.connect(lambda req, axis, a, b, block: partial.append((axis, a, b, block.shape)))
+    panel.translated.connect(lambda req, result: results.append(result))
+    job = panel.run()
+    wait_job(qtbot, job)
+    assert messages == []
+    (result,) = results
+    assert result.volume.synthetic and np.allclose(result.volume.affine, subject.images["T1"].affine)
+    covered = sorted((a, b) for _axis, a, b, _shape in partial)
+    assert covered[0][0] == 0 and covered[-1][1] == 16 and all(x[1] == y[0] for x, y in zip(covered, covered[1:]))
+    assert panel.progress.value() == panel.progress.maximum() and panel.run_button.isEnabled()
+
+
+class SlowTranslator(Translator):
+    """Sleeps in every network call and counts the calls."""
+
+    def __init__(self):
+        super().__init__(TranslatorSpec(method="slow-test", inputs=("T1",), outputs=("T2",)))
+        self.calls = 0
+
+    def translate(self, x, *, steps=None, generator=None):
+        self.calls += 1
+        time.sleep(0.4)
+        return TranslationOutput(image=torch.tanh(x))
+
+
+def test_cancel_stops_within_one_batch_and_reports_no_error(qtbot, monkeypatch, messages):
+    slow = SlowTranslator()
+    monkeypatch.setattr(translation, "build_translator", lambda choice, device="cpu": slow)
+    big = make_subject(1, shape=(256, 256, 24), snr=None, bias=False, deform=False).images["T1"]  # 3 CPU batches
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = {"T1": big}.__getitem__
+    panel.set_sources([("T1", "T1")])
+    stopped, cancel_at = [], []
+
+    def cancel_on_first(*_args):
+        if not cancel_at:
+            cancel_at.append((time.perf_counter(), slow.calls))
+            panel.cancel()
+
+    panel.partial_ready.connect(cancel_on_first)
+    panel.stopped.connect(lambda req, reason: stopped.append((time.perf_counter(), reason)))
+    job = panel.run()
+    wait_job(qtbot, job)
+    assert [r for _t, r in stopped] == ["cancelled"] and messages == []
+    assert slow.calls <= cancel_at[0][1] + 1  # at most the batch already running finished
+    assert stopped[0][0] - cancel_at[0][0] < 2.0
+    assert panel.status.text() == "translation cancelled"
+
+
+def test_translate_errors_go_to_the_sink(qtbot, tmp_path, subject, messages):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = {"T1": subject.images["T1"]}.__getitem__
+    panel.set_sources([("T1", "T1")])
+    panel.add_model_file(bad)
+    qtbot.waitUntil(lambda: bool(messages), timeout=20000)  # reading its spec fails
+    job = panel.run()
+    wait_job(qtbot, job)
+    assert all(str(bad) in m for m in messages) and len(messages) == 2
+    assert panel.run_button.isEnabled()
+
+
+# -- inspection ----------------------------------------------------------------------------------------------
+def test_trust_curve_bins_errors_by_map_value():
+    trust = np.array([0.05, 0.15, 0.95, 0.85, 0.9])
+    error = np.array([1.0, 3.0, 10.0, 20.0, 30.0])
+    curve = trust_curve(trust, error, None, "tsm", bins=2)
+    np.testing.assert_allclose(curve.edges, [0.05, 0.5, 0.95])
+    np.testing.assert_allclose(curve.mean_error, [2.0, 20.0])
+    assert list(curve.count) == [2, 3]
+    assert curve.correlation == pytest.approx(np.corrcoef(trust, error)[0, 1]) and curve.correlation > 0.5
+
+
+def test_inspect_volumes_error_maps_and_grid_check(subject):
+    syn = subject.images["T2"].derive(subject.images["T2"].data + 5.0, synthetic=True)
+    ins = inspect_volumes(syn, subject.images["T2"], mask=subject.brain_mask)
+    np.testing.assert_allclose(ins.signed_error.data, 5.0, atol=1e-4)
+    assert ins.abs_error.same_grid(syn) and ins.error_limit == pytest.approx(5.0, abs=1e-3)
+    assert ins.per_slice["mae"].shape == (16,)
+    other = subject.images["T2"].derive(subject.images["T2"].data)
+    other.affine[0, 3] += 4.0
+    with pytest.raises(GeometryMismatchError, match="reference"):
+        inspect_volumes(syn, other)
+
+
+def test_inspect_panel_metrics_slice_and_plot_click(qtbot, subject, messages):
+    syn = subject.images["T2"].derive(subject.images["T2"].data * 0.9 + 3.0, synthetic=True)
+    tsm = syn.derive(np.random.default_rng(0).random(syn.shape), modality="tsm")
+    vols = {"syn": syn, "T2": subject.images["T2"], "labels": subject.labels, "tsm of syn": tsm}
+    panel = InspectPanel()
+    qtbot.addWidget(panel)
+    panel.resize(500, 700)
+    panel.show()
+    panel.volume_provider = vols.__getitem__
+    panel.set_sources(["syn"], ["T2"], ["labels"], ["tsm of syn"])
+    assert panel.mask_box.currentText() == "labels" and panel.trust_box.currentText() == "tsm of syn"
+    with qtbot.waitSignal(panel.inspected, timeout=30000):
+        panel.compute()
+    expected = evaluate_volumes(syn, subject.images["T2"], subject.labels.data != 0)
+    assert f"PSNR {expected['psnr']:.2f} dB" in panel.volume_label.text()
+    assert f"SSIM {expected['ssim']:.4f}" in panel.volume_label.text()
+    panel.set_current_slice(7)
+    psnr7 = panel.inspection.per_slice["psnr"][7]
+    assert panel.slice_label.text().startswith(f"7: PSNR {psnr7:.2f} dB")
+    assert panel.inspection.trust is not None and panel.inspection.trust.map_name == "tsm"
+
+    canvas = panel.slice_plot
+    canvas.draw()
+    x, y = canvas.axes.transData.transform((11, np.nanmean(panel.inspection.per_slice["psnr"])))
+    ratio = canvas.devicePixelRatioF()
+    pos = QPoint(int(round(x / ratio)), int(round((canvas.figure.bbox.height - y) / ratio)))
+    with qtbot.waitSignal(panel.slice_requested, timeout=5000) as blocker:
+        qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=pos)
+    assert blocker.args == [11]
+
+
+# -- export --------------------------------------------------------------------------------------------------
+def test_export_panel_writes_dicom_in_source_study_and_nifti(qtbot, tmp_path, messages):
+    from napari_medtrans.core.io.dicom_write import write_dicom_series
+
+    t1 = make_subject(2, shape=(32, 32, 8)).images["T1"]
+    write_dicom_series(t1, tmp_path / "src", series_description="T1", patient_id="P-9")
+    src = load(tmp_path / "src")
+    syn = src.derive(src.data * 0.5, modality="T2", synthetic=True, provenance={"method": "unet"})
+    panel = ExportPanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = {"SYNTHETIC T2": syn}.__getitem__
+    panel.set_sources(["SYNTHETIC T2"])
+    assert "made from" in panel.source_label.text()
+    panel.out_edit.setText(str(tmp_path / "out"))
+    panel.deidentify_box.setChecked(True)
+    wait_job(qtbot, panel.export())
+    files = sorted((tmp_path / "out").glob("*.dcm"))
+    ds = pydicom.dcmread(files[0])
+    assert len(files) == 8 and ds.SyntheticData == "YES" and ds.PatientID == "ANONYMOUS"
+    assert panel.status.text().startswith("wrote 8 file(s)")
+
+    panel.format_box.setCurrentIndex(panel.format_box.findData("nifti"))
+    panel.out_edit.setText(str(tmp_path / "t2"))
+    wait_job(qtbot, panel.export())
+    back = load(tmp_path / "t2.nii.gz")
+    assert back.synthetic and np.allclose(back.affine, syn.affine)
+
+    panel.out_edit.setText(str(tmp_path / "out"))  # not empty any more
+    panel.format_box.setCurrentIndex(panel.format_box.findData("dicom"))
+    wait_job(qtbot, panel.export())
+    assert messages and "folder is not empty" in messages[-1] and str(tmp_path / "out") in messages[-1]

@@ -1,0 +1,110 @@
+"""qt/workers.py: jobs run off the GUI thread, report in order, cancel, and send every error to one sink."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from napari_medtrans.core.errors import NotAVolumeError, TranslationCancelled
+from napari_medtrans.qt import workers
+
+
+@pytest.fixture
+def messages():
+    got: list[tuple[str, BaseException]] = []
+    previous = workers.set_error_handler(lambda message, exc: got.append((message, exc)))
+    yield got
+    workers.set_error_handler(previous)
+
+
+def test_job_runs_in_another_thread_and_reports_in_order(qtbot, messages):
+    seen = []
+
+    def work(job, n):
+        seen.append(threading.current_thread() is threading.main_thread())
+        for i in range(1, n + 1):
+            job.report_progress(i, n)
+            job.report_partial(i * 10)
+        return "done"
+
+    job = workers.start_job(work, 3, name="counting")
+    progress, partial = [], []
+    job.progress.connect(lambda d, t: progress.append((d, t)))
+    job.partial.connect(partial.append)
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert seen == [False]
+    assert progress == [(1, 3), (2, 3), (3, 3)] and partial == [10, 20, 30]
+    assert job.result == "done" and not job.running and messages == []
+    assert job not in workers.active_jobs()
+
+
+def test_errors_reach_the_one_sink_with_the_core_message(qtbot, messages):
+    def fail(job):
+        raise NotAVolumeError("is neither a NIfTI file nor a DICOM image", "/data/scan.txt")
+
+    job = workers.start_job(fail, name="loading")
+    failed = []
+    job.failed.connect(failed.append)
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert [m for m, _ in messages] == ["/data/scan.txt: is neither a NIfTI file nor a DICOM image"]
+    assert isinstance(failed[0], NotAVolumeError) and job.error is failed[0]
+
+
+def test_unexpected_errors_name_the_job_and_the_exception(qtbot, messages):
+    job = workers.start_job(lambda job: 1 / 0, name="inspection")
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert messages[0][0] == "inspection failed: ZeroDivisionError: division by zero"
+
+
+def test_a_broken_handler_does_not_hide_the_error(qtbot, caplog):
+    def broken(message, exc):
+        raise RuntimeError("handler bug")
+
+    previous = workers.set_error_handler(broken)
+    try:
+        job = workers.start_job(lambda job: [][1], name="export")
+        with qtbot.waitSignal(job.finished, timeout=10000):
+            pass
+    finally:
+        workers.set_error_handler(previous)
+    assert "export failed: IndexError" in caplog.text and "handler bug" in caplog.text
+
+
+def test_cancel_stops_the_job_and_is_not_an_error(qtbot, messages):
+    started = threading.Event()
+
+    def slow(job):
+        done = 0
+        while True:
+            started.set()
+            if job.should_cancel():
+                raise TranslationCancelled(done, 100)
+            time.sleep(0.01)
+            done += 1
+
+    job = workers.start_job(slow, name="translation")
+    cancelled = []
+    job.cancelled.connect(cancelled.append)
+    assert started.wait(5)
+    t0 = time.perf_counter()
+    job.cancel()
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert time.perf_counter() - t0 < 2.0
+    assert isinstance(cancelled[0], TranslationCancelled) and messages == []
+
+
+def test_cancel_all_waits_for_every_thread(qtbot):
+    def wait_for_cancel(job):
+        while not job.should_cancel():
+            time.sleep(0.005)
+
+    jobs = [workers.start_job(wait_for_cancel, name=f"job {i}") for i in range(3)]
+    assert all(j in workers.active_jobs() for j in jobs)
+    assert workers.cancel_all(wait_ms=5000)
+    qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=5000)
