@@ -135,8 +135,8 @@ def test_tsm_overlay_and_screenshot(make_napari_viewer, qtbot, edts_file, tmp_pa
     viewer = make_napari_viewer()
     for data, kw, kind in make_phantom_sample(shape=(48, 48, 8)):
         getattr(viewer, f"add_{kind}")(data, **kw)
-    tw = TranslateWidget(viewer)
-    viewer.window.add_dock_widget(tw)
+    tw = TranslateWidget(viewer)  # not docked: the canvas keeps the window's width for the screenshot
+    qtbot.addWidget(tw)
     choose_model(qtbot, tw, edts_file, "edts-trans")
     assert tw.panel.samples_box.isEnabled()
     tw.panel.samples_box.setValue(2)
@@ -152,12 +152,12 @@ def test_tsm_overlay_and_screenshot(make_napari_viewer, qtbot, edts_file, tmp_pa
         layer.visible = layer.name in (name, tsm.name)
     viewer.reset_view()
     viewer.screenshot(canvas_only=False)  # the hidden viewer's first canvas-only screenshot is black
-    shot = viewer.screenshot(canvas_only=True, flash=False, size=(480, 480))
+    shot = viewer.screenshot(canvas_only=True, flash=False)
     imsave(tmp_path / "tsm_overlay.png", shot, check_contrast=False)
     rgb = shot[..., :3].astype(float)
     assert rgb.std() > 5 and (rgb > 30).mean() > 0.05  # an image, not a blank canvas
     tsm.visible = False
-    without = viewer.screenshot(canvas_only=True, flash=False, size=(480, 480))[..., :3].astype(float)
+    without = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
     assert np.abs(rgb - without).mean() > 1  # the overlay shows
 
 
