@@ -81,22 +81,28 @@ def test_pix2pix_options_reach_the_recipe(phantom, tmp_path, capsys):
     assert info.training["size"] == [32, 32]
 
 
-def test_training_crops_do_not_shrink_validation(phantom, tmp_path, capsys, monkeypatch):
+def test_validation_sees_whole_slices_normalised_like_the_training_targets(phantom, tmp_path, capsys,
+                                                                           monkeypatch):
     from napari_medtrans.training.trainer import Trainer
 
     seen = {}
     fit = Trainer.fit
 
     def spy(self):
-        seen["train"], seen["val"] = self.train_ds.size, self.val_ds.size
+        seen.update(train=self.train_ds, val=self.val_ds)
         return fit(self)
 
     monkeypatch.setattr(Trainer, "fit", spy)
     out = tmp_path / "crops"
-    assert _train(phantom, out, "--size", "16", "16", steps=2) == 0
+    assert _train(phantom, out, "--size", "16", "16", "--target-norm", "dataset", steps=2) == 0
     assert "slices 16x16" in capsys.readouterr().out
-    assert seen == {"train": (16, 16), "val": (32, 32)}
-    assert read_checkpoint_metadata(out / "model.safetensors").training["size"] == [16, 16]
+    assert (seen["train"].size, seen["val"].size) == ((16, 16), (32, 32))
+    assert seen["val"].target_norm == "dataset"
+    assert seen["val"].normalisation["outputs"] == seen["train"].normalisation["outputs"]
+    info = read_checkpoint_metadata(out / "model.safetensors")
+    assert info.training["size"] == [16, 16]
+    assert info.normalisation["targets"] == "dataset"
+    assert info.normalisation["outputs"] == seen["train"].normalisation["outputs"]
 
 
 @pytest.mark.parametrize(

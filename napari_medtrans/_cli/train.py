@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--axis", type=int, default=2, choices=[0, 1, 2], help="slicing axis of the voxel array (default: 2)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random flips and 90-degree rotations (default: on)")
+    g.add_argument("--target-norm", default="volume", choices=["volume", "dataset"],
+                   help="normalise each target volume from its own robust range (volume), or all targets from "
+                   "their median range, the one the checkpoint stores for mapping outputs back (dataset); "
+                   "default: volume")
     g.add_argument("--min-foreground", type=float, default=0.05,
                    help="skip slices with less foreground than this fraction (default: 0.05)")
     g.add_argument("--num-workers", type=int, default=0, help="data loader processes (default: 0)")
@@ -135,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
     common = dict(inputs=model.spec.inputs, outputs=model.spec.outputs, axis=args.axis,
                   size_multiple=model.spec.size_multiple, min_foreground=args.min_foreground)
     train_ds = PairedSliceDataset(ds, "train", augment=args.augment, size=tuple(args.size) if args.size else None,
-                                  **common)
-    # Validation always sees whole slices (padded to the size multiple), as the model will at inference.
-    val_ds = PairedSliceDataset(ds, "val", augment=False, **common) if ds.split("val") else None
+                                  target_norm=args.target_norm, **common)
+    # Validation sees whole slices (padded to the size multiple), as the model will at inference, and targets
+    # normalised as the training targets were.
+    val_norm = train_ds.normalisation["outputs"] if args.target_norm == "dataset" else "volume"
+    val_ds = PairedSliceDataset(ds, "val", target_norm=val_norm, **common) if ds.split("val") else None
 
     n_params = sum(p.numel() for p in model.parameters())
     say(f"training {args.method} {'+'.join(model.spec.inputs)} -> {'+'.join(model.spec.outputs)}: "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ..core.volume import Volume
 from ._layers import layer_to_volume, volume_layer_data
 
-__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style"]
+__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume"]
 
 
 def _notify(message: str, exc: BaseException) -> None:

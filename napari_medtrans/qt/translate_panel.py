@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import translation
+from .input_picker import InputPicker
 from .workers import Job, start_job
 
 __all__ = ["TranslatePanel"]
@@ -48,7 +49,6 @@ class TranslatePanel(QWidget):
         super().__init__(parent)
         self.volume_provider: Callable[[str], object] | None = None
         self.job: Job | None = None
-        self._sources: list[tuple[str, str | None]] = []
         self._extra_files: list[str] = []
         self._specs: dict[str, dict] = {}
         self._request = None
@@ -68,8 +68,7 @@ class TranslatePanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        self._inputs_layout = QFormLayout()
-        self._input_boxes: dict[str, QComboBox] = {}
+        self.inputs = InputPicker()
         form = QFormLayout()
         form.addRow("Model", self.model_box)
         form.addRow("", self.spec_label)
@@ -81,7 +80,7 @@ class TranslatePanel(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(self._inputs_layout)
+        layout.addWidget(self.inputs)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -97,8 +96,7 @@ class TranslatePanel(QWidget):
     # -- sources and models ---------------------------------------------------------------------------
     def set_sources(self, items: Sequence[tuple[str, str | None]]) -> None:
         """The volumes that can be inputs, as ``(name, modality)``; keeps the current picks where possible."""
-        self._sources = list(items)
-        self._rebuild_inputs(self._input_modalities())
+        self.inputs.set_sources(items)
 
     def refresh_models(self) -> None:
         """Re-list shipped, stored, loaded and registered models."""
@@ -154,6 +152,8 @@ class TranslatePanel(QWidget):
             self._describe(choice)
         else:
             self.spec_label.setText(f"{choice.value}: untrained, random weights (for trying the pipeline)")
+            self.samples_box.setEnabled(True)  # unknown until the network is built
+            self.steps_box.setEnabled(True)
 
     def _describe(self, choice) -> None:
         self.spec_label.setText("reading model ...")
@@ -179,32 +179,11 @@ class TranslatePanel(QWidget):
         if not spec.get("stochastic"):
             self.samples_box.setValue(1)
         self.steps_box.setEnabled(spec.get("default_steps") is not None)
-        self._rebuild_inputs(tuple(spec["inputs"]))
-
-    # -- inputs ---------------------------------------------------------------------------------------
-    def _input_modalities(self) -> tuple[str, ...]:
-        return tuple(self._input_boxes) or ("T1",)
-
-    def _rebuild_inputs(self, modalities: tuple[str, ...]) -> None:
-        previous = {m: box.currentText() for m, box in self._input_boxes.items()}
-        while self._inputs_layout.rowCount():
-            self._inputs_layout.removeRow(0)
-        self._input_boxes = {}
-        for modality in modalities:
-            box = QComboBox()
-            box.addItems([name for name, _ in self._sources])
-            pick = previous.get(modality)
-            if not pick or box.findText(pick) < 0:
-                same = [name for name, mod in self._sources if mod == modality and not name.startswith("SYNTHETIC")]
-                pick = same[0] if same else ""
-            if pick:
-                box.setCurrentIndex(box.findText(pick))
-            self._inputs_layout.addRow(f"Input {modality}", box)
-            self._input_boxes[modality] = box
+        self.inputs.set_modalities(tuple(spec["inputs"]))
 
     def input_names(self) -> dict[str, str]:
         """The picked source name for every input modality."""
-        return {m: box.currentText() for m, box in self._input_boxes.items()}
+        return self.inputs.names()
 
     # -- running --------------------------------------------------------------------------------------
     def request(self) -> translation.TranslateRequest:
@@ -247,6 +226,7 @@ class TranslatePanel(QWidget):
         job.succeeded.connect(self._done)
         job.cancelled.connect(self._on_cancelled)
         job.failed.connect(self._on_failed)
+        self.destroyed.connect(job.cancel)  # a panel closed mid-run stops its translation
         self.job = job
         return job
 
@@ -282,3 +262,5 @@ class TranslatePanel(QWidget):
     def _reset_buttons(self) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        if self.job is not None:
+            self.destroyed.disconnect(self.job.cancel)

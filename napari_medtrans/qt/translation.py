@@ -1,7 +1,7 @@
 """What the translate panel offers and runs, without Qt: model choices, devices, and the translation job.
 
 Model choices, in this order: checkpoints shipped in ``resources/models``, files in the weights store that
-look like translator models, files the user loaded ("load file..."), then every registered method with
+look like translator models (model file endings, minus the store's known VGG16/SAM2/MedSAM2 files), files the user loaded ("load file..."), then every registered method with
 random weights (marked "untrained": useful to try the pipeline, not for images anyone should look at).
 """
 
@@ -91,8 +91,10 @@ def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
 
     for p in _model_files(resources_dir() / "models"):
         add(p, "shipped")
+    not_translators = {e.filename for e in weights.MANIFEST}  # VGG16, SAM2, MedSAM2: weights of other tools
     for p in _model_files(weights.store_dir()):
-        add(p, "weights store")
+        if p.name not in not_translators:
+            add(p, "weights store")
     for p in extra_files:
         add(Path(p), "file")
     for name in list_translators():

@@ -11,12 +11,18 @@ Slices whose foreground covers less than ``min_foreground`` of the slice are ski
 background value (-1; 0 for the mask) to ``size`` or to the next multiple of ``size_multiple``, centred; a slice
 larger than ``size`` is cropped (centred, or at a random place when augmenting). Augmentation is the paper-style
 one: random horizontal/vertical flips and 90-degree rotations, the same for input, target and mask.
+
+Target normalisation. ``target_norm="volume"`` (default) maps each target volume from its own robust range, like
+the inputs. ``target_norm="dataset"`` maps every target volume from one range per modality, the median of the
+targets' robust ranges: exactly the statistics written into the checkpoint, with which the engine maps network
+outputs back to intensities. The network then learns the target contrast's intensity scale itself instead of each
+volume's scale, which pays off where that scale is reproducible (one scanner protocol, the phantom).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +31,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..core import io
 from ..core.dataset import Dataset, DatasetError, load_dataset
-from ..core.errors import GeometryMismatchError
+from ..core.errors import GeometryMismatchError, UnknownChoiceError
 from ..core.preprocess import DEFAULT_PERCENTILES, IntensityRange, normalise, robust_range
 from ..core.volume import normalise_modality
 
@@ -37,7 +43,7 @@ FOREGROUND_LEVEL = -0.95
 
 @dataclass
 class _SubjectSlices:
-    """One subject's normalised volumes (or None when not cached) and its usable slice indices."""
+    """One subject's volumes as read (or None when not cached), robust ranges and usable slice indices."""
 
     id: str
     arrays: dict[str, np.ndarray] | None
@@ -93,7 +99,8 @@ class _SlicePool:
         self.min_foreground = float(min_foreground)
         self.subjects: list[_SubjectSlices] = []
         self.items: list[tuple[int, int]] = []  # (subject position, slice index)
-        self.shape: tuple[int, int] | None = None
+        #: Modalities normalised with one fixed range instead of each volume's own (see ``target_norm``).
+        self.fixed: dict[str, IntensityRange] = {}
         for s in subjects:
             missing = [m for m in modalities if m not in s.images]
             if missing:
@@ -102,7 +109,7 @@ class _SlicePool:
                     ds.root,
                 )
             arrays, mask, ranges = self._load(s)
-            fg = mask if mask is not None else self._foreground(arrays)
+            fg = mask if mask is not None else self._foreground(arrays, ranges)
             fraction = fg.astype(np.float32).mean(axis=tuple(a for a in range(3) if a != axis))
             indices = [int(k) for k in np.flatnonzero(fraction >= self.min_foreground)]
             shape = tuple(n for a, n in enumerate(fg.shape) if a != axis)
@@ -131,9 +138,8 @@ class _SlicePool:
                     f"{self.modalities[0]} {ref.shape}; paired slices need volumes on one grid",
                     path,
                 )
-            rng = robust_range(vol.data)
-            ranges[m] = rng
-            arrays[m] = normalise(vol.data, rng)
+            ranges[m] = robust_range(vol.data)
+            arrays[m] = vol.data
         mask = None
         if subject.mask:
             path = self.ds.path(subject.mask)
@@ -146,8 +152,9 @@ class _SlicePool:
         return arrays, mask, ranges
 
     @staticmethod
-    def _foreground(arrays: dict[str, np.ndarray]) -> np.ndarray:
-        return np.any(np.stack([a > FOREGROUND_LEVEL for a in arrays.values()]), axis=0)
+    def _foreground(arrays: dict[str, np.ndarray], ranges: dict[str, IntensityRange]) -> np.ndarray:
+        """Voxels above the background level of some image (each normalised from its own range)."""
+        return np.any(np.stack([normalise(a, ranges[m]) > FOREGROUND_LEVEL for m, a in arrays.items()]), axis=0)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -165,15 +172,17 @@ class _SlicePool:
         return arrays, mask
 
     def slice(self, item: int) -> tuple[str, int, torch.Tensor, torch.Tensor]:
-        """(subject id, slice index, images [C, H, W], mask [1, H, W]) of one item, unpadded."""
+        """(subject id, slice index, images [C, H, W] in [-1, 1], mask [1, H, W]) of one item, unpadded."""
         pos, k = self.items[item]
         arrays, mask = self._volumes(pos)
-        img = np.stack([_slice(arrays[m], self.axis, k) for m in self.modalities])
+        ranges = self.subjects[pos].ranges
+        raw = {m: _slice(arrays[m], self.axis, k) for m in self.modalities}
+        img = np.stack([normalise(raw[m], self.fixed.get(m, ranges[m])) for m in self.modalities])
         if mask is not None:
-            m = _slice(mask, self.axis, k)[None].astype(np.float32)
+            fg = _slice(mask, self.axis, k)[None].astype(np.float32)
         else:
-            m = (img > FOREGROUND_LEVEL).any(axis=0, keepdims=True).astype(np.float32)
-        return self.subjects[pos].id, k, torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(m)
+            fg = self._foreground(raw, ranges)[None].astype(np.float32)
+        return self.subjects[pos].id, k, torch.from_numpy(img), torch.from_numpy(fg)
 
     def slice_shape(self) -> tuple[int, int]:
         """In-plane shape of the slices (the largest over subjects)."""
@@ -188,7 +197,7 @@ def normalisation_stats(ranges: Sequence[dict[str, IntensityRange]], inputs: Seq
 
     Returns ``{"scheme": "percentile", "lower_pct", "upper_pct", "inputs": {m: {"lo", "hi"}},
     "outputs": {m: {"lo", "hi"}}, "n_volumes": {m: n}}``; the engine maps network outputs into the output
-    modality's ``[lo, hi]``.
+    modality's ``[lo, hi]``. The datasets add ``"targets"``: how targets were normalised ("volume"/"dataset").
     """
     def med(m):
         vals = [r[m] for r in ranges if m in r]
@@ -205,8 +214,36 @@ def normalisation_stats(ranges: Sequence[dict[str, IntensityRange]], inputs: Seq
     }
 
 
+TARGET_NORMS = ("volume", "dataset")
+
+
 class _SliceDatasetBase(TorchDataset):
-    """Shared geometry and augmentation of the slice datasets."""
+    """Shared geometry, target normalisation and augmentation of the slice datasets."""
+
+    def _setup_targets(self, pool: _SlicePool, target_norm) -> None:
+        """Apply ``target_norm`` to the output modalities of ``pool`` and record it in ``self.normalisation``."""
+        if isinstance(target_norm, str) and target_norm == "volume":
+            self.target_norm = "volume"
+            self.normalisation["targets"] = "volume"
+            return
+        if isinstance(target_norm, str) and target_norm == "dataset":
+            stats = self.normalisation["outputs"]
+        elif isinstance(target_norm, Mapping):
+            stats = target_norm
+        else:
+            raise UnknownChoiceError("target normalisation", str(target_norm), TARGET_NORMS)
+        fixed = {}
+        for m in self.outputs:
+            try:
+                fixed[m] = IntensityRange(lo=float(stats[m]["lo"]), hi=float(stats[m]["hi"]))
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f'Argument "target_norm" needs {{"lo": ..., "hi": ...}} for {m}, got {stats!r}.') from None
+            if not fixed[m].hi > fixed[m].lo:
+                raise ValueError(f'Argument "target_norm" needs lo < hi for {m}, got {stats[m]!r}.')
+        pool.fixed.update(fixed)
+        self.target_norm = "dataset"
+        self.normalisation["outputs"] = {m: {"lo": r.lo, "hi": r.hi} for m, r in fixed.items()}
+        self.normalisation["targets"] = "dataset"
 
     def _setup_geometry(self, shape: tuple[int, int], size, size_multiple: int, augment: bool) -> None:
         if size is not None:
@@ -265,6 +302,10 @@ class PairedSliceDataset(_SliceDatasetBase):
         Keep the normalised volumes in memory (otherwise reread a subject's files when its slices are needed).
     min_foreground : float
         Skip slices whose foreground (brain mask, else non-background voxels) is below this fraction.
+    target_norm : {"volume", "dataset"} or mapping
+        Normalise each target volume from its own range, or all from the median range of this dataset's
+        targets, or from given ranges ``{modality: {"lo", "hi"}}`` (a training set's ``normalisation["outputs"]``,
+        for its validation set). See the module notes.
 
     Attributes
     ----------
@@ -275,7 +316,7 @@ class PairedSliceDataset(_SliceDatasetBase):
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
-                 cache: bool = True, min_foreground: float = 0.05):
+                 cache: bool = True, min_foreground: float = 0.05, target_norm: str | Mapping = "volume"):
         if axis not in (0, 1, 2):
             raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
         self.dataset = _as_dataset(dataset)
@@ -291,6 +332,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         self._out = [self.pool.modalities.index(m) for m in self.outputs]
         self._setup_geometry(self.pool.slice_shape(), size, int(size_multiple), augment)
         self.normalisation = normalisation_stats([s.ranges for s in self.pool.subjects], self.inputs, self.outputs)
+        self._setup_targets(self.pool, target_norm)
 
     @property
     def subject_ids(self) -> list[str]:
@@ -326,7 +368,8 @@ class UnpairedSliceDataset(_SliceDatasetBase):
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
-                 cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False):
+                 cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False,
+                 target_norm: str | Mapping = "volume"):
         if axis not in (0, 1, 2):
             raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
         self.dataset = _as_dataset(dataset)
@@ -356,6 +399,7 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         self.normalisation = normalisation_stats(
             [s.ranges for s in self.source.subjects + self.target.subjects], self.inputs, self.outputs
         )
+        self._setup_targets(self.target, target_norm)
         # Target items grouped by subject so that "another subject" is one draw.
         self._by_subject = [[n for n, (p, _) in enumerate(self.target.items) if p == pos]
                             for pos in range(len(self.target.subjects))]

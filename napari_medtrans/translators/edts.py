@@ -496,10 +496,11 @@ def format_complexity(c: Mapping[str, Any], steps: Sequence[int] = (10, 50)) -> 
         f"EDTS-Trans at {c['size']}x{c['size']}: {c['params'] / 1e6:.2f} M parameters "
         f"(regression {c['params_regression'] / 1e6:.2f} M, diffusion {c['params_diffusion'] / 1e6:.2f} M); "
         f"paper: {c['paper_params_m']:.2f} M",
-        f"  FLOPs: regression {c['flops_regression'] / g:.1f} G + one diffusion step {c['flops_diffusion_step'] / g:.1f} G"
-        f" = {c['flops_one_pass'] / g:.1f} G ({c['macs_one_pass'] / g:.1f} G multiply-adds); paper: {c['paper_gflops']:.1f} G",
+        f"  FLOPs: regression {c['flops_regression'] / g:.4g} G + one diffusion step {c['flops_diffusion_step'] / g:.4g} G"
+        f" = {c['flops_one_pass'] / g:.4g} G ({c['macs_one_pass'] / g:.4g} G multiply-adds); "
+        f"paper: {c['paper_gflops']:.1f} G",
     ]
     for s in steps:
         total = c["flops_regression"] + s * c["flops_diffusion_step"]
-        lines.append(f"  whole pipeline with {s} sampling steps: {total / g:.0f} GFLOPs per slice")
+        lines.append(f"  whole pipeline with {s} sampling steps: {total / g:.4g} GFLOPs per slice")
     return "\n".join(lines)

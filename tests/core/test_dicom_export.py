@@ -211,3 +211,12 @@ def test_refuses_bad_output_and_ambiguous_sources(tmp_path):
     uid = pydicom.dcmread(next((tmp_path / "two").glob("S002_*.dcm"))).SeriesInstanceUID
     result = export_dicom_series(syn, tmp_path / "y", source=tmp_path / "two", source_series_uid=uid)
     assert result.n_referenced == 8
+
+
+def test_acquired_volume_is_re_exported_without_synthetic_marks(tmp_path):
+    src = dicom_source(tmp_path)
+    result = export_dicom_series(src, tmp_path / "out")
+    ds = pydicom.dcmread(result.files[0])
+    assert "SyntheticData" not in ds and not ds.SeriesDescription.startswith("SYNTHETIC")
+    assert "re-exported" in ds.DerivationDescription and list(ds.ImageType)[0] == "DERIVED"
+    assert not load(tmp_path / "out").synthetic

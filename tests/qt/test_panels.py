@@ -60,11 +60,13 @@ def test_model_choices_list_shipped_store_loaded_then_untrained(tmp_path, monkey
     (tmp_path / "home" / "weights").mkdir(parents=True)
     (tmp_path / "home" / "weights" / "mine.pt").write_bytes(b"x")
     (tmp_path / "home" / "weights" / "notes.txt").write_text("not a model")
+    (tmp_path / "home" / "weights" / "vgg16-397923af.pth").write_bytes(b"x")  # TSM's backbone, not a translator
     monkeypatch.setenv("MEDTRANS_RESOURCES", str(tmp_path / "res"))
     monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
     choices = translation.model_choices([tmp_path / "other.onnx"])
     labels = [c.label for c in choices]
     assert labels[:3] == ["demo-t1-t2.safetensors (shipped)", "mine.pt (weights store)", "other.onnx (file)"]
+    assert not any("vgg16" in label for label in labels)
     methods = [c for c in choices if c.kind == "method"]
     assert {c.value for c in methods} >= {"unet", "pix2pix", "edts-trans"}
     assert all("untrained" in c.label for c in methods)
@@ -239,3 +241,21 @@ def test_export_panel_writes_dicom_in_source_study_and_nifti(qtbot, tmp_path, me
     panel.format_box.setCurrentIndex(panel.format_box.findData("dicom"))
     wait_job(qtbot, panel.export())
     assert messages and "folder is not empty" in messages[-1] and str(tmp_path / "out") in messages[-1]
+
+
+def test_multi_input_model_gets_one_input_per_modality(qtbot, tmp_path, subject, messages):
+    path = tmp_path / "t1t2-t1c.safetensors"
+    save_checkpoint(create_translator("unet", inputs=("T1", "T2"), outputs=("T1c",), width=4, depth=2), path)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    vols = {"a T2": subject.images["T2"], "b T1": subject.images["T1"], "SYNTHETIC T1 old": subject.images["T1"]}
+    panel.volume_provider = vols.__getitem__
+    panel.set_sources([("SYNTHETIC T1 old", "T1"), ("a T2", "T2"), ("b T1", "T1")])
+    panel.add_model_file(path)
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("unet: T1+T2 -> T1c"), timeout=20000)
+    assert panel.input_names() == {"T1": "b T1", "T2": "a T2"}  # by modality, acquired before synthetic
+    results = []
+    panel.translated.connect(lambda req, result: results.append(result))
+    wait_job(qtbot, panel.run())
+    assert messages == [] and results[0].volume.modality == "T1c"
+    assert results[0].volume.provenance["input_modalities"] == ["T1", "T2"]

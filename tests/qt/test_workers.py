@@ -108,3 +108,23 @@ def test_cancel_all_waits_for_every_thread(qtbot):
     assert all(j in workers.active_jobs() for j in jobs)
     assert workers.cancel_all(wait_ms=5000)
     qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=5000)
+
+
+def test_shared_qt_package_never_imports_napari():
+    """The standalone app uses these widgets without napari: importing them must not pull napari in."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "import napari_medtrans.qt.workers, napari_medtrans.qt.translate_panel, napari_medtrans.qt.inspect_panel\n"
+        "import napari_medtrans.qt.export_panel, napari_medtrans.qt.plots, napari_medtrans.qt.inspection\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "napari" not in loaded and "vispy" not in loaded
+    assert "PySide6" in loaded  # it is the Qt side

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_medtrans.core.dataset import Dataset, DatasetError, Subject
-from napari_medtrans.core.errors import GeometryMismatchError
+from napari_medtrans.core.errors import GeometryMismatchError, MedtransError
 from napari_medtrans.core.io import write_nifti
 from napari_medtrans.core.preprocess import normalise, robust_range
 from napari_medtrans.core.volume import Volume
@@ -146,6 +146,28 @@ def test_normalisation_statistics_are_medians_of_the_target_ranges(data):
     assert stats["outputs"]["T2"]["hi"] == pytest.approx(float(np.median(his)), rel=1e-6)
     assert stats["outputs"]["T2"]["lo"] == 0.0
     assert set(stats["inputs"]) == {"T1"}
+
+
+def test_dataset_target_normalisation_uses_one_range_for_all_targets(data):
+    ds = PairedSliceDataset(data, "train", target_norm="dataset")
+    hi = ds.normalisation["outputs"]["T2"]["hi"]
+    assert ds.normalisation["targets"] == "dataset"
+    assert PairedSliceDataset(data, "train").normalisation["targets"] == "volume"
+    for n in (0, 7, 13):  # one slice of each subject: T2 = 2 (i + 1) T1
+        item = ds[n]
+        i = int(item["subject"][-1])
+        t2 = 2.0 * _t1(i)[:, :, item["index"]] * (i + 1)
+        np.testing.assert_allclose(item["target"][0].numpy(), np.clip(t2 / hi * 2 - 1, -1, 1), atol=1e-5)
+        # Inputs keep their per-volume normalisation.
+        np.testing.assert_allclose(item["input"][0].numpy(), normalise(_t1(i), robust_range(_t1(i)))[:, :, item["index"]],
+                                   atol=1e-6)
+    # A validation set takes the training set's ranges.
+    val = PairedSliceDataset(data, "val", target_norm=ds.normalisation["outputs"])
+    assert val.normalisation["outputs"] == ds.normalisation["outputs"]
+    with pytest.raises(ValueError, match='"target_norm" needs'):
+        PairedSliceDataset(data, "val", target_norm={"T1": {"lo": 0, "hi": 1}})
+    with pytest.raises(MedtransError, match="unknown target normalisation 'subject'"):
+        PairedSliceDataset(data, "val", target_norm="subject")
 
 
 def test_loads_from_a_folder_and_reports_bad_input(data, tmp_path):

@@ -129,10 +129,18 @@ class ExportResult:
     geometry_matches_source: bool
 
 
-def derivation_description(volume: Volume, method: str | None = None, checkpoint_sha256: str | None = None) -> str:
-    """The DerivationDescription text: method, checkpoint sha256, inputs and software (at most 1024 characters)."""
+def derivation_description(
+    volume: Volume, method: str | None = None, checkpoint_sha256: str | None = None, synthetic: bool = True
+) -> str:
+    """The DerivationDescription text (at most 1024 characters).
+
+    For a synthetic volume: the method, the checkpoint's sha256, the input contrast(s) and the software; for
+    another volume (a re-export) only that it was re-encoded by this software.
+    """
     from ... import __version__
 
+    if not synthetic:
+        return f"{volume.modality or 'image'} re-exported by napari-medtrans {__version__} (16-bit rescaled)"
     prov = volume.provenance or {}
     method = method or prov.get("method") or "unknown method"
     sha = checkpoint_sha256 or prov.get("checkpoint_sha256") or "none (untrained or unknown model)"
@@ -250,7 +258,7 @@ def export_dicom_series(
     description = _series_description(volume, series_description, method, is_synthetic)
     now = None if deidentify else _dt.datetime.now()
     _series_and_image(ds, volume, geom, series_uid, number, description, is_synthetic, now,
-                      derivation_description(volume, method, checkpoint_sha256))
+                      derivation_description(volume, method, checkpoint_sha256, is_synthetic))
     _pixel_attributes(ds, data, ny, nx, slope, intercept, signed)
 
     paths = []
