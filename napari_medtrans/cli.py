@@ -26,6 +26,7 @@ COMMANDS = (
     "weights",
     "demo",
     "export",
+    "study",
 )
 
 

@@ -110,7 +110,8 @@ def test_validation_sees_whole_slices_normalised_like_the_training_targets(phant
     [
         (["--method", "pixtopix"], "unknown training method 'pixtopix'; known: "),
         (["--method", "pixtopix"], "pix2pix, unet. Did you mean 'pix2pix'?"),
-        (["--method", "unet", "--gan-loss", "lsgan"], "--lambda-l1/--gan-loss apply to pix2pix, not unet"),
+        (["--method", "unet", "--gan-loss", "lsgan"], "--gan-loss applies to pix2pix, not unet"),
+        (["--method", "pix2pix", "--loss", "mse"], "--loss applies to unet, not pix2pix"),
         (["--method", "unet", "--norm", "batchnorm"], "unknown normalisation 'batchnorm'"),
         (["--method", "unet", "--outputs", "FLAIR"], "subject sub-002 has no FLAIR image"),
     ],

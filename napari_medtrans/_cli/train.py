@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip, 0 = off (default: 1)")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="mixed precision (default: auto = bf16/fp16 on CUDA, off on CPU)")
+    g.add_argument("--loss", default=None, choices=["l1", "mse", "l1+mse"],
+                   help="unet: pixel loss (default: l1)")
     g.add_argument("--lambda-l1", type=float, default=None, help="pix2pix: weight of the L1 term (default: 100)")
     g.add_argument("--gan-loss", default=None, choices=["vanilla", "lsgan"], help="pix2pix: adversarial loss "
                    "(default: vanilla = binary cross-entropy, as in the paper)")
@@ -120,9 +122,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    recipe_options = {k: v for k, v in (("lambda_l1", args.lambda_l1), ("gan_loss", args.gan_loss)) if v is not None}
-    if recipe_options and args.method != "pix2pix":
-        raise MedtransError(f"--lambda-l1/--gan-loss apply to pix2pix, not {args.method}")
+    recipe_options = {}
+    for flag, key, method in (("--loss", "loss", "unet"), ("--lambda-l1", "lambda_l1", "pix2pix"),
+                              ("--gan-loss", "gan_loss", "pix2pix")):
+        if getattr(args, key) is not None:
+            if args.method != method:
+                raise MedtransError(f"{flag} applies to {method}, not {args.method}")
+            recipe_options[key] = getattr(args, key)
     recipe = get_recipe(args.method, **recipe_options)
 
     config = {"inputs": args.inputs, "outputs": args.outputs}

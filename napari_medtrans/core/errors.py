@@ -212,3 +212,11 @@ class ExportError(MedtransError):
 
 
 __all__.append("ExportError")
+
+
+class StudyError(MedtransError):
+    """A reader study cannot do what was asked: bad configuration, unknown case or criterion, a score out of
+    range, a reader bundle asked for its key, a database of another study or of a newer schema."""
+
+
+__all__.append("StudyError")

@@ -91,6 +91,7 @@ __all__ = [
     "local_dispersion",
     "refine_threshold",
     "vgg16_layer_info",
+    "check_layers",
     "vgg16_features",
     "analytic_features",
     "backbone_label",
@@ -299,7 +300,15 @@ def _valid_layers() -> list[int]:
     return [i + 1 for i, (kind, _) in enumerate(info) if kind in ("relu", "pool")]
 
 
-def _check_layers(layers: Sequence[int]) -> tuple[int, ...]:
+def check_layers(layers: Sequence[int]) -> tuple[int, ...]:
+    """Validate VGG16 layer ends for the TSM: integers, strictly increasing, each on a ReLU or max-pool.
+
+    Raises
+    ------
+    ValueError
+        A layer before its ReLU (e.g. Eq. 5's 8: conv2_2), a layer that does not exist, or a bad order; the
+        message lists the valid layers.
+    """
     try:
         out = tuple(int(i) for i in layers)
     except (TypeError, ValueError):
@@ -420,7 +429,7 @@ def vgg16_features(
     WeightsError
         No weights: the message says how to import them.
     """
-    layers = _check_layers(layers)
+    layers = check_layers(layers)
     path = _resolve_vgg_path(weights_path)
     net = _load_vgg(path, max(layers), image.device)
     x = _grey01(image).expand(-1, 3, -1, -1)
@@ -461,7 +470,7 @@ def analytic_features(
     gain : float
         Scale of the responses (the dispersion index scales with it).
     """
-    layers = _check_layers(layers)
+    layers = check_layers(layers)
     info = vgg16_layer_info()
     x = _grey01(image)
     kernels = _oriented_kernels(x.device)
@@ -529,7 +538,7 @@ def compute_tsm(
         raise ValueError(f'Argument "image" must be a grey batch [B, 1, H, W], got shape {list(image.shape)}.')
     if not torch.isfinite(x).all():
         raise ValueError('Argument "image" holds NaN or infinite values.')
-    layers = _check_layers(layers)
+    layers = check_layers(layers)
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         if backbone == "analytic":
             feats = analytic_features(x, layers)

@@ -41,7 +41,7 @@ __all__ = [
     "register_recipe",
     "get_recipe",
     "list_recipes",
-    "L1Recipe",
+    "RegressionRecipe",
     "Pix2PixRecipe",
     "gan_loss",
     "GAN_LOSSES",
@@ -149,12 +149,18 @@ def _paired(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch["input"], batch["target"]
 
 
+REGRESSION_LOSSES = ("l1", "mse", "l1+mse")
+
+
 @register_recipe("unet")
-class L1Recipe:
-    """Supervised regression with an L1 loss (the plain U-Net baseline; any paired one-shot translator).
+class RegressionRecipe:
+    """Supervised regression (the plain U-Net baseline; any paired one-shot translator): an L1 loss by default.
 
     Parameters
     ----------
+    loss : {"l1", "mse", "l1+mse"}
+        Pixel loss: mean absolute error (the baseline's), mean squared error (what PSNR measures; it predicts
+        the conditional mean where the input is ambiguous), or their sum.
     weight_decay : float
         AdamW weight decay.
     """
@@ -162,9 +168,12 @@ class L1Recipe:
     name = "unet"
     default_lr = 1e-3
 
-    def __init__(self, *, weight_decay: float = 1e-4):
+    def __init__(self, *, loss: str = "l1", weight_decay: float = 1e-4):
+        if loss not in REGRESSION_LOSSES:
+            raise UnknownChoiceError("regression loss", loss, REGRESSION_LOSSES)
+        self.loss = loss
         self.weight_decay = float(weight_decay)
-        self.config = {"loss": "l1", "weight_decay": self.weight_decay}
+        self.config = {"loss": loss, "weight_decay": self.weight_decay}
 
     def build(self, model: Translator) -> RecipeParts:
         return RecipeParts({}, {"model": OptimizerSpec(("model",), weight_decay=self.weight_decay)})
@@ -173,9 +182,18 @@ class L1Recipe:
         x, y = _paired(batch)
         with ctx.autocast():
             out = model(x)
-        loss = F.l1_loss(out.float(), y)
+        out = out.float()
+        terms = {}
+        if "l1" in self.loss:
+            terms["l1"] = F.l1_loss(out, y)
+        if "mse" in self.loss:
+            terms["mse"] = F.mse_loss(out, y)
+        loss = sum(terms.values())
         ctx.optimise("model", loss)
-        return {"loss": loss.detach()}
+        losses = {"loss": loss.detach()}
+        if len(terms) > 1:
+            losses.update({k: v.detach() for k, v in terms.items()})
+        return losses
 
 
 def gan_loss(logits: torch.Tensor, real: bool, kind: str = "vanilla") -> torch.Tensor:

@@ -408,7 +408,7 @@ def edts_trans(
         tsm_threshold=float(tsm_threshold), timesteps=int(timesteps), schedule=str(schedule),
         sampler=str(sampler), eta=float(eta), default_steps=steps, diff_residual=bool(diff_residual),
     )
-    _tsm._check_layers(config["tsm_layers"])
+    _tsm.check_layers(config["tsm_layers"])
     spec = TranslatorSpec(method="edts-trans", inputs=inputs, outputs=outputs, size_multiple=2**depth_i,
                           paired=True, stochastic=True, default_steps=steps,
                           maps=("regression", "diffusion", "tsm"))
@@ -496,7 +496,8 @@ def format_complexity(c: Mapping[str, Any], steps: Sequence[int] = (10, 50)) -> 
         f"EDTS-Trans at {c['size']}x{c['size']}: {c['params'] / 1e6:.2f} M parameters "
         f"(regression {c['params_regression'] / 1e6:.2f} M, diffusion {c['params_diffusion'] / 1e6:.2f} M); "
         f"paper: {c['paper_params_m']:.2f} M",
-        f"  FLOPs: regression {c['flops_regression'] / g:.4g} G + one diffusion step {c['flops_diffusion_step'] / g:.4g} G"
+        f"  FLOPs: regression {c['flops_regression'] / g:.4g} G + one diffusion step "
+        f"{c['flops_diffusion_step'] / g:.4g} G"
         f" = {c['flops_one_pass'] / g:.4g} G ({c['macs_one_pass'] / g:.4g} G multiply-adds); "
         f"paper: {c['paper_gflops']:.1f} G",
     ]

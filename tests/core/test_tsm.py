@@ -196,7 +196,8 @@ def test_vgg_backbone_matches_torchvision_slices(vgg_file):
     assert res.map.shape == (2, 1, 32, 32)
     # By hand: grey -> 3 channels, ImageNet normalisation, torchvision features[:i] for i in 4, 9, 16, 23, 30.
     z = ((x + 1) / 2).repeat(1, 3, 1, 1)
-    z = (z - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    z = (z - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     with torch.no_grad():
         feats = [features[:i](z) for i in T.DEFAULT_LAYERS]
     assert all(float(f.min()) >= 0 for f in feats)

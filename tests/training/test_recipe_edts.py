@@ -73,14 +73,57 @@ class _Pairs(Dataset):
         return {"input": self.x[i], "target": self.y[i], "mask": torch.ones(1, 32, 32)}
 
 
+@pytest.fixture
+def one_thread():
+    """These 32x32 models gain nothing from more threads, and on a busy shared CPU threads only wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class _Ctx:
+    """The part of the trainer's step context a recipe uses, with plain SGD."""
+
+    def __init__(self, model):
+        self.device = torch.device("cpu")
+        self.step = 0
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def autocast(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def optimise(self, name, loss):
+        assert name == "model"
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
 @pytest.mark.parametrize("ssim_loss", [True, False])
-def test_a_few_steps_reduce_the_loss(tmp_path, ssim_loss):
+def test_training_step_reports_eq17(ssim_loss, one_thread):
+    torch.manual_seed(0)
+    model = create_translator("edts-trans", preset="cpu", width=4).train()
+    recipe = EdtsTransRecipe(ssim_loss=ssim_loss)
+    parts = recipe.build(model)
+    assert parts.optimizers["model"].modules == ("model",) and not parts.modules
+    data = _Pairs(n=2)
+    b = {"input": data.x, "target": data.y}
+    before = [p.detach().clone() for p in model.parameters()]
+    out = recipe.training_step(b, model, {"model": model}, _Ctx(model))
+    weight = 0.5 if ssim_loss else 0.0
+    assert float(out["loss"]) == pytest.approx(float(out["l_fid"] + weight * out["l_ssim"]), rel=1e-5)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path, one_thread):
     from napari_medtrans.training.trainer import Trainer
 
     torch.manual_seed(0)
     model = create_translator("edts-trans", preset="cpu", width=4, default_steps=2)
-    recipe = EdtsTransRecipe(ssim_loss=ssim_loss)
-    trainer = Trainer(recipe, model, _Pairs(), None, out_dir=tmp_path, steps=40, batch_size=4, lr=3e-3,
+    trainer = Trainer(EdtsTransRecipe(), model, _Pairs(), None, out_dir=tmp_path, steps=40, batch_size=4, lr=3e-3,
                       min_lr=1e-4, log_every=1, checkpoint_every=0, val_every=0, device="cpu", progress=False,
                       grad_clip=1.0)
     res = trainer.fit()

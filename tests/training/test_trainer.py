@@ -64,14 +64,15 @@ def data(tmp_path_factory):
     return ds
 
 
-def _run(data, out, method="unet", steps=12, seed=0, on_log=None, **kw):
+def _run(data, out, method="unet", steps=12, seed=0, on_log=None, recipe_options=None, **kw):
     torch.manual_seed(seed)
     model = create_translator(method, width=8, depth=2 if method == "unet" else 3)
     train = PairedSliceDataset(data, "train", size_multiple=model.spec.size_multiple, augment=True)
     val = PairedSliceDataset(data, "val", size_multiple=model.spec.size_multiple)
     options = dict(steps=steps, batch_size=4, checkpoint_every=4, val_every=6, log_every=1, seed=seed)
     options.update(kw)
-    return Trainer(method, model, train, val, out_dir=out, on_log=on_log, **options).fit()
+    recipe = get_recipe(method, **(recipe_options or {}))
+    return Trainer(recipe, model, train, val, out_dir=out, on_log=on_log, **options).fit()
 
 
 def _rows(path):
@@ -84,6 +85,15 @@ def test_recipes_are_registered_by_method():
     assert get_recipe("pix2pix").config["gan_loss"] == "vanilla"
     with pytest.raises(MedtransError, match="known: .*pix2pix"):
         get_recipe("pix2pixx")
+    with pytest.raises(MedtransError, match="unknown regression loss 'l3'"):
+        get_recipe("unet", loss="l3")
+
+
+def test_the_regression_loss_is_what_the_recipe_says(data, tmp_path):
+    result = _run(data, tmp_path, steps=3, val_every=0, recipe_options={"loss": "l1+mse"})
+    for row in _rows(result.log_jsonl):
+        assert row["loss"] == pytest.approx(row["l1"] + row["mse"], rel=1e-5)
+        assert row["mse"] < row["l1"]  # errors in [-1, 1] early on: squares are smaller
 
 
 def test_cosine_schedule_runs_from_lr_to_min_lr():
@@ -183,6 +193,22 @@ def test_resume_refuses_a_run_with_another_config(data, tmp_path):
     # Without resume it starts afresh and overwrites.
     result = Trainer("unet", other, train, None, out_dir=tmp_path, steps=2, batch_size=4, resume=False).fit()
     assert result.resumed_from == 0 and [r["step"] for r in _rows(result.log_jsonl)] == [2]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran while unpickling",))
+
+
+def test_a_training_state_that_carries_code_is_refused(data, tmp_path, capsys):
+    import pickle
+
+    (tmp_path / STATE_FILE).write_bytes(pickle.dumps({"format": "x", "payload": _Payload()}))
+    model = create_translator("unet", width=8, depth=2)
+    train = PairedSliceDataset(data, "train", size_multiple=4)
+    with pytest.raises(CheckpointError, match="training_state.pt: cannot read the training state"):
+        Trainer("unet", model, train, None, out_dir=tmp_path, steps=2, batch_size=4).fit()
+    assert "code ran" not in capsys.readouterr().out
 
 
 def test_a_finished_run_is_not_repeated(data, tmp_path):

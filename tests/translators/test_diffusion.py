@@ -68,7 +68,7 @@ def test_samplers_recover_a_gaussian_with_the_optimal_denoiser(sampler):
     stds = []
     for steps in (10, 100, 1000):
         g = torch.Generator().manual_seed(1)
-        out = d.sample(oracle, (20000, 1), steps=steps, sampler=sampler, generator=g, dtype=torch.float64)
+        out = d.sample(oracle, (10000, 1), steps=steps, sampler=sampler, generator=g, dtype=torch.float64)
         assert float(out.mean()) == pytest.approx(m, abs=0.01)
         stds.append(float(out.std()))
     # The full chain draws the data distribution; shortened chains shrink the spread, less with more steps.

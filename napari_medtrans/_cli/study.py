@@ -1,0 +1,93 @@
+"""`medtrans study`: create a blinded reader study, pack reader bundles, merge results, write the report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "study"
+HELP = "blinded reader studies: create, export-bundle, import-results, report (and simulate)"
+DESCRIPTION = """\
+Run a blinded reader study of synthetic images (after HiFi-Syn's expert study: structural preservation and
+diagnostic value 1-5, a ranking with ties, and "acquired or generated?" with a confidence).
+
+  create          build a study database from a YAML/JSON configuration (translating with its models if asked)
+  export-bundle   pack what one or more readers need on another workstation: a blinded copy and images named
+                  by random codes (no method, subject or file name); open it with `medtrans-app --study DIR`
+  import-results  merge the scores of returned bundles (folders, zips, study.db files or a database URL);
+                  rows already merged are skipped
+  report          write report.html (mean +- sd, Friedman, Wilcoxon + Holm, Krippendorff's alpha, Kendall's W,
+                  rank distributions, visual Turing test) and CSV tables
+  simulate        fill a study with simulated readers (to try the report)
+
+examples:
+  medtrans study create --config study.yaml --db study.db
+  medtrans study export-bundle --db study.db --out bundle-alice --reader Alice
+  medtrans study import-results --db study.db bundle-alice bundle-bob.zip
+  medtrans study report --db study.db --out report/
+  medtrans study create --config study.yaml --db postgresql://user:pw@127.0.0.1/study
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="create a study database from a configuration file")
+    c.add_argument("--config", required=True, type=Path, help="study YAML or JSON (see the organiser's guide)")
+    c.add_argument("--db", default=None, help="SQLite file or database URL (default: study.db next to the config)")
+    c.add_argument("--device", default="auto", help="where the config's models run (default: auto)")
+    c.add_argument("--out", type=Path, default=None, help="where translated candidates go (default: the db folder)")
+
+    e = sub.add_parser("export-bundle", help="pack a blinded reader bundle")
+    e.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
+    e.add_argument("--out", required=True, type=Path, help="new or empty bundle folder")
+    e.add_argument("--reader", action="append", default=None, metavar="NAME",
+                   help="register this reader in the bundle (repeatable; default: every known reader)")
+    e.add_argument("--shared-db", default=None, metavar="URL",
+                   help="put the blinded copy in this shared database (PostgreSQL) instead of the folder")
+    e.add_argument("--zip", action="store_true", help="also write OUT.zip")
+
+    i = sub.add_parser("import-results", help="merge returned bundles into the study database")
+    i.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
+    i.add_argument("sources", nargs="+", help="bundle folder, .zip, study.db or database URL")
+
+    r = sub.add_parser("report", help="write report.html and CSV tables")
+    r.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+
+    s = sub.add_parser("simulate", help="answer the study with simulated readers")
+    s.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
+    s.add_argument("--readers", type=int, default=4, help="number of simulated readers (default 4)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise", type=float, default=0.5, help="sd of each simulated answer (default 0.5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.study import analyse, create_study, export_bundle, import_results, write_report
+    from ..core.study.simulate import simulate_readers
+    from ..core.study.store import StudyStore
+
+    cmd = args.study_command
+    if cmd == "create":
+        db = args.db or str(args.config.resolve().parent / "study.db")
+        store = create_study(args.config, db, device=args.device, out_dir=args.out)
+        info = store.info()
+        print(f"created study {info['study_id']} ({info['title']}): {info['cases']} cases, "
+              f"{len(store.methods())} candidates per case, {info['readers']} readers registered, in {store.where}")
+        store.close()
+        return 0
+    with StudyStore(args.db) as store:
+        if cmd == "export-bundle":
+            path = export_bundle(store, args.out, readers=args.reader, database=args.shared_db, zip_bundle=args.zip)
+            print(f"wrote reader bundle {path}")
+        elif cmd == "import-results":
+            for source in args.sources:
+                s = import_results(store, source)
+                print(f"{source}: {s.added} scores added, {s.skipped} already present, "
+                      f"{s.readers_added} new readers")
+        elif cmd == "report":
+            paths = write_report(analyse(store), args.out)
+            print(f"wrote {paths['html']} and {len(paths) - 1} CSV tables in {args.out}")
+        elif cmd == "simulate":
+            keys = simulate_readers(store, args.readers, seed=args.seed, noise=args.noise)
+            print(f"{len(keys)} simulated readers answered every case: {', '.join(keys)}")
+    return 0

@@ -1,0 +1,642 @@
+"""The study database: SQLite (WAL) by default, PostgreSQL by URL; scores are only ever appended.
+
+Durability. On SQLite every connection uses WAL journaling with ``synchronous=FULL`` and opens write
+transactions with ``BEGIN IMMEDIATE`` (so concurrent writers queue on the busy timeout instead of failing
+on a lock upgrade). :meth:`StudyStore.save_scores` returns only after COMMIT: a score it returned survives a
+SIGKILL of the process the next instant, and several processes (or threads) may save into one file at once.
+
+Blinding. The store answers readers' questions (:meth:`assignment`, :meth:`latest_scores`) with random codes
+only. Methods, whether an image is acquired, file paths and case ids come only from :meth:`key`, which a
+*blinded* copy (a reader bundle) cannot answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ..errors import StudyError
+from . import schema as S
+from .blinding import new_codes, reader_order
+from .model import REAL, Criterion, StudySpec, reader_key
+
+__all__ = [
+    "StudyStore",
+    "database_url",
+    "ScoreEntry",
+    "ScoreRow",
+    "AssignedCase",
+    "ImageKey",
+    "ReaderInfo",
+]
+
+
+def database_url(target: str | os.PathLike) -> str:
+    """A SQLAlchemy URL for ``target``: a URL as given (``postgresql://`` uses psycopg 3), or a SQLite path."""
+    text = os.fspath(target)
+    if "://" in text:
+        if text.startswith("postgresql://") or text.startswith("postgres://"):
+            text = "postgresql+psycopg://" + text.split("://", 1)[1]
+        return text
+    return "sqlite:///" + str(Path(text).expanduser().resolve())
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(url.split(":///", 1)[1])
+
+
+def _make_engine(url: str, busy_timeout_s: float) -> sa.Engine:
+    if not _is_sqlite(url):
+        if "+psycopg" in url:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                from ..errors import MissingDependencyError
+
+                raise MissingDependencyError("a PostgreSQL study database", "psycopg[binary]", "study") from None
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": float(busy_timeout_s)})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # one-line reason: sqlite3 must not emit its own BEGIN
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderInfo:
+    """A reader: ``key`` (folded name, stored with every score), ``name`` as typed, whether just created."""
+
+    key: str
+    name: str
+    new: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AssignedCase:
+    """One case in a reader's order: 1-based ``position``, the case code, source and candidate codes.
+
+    ``candidates`` is in this reader's display order; ``sources`` maps each source code to its modality.
+    """
+
+    position: int
+    case_code: str
+    candidates: tuple[str, ...]
+    sources: tuple[tuple[str, str | None], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreEntry:
+    """One answer to save.
+
+    ``image_code`` is the candidate's code (every criterion here is given per candidate; a ranking is one
+    entry per candidate of the case, all saved together). ``value``: the scale value, 1/0 for
+    acquired/generated, or the rank. ``confidence``: 1-5 for realism. ``opened_at``: epoch seconds when the
+    item was shown; ``seconds``: time spent on it.
+    """
+
+    case_code: str
+    image_code: str
+    criterion: str
+    value: float
+    confidence: int | None = None
+    opened_at: float | None = None
+    seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreRow:
+    """A stored score row (see :class:`ScoreEntry`) with its uid, reader, save time and computer."""
+
+    id: int
+    uid: str
+    reader_key: str
+    case_code: str
+    image_code: str | None
+    criterion: str
+    value: float
+    confidence: int | None
+    opened_at: float | None
+    saved_at: float
+    seconds: float | None
+    client: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageKey:
+    """The organiser's key to one image code: case id, role, modality, method, acquired or not, path."""
+
+    code: str
+    case_code: str
+    case_id: str
+    role: str
+    modality: str | None
+    method: str | None
+    is_real: bool | None
+    path: str | None
+
+
+def _row_to_score(r: Any) -> ScoreRow:
+    return ScoreRow(int(r.id), r.uid, r.reader_key, r.case_code, r.image_code, r.criterion, float(r.value),
+                    None if r.confidence is None else int(r.confidence), r.opened_at, float(r.saved_at),
+                    r.seconds, r.client)
+
+
+class StudyStore:
+    """One study in a SQLite file or a PostgreSQL database.
+
+    Parameters
+    ----------
+    target : path-like or str
+        A SQLite file path or a database URL (``postgresql://user:pw@host/db``).
+    create : bool
+        Create the tables when they do not exist (a new SQLite file is created; its folder must exist).
+    study_id : str, optional
+        Which study of a database holding several (default: the only one).
+    busy_timeout_s : float
+        How long a SQLite writer waits for another writer before failing.
+
+    Raises
+    ------
+    StudyError
+        No database there (and ``create`` is False), not a study database, a schema newer than this code,
+        or an unknown ``study_id``.
+    """
+
+    def __init__(self, target: str | os.PathLike, *, create: bool = False, study_id: str | None = None,
+                 busy_timeout_s: float = 60.0):
+        self.url = database_url(target)
+        self.where = os.fspath(target) if _is_sqlite(self.url) else self._safe_url()
+        if _is_sqlite(self.url):
+            path = _sqlite_path(self.url)
+            if not create and not path.exists():
+                raise StudyError("no study database here (create one with `medtrans study create`)", path)
+            if create and not path.parent.is_dir():
+                raise StudyError("the folder for the study database does not exist", path.parent)
+        self.engine = _make_engine(self.url, busy_timeout_s)
+        try:
+            self._open_schema(create)
+        except sa.exc.OperationalError as exc:
+            self.engine.dispose()
+            raise StudyError(f"cannot open the study database: {exc.orig}", self.where) from None
+        self.study_id: str | None = None
+        self._cache: dict[str, Any] = {}
+        ids = self.study_ids()
+        if study_id is not None:
+            if study_id not in ids:
+                raise StudyError(f"no study {study_id!r} in this database; it holds: {', '.join(ids) or 'none'}",
+                                 self.where)
+            self.study_id = study_id
+        elif len(ids) == 1:
+            self.study_id = ids[0]
+        elif len(ids) > 1:
+            raise StudyError(f"this database holds {len(ids)} studies; choose one: {', '.join(ids)}", self.where)
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Release every connection (the store cannot be used afterwards)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> "StudyStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open_schema(self, create: bool) -> None:
+        from ... import __version__
+
+        with self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table("medtrans_meta"):
+                if not create:
+                    raise StudyError("not a napari-medtrans study database (no medtrans_meta table)", self.where)
+                S.metadata.create_all(conn)
+                conn.execute(S.meta.insert(), [
+                    {"key": "schema_version", "value": str(S.SCHEMA_VERSION)},
+                    {"key": "package_version", "value": str(__version__)},
+                ])
+                return
+            found = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
+            version = int(found or 0)
+            if version > S.SCHEMA_VERSION:
+                raise StudyError(
+                    f"this study database has schema version {version}, written by a newer napari-medtrans; "
+                    f"this version reads up to {S.SCHEMA_VERSION}: update napari-medtrans", self.where)
+            if version < 1:
+                raise StudyError("the study database has no schema version; it is damaged", self.where)
+            while version < S.SCHEMA_VERSION:
+                S.MIGRATIONS[version](conn)
+                version += 1
+                conn.execute(S.meta.update().where(S.meta.c.key == "schema_version").values(value=str(version)))
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar())
+
+    def study_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(S.studies.c.study_id).order_by(S.studies.c.created_at))]
+
+    def _need_study(self) -> str:
+        if self.study_id is None:
+            raise StudyError("this database holds no study yet", self.where)
+        return self.study_id
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` ("ok" when sound); "ok" on PostgreSQL when a query succeeds."""
+        with self.engine.connect() as conn:
+            if self.backend == "sqlite":
+                return ";".join(str(r[0]) for r in conn.exec_driver_sql("PRAGMA integrity_check"))
+            conn.execute(sa.select(sa.func.count()).select_from(S.scores))
+            return "ok"
+
+    # -- creating ---------------------------------------------------------------------------------------
+    def add_study(self, spec: StudySpec) -> str:
+        """Store a new study (random codes for every case and image; readers listed get their orders).
+
+        Returns
+        -------
+        str
+            The new study id (this store now works on it).
+        """
+        spec.validate()
+        study_id = secrets.token_hex(8)
+        n_images = sum(len(c.sources) + len(c.candidates) for c in spec.cases)
+        codes = iter(new_codes(len(spec.cases) + n_images))
+        now = time.time()
+        config = {"title": spec.title, "seed": spec.seed, "target": spec.target, "models": spec.models,
+                  "criteria": [c.to_dict() for c in spec.criteria]}
+        case_rows, image_rows = [], []
+        for ci, case in enumerate(spec.cases):
+            ccode = next(codes)
+            case_rows.append({"study_id": study_id, "code": ccode, "case_id": case.case_id, "position": ci})
+            candidates = list(case.candidates)
+            random.SystemRandom().shuffle(candidates)  # stored order must not reveal the acquired image
+            for ii, img in enumerate(list(case.sources) + candidates):
+                image_rows.append({
+                    "study_id": study_id, "code": next(codes), "case_code": ccode, "role": img.role,
+                    "modality": img.modality, "method": img.method, "is_real": img.is_real,
+                    "path": str(img.path), "position": ii})
+        with self.engine.begin() as conn:
+            conn.execute(S.studies.insert().values(
+                study_id=study_id, title=spec.title, seed=int(spec.seed), blinded=False,
+                open_enrolment=bool(spec.open_enrolment), created_at=now, config=json.dumps(config)))
+            conn.execute(S.criteria.insert(), [
+                {"study_id": study_id, "name": c.name, "kind": c.kind, "label": c.label, "question": c.question,
+                 "min_value": int(c.min_value), "max_value": int(c.max_value), "position": i}
+                for i, c in enumerate(spec.criteria)])
+            conn.execute(S.cases.insert(), case_rows)
+            conn.execute(S.images.insert(), image_rows)
+        self.study_id = study_id
+        self._cache.clear()
+        for name in spec.readers:
+            self.sign_in(name, allow_new=True)
+        return study_id
+
+    # -- what every copy knows ----------------------------------------------------------------------------
+    def info(self) -> dict:
+        """Title, seed, blinded, open_enrolment, number of cases and readers of the current study."""
+        sid = self._need_study()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(S.studies).where(S.studies.c.study_id == sid)).one()
+            n_cases = conn.execute(sa.select(sa.func.count()).select_from(S.cases)
+                                   .where(S.cases.c.study_id == sid)).scalar()
+            n_readers = conn.execute(sa.select(sa.func.count()).select_from(S.readers)
+                                     .where(S.readers.c.study_id == sid)).scalar()
+        return {"study_id": sid, "title": row.title, "seed": int(row.seed), "blinded": bool(row.blinded),
+                "open_enrolment": bool(row.open_enrolment), "cases": int(n_cases), "readers": int(n_readers)}
+
+    @property
+    def blinded(self) -> bool:
+        return self.info()["blinded"]
+
+    def criteria(self) -> list[Criterion]:
+        """The study's criteria in order."""
+        if "criteria" not in self._cache:
+            sid = self._need_study()
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(S.criteria).where(S.criteria.c.study_id == sid)
+                                    .order_by(S.criteria.c.position)).all()
+            self._cache["criteria"] = [Criterion(r.name, r.kind, r.label, r.question, r.min_value, r.max_value)
+                                       for r in rows]
+        return list(self._cache["criteria"])
+
+    def _structure(self) -> dict:
+        """Case codes in stored order, candidate and source codes per case (cached: never changes)."""
+        if "structure" not in self._cache:
+            sid = self._need_study()
+            with self.engine.connect() as conn:
+                cases = [r.code for r in conn.execute(
+                    sa.select(S.cases.c.code).where(S.cases.c.study_id == sid).order_by(S.cases.c.position))]
+                imgs = conn.execute(sa.select(S.images.c.code, S.images.c.case_code, S.images.c.role,
+                                              S.images.c.modality)
+                                    .where(S.images.c.study_id == sid)
+                                    .order_by(S.images.c.case_code, S.images.c.position)).all()
+            cands: dict[str, list[str]] = {c: [] for c in cases}
+            sources: dict[str, list[tuple[str, str | None]]] = {c: [] for c in cases}
+            for r in imgs:
+                if r.role == "candidate":
+                    cands[r.case_code].append(r.code)
+                else:
+                    sources[r.case_code].append((r.code, r.modality))
+            self._cache["structure"] = {"cases": cases, "candidates": cands, "sources": sources}
+        return self._cache["structure"]
+
+    def case_codes(self) -> list[str]:
+        return list(self._structure()["cases"])
+
+    def candidate_codes(self, case_code: str) -> list[str]:
+        """Candidate codes of a case in stored order."""
+        try:
+            return list(self._structure()["candidates"][case_code])
+        except KeyError:
+            raise StudyError(f"no case {case_code!r} in this study", self.where) from None
+
+    # -- readers ----------------------------------------------------------------------------------------
+    def readers(self) -> list[ReaderInfo]:
+        sid = self._need_study()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(S.readers).where(S.readers.c.study_id == sid)
+                                .order_by(S.readers.c.created_at, S.readers.c.reader_key)).all()
+        return [ReaderInfo(r.reader_key, r.name) for r in rows]
+
+    def sign_in(self, name: str, *, allow_new: bool | None = None) -> ReaderInfo:
+        """The reader called ``name``, created with their seeded order when new.
+
+        Parameters
+        ----------
+        allow_new : bool, optional
+            Whether an unknown name may become a new reader (default: the study's ``open_enrolment``).
+
+        Raises
+        ------
+        StudyError
+            Unknown reader and enrolment closed.
+        """
+        sid = self._need_study()
+        key = reader_key(name)
+        display = " ".join(str(name).split())
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(S.readers).where(S.readers.c.study_id == sid,
+                                                          S.readers.c.reader_key == key)).first()
+        if row is not None:
+            return ReaderInfo(key, row.name)
+        info = self.info()
+        if allow_new is None:
+            allow_new = info["open_enrolment"]
+        if not allow_new:
+            known = ", ".join(r.name for r in self.readers()) or "none"
+            raise StudyError(f"no reader called {display!r} in this study, and it takes no new readers; "
+                             f"known readers: {known}", self.where)
+        st = self._structure()
+        order = reader_order(info["seed"], key, st["cases"], st["candidates"])
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(S.readers.insert().values(study_id=sid, reader_key=key, name=display,
+                                                       created_at=time.time()))
+                conn.execute(S.assignments.insert(), [
+                    {"study_id": sid, "reader_key": key, "case_code": case, "position": i + 1,
+                     "candidate_order": json.dumps(cands)} for i, (case, cands) in enumerate(order)])
+        except sa.exc.IntegrityError:  # signed in at the same moment from elsewhere: theirs stands
+            return ReaderInfo(key, display)
+        return ReaderInfo(key, display, new=True)
+
+    def assignment(self, key: str) -> list[AssignedCase]:
+        """A reader's cases in their order (codes only)."""
+        sid = self._need_study()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(S.assignments).where(S.assignments.c.study_id == sid,
+                                                               S.assignments.c.reader_key == key)
+                                .order_by(S.assignments.c.position)).all()
+        if not rows:
+            raise StudyError(f"no reader {key!r} in this study (sign in first)", self.where)
+        sources = self._structure()["sources"]
+        return [AssignedCase(int(r.position), r.case_code, tuple(json.loads(r.candidate_order)),
+                             tuple(sources.get(r.case_code, ()))) for r in rows]
+
+    # -- scores -----------------------------------------------------------------------------------------
+    def _validate(self, entries: Sequence[ScoreEntry]) -> None:
+        crit = {c.name: c for c in self.criteria()}
+        st = self._structure()
+        rankings: dict[tuple[str, str], dict[str, float]] = {}
+        for e in entries:
+            c = crit.get(e.criterion)
+            if c is None:
+                raise StudyError(f"unknown criterion {e.criterion!r}; this study asks: {', '.join(crit)}")
+            cands = st["candidates"].get(e.case_code)
+            if cands is None:
+                raise StudyError(f"no case {e.case_code!r} in this study")
+            if e.image_code not in cands:
+                raise StudyError(f"image {e.image_code!r} is not a candidate of case {e.case_code!r}")
+            v = float(e.value)
+            if c.kind == "scale":
+                if v != int(v) or not c.min_value <= v <= c.max_value:
+                    raise StudyError(f"{c.label}: {e.value!r} is not a whole number from {c.min_value} to "
+                                     f"{c.max_value}")
+            elif c.kind == "realism":
+                if v not in (0.0, 1.0):
+                    raise StudyError(f"{c.label}: the answer must be 1 (acquired) or 0 (generated), got {e.value!r}")
+                if e.confidence is None or not 1 <= int(e.confidence) <= 5:
+                    raise StudyError(f"{c.label}: give a confidence from 1 to 5, got {e.confidence!r}")
+            else:
+                if v != int(v) or not 1 <= v <= len(cands):
+                    raise StudyError(f"{c.label}: rank {e.value!r} must be a whole number from 1 to {len(cands)}")
+                rankings.setdefault((e.case_code, e.criterion), {})[e.image_code] = v
+        for (case, name), ranks in rankings.items():
+            missing = set(st["candidates"][case]) - set(ranks)
+            if missing:
+                raise StudyError(f"{crit[name].label}: a ranking must rank every image of the case at once; "
+                                 f"{len(missing)} of {len(st['candidates'][case])} have no rank")
+
+    def save_scores(self, key: str, entries: Iterable[ScoreEntry]) -> list[ScoreRow]:
+        """Append answers of reader ``key`` in one transaction; returns the stored rows after COMMIT.
+
+        Raises
+        ------
+        StudyError
+            Unknown reader, case, image or criterion, or a value out of range (nothing is saved).
+        """
+        entries = list(entries)
+        sid = self._need_study()
+        if not entries:
+            return []
+        self._validate(entries)
+        client = socket.gethostname()
+        now = time.time()
+        rows = [{"uid": secrets.token_hex(16), "study_id": sid, "reader_key": key, "case_code": e.case_code,
+                 "image_code": e.image_code, "criterion": e.criterion, "value": float(e.value),
+                 "confidence": None if e.confidence is None else int(e.confidence), "opened_at": e.opened_at,
+                 "saved_at": now, "seconds": None if e.seconds is None else float(e.seconds), "client": client}
+                for e in entries]
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(S.readers.c.reader_key).where(
+                S.readers.c.study_id == sid, S.readers.c.reader_key == key)).first()
+            if known is None:
+                raise StudyError(f"no reader {key!r} in this study (sign in first)", self.where)
+            ids = [conn.execute(S.scores.insert().values(**r).returning(S.scores.c.id)).scalar_one()
+                   for r in rows]
+        return [ScoreRow(i, r["uid"], key, r["case_code"], r["image_code"], r["criterion"], r["value"],
+                         r["confidence"], r["opened_at"], r["saved_at"], r["seconds"], client)
+                for i, r in zip(ids, rows)]
+
+    def history(self, key: str | None = None, case_code: str | None = None) -> list[ScoreRow]:
+        """Every stored row (the audit trail) in save order, optionally of one reader and/or case."""
+        sid = self._need_study()
+        q = sa.select(S.scores).where(S.scores.c.study_id == sid)
+        if key is not None:
+            q = q.where(S.scores.c.reader_key == key)
+        if case_code is not None:
+            q = q.where(S.scores.c.case_code == case_code)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(S.scores.c.saved_at, S.scores.c.id)).all()
+        return [_row_to_score(r) for r in rows]
+
+    def latest_scores(self, key: str | None = None, case_code: str | None = None) -> list[ScoreRow]:
+        """The answer that counts for every (reader, case, image, criterion): the latest saved row."""
+        latest: dict[tuple, ScoreRow] = {}
+        for row in self.history(key, case_code):
+            latest[(row.reader_key, row.case_code, row.image_code, row.criterion)] = row
+        return list(latest.values())
+
+    def case_complete(self, answers: Mapping[tuple[str | None, str], Any], case: AssignedCase) -> bool:
+        """Whether ``answers`` (keyed ``(image_code, criterion)``) answer every criterion for every candidate."""
+        return all((code, c.name) in answers for c in self.criteria() for code in case.candidates)
+
+    def progress(self, key: str) -> tuple[int, int, int]:
+        """``(cases complete, cases assigned, position to resume at)`` for a reader (1-based position;
+        the first incomplete case in their order, or the last case when all are done)."""
+        cases = self.assignment(key)
+        answered: dict[str, dict] = {}
+        for row in self.latest_scores(key):
+            answered.setdefault(row.case_code, {})[(row.image_code, row.criterion)] = row
+        done = [self.case_complete(answered.get(c.case_code, {}), c) for c in cases]
+        resume = next((c.position for c, d in zip(cases, done) if not d), cases[-1].position)
+        return sum(done), len(cases), resume
+
+    # -- the key (organiser only) -----------------------------------------------------------------------
+    def key(self) -> dict[str, ImageKey]:
+        """Every image code with its case id, method, acquired-or-not and path.
+
+        Raises
+        ------
+        StudyError
+            On a blinded copy (a reader bundle), which holds no key.
+        """
+        sid = self._need_study()
+        if self.blinded:
+            raise StudyError("this is a blinded reader copy of the study: it holds no key to methods; "
+                             "import its results into the organiser's database", self.where)
+        with self.engine.connect() as conn:
+            case_ids = dict(conn.execute(sa.select(S.cases.c.code, S.cases.c.case_id)
+                                         .where(S.cases.c.study_id == sid)).all())
+            rows = conn.execute(sa.select(S.images).where(S.images.c.study_id == sid)
+                                .order_by(S.images.c.case_code, S.images.c.position)).all()
+        return {r.code: ImageKey(r.code, r.case_code, case_ids[r.case_code], r.role, r.modality, r.method,
+                                 None if r.is_real is None else bool(r.is_real), r.path) for r in rows}
+
+    def methods(self) -> list[str]:
+        """Candidate methods of the study ("real" first when present), from the key."""
+        seen: list[str] = []
+        for k in self.key().values():
+            if k.role == "candidate" and k.method not in seen:
+                seen.append(k.method)
+        return sorted(seen, key=lambda m: (m != REAL, seen.index(m)))
+
+    # -- copying between databases ------------------------------------------------------------------------
+    def table_rows(self, table: sa.Table) -> list[dict]:
+        """All rows of one of :data:`schema.TABLES` for the current study, as dicts."""
+        sid = self._need_study()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.study_id == sid)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def insert_rows(self, table: sa.Table, rows: Sequence[Mapping]) -> None:
+        """Insert rows into a table in one transaction (for building bundles)."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(table.insert(), [dict(r) for r in rows])
+        self._cache.clear()
+
+    def merge_scores(self, rows: Iterable[Mapping]) -> tuple[int, int]:
+        """Add score rows from another copy of this study, skipping rows already here (same uid).
+
+        Returns
+        -------
+        (added, skipped)
+        """
+        sid = self._need_study()
+        rows = [dict(r) for r in rows]
+        st = self._structure()
+        for r in rows:
+            if r["case_code"] not in st["candidates"] or (r["image_code"] is not None and
+                                                        r["image_code"] not in st["candidates"][r["case_code"]]):
+                raise StudyError(f"score {r['uid']} names case {r['case_code']!r} / image {r['image_code']!r}, "
+                                 "which this study does not have: the results belong to another study")
+        with self.engine.begin() as conn:
+            have = {u for (u,) in conn.execute(sa.select(S.scores.c.uid).where(S.scores.c.study_id == sid))}
+            new = []
+            for r in rows:
+                if r["uid"] in have:
+                    continue
+                have.add(r["uid"])
+                r = {k: v for k, v in r.items() if k != "id"}
+                r["study_id"] = sid
+                new.append(r)
+            if new:
+                conn.execute(S.scores.insert(), new)
+        return len(new), len(rows) - len(new)
+
+    def backup(self, path: str | os.PathLike) -> Path:
+        """Copy a SQLite study database to ``path`` consistently while it may be in use (SQLite only)."""
+        import sqlite3
+
+        if self.backend != "sqlite":
+            raise StudyError("backup() copies SQLite files; use pg_dump for PostgreSQL", self.where)
+        out = Path(path)
+        if out.exists():
+            raise StudyError("will not overwrite an existing file", out)
+        src = sqlite3.connect(str(_sqlite_path(self.url)))
+        dst = sqlite3.connect(str(out))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        return out
