@@ -302,6 +302,7 @@ class StudyStore:
         codes = iter(new_codes(len(spec.cases) + n_images))
         now = time.time()
         config = {"title": spec.title, "seed": spec.seed, "target": spec.target, "models": spec.models,
+                  "methods": spec.methods(),
                   "criteria": [c.to_dict() for c in spec.criteria]}
         case_rows, image_rows = [], []
         for ci, case in enumerate(spec.cases):
@@ -572,8 +573,11 @@ class StudyStore:
                                  None if r.is_real is None else bool(r.is_real), r.path) for r in rows}
 
     def methods(self) -> list[str]:
-        """Candidate methods of the study ("real" first when present), from the key."""
-        seen: list[str] = []
+        """Candidate methods of the study in the configuration's order, "real" first when present."""
+        sid = self._need_study()
+        with self.engine.connect() as conn:
+            config = conn.execute(sa.select(S.studies.c.config).where(S.studies.c.study_id == sid)).scalar()
+        seen: list[str] = list(json.loads(config).get("methods", [])) if config else []
         for k in self.key().values():
             if k.role == "candidate" and k.method not in seen:
                 seen.append(k.method)

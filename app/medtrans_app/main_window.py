@@ -1,0 +1,408 @@
+"""The clinician's main window: worklist, linked viewer, translate / export panels, overlays, settings.
+
+Long work runs in :mod:`napari_medtrans.qt.workers` jobs (loading, phantoms, translation, error maps, export);
+their errors arrive as non-modal message boxes. Every synthetic volume is listed with a name starting
+"SYNTHETIC" and shown under a red SYNTHETIC banner naming its method.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medtrans.qt import workers
+from napari_medtrans.qt.export_panel import ExportPanel
+from napari_medtrans.qt.translate_panel import TranslatePanel
+
+from .imaging import colour_lut, robust_range
+from .settings import AppSettings
+from .viewer import LinkedViewer
+from .worklist import Worklist, load_case
+
+__all__ = ["MainWindow", "NONE", "DEMO_MISSING"]
+
+NONE = "(none)"
+PANE_TITLES = ("Source", "Synthetic", "Reference")
+OVERLAYS = ("No overlay", "Trust map (TSM)", "Error vs reference")
+DEMO_MISSING = "demo model not installed"
+
+
+def _error_map(job, synthetic, reference):
+    return np.abs(synthetic.data - reference.data)
+
+
+def _phantom(job, seed, shape):
+    from napari_medtrans.core.phantom import make_subject
+
+    subject = make_subject(seed, shape=shape, tumour=True, contrasts=("T1", "T2", "FLAIR"))
+    return [(f"{m} (phantom {seed})", subject.images[m]) for m in ("T1", "T2", "FLAIR")]
+
+
+class MainWindow(QMainWindow):
+    """The app's main window (see the module notes)."""
+
+    def __init__(self, settings: AppSettings | None = None):
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.setWindowTitle("medtrans-app")
+        self.volumes: dict[str, object] = {}
+        self.methods: dict[str, str] = {}  # synthetic name -> method
+        self.maps: dict[str, dict] = {}  # synthetic name -> {map name: Volume}
+        self.preview = None
+        self.jobs: list = []
+        self._boxes: list = []
+        self._error_cache: dict = {}
+
+        self.viewer = LinkedViewer(int(self.settings.get("panes", 3, int)))
+        self.worklist = Worklist()
+        self.translate_panel = TranslatePanel()
+        self.export_panel = ExportPanel()
+        self.translate_panel.volume_provider = self.volume
+        self.export_panel.volume_provider = self.volume
+
+        self.pane_boxes = [QComboBox() for _ in range(3)]
+        for i, box in enumerate(self.pane_boxes):
+            box.setToolTip(f"{PANE_TITLES[i]} pane")
+            box.currentTextChanged.connect(lambda name, i=i: self.show_in_pane(i, name))
+        self.pane_count = QComboBox()
+        self.pane_count.addItems(["1 pane", "2 panes", "3 panes"])
+        self.pane_count.setCurrentIndex(self.viewer.n_panes - 1)
+        self.overlay_box = QComboBox()
+        self.overlay_box.addItems(OVERLAYS)
+        self.overlay_box.setToolTip("Overlay on the synthetic pane")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.setToolTip("Overlay opacity")
+        self.status_label = QLabel("")
+
+        top = QHBoxLayout()
+        top.addWidget(self.pane_count)
+        for box in self.pane_boxes:
+            top.addWidget(box, 1)
+        top.addWidget(self.overlay_box)
+        top.addWidget(QLabel("Opacity"))
+        top.addWidget(self.opacity)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(top)
+        layout.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+        for title, widget, area in (("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea),
+                                    ("Translate", self.translate_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                                    ("Export", self.export_panel, Qt.DockWidgetArea.RightDockWidgetArea)):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(title)
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+        self.statusBar().addWidget(self.status_label, 1)
+        self._make_menus()
+
+        self.pane_count.currentIndexChanged.connect(self._on_pane_count)
+        self.overlay_box.currentIndexChanged.connect(lambda _i: self.update_overlay())
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self.worklist.case_chosen.connect(self.open_case)
+        self.worklist.add_files_requested.connect(self._pick_files)
+        self.worklist.add_folder_requested.connect(self._pick_folder)
+        self.translate_panel.started.connect(self._on_translation_started)
+        self.translate_panel.partial_ready.connect(self._on_partial)
+        self.translate_panel.translated.connect(self._on_translated)
+        self.translate_panel.stopped.connect(self._on_translation_stopped)
+        preset = self.settings.get("preset", "Default", str)
+        if self.viewer.preset_box.findText(preset) >= 0:
+            self.viewer.preset_box.setCurrentText(preset)
+        geometry = self.settings.get("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        workers.set_error_handler(self.show_error)
+        self._refresh_sources()
+
+    # -- menus ------------------------------------------------------------------------------------------
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction("Open file...", self._pick_files, "Ctrl+O")
+        file_menu.addAction("Open folder...", self._pick_folder, "Ctrl+Shift+O")
+        self.recent_menu = file_menu.addMenu("Open recent")
+        file_menu.addAction("Open phantom subject", lambda: self.load_phantom())
+        file_menu.addSeparator()
+        file_menu.addAction("Open reader study...", self._pick_study)
+        file_menu.addSeparator()
+        file_menu.addAction("Quit", self.close, "Ctrl+Q")
+        view = bar.addMenu("&View")
+        for n in (1, 2, 3):
+            view.addAction(f"{n} pane{'s' if n > 1 else ''}", lambda n=n: self.pane_count.setCurrentIndex(n - 1),
+                           f"Ctrl+{n}")
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction("Keyboard and mouse", self._show_help)
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent():
+            self.recent_menu.addAction(path, lambda p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(self.settings.recent()))
+
+    def _show_help(self) -> None:
+        from . import viewer
+
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard and mouse", viewer.__doc__.split("\n\n", 2)[-1],
+                          parent=self)
+        box.setModal(False)
+        box.show()
+        self._boxes.append(box)
+
+    # -- errors -----------------------------------------------------------------------------------------
+    def show_error(self, message: str, _exc: BaseException | None = None) -> None:
+        """Show a worker error as a non-modal message box (the event loop keeps running)."""
+        self.status_label.setText(message)
+        box = QMessageBox(QMessageBox.Icon.Warning, "medtrans-app", message, parent=self)
+        box.setModal(False)
+        box.show()
+        self._boxes = [b for b in self._boxes if b.isVisible()] + [box]
+
+    # -- opening ----------------------------------------------------------------------------------------
+    def _pick_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open volumes", "", "NIfTI or DICOM (*.nii *.nii.gz *.dcm *)")
+        self.open_paths(paths)
+
+    def _pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a subject or DICOM folder")
+        if folder:
+            self.open_paths([folder])
+
+    def _pick_study(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a reader study bundle")
+        if folder:
+            self.open_study(folder)
+
+    def open_study(self, folder: str):
+        """Open a reader bundle in a new reader window (sign-in first); returns the window or None."""
+        from .reader import ReaderWindow
+
+        window = ReaderWindow.from_bundle(folder, parent=None)
+        if window is not None:
+            window.show()
+            self._reader = window
+        return window
+
+    def open_paths(self, paths) -> None:
+        """Add paths to the worklist and open the first."""
+        paths = [os.fspath(p) for p in paths if p]
+        for p in paths:
+            self.worklist.add(p)
+            self.settings.add_recent(p)
+        self._fill_recent()
+        if paths:
+            self.open_case(paths[0])
+
+    def open_case(self, path: str):
+        """Load a case in a worker; its volumes are added when it finishes. Returns the job."""
+        self.status_label.setText(f"loading {path} ...")
+        job = workers.start_job(load_case, path, name=f"loading {path}")
+        job.succeeded.connect(self.add_volumes)
+        self.jobs.append(job)
+        return job
+
+    def load_phantom(self, seed: int = 1000, shape=(128, 128, 80)):
+        """Make a phantom subject (T1, T2, FLAIR) in a worker and open it. Returns the job."""
+        self.status_label.setText("making a phantom subject ...")
+        job = workers.start_job(_phantom, seed, tuple(shape), name="phantom")
+        job.succeeded.connect(self.add_volumes)
+        self.jobs.append(job)
+        return job
+
+    def volume(self, name: str):
+        """The volume called ``name`` (for the panels)."""
+        from napari_medtrans.core.errors import MedtransError
+
+        if name not in self.volumes:
+            raise MedtransError(f"no volume called {name!r} is open")
+        return self.volumes[name]
+
+    def add_volumes(self, entries) -> None:
+        """Add ``[(name, Volume), ...]``; the first acquired one becomes the source, a second the reference."""
+        for name, vol in entries:
+            self.volumes[name] = vol
+        self._refresh_sources()
+        names = [n for n, _ in entries]
+        if names:
+            if self.pane_boxes[0].currentText() in ("", NONE):
+                self.pane_boxes[0].setCurrentText(names[0])
+            if len(names) > 1 and self.pane_boxes[2].currentText() in ("", NONE):
+                self.pane_boxes[2].setCurrentText(names[1])
+        self.status_label.setText(f"{len(entries)} volume(s) loaded")
+
+    def _refresh_sources(self) -> None:
+        names = list(self.volumes)
+        acquired = [n for n in names if not getattr(self.volumes[n], "synthetic", False)]
+        synthetic = [n for n in names if n not in acquired]
+        for box in self.pane_boxes:
+            current = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            box.addItems([NONE] + names)
+            box.setCurrentText(current if current in names else NONE)
+            box.blockSignals(False)
+        self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired + synthetic])
+        self.export_panel.set_sources(synthetic + acquired)
+
+    # -- panes ------------------------------------------------------------------------------------------
+    def _value_range(self, vol):
+        """Window reference: the acquired volume of the same contrast when one is open, else the volume."""
+        same = [v for v in self.volumes.values() if not v.synthetic and v.modality == vol.modality
+                and v.shape == vol.shape]
+        return robust_range((same[0] if same else vol).data)
+
+    def show_in_pane(self, pane: int, name: str) -> None:
+        """Show the volume ``name`` (or nothing) in pane ``pane``."""
+        vol = self.volumes.get(name)
+        if vol is None:
+            self.viewer.set_volume(pane, None, "")
+            return
+        method = self.methods.get(name) if vol.synthetic else None
+        if vol.synthetic and method is None:
+            method = vol.provenance.get("method") or "unknown method"
+        title = f"{PANE_TITLES[pane]}: {name}"
+        self.viewer.set_volume(pane, vol, title, synthetic_method=method, value_range=self._value_range(vol))
+        if pane == 1:
+            self.update_overlay()
+
+    def _on_pane_count(self, index: int) -> None:
+        self.viewer.set_pane_count(index + 1)
+        self.settings.set("panes", index + 1)
+
+    # -- overlays ---------------------------------------------------------------------------------------
+    def update_overlay(self):
+        """Apply the overlay choice to the synthetic pane (an error map is computed in a worker)."""
+        pane = self.viewer.panes[1]
+        kind = self.overlay_box.currentIndex()
+        name = self.pane_boxes[1].currentText()
+        synth = self.volumes.get(name)
+        if kind == 0 or synth is None:
+            pane.set_overlay(None)
+            return None
+        if kind == 1:
+            tsm = self.maps.get(name, {}).get("tsm")
+            if tsm is None:
+                self.status_label.setText("this synthetic volume has no TSM map (its model does not make one)")
+                pane.set_overlay(None)
+                return None
+            pane.set_overlay(tsm, (0.0, 1.0), colour_lut("viridis"), self.opacity.value() / 100)
+            return None
+        ref = self.volumes.get(self.pane_boxes[2].currentText())
+        if ref is None or not synth.same_grid(ref):
+            self.status_label.setText("choose a reference on the synthetic volume's grid for the error map")
+            pane.set_overlay(None)
+            return None
+        key = (name, self.pane_boxes[2].currentText())
+        if key in self._error_cache:
+            self._show_error_map(key, self._error_cache[key])
+            return None
+        job = workers.start_job(_error_map, synth, ref, name="error map")
+        job.succeeded.connect(lambda err, key=key: self._show_error_map(key, err))
+        self.jobs.append(job)
+        return job
+
+    def _show_error_map(self, key, err) -> None:
+        self._error_cache[key] = err
+        synth = self.volumes.get(key[0])
+        if synth is None or self.pane_boxes[1].currentText() != key[0] or self.overlay_box.currentIndex() != 2:
+            return
+        limit = float(np.percentile(err, 99)) or 1.0
+        self.viewer.panes[1].set_overlay(synth.derive(err), (0.0, limit), colour_lut("inferno"),
+                                         self.opacity.value() / 100)
+
+    def _on_opacity(self, value: int) -> None:
+        self.viewer.panes[1].set_overlay_opacity(value / 100)
+
+    # -- translation ------------------------------------------------------------------------------------
+    def _on_translation_started(self, request) -> None:
+        from napari_medtrans.core.volume import Volume
+
+        _name, first = next(iter(request.inputs.values()))
+        self.preview = Volume(np.zeros(first.shape, np.float32), first.affine, modality=None, synthetic=True)
+        method = request.choice.value if request.choice.kind == "method" else Path(request.choice.value).stem
+        self.viewer.set_volume(1, self.preview, "Synthetic: running ...", synthetic_method=method,
+                               value_range=self._value_range(first))
+        if self.viewer.n_panes < 2:
+            self.pane_count.setCurrentIndex(1)
+
+    def _on_partial(self, _request, axis, start, stop, block) -> None:
+        if self.preview is None:
+            return
+        index = [slice(None)] * 3
+        index[axis] = slice(start, stop)
+        self.preview.data[tuple(index)] = block
+        self.viewer.panes[1].refresh()
+
+    def _on_translated(self, request, result) -> None:
+        self.preview = None
+        vol = result.volume
+        method = vol.provenance.get("method") or request.choice.label
+        name = f"SYNTHETIC {vol.modality or ''} by {method} from {request.input_label}".replace("  ", " ")
+        n = 2
+        base = name
+        while name in self.volumes:
+            name = f"{base} ({n})"
+            n += 1
+        self.volumes[name] = vol
+        self.methods[name] = method
+        self.maps[name] = dict(result.maps)
+        self._refresh_sources()
+        self.export_panel.volume_box.setCurrentText(name)  # what was just made is what one exports
+        self.pane_boxes[1].setCurrentText(name)
+        self.show_in_pane(1, name)
+        reference = [n for n, v in self.volumes.items() if not v.synthetic and v.modality == vol.modality
+                     and v.same_grid(vol)]
+        if reference and self.pane_boxes[2].currentText() == NONE:
+            self.pane_boxes[2].setCurrentText(reference[0])
+        self.status_label.setText(f"{name}: {result.seconds:.1f} s on {result.device}")
+
+    def _on_translation_stopped(self, _request, what: str) -> None:
+        self.preview = None
+        self.show_in_pane(1, self.pane_boxes[1].currentText())
+        self.status_label.setText(f"translation {what}")
+
+    # -- demo -------------------------------------------------------------------------------------------
+    def setup_demo(self, shape=(128, 128, 80)):
+        """Open a phantom subject and select the shipped demo model (or say clearly that it is missing)."""
+        from napari_medtrans.core.errors import WeightsError
+        from napari_medtrans.training.evaluate import resolve_model
+
+        try:
+            path = resolve_model("demo")
+        except WeightsError:
+            self.demo_model = None
+            self.show_error(f"{DEMO_MISSING}: resources/models/demo-t1-t2.safetensors is missing from this "
+                            "installation; pick or load another model in the Translate panel (models marked "
+                            "'untrained' have random weights and make meaningless images)")
+        else:
+            self.demo_model = str(path)
+            self.translate_panel.add_model_file(path)
+        return self.load_phantom(shape=shape)
+
+    # -- closing ----------------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.set("geometry", self.saveGeometry())
+        self.settings.set("preset", self.viewer.preset_box.currentText())
+        workers.cancel_all(wait_ms=5000)
+        previous = workers.set_error_handler(None)
+        if previous != self.show_error:  # another window's handler: leave it in place
+            workers.set_error_handler(previous)
+        super().closeEvent(event)

@@ -1,0 +1,222 @@
+"""The clinician app: display helpers, linked panes, the main window (open, translate, overlays, export,
+settings), the demo and the self-test. Runs with QT_QPA_PLATFORM=offscreen as well as under xvfb."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+from qtpy.QtCore import QPoint, QPointF, Qt
+
+from medtrans_app.imaging import DisplayVolume, blend_overlay, colour_lut, robust_range, window_to_uint8
+from medtrans_app.main_window import DEMO_MISSING, MainWindow, NONE
+from medtrans_app.settings import AppSettings
+from medtrans_app.viewer import LinkedViewer
+from napari_medtrans.core import io
+from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.core.volume import Volume
+from napari_medtrans.qt import workers
+from napari_medtrans.translators import create_translator
+from napari_medtrans.translators.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def subject_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("subject")
+    s = make_subject(4, shape=(32, 32, 8))
+    io.save(s.images["T1"], root / "T1.nii.gz")
+    io.save(s.images["T2"], root / "T2.nii.gz")
+    save_checkpoint(create_translator("unet", width=4, depth=2), root.parent / "tiny-unet.safetensors")
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    w = MainWindow(AppSettings(tmp_path / "settings.ini"))
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    errors = []
+    w.show_error = lambda message, exc=None: errors.append(message)
+    workers.set_error_handler(w.show_error)
+    w.errors = errors
+    yield w
+    workers.cancel_all()
+    workers.set_error_handler(None)
+
+
+def wait_job(qtbot, job, timeout=60000):
+    if job is not None and job.running:
+        with qtbot.waitSignal(job.finished, timeout=timeout):
+            pass
+
+
+# -- display helpers ------------------------------------------------------------------------------------
+def test_display_orientation_is_radiological():
+    data = np.zeros((4, 5, 3), np.float32)
+    data[3, 4, 1] = 1  # patient right-most (x max), anterior-most (y max) voxel in RAS
+    d = DisplayVolume.from_array(data, np.diag([2.0, 3.0, 4.0, 1.0]))
+    axial = d.slice("axial", 1)
+    assert axial.shape == (5, 4) and axial[0, 0] == 1  # right on the left of the screen, anterior up
+    assert d.pixel_size("axial") == (2.0, 3.0) and d.voxel_at("axial", 1, 0, 0) == (3, 4, 1)
+    lps = np.diag([-2.0, -3.0, 4.0, 1.0])  # the same voxel stored mirrored (an LPS-ordered array)
+    flipped = DisplayVolume.from_array(data[::-1, ::-1], lps)
+    np.testing.assert_array_equal(flipped.slice("axial", 1), axial)
+    assert d.slice("coronal", 4)[1, 0] == 1 and d.n_slices("sagittal") == 4
+
+
+def test_window_level_and_overlay_blend():
+    img = np.linspace(0, 100, 11, dtype=np.float32)[None]
+    out = window_to_uint8(img, (0.0, 100.0), 0.5, 1.0)
+    assert out[0, 0] == 0 and out[0, -1] == 255 and out[0, 5] in (127, 128)
+    narrow = window_to_uint8(img, (0.0, 100.0), 0.5, 0.2)
+    assert narrow[0, 3] == 0 and narrow[0, 7] == 255
+    gray = np.full((1, 3), 100, np.uint8)
+    rgb = blend_overlay(gray, np.array([[0.0, 0.5, 1.0]]), (0.0, 1.0), colour_lut("inferno"), 0.5)
+    assert tuple(rgb[0, 0]) == (100, 100, 100)  # zero overlay stays transparent
+    assert tuple(rgb[0, 2]) != (100, 100, 100)
+    lo, hi = robust_range(np.r_[np.zeros(100), np.arange(1, 101)])
+    assert 1 <= lo < 3 and 98 < hi <= 100
+
+
+def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
+    viewer = LinkedViewer(3)
+    qtbot.addWidget(viewer)
+    viewer.resize(900, 400)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+    vol = make_subject(1, shape=(32, 32, 10)).images["T1"]
+    for i in range(3):
+        viewer.set_volume(i, vol, f"pane {i}")
+    assert viewer.state.n_slices == 10 and viewer.state.index == 5 and viewer.slider.value() == 5
+    qtbot.keyClick(viewer, Qt.Key.Key_Up)
+    qtbot.keyClick(viewer, Qt.Key.Key_PageDown)
+    assert viewer.state.index == 0 and viewer.slider.value() == 0
+    viewer.slider.setValue(7)
+    for p in viewer.panes:
+        p.grab()  # renders through paintEvent
+    assert [p.painted_index for p in viewer.panes] == [7, 7, 7]
+    pane = viewer.panes[2]
+    centre = pane.rect().center()
+    from qtpy.QtGui import QWheelEvent
+
+    def wheel(delta, mods=Qt.KeyboardModifier.NoModifier):
+        ev = QWheelEvent(QPointF(centre), QPointF(pane.mapToGlobal(centre)), QPoint(0, 0), QPoint(0, delta),
+                         Qt.MouseButton.NoButton, mods, Qt.ScrollPhase.NoScrollPhase, False)
+        pane.wheelEvent(ev)
+
+    wheel(120)
+    assert viewer.state.index == 8
+    wheel(120, Qt.KeyboardModifier.ControlModifier)
+    assert viewer.state.zoom > 1.0
+    qtbot.mouseClick(pane, Qt.MouseButton.LeftButton, pos=centre)
+    assert viewer.state.crosshair is not None
+    viewer.preset_box.setCurrentText("High contrast")
+    assert (viewer.state.level, viewer.state.width) == (0.5, 0.6)
+    hit = viewer.panes[0].value_at(QPointF(centre))
+    assert hit is not None and isinstance(hit[2], float)
+    viewer.plane_box.setCurrentText("sagittal")
+    assert viewer.state.n_slices == 32
+
+
+# -- the main window ----------------------------------------------------------------------------------------
+def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
+    job = window.open_case(str(subject_dir))
+    wait_job(qtbot, job)
+    assert set(window.volumes) == {"T1", "T2"}
+    assert window.pane_boxes[0].currentText() == "T1" and window.pane_boxes[2].currentText() == "T2"
+    panel = window.translate_panel
+    panel.add_model_file(subject_dir.parent / "tiny-unet.safetensors")
+    panel.inputs._boxes["T1"].setCurrentText("T1")
+    translation = panel.run()
+    assert window.viewer.panes[1].banner.startswith("SYNTHETIC")  # the running preview is marked too
+    wait_job(qtbot, translation)
+    names = [n for n in window.volumes if n.startswith("SYNTHETIC")]
+    assert len(names) == 1 and window.pane_boxes[1].currentText() == names[0]
+    pane = window.viewer.panes[1]
+    assert pane.banner == "SYNTHETIC - unet" and "SYNTHETIC" in pane.title
+    assert window.volumes[names[0]].synthetic and not window.errors
+    # Error map overlay (computed in a worker) with opacity.
+    window.overlay_box.setCurrentIndex(2)
+    qtbot.waitUntil(lambda: pane.overlay is not None, timeout=20000)
+    window.opacity.setValue(80)
+    assert pane.overlay_opacity == pytest.approx(0.8)
+    window.overlay_box.setCurrentIndex(1)
+    assert pane.overlay is None and "no TSM map" in window.status_label.text()
+    # Export the synthetic volume to DICOM through the export panel.
+    export = window.export_panel
+    assert export.volume_box.itemText(0) == names[0]
+    export.out_edit.setText(str(tmp_path / "dicom_out"))
+    job = export.export()
+    wait_job(qtbot, job)
+    files = sorted((tmp_path / "dicom_out").glob("*"))
+    assert len(files) == 8
+    ds = pydicom.dcmread(files[0])
+    assert ds.SeriesDescription.startswith("SYNTHETIC") and ds.SyntheticData == "YES"
+
+
+def test_recent_files_and_settings_persist(qtbot, tmp_path, subject_dir):
+    settings = AppSettings(tmp_path / "s.ini")
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    wait_job(qtbot, w.open_case(str(subject_dir)))
+    w.open_paths([str(subject_dir / "T1.nii.gz")])
+    wait_job(qtbot, w.jobs[-1])
+    w.pane_count.setCurrentIndex(1)
+    w.viewer.preset_box.setCurrentText("Bright")
+    w.close()
+    again = MainWindow(AppSettings(tmp_path / "s.ini"))
+    qtbot.addWidget(again)
+    assert again.settings.recent()[0] == str(subject_dir / "T1.nii.gz")
+    assert [a.text() for a in again.recent_menu.actions()] == [str(subject_dir / "T1.nii.gz")]
+    assert again.viewer.n_panes == 2 and again.viewer.preset_box.currentText() == "Bright"
+    again.close()
+
+
+def test_unreadable_case_is_reported_in_words(qtbot, window, tmp_path):
+    (tmp_path / "empty").mkdir()
+    wait_job(qtbot, window.open_case(str(tmp_path / "empty")))
+    assert window.errors and "empty" in window.errors[0]
+    assert window.pane_boxes[0].currentText() == NONE
+
+
+def test_demo_says_clearly_when_the_demo_model_is_missing(qtbot, window, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDTRANS_RESOURCES", str(tmp_path / "no-resources"))
+    job = window.setup_demo(shape=(24, 24, 6))
+    assert window.demo_model is None and DEMO_MISSING in window.errors[0]
+    wait_job(qtbot, job)
+    assert "T1 (phantom 1000)" in window.volumes
+    labels = [window.translate_panel.model_box.itemText(i) for i in range(window.translate_panel.model_box.count())]
+    assert all("untrained" in t or t == "load file..." for t in labels)  # nothing passes for a trained model
+
+
+def test_demo_selects_the_shipped_model(qtbot, window, tmp_path, monkeypatch, subject_dir):
+    res = tmp_path / "res"
+    (res / "models").mkdir(parents=True)
+    (res / "models" / "demo-t1-t2.safetensors").write_bytes((subject_dir.parent / "tiny-unet.safetensors").read_bytes())
+    monkeypatch.setenv("MEDTRANS_RESOURCES", str(res))
+    job = window.setup_demo(shape=(24, 24, 6))
+    wait_job(qtbot, job)
+    assert window.demo_model.endswith("demo-t1-t2.safetensors") and not window.errors
+    assert window.translate_panel.current_choice().value.endswith("demo-t1-t2.safetensors")
+
+
+def test_self_test_exits_zero(qapp):
+    from medtrans_app.selftest import run_self_test
+
+    lines = []
+    assert run_self_test(shape=(32, 32, 4), out=lines.append) == 0
+    assert lines[0].startswith("self-test ok")
+    workers.set_error_handler(None)
+
+
+def test_app_never_imports_napari():
+    code = ("import sys, json\nimport medtrans_app.__main__, medtrans_app.main_window, medtrans_app.reader\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "napari" not in loaded and "magicgui" not in loaded and "vispy" not in loaded
