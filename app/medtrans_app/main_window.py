@@ -34,12 +34,32 @@ from .settings import AppSettings
 from .viewer import LinkedViewer
 from .worklist import Worklist, load_case
 
-__all__ = ["MainWindow", "NONE", "DEMO_MISSING"]
+__all__ = ["MainWindow", "NONE", "DEMO_MISSING", "leave_a_core_to_the_gui", "quiet_gc"]
 
 NONE = "(none)"
 PANE_TITLES = ("Source", "Synthetic", "Reference")
 OVERLAYS = ("No overlay", "Trust map (TSM)", "Error vs reference")
 DEMO_MISSING = "demo model not installed"
+
+
+def leave_a_core_to_the_gui(threads: int | None = None) -> int:
+    """Let torch use every core but one (or ``threads``), so the event loop always finds a free core while a
+    translation runs (with all cores busy, scrolling stalls by 100+ ms). Returns the thread count set."""
+    import torch
+
+    n = int(threads) if threads else max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def quiet_gc() -> None:
+    """Collect garbage once, then freeze what is alive (``gc.freeze``) so that later full collections skip
+    the ~270k long-lived objects torch, scipy and Qt bring: a full collection of those takes ~140 ms, a
+    visible stall when it falls during scrolling (measured with bench/app_latency.py)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _error_map(job, synthetic, reference):
@@ -130,7 +150,9 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         workers.set_error_handler(self.show_error)
+        leave_a_core_to_the_gui()
         self._refresh_sources()
+        quiet_gc()
 
     # -- menus ------------------------------------------------------------------------------------------
     def _make_menus(self) -> None:

@@ -274,7 +274,13 @@ class ReaderWindow(QMainWindow):
         prev_case.clicked.connect(lambda: self.go_to_case(self.index - 1))
         next_case.clicked.connect(lambda: self.go_to_case(self.index + 1))
         stop.clicked.connect(self.close)
+        for w in self.findChildren(QWidget):  # keys must reach the window, not a slider or a button
+            if w is not self.rank_list:
+                w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         workers.set_error_handler(self.show_error)
+        from .main_window import quiet_gc
+
+        quiet_gc()
         self.go_to_case(self.index)
 
     # -- opening ----------------------------------------------------------------------------------------
@@ -325,11 +331,13 @@ class ReaderWindow(QMainWindow):
         for i, code in enumerate(case.candidates):
             b = QPushButton(f"Image {letters[code]}")
             b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(lambda _c=False, i=i: self.show_candidate(i))
             self.image_buttons.addWidget(b)
             self.buttons.append(b)
         self.rank_list.set_items(list(case.candidates), letters, self._saved_ranks())
         self.pages.setCurrentIndex(0)
+        self.setFocus()
         self.images = {}
         paths = {code: (s.image_path(code), modality) for code, modality in case.sources}
         paths.update({code: (s.image_path(code), None) for code in case.candidates})
@@ -491,6 +499,7 @@ class ReaderWindow(QMainWindow):
             return
         elif ranking_page and key == Qt.Key.Key_Escape:
             self.pages.setCurrentIndex(0)
+            self.setFocus()
         elif Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not ranking_page:
             self._key_digit(key - Qt.Key.Key_0)
         elif key in (Qt.Key.Key_A, Qt.Key.Key_G) and not ranking_page and self.questions:
@@ -501,6 +510,7 @@ class ReaderWindow(QMainWindow):
             self._set_question(self.question + (-1 if key == Qt.Key.Key_Backtab else 1))
         elif key in (Qt.Key.Key_N, Qt.Key.Key_P):
             self.pages.setCurrentIndex(0)
+            self.setFocus()
             self.show_candidate(self.candidate + (1 if key == Qt.Key.Key_N else -1))
         elif key == Qt.Key.Key_R:
             self.show_ranking()

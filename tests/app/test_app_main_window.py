@@ -18,7 +18,6 @@ from medtrans_app.settings import AppSettings
 from medtrans_app.viewer import LinkedViewer
 from napari_medtrans.core import io
 from napari_medtrans.core.phantom import make_subject
-from napari_medtrans.core.volume import Volume
 from napari_medtrans.qt import workers
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import save_checkpoint

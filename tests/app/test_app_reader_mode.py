@@ -98,8 +98,9 @@ def wait_loaded(qtbot, window):
 
 
 def press(qtbot, window, *keys, mods=Qt.KeyboardModifier.NoModifier):
+    """Type keys where a person's keys go: the focused widget (events it ignores reach the window)."""
     for k in keys:
-        qtbot.keyClick(window, k, mods)
+        qtbot.keyClick(window.focusWidget() or window, k, mods)
 
 
 def test_ranks_from_order_with_ties():

@@ -180,3 +180,23 @@ def test_results_of_another_study_are_refused(master, images, tmp_path):
 def test_reader_sessions_refuse_the_organisers_database(master):
     with pytest.raises(StudyError, match="blinded copies only"):
         ReaderSession(master, "Alice", lambda c: c)
+
+
+def test_shared_database_bundles_keep_the_key_at_home(master, tmp_path):
+    """A multi-site study: the blinded copy lives in a shared database (any SQLAlchemy URL; PostgreSQL in
+    practice), bundles carry only images and its URL, and results are imported from that URL."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    site1 = export_bundle(master, tmp_path / "site1", readers=["Alice"], database=shared, log=lambda s: None)
+    site2 = export_bundle(master, tmp_path / "site2", readers=["Bob"], database=shared, log=lambda s: None)
+    assert not (site1 / "study.db").exists() and json.loads((site1 / "bundle.json").read_text())["database"] == shared
+    for folder, name in ((site1, "Alice"), (site2, "Bob")):
+        opened = open_bundle(folder)
+        session = ReaderSession(opened.store, name, opened.image_path)
+        walk_case(session, 0)
+        opened.store.close()
+    with StudyStore(shared) as store:
+        assert store.blinded and {r.key for r in store.readers()} == {"alice", "bob"}
+        with pytest.raises(StudyError, match="blinded"):
+            store.key()
+    summary = import_results(master, shared)
+    assert summary.added == 2 * (3 * 3 + 3) and import_results(master, site1).added == 0
