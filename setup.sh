@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 APT_PACKAGES=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0
               libxcb-xkb1 libxkbcommon-x11-0 libxcb-randr0 libxcb-shape0 libxcb-cursor0 libegl1 libgl1
-              libfontconfig1 libdbus-1-3 dcm2niix dicom3tools)
+              libfontconfig1 libdbus-1-3 dcm2niix dicom3tools postgresql)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -10,7 +10,8 @@ HELP = "make a phantom subject, translate its T1 into a T2 with the shipped mode
 DESCRIPTION = """\
 The built-in demo. Writes a held-out phantom subject (T1, T2, FLAIR, PD, T1c, labels) to OUT, shows what
 `medtrans info` sees, translates the T1 into a synthetic T2 with the shipped demo model, and prints PSNR, SSIM
-and MAE against the phantom's real T2 inside the brain mask.
+and MAE against the phantom's real T2 inside the brain mask. Then, when a display is available, opens the
+standalone app with the T1, the synthetic T2 (labelled SYNTHETIC) and the real T2 in linked panes.
 """
 
 
@@ -18,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default: ./demo-output)")
     p.add_argument("--seed", type=int, default=1000, help="phantom seed (default 1000: not a training subject)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--app", choices=["auto", "yes", "no"], default="auto",
+                   help="open the result in medtrans-app (default auto: when a display is available)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,4 +57,19 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluate_volumes(result.volume.data, ref.data, mask=subject.brain_mask.data > 0)
     print(f"4. against the real phantom T2 inside the brain mask: PSNR {scores['psnr']:.2f} dB, "
           f"SSIM {scores['ssim']:.4f}, MAE {scores['mae']:.4g}")
-    return 0
+    return _open_app(args, [args.out / "T1.nii.gz", out, args.out / "T2.nii.gz"])
+
+
+def _open_app(args: argparse.Namespace, paths: list[Path]) -> int:
+    import os
+    import sys
+
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "win32", "darwin")
+    if args.app == "no" or (args.app == "auto" and not has_display):
+        print("5. no display here: open the result with  medtrans-app " + " ".join(str(p) for p in paths))
+        return 0
+    print("5. opening medtrans-app (T1 | SYNTHETIC T2 | real T2)")
+    from medtrans_app.__main__ import main as app_main
+
+    return int(app_main([str(p) for p in paths]) or 0)
