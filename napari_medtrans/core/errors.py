@@ -220,3 +220,15 @@ class StudyError(MedtransError):
 
 
 __all__.append("StudyError")
+
+
+class SegmentationCancelled(MedtransError):
+    """The user cancelled a segmentation; no mask was produced."""
+
+    def __init__(self, done: int = 0, total: int = 0):
+        self.done = done
+        self.total = total
+        super().__init__(f"segmentation cancelled after {done} of {total} slices; no mask was produced")
+
+
+__all__.append("SegmentationCancelled")

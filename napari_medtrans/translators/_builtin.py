@@ -2,3 +2,4 @@
 
 from . import pix2pix, unet  # noqa: F401
 from . import edts  # noqa: F401
+from . import cdm  # noqa: F401
