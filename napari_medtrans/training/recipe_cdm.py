@@ -132,13 +132,13 @@ class CdmRecipe:
     # -- build -------------------------------------------------------------------------------------------
     def _load_init(self, model: CdmTranslator) -> list[str]:
         """Load ``init`` into ``model``; returns the stages recorded in it."""
-        from ..translators.checkpoint import load_translator
+        from ..translators.checkpoint import load_translator, read_checkpoint_metadata
 
         p = self.init
-        src = load_translator(p)
-        info = src.checkpoint_info
+        info = read_checkpoint_metadata(p)
         if info.method != "cdm":
             raise MethodMismatchError(p, expected="cdm", found=info.method)
+        src = load_translator(p, method="cdm")
         for field in ("inputs", "outputs"):
             if tuple(getattr(src.spec, field)) != tuple(getattr(model.spec, field)):
                 raise ConfigMismatchError(

@@ -173,7 +173,7 @@ class ConditionEmbedding(nn.Module):
     ``feature(h) = Conv1x1(SiLU(LN(h)))`` (the feature representation of the source features) and
     ``distribution(y) = Linear(SiLU(Linear(y)))`` (the distribution representation of ``y_0``) are fused by adding
     the latter per channel; the caller downsamples the result. Without a condition (ablation M1) only the
-    convolution branch exists.
+    convolution branch exists. The MLP's hidden width is ``max(channels, rep_dim)``.
 
     Parameters
     ----------
@@ -305,8 +305,8 @@ class MRM(nn.Module):
 
     def forward(self, y: torch.Tensor, patch_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask, encode, decode: returns ``(restored targets, y_0 of the masked targets)``."""
-        y0 = self.encode(self.apply_mask(y, patch_mask))
-        return self.decode(y0, (y.shape[-2], y.shape[-1])), y0
+        y0 = self.encode(self.apply_mask(y, patch_mask))  # FE on the masked, concatenated targets
+        return self.decode(y0, (y.shape[-2], y.shape[-1])), y0  # FD restores them (Eq. 1 compares the masked patches)
 
 
 class MDNResBlock(nn.Module):
@@ -460,6 +460,7 @@ class CdmTranslator(Translator):
         def model_fn(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.mdn(y_t, t, src)
 
+        # Eq. 3: p_theta(y_{0:T}) = p(y_T) prod_t p_theta(y_{t-1} | y_t), y_T ~ N(0, I), on the DDIM schedule
         return self.diffusion.sample(model_fn, shape, steps=int(steps), sampler=self.config["sampler"],
                                      eta=self.config["eta"], generator=generator, device=x.device,
                                      dtype=torch.float32, x_T=x_T)
@@ -516,7 +517,7 @@ class CdmTranslator(Translator):
                 else:
                     n = self.spec.default_steps if steps is None else steps
                     y0 = self.sample_distribution(x, steps=int(n), generator=generator)
-        out = {"pred": self.synthesize(x, y0)}
+        out = {"pred": self.synthesize(x, y0)}  # Y_hat of Eq. 4
         if y0 is not None:
             out["y0"] = y0
         return out
@@ -717,8 +718,9 @@ def format_complexity(c: Mapping[str, Any], steps: Sequence[int] = (10, 20, 30, 
     """Lines for people: the parameters and FLOPs of :func:`model_complexity`, per sampling-step count."""
     g = 1e9
     lines = [
-        f"CDM at {c['size']}x{c['size']}: {c['params'] / 1e6:.2f} M parameters (C-UNet {c['params_cunet'] / 1e6:.2f} M, "
-        f"MRM {c['params_mrm'] / 1e6:.2f} M, MDN {c['params_mdn'] / 1e6:.2f} M)",
+        f"CDM at {c['size']}x{c['size']}: {c['params'] / 1e6:.2f} M parameters "
+        f"(C-UNet {c['params_cunet'] / 1e6:.2f} M, MRM {c['params_mrm'] / 1e6:.2f} M, "
+        f"MDN {c['params_mdn'] / 1e6:.2f} M)",
         f"  FLOPs: C-UNet {c['flops_cunet'] / g:.4g} G, source encoder {c['flops_source'] / g:.4g} G, one MDN step "
         f"{c['flops_mdn_step'] / g:.4g} G",
     ]

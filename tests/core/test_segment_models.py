@@ -36,7 +36,7 @@ def test_every_model_has_weights_in_the_manifest_and_a_sam2_config():
 def test_missing_weights_say_how_to_import_them(store):
     with pytest.raises(WeightsError, match="medtrans weights import PATH --name medsam2_latest"):
         build_model("medsam2")
-    with pytest.raises(UnknownChoiceError, match="did you mean 'medsam2'"):
+    with pytest.raises(UnknownChoiceError, match="Did you mean 'medsam2'"):
         build_model("medsam")
 
 

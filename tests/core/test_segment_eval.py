@@ -1,0 +1,147 @@
+"""The Table III protocol: prompts from the ground truth, Dice / IoU against hand-computed values, agreement
+between images, and a run with the tiny SAM2 on a phantom with a tumour."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from napari_medtrans.core.errors import GeometryMismatchError, InvalidVolumeError
+from napari_medtrans.core.segment import FrameGeometry, SlicePrompt, Window, box_of_mask, key_slice, prompts_from_mask
+from napari_medtrans.core.segment.evaluate import (
+    evaluate_segmentation,
+    format_report,
+    ground_truth_mask,
+    slice_scores,
+    write_reports_csv,
+)
+from napari_medtrans.core.segment.prompts import largest_component
+from napari_medtrans.core.segment.segmenter import SegmentationResult
+from napari_medtrans.core.volume import Volume
+
+AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
+
+
+def _truth() -> tuple[Volume, FrameGeometry]:
+    """Ground truth drawn in frames (3 slices of 6 rows x 5 columns), label 5 inside, label 2 elsewhere."""
+    probe = Volume(np.zeros((5, 6, 3), np.float32), AFFINE)
+    geom = FrameGeometry.of(probe)
+    frames = np.full(geom.shape, 2.0, np.float32)
+    frames[1, 1, 1] = frames[1, 1, 2] = frames[1, 2, 1] = 5  # an L of 3 pixels in a 2 x 2 box
+    frames[2, 3:5, 1:4] = 5  # a full 2 x 3 rectangle
+    return Volume(geom.to_volume(frames), AFFINE, modality="labels"), geom
+
+
+class _BoxFiller:
+    """A stand-in model: fills the prompt box (T2) or only its top row (T1)."""
+
+    name = "box-filler"
+
+    def segment_slices(self, volume, prompts, **kw):
+        geom = FrameGeometry.of(volume)
+        out = np.zeros(geom.shape, bool)
+        for p in prompts:
+            x0, y0, x1, y1 = (int(v) for v in p.box)
+            rows = slice(y0, y1 + 1) if volume.modality == "T2" else slice(y0, y0 + 1)
+            out[p.slice, rows, x0:x1 + 1] = True
+        return SegmentationResult(geom.to_volume(out), [p.slice for p in prompts], list(prompts), self.name,
+                                  Window(0, 1), 0.0, 0, 0)
+
+
+def test_ground_truth_prompts_boxes_and_key_slice():
+    truth, geom = _truth()
+    m = geom.to_frames(ground_truth_mask(truth, [5]))
+    assert box_of_mask(m[1]) == (1.0, 1.0, 2.0, 2.0)
+    assert box_of_mask(m[2], margin=2) == (0.0, 1.0, 4.0, 5.0)
+    assert box_of_mask(m[0]) is None
+    assert key_slice(m) == 2
+    assert prompts_from_mask(m) == [SlicePrompt(1, box=(1, 1, 2, 2)), SlicePrompt(2, box=(1, 3, 3, 4))]
+    assert prompts_from_mask(m, mode="key") == [SlicePrompt(2, box=(1, 3, 3, 4))]
+    assert ground_truth_mask(truth).sum() == truth.data.size  # every voxel is labelled (2 or 5)
+
+
+def test_slice_scores_by_hand():
+    truth = np.zeros((3, 4, 4), bool)
+    truth[0, :2, :2] = True  # 4 pixels
+    truth[2, 0, :] = True  # 4 pixels
+    pred = np.zeros_like(truth)
+    pred[0, :2, :1] = True  # 2 pixels inside: Dice 4/6, IoU 2/4
+    pred[1, 3, 3] = True  # slice without truth: not averaged
+    pred[2, 0, :] = True  # exact
+    d, j, n = slice_scores(pred, truth)
+    assert n == 2 and d == pytest.approx((4 / 6 + 1) / 2) and j == pytest.approx((0.5 + 1) / 2)
+    assert np.isnan(slice_scores(pred, np.zeros_like(truth))[0])
+
+
+def test_table_iii_protocol_scores_by_hand(tmp_path):
+    truth, _ = _truth()
+    zeros = np.zeros(truth.shape, np.float32)
+    images = {"T1 (source)": Volume(zeros, AFFINE, modality="T1"), "T2 (real)": Volume(zeros, AFFINE, modality="T2")}
+    report = evaluate_segmentation(images, truth, _BoxFiller(), labels=[5])
+    t1, t2 = report.images
+    # T2: the box is filled. Slice 1: 4 predicted, 3 true; slice 2 exact. 3D: 10 predicted, 9 true.
+    assert (t2.dice, t2.iou) == (pytest.approx(18 / 19), pytest.approx(9 / 10))
+    assert (t2.mean_slice_dice, t2.mean_slice_iou, t2.n_slices) == (pytest.approx(13 / 14), pytest.approx(7 / 8), 2)
+    # T1: the box's top row only. Slice 1: 2 of 3 (Dice 4/5, IoU 2/3); slice 2: 3 of 6 (Dice 2/3, IoU 1/2).
+    assert (t1.dice, t1.iou) == (pytest.approx(5 / 7), pytest.approx(5 / 9))
+    assert (t1.mean_slice_dice, t1.mean_slice_iou) == (pytest.approx(11 / 15), pytest.approx(7 / 12))
+    (pair,) = report.pairs
+    assert (pair.a, pair.b, pair.dice, pair.iou) == ("T1 (source)", "T2 (real)", pytest.approx(2 / 3), pytest.approx(0.5))
+
+    table = format_report([report])
+    assert "T2 (real)" in table and f"{13 / 14:.4f}" in table and f"{7 / 12:.4f}" in table and "box-filler" in table
+    path = write_reports_csv([report], tmp_path / "seg.csv")
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["image"], r["reference"]) for r in rows] == [
+        ("T1 (source)", "ground truth"), ("T2 (real)", "ground truth"), ("T1 (source)", "T2 (real)")]
+    assert float(rows[1]["mean_slice_iou"]) == pytest.approx(7 / 8) and rows[0]["labels"] == "5"
+
+
+def test_protocol_refuses_mismatched_grids_and_missing_labels():
+    truth, _ = _truth()
+    other = Volume(np.zeros((5, 6, 4), np.float32), AFFINE)
+    with pytest.raises(GeometryMismatchError, match="not on the ground truth's grid"):
+        evaluate_segmentation({"x": other}, truth, _BoxFiller(), labels=[5])
+    same = Volume(np.zeros(truth.shape, np.float32), AFFINE)
+    with pytest.raises(InvalidVolumeError, match=r"no voxel with labels \[7\]"):
+        evaluate_segmentation({"x": same}, truth, _BoxFiller(), labels=[7])
+
+
+def test_largest_component_by_hand():
+    m = np.zeros((6, 6), bool)
+    m[0, 0] = True
+    m[2:5, 2:4] = True
+    m[5, 5] = True  # not a neighbour of the block (its nearest pixel is (4, 3))
+    out = largest_component(m)
+    assert out.sum() == 6 and out[2:5, 2:4].all()
+    m3 = np.zeros((3, 3, 3), bool)
+    m3[0, 0, 0] = m3[1, 1, 1] = True  # diagonal neighbours: one component with 26-connectivity
+    assert largest_component(m3).sum() == 2
+
+
+def test_tiny_sam2_on_a_phantom_tumour_in_both_modes():
+    pytest.importorskip("sam2")
+    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.core.segment import Segmenter
+    from napari_medtrans.core.segment._tiny import tiny_sam2
+
+    subject = make_subject(1, shape=(32, 32, 16), tumour=True, contrasts=("T1", "T2"))
+    seg = Segmenter(tiny_sam2(64))
+    images = {"T1": subject.images["T1"], "T2": subject.images["T2"]}
+    steps = []
+    report = evaluate_segmentation(images, subject.labels, seg, labels=[4, 5, 6],
+                                   progress=lambda d, t: steps.append((d, t)))
+    n = report.images[0].n_slices
+    assert n == 8 and steps[-1] == (2 * n, 2 * n)
+    for s in report.images:
+        assert 0 <= s.dice <= 1 and 0 <= s.mean_slice_iou <= 1
+    truth_frames = FrameGeometry.of(subject.labels).to_frames(ground_truth_mask(subject.labels, [4, 5, 6]))
+    for res in report.results.values():
+        pred = FrameGeometry.of(subject.labels).to_frames(res.mask)
+        assert not pred[~truth_frames.any(axis=(1, 2))].any(), "slices without a prompt stay empty"
+    computed = seg.embeddings_computed
+    prop = evaluate_segmentation(images, subject.labels, seg, labels=[4, 5, 6], mode="propagate")
+    assert prop.mode == "propagate" and sorted(prop.results["T1"].slices) == list(range(16))
+    assert seg.embeddings_computed == computed + 2 * (16 - 8), "embeddings of the prompted slices were reused"

@@ -1,0 +1,110 @@
+"""`medtrans segment-eval`: the Table III protocol from the command line (a tiny random SAM2 stands in for the
+real models, whose weights are not downloaded in tests)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sam2")
+
+from napari_medtrans.cli import build_parser, main  # noqa: E402
+from napari_medtrans.core.segment import Segmenter  # noqa: E402
+from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+
+SHAPE = ["32", "32", "16"]
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    built = []
+
+    def from_name(cls, name="medsam2", **kwargs):
+        built.append((name, kwargs))
+        return cls(tiny_sam2(64), name=name)
+
+    monkeypatch.setattr(Segmenter, "from_name", classmethod(from_name))
+    return built
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_listed_in_medtrans_help():
+    assert "segment-eval" in build_parser().format_help()
+
+
+def test_phantom_run_prints_table_iii_and_writes_csv_and_masks(tmp_path, tiny_models, capsys):
+    out_csv = tmp_path / "scores.csv"
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--model", "medsam2", "--model",
+               "sam2.1_hiera_tiny", "--csv", str(out_csv), "--masks", str(tmp_path / "masks"), "--device", "cpu"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for piece in ("T1 (source)", "T2 (real)", "mIoU (per slice)", "Dice (3D)", "medsam2", "sam2.1_hiera_tiny",
+                  "T1 (source) vs T2 (real)", "8 slices hold the object; labels: 4 5 6"):
+        assert piece in text
+    assert [n for n, _ in tiny_models] == ["medsam2", "sam2.1_hiera_tiny"]
+    rows = _rows(out_csv)
+    assert len(rows) == 2 * 3  # two models x (two images + one pair)
+    assert {r["labels"] for r in rows} == {"4 5 6"} and {r["mode"] for r in rows} == {"slices"}
+    for r in rows:
+        assert 0.0 <= float(r["dice"]) <= 1.0
+    masks = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert masks == ["medsam2_T1__source_.nii.gz", "medsam2_T2__real_.nii.gz",
+                     "sam2.1_hiera_tiny_T1__source_.nii.gz", "sam2.1_hiera_tiny_T2__real_.nii.gz"]
+
+
+def test_subject_folder_with_a_synthetic_image_in_propagate_mode(tmp_path, tiny_models, capsys):
+    from napari_medtrans.core import io
+    from napari_medtrans.core.phantom import make_subject
+
+    subject = make_subject(2, shape=(32, 32, 16), tumour=True, contrasts=("T1", "T2"))
+    d = tmp_path / "sub-000"
+    d.mkdir()
+    io.save(subject.images["T1"], d / "T1.nii.gz")
+    io.save(subject.images["T2"], d / "T2.nii.gz")
+    io.save(subject.labels, d / "labels.nii.gz")
+    syn = subject.images["T2"].derive(subject.images["T2"].data * 0.9 + 5, synthetic=True)
+    io.save(syn, tmp_path / "t2_synthetic.nii.gz")
+    rc = main(["segment-eval", "--subject", str(d), "--synthetic", str(tmp_path / "t2_synthetic.nii.gz"),
+               "--mode", "propagate", "--largest-component", "--csv", str(tmp_path / "s.csv")])
+    assert rc == 0
+    rows = _rows(tmp_path / "s.csv")
+    images = [r["image"] for r in rows if r["reference"] == "ground truth"]
+    assert len(images) == 3 and images[:2] == ["T1 (source)", "T2 (real)"] and "synthetic" in images[2]
+    assert len(rows) == 3 + 3 and {r["mode"] for r in rows} == {"propagate"}
+    assert "vs" in capsys.readouterr().out
+
+
+def test_explicit_files_and_label_values(tmp_path, tiny_models):
+    from napari_medtrans.core import io
+    from napari_medtrans.core.volume import Volume
+
+    affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    rng = np.random.default_rng(0)
+    img = Volume(rng.random((32, 32, 8)).astype(np.float32) * 100, affine, modality="T2")
+    lab = np.zeros((32, 32, 8), np.float32)
+    lab[10:20, 12:18, 3:5] = 2
+    io.save(img, tmp_path / "t2.nii.gz")
+    io.save(Volume(lab, affine), tmp_path / "seg.nii.gz")
+    rc = main(["segment-eval", "--target", str(tmp_path / "t2.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+               "--label", "2", "--margin", "1", "--window", "0", "100", "--csv", str(tmp_path / "x.csv")])
+    assert rc == 0
+    (row,) = _rows(tmp_path / "x.csv")
+    assert row["labels"] == "2" and row["n_slices"] == "2"
+
+
+def test_errors_are_readable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--csv", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "medtrans weights import PATH --name medsam2_latest" in err
+    rc = main(["segment-eval", "--target", str(tmp_path / "t2.nii.gz")])
+    assert rc == 2 and "give --labels" in capsys.readouterr().err
+    rc = main(["segment-eval", "--phantom", "1", "--model", "medsam2", "--model", "sam2.1_hiera_tiny",
+               "--weights", str(tmp_path / "w.pt")])
+    assert rc == 2 and "exactly one --model" in capsys.readouterr().err
