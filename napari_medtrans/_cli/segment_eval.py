@@ -4,6 +4,7 @@ Table III), scored against a ground-truth label map and against each other."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if args.masks is not None:
             args.masks.mkdir(parents=True, exist_ok=True)
             for image, res in report.results.items():
-                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{name}_{image}").strip("_")
+                safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{name}_{image}").strip("_")
                 io.write_nifti(res.to_volume(images[image]), args.masks / f"{safe}.nii.gz")
     print(format_report(reports))
     path = write_reports_csv(reports, args.csv)

@@ -24,6 +24,15 @@ from napari_medtrans.core.volume import Volume  # noqa: E402
 RAS = np.diag([1.0, 1.0, 2.0, 1.0])
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny model runs thousands of very small ops: one thread avoids OpenMP contention on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     return tiny_sam2(64)
