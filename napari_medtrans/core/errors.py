@@ -222,13 +222,16 @@ class StudyError(MedtransError):
 __all__.append("StudyError")
 
 
-class SegmentationCancelled(MedtransError):
-    """The user cancelled a segmentation; no mask was produced."""
+class SegmentationCancelled(TranslationCancelled):
+    """The user cancelled a segmentation; no mask was produced.
+
+    A subclass of :class:`TranslationCancelled` so that workers treat it as a cancellation, not an error.
+    """
 
     def __init__(self, done: int = 0, total: int = 0):
         self.done = done
         self.total = total
-        super().__init__(f"segmentation cancelled after {done} of {total} slices; no mask was produced")
+        MedtransError.__init__(self, f"segmentation cancelled after {done} of {total} slices; no mask was produced")
 
 
 __all__.append("SegmentationCancelled")

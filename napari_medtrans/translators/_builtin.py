@@ -3,3 +3,5 @@
 from . import pix2pix, unet  # noqa: F401
 from . import edts  # noqa: F401
 from . import cdm  # noqa: F401
+from . import mrnet  # noqa: F401
+from . import hifisyn  # noqa: F401

@@ -1,0 +1,142 @@
+"""napari dock widget around :class:`~napari_medtrans.qt.segment_panel.SegmentPanel`: SAM2 / MedSAM2 prompts as
+layers, masks as Labels layers.
+
+Prompts live in two layers the widget adds: **segment points** (green positive, red negative clicks) and
+**segment boxes** (rectangles). They are in world coordinates, so they apply to whichever image is chosen,
+on its own grid. Keys, with either prompt layer selected:
+
+==========  ===================================================================
+Shift+S     segment the prompted slice(s), each on its own
+Shift+P     segment the prompted slice and propagate through the volume
+Shift+T     toggle the next points between positive and negative
+Shift+X     clear every prompt
+==========  ===================================================================
+
+Results: a Labels layer ``segmentation of <image>`` on the image's grid (re-segmented slices replace their old
+mask; a propagation replaces it all); the comparison adds one Labels layer per image compared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ..core.segment import FrameGeometry, SlicePrompt
+from ..qt.segment_panel import SegmentPanel
+from ._common import get_volume, image_layer_items, install_error_handler, watch_layers
+from ._layers import volume_layer_data, world_to_index
+
+__all__ = ["SegmentWidget", "POINTS_LAYER", "BOXES_LAYER"]
+
+POINTS_LAYER = "segment points"
+BOXES_LAYER = "segment boxes"
+
+
+class SegmentWidget(QWidget):
+    """Segment image layers with SAM2 / MedSAM2 from point and box prompts."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        install_error_handler()
+        self.viewer = napari_viewer
+        self.panel = SegmentPanel(self)
+        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
+        self.panel.prompt_provider = self.prompts_for
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.panel)
+        self.masks: dict[str, np.ndarray] = {}  # image name -> mask on the image's (i, j, k) grid
+        self.points, self.boxes = self._prompt_layers()
+        self.panel.segmented.connect(self._on_segmented)
+        self.panel.evaluated.connect(self._on_evaluated)
+        watch_layers(self.viewer, self._refresh_sources, self)
+        self._refresh_sources()
+
+    # -- prompt layers ------------------------------------------------------------------------------------
+    def _prompt_layers(self):
+        import pandas as pd
+
+        if POINTS_LAYER in self.viewer.layers:
+            points = self.viewer.layers[POINTS_LAYER]
+        else:
+            features = pd.DataFrame({"prompt": pd.Categorical([], categories=["positive", "negative"])})
+            points = self.viewer.add_points(np.zeros((0, 3)), ndim=3, name=POINTS_LAYER, features=features,
+                                            face_color="prompt", face_color_cycle=["limegreen", "red"], size=5)
+        if BOXES_LAYER in self.viewer.layers:
+            boxes = self.viewer.layers[BOXES_LAYER]
+        else:
+            boxes = self.viewer.add_shapes(ndim=3, name=BOXES_LAYER, shape_type="rectangle", edge_color="yellow",
+                                           face_color="transparent", edge_width=1)
+        for layer in (points, boxes):
+            layer.bind_key("Shift-S", lambda _l: self.panel.segment("slices"), overwrite=True)
+            layer.bind_key("Shift-P", lambda _l: self.panel.segment("propagate"), overwrite=True)
+            layer.bind_key("Shift-T", lambda _l: self.toggle_polarity(), overwrite=True)
+            layer.bind_key("Shift-X", lambda _l: self.clear_prompts(), overwrite=True)
+        return points, boxes
+
+    def toggle_polarity(self) -> str:
+        """Make the next points negative (or positive again); returns the new polarity."""
+        now = str(self.points.feature_defaults["prompt"].iloc[0])
+        new = "negative" if now == "positive" else "positive"
+        self.points.feature_defaults = {"prompt": new}
+        self.panel.status.setText(f"next points: {new}")
+        return new
+
+    def clear_prompts(self) -> None:
+        self.points.data = np.zeros((0, 3))
+        self.boxes.data = []
+
+    def prompts_for(self, volume) -> list[SlicePrompt]:
+        """The prompt layers' points and boxes as frame prompts of ``volume`` (one SlicePrompt per slice)."""
+        geom = FrameGeometry.of(volume)
+        per: dict[int, dict] = {}
+        labels = list(self.points.features["prompt"]) if len(self.points.data) else []
+        for point, label in zip(np.asarray(self.points.data), labels):
+            s, x, y = geom.index_to_frame(world_to_index(volume, self.points.data_to_world(point)))
+            entry = per.setdefault(s, {"points": [], "labels": [], "box": None})
+            entry["points"].append((x, y))
+            entry["labels"].append(1 if label == "positive" else 0)
+        for shape in self.boxes.data:
+            corners = [geom.index_to_frame(world_to_index(volume, self.boxes.data_to_world(v))) for v in shape]
+            s = int(round(float(np.mean([c[0] for c in corners]))))
+            xs, ys = [c[1] for c in corners], [c[2] for c in corners]
+            per.setdefault(s, {"points": [], "labels": [], "box": None})["box"] = (min(xs), min(ys), max(xs), max(ys))
+        return [SlicePrompt(s, points=e["points"], labels=e["labels"], box=e["box"]) for s, e in sorted(per.items())]
+
+    # -- sources and results ------------------------------------------------------------------------------
+    def _refresh_sources(self, event=None) -> None:
+        images = [n for n, _ in image_layer_items(self.viewer)]
+        labels = [n for n, _ in image_layer_items(self.viewer, kinds=("labels",))]
+        self.panel.set_sources(images, labels)
+
+    def _show_mask(self, volume, mask: np.ndarray, name: str):
+        data, kw, _ = volume_layer_data(volume.derive(mask.astype(np.float32)), name, layer_type="labels",
+                                        mark_synthetic=False)
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.affine = kw["affine"]
+            layer.metadata = kw["metadata"]
+            return layer
+        return self.viewer.add_labels(data, opacity=0.5, **kw)
+
+    def _on_segmented(self, request, result) -> None:
+        volume = request.volume
+        mask = self.masks.get(request.image)
+        if request.mode == "propagate" or mask is None or mask.shape != volume.shape:
+            mask = result.mask.copy()
+        else:  # re-segmented slices replace their old mask, others stay
+            geom = FrameGeometry.of(volume)
+            frames = geom.to_frames(mask).copy()
+            frames[result.slices] = geom.to_frames(result.mask)[result.slices]
+            mask = np.ascontiguousarray(geom.to_volume(frames))
+        self.masks[request.image] = mask
+        self._show_mask(volume, mask, f"segmentation of {request.image}")
+
+    def _on_evaluated(self, request, report) -> None:
+        for name, result in report.results.items():
+            self._show_mask(request.images[name], result.mask, f"{report.model} mask of {name}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        self.panel.cancel()
+        super().closeEvent(event)

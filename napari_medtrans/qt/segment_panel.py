@@ -1,0 +1,382 @@
+"""Segment panel: SAM2 / MedSAM2 on the prompted slice(s) or propagated through the volume, the Table III
+comparison of source, real and synthetic images, and DICOM SEG export; every job in a worker with cancel.
+
+The panel knows volumes by name. Its host (napari dock widget or the app) sets ``volume_provider(name)`` and
+``prompt_provider(volume) -> list[SlicePrompt]`` (the host's clicks and boxes in frame coordinates, see
+:mod:`napari_medtrans.core.segment.frames`), lists volumes with :meth:`SegmentPanel.set_sources` and shows the
+masks that arrive through ``segmented`` and ``evaluated``. Models stay loaded between runs, with their
+embedding caches, so prompting the same volume again is fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qtpy.QtCore import Signal
+from qtpy.QtGui import QFontDatabase
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .workers import Job, report_error, start_job
+
+__all__ = ["SegmentPanel", "SegmentRequest", "EvaluateRequest", "SegmenterPool", "run_segmentation",
+           "run_evaluation", "export_seg", "has_own_series"]
+
+NONE = "(none)"
+
+
+@dataclasses.dataclass
+class SegmentRequest:
+    """One segmentation job: ``mode`` is "slices" (each prompted slice in 2D) or "propagate"."""
+
+    image: str
+    volume: Any
+    prompts: list
+    mode: str = "slices"
+    direction: str = "both"
+    model: str = "medsam2"
+    device: str = "auto"
+    largest_component: bool = False
+
+
+@dataclasses.dataclass
+class EvaluateRequest:
+    """The Table III comparison: ``images`` by name, the ground truth, its label values, the prompt mode."""
+
+    images: dict
+    truth: Any
+    labels: list | None
+    mode: str = "slices"
+    model: str = "medsam2"
+    device: str = "auto"
+
+
+class SegmenterPool:
+    """Segmenters by (model, device), built on first use (in a worker) and kept with their caches."""
+
+    def __init__(self, factory: Callable[[str, str], Any] | None = None):
+        self._factory = factory
+        self._items: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, device: str):
+        with self._lock:
+            key = (model, device)
+            if key not in self._items:
+                if self._factory is not None:
+                    self._items[key] = self._factory(model, device)
+                else:
+                    from ..core.segment import Segmenter
+
+                    self._items[key] = Segmenter.from_name(model, device=device)
+            return self._items[key]
+
+    def release(self) -> None:
+        """Free every model and cache."""
+        with self._lock:
+            for seg in self._items.values():
+                seg.release()
+            self._items.clear()
+
+
+def run_segmentation(job, pool: SegmenterPool, request: SegmentRequest):
+    """Job function: the SegmentationResult of ``request``."""
+    seg = pool.get(request.model, request.device)
+    kw = dict(largest_component=request.largest_component, progress=job.report_progress,
+              should_cancel=job.should_cancel)
+    if request.mode == "propagate":
+        return seg.propagate(request.volume, request.prompts, direction=request.direction, **kw)
+    return seg.segment_slices(request.volume, request.prompts, **kw)
+
+
+def run_evaluation(job, pool: SegmenterPool, request: EvaluateRequest):
+    """Job function: the SegEvalReport of ``request``."""
+    from ..core.segment.evaluate import evaluate_segmentation
+
+    return evaluate_segmentation(request.images, request.truth, pool.get(request.model, request.device),
+                                 labels=request.labels, mode=request.mode, progress=job.report_progress,
+                                 should_cancel=job.should_cancel)
+
+
+def has_own_series(image) -> bool:
+    """True when ``image`` carries the headers of its own DICOM series (a SEG can reference them as they are)."""
+    src = image.source
+    if src is None or src.kind != "dicom" or not src.dicom_datasets:
+        return False
+    return not image.synthetic or str(src.dicom_datasets[0].get("SyntheticData", "")).upper() == "YES"
+
+
+def export_seg(job, image, mask, out: str, algorithm: str | None) -> str:
+    """Job function: a DICOM SEG of ``mask`` (a label Volume on ``image``'s grid); returns what was written.
+
+    An image read from DICOM (and not synthetic) is referenced as it is (``out`` is the .dcm file); otherwise
+    the image is exported as a DICOM series first and ``out`` is a folder holding ``image/`` and ``seg.dcm``.
+    """
+    from ..core.io.dicom_seg import export_dicom_seg, export_image_and_seg
+
+    labels = {1: "segmentation"}
+    if has_own_series(image):
+        return str(export_dicom_seg(mask, out, source=image, segment_labels=labels, algorithm=algorithm).path)
+    _, seg = export_image_and_seg(image, mask, out, segment_labels=labels, algorithm=algorithm,
+                                  method=image.provenance.get("method"))
+    return str(seg.path)
+
+
+class SegmentPanel(QWidget):
+    """Image, model, device; Segment slice(s) / Propagate / Cancel; Compare (Table III); Export SEG."""
+
+    started = Signal(object)  # request
+    segmented = Signal(object, object)  # SegmentRequest, SegmentationResult
+    evaluated = Signal(object, object)  # EvaluateRequest, SegEvalReport
+    stopped = Signal(object, str)  # request, "cancelled" or "failed"
+
+    def __init__(self, parent: QWidget | None = None, *, pool: SegmenterPool | None = None):
+        from ..core.segment import DIRECTIONS, model_names
+        from .translation import device_choices
+
+        super().__init__(parent)
+        self.volume_provider: Callable[[str], Any] | None = None
+        self.prompt_provider: Callable[[Any], list] | None = None
+        self.pool = pool or SegmenterPool()
+        self.job: Job | None = None
+        self.results: dict[str, tuple[Any, Any]] = {}  # image name -> (Volume, SegmentationResult)
+        self._request = None
+
+        self.image_box = QComboBox()
+        self.model_box = QComboBox()
+        self.model_box.addItems(model_names())
+        self.model_box.setCurrentText("medsam2")  # tuned on medical images; SAM2.1 for comparison
+        self.device_box = QComboBox()
+        self.device_box.addItems(device_choices())
+        self.direction_box = QComboBox()
+        self.direction_box.addItems(list(DIRECTIONS))
+        self.component_box = QCheckBox("keep the largest connected component")
+        self.slice_button = QPushButton("Segment slice(s)")
+        self.slice_button.setToolTip("Segment each prompted slice on its own (Shift+S in napari)")
+        self.propagate_button = QPushButton("Propagate")
+        self.propagate_button.setToolTip("Segment the prompted slice and propagate through the volume (Shift+P)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export SEG...")
+        self.export_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_box)
+        form.addRow("Model", self.model_box)
+        form.addRow("Device", self.device_box)
+        form.addRow("Direction", self.direction_box)
+        form.addRow("", self.component_box)
+        buttons = QHBoxLayout()
+        for b in (self.slice_button, self.propagate_button, self.cancel_button):
+            buttons.addWidget(b)
+
+        self.compare = {key: QComboBox() for key in ("source", "real", "synthetic", "truth")}
+        self.labels_edit = QLineEdit()
+        self.labels_edit.setPlaceholderText("label values, e.g. 4 5 6 (empty: any non-zero)")
+        self.eval_mode_box = QComboBox()
+        self.eval_mode_box.addItem("box on every slice (2D)", "slices")
+        self.eval_mode_box.addItem("box on the key slice, propagated (3D)", "propagate")
+        self.evaluate_button = QPushButton("Compare")
+        self.table = QPlainTextEdit()
+        self.table.setReadOnly(True)
+        self.table.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        group = QGroupBox("Compare source, real and synthetic (prompts from the ground truth)")
+        cform = QFormLayout(group)
+        for key, label in (("source", "Source"), ("real", "Real target"), ("synthetic", "Synthetic"),
+                           ("truth", "Ground truth")):
+            cform.addRow(label, self.compare[key])
+        cform.addRow("Labels", self.labels_edit)
+        cform.addRow("Prompts", self.eval_mode_box)
+        cform.addRow(self.evaluate_button)
+        cform.addRow(self.table)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.export_button)
+        layout.addWidget(group)
+        layout.addStretch(1)
+
+        self.slice_button.clicked.connect(lambda: self.segment("slices"))
+        self.propagate_button.clicked.connect(lambda: self.segment("propagate"))
+        self.cancel_button.clicked.connect(self.cancel)
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.export_button.clicked.connect(self._pick_export)
+        self.image_box.currentTextChanged.connect(
+            lambda name: self.export_button.setEnabled(name in self.results))
+
+    # -- sources ------------------------------------------------------------------------------------------
+    def set_sources(self, names: Sequence[str], labels: Sequence[str] = ()) -> None:
+        """Images that can be segmented and compared, and label maps that can be the ground truth."""
+        def fill(box, items, none):
+            current = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(([NONE] if none else []) + list(items))
+            if box.findText(current) >= 0:
+                box.setCurrentText(current)
+            box.blockSignals(False)
+
+        fill(self.image_box, names, False)
+        for key in ("source", "real", "synthetic"):
+            fill(self.compare[key], names, True)
+        fill(self.compare["truth"], list(labels), True)
+        self.export_button.setEnabled(self.image_box.currentText() in self.results)
+
+    # -- running ------------------------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def segment(self, mode: str = "slices") -> Job | None:
+        """Segment the chosen image with the host's prompts; ``mode`` "slices" or "propagate"."""
+        from ..core.errors import MedtransError
+
+        if self._busy():
+            return None
+        try:
+            name = self.image_box.currentText()
+            if not name or self.volume_provider is None:
+                raise MedtransError("choose an image to segment")
+            volume = self.volume_provider(name)
+            prompts = self.prompt_provider(volume) if self.prompt_provider is not None else []
+            if not prompts:
+                raise MedtransError("add a prompt first: a positive point or a box on the object")
+        except Exception as exc:  # noqa: BLE001 - bad settings are shown like worker errors
+            report_error(exc, "segmentation")
+            return None
+        request = SegmentRequest(name, volume, list(prompts), mode, self.direction_box.currentText(),
+                                 self.model_box.currentText(), self.device_box.currentText(),
+                                 self.component_box.isChecked())
+        verb = "propagating" if mode == "propagate" else f"segmenting {len(prompts)} slice(s) of"
+        return self._start(run_segmentation, request, f"{verb} {name} with {request.model} ...", "segmentation")
+
+    def evaluate(self) -> Job | None:
+        """Run the Table III comparison with the chosen images and ground truth."""
+        from ..core.errors import MedtransError
+
+        if self._busy():
+            return None
+        try:
+            picks = {key: box.currentText() for key, box in self.compare.items()}
+            if picks["truth"] in ("", NONE) or self.volume_provider is None:
+                raise MedtransError("choose the ground-truth label map")
+            images = {f"{picks[k]} ({k})": self.volume_provider(picks[k])
+                      for k in ("source", "real", "synthetic") if picks[k] not in ("", NONE)}
+            if not images:
+                raise MedtransError("choose at least one image to compare")
+            try:
+                labels = [int(v) for v in self.labels_edit.text().replace(",", " ").split()] or None
+            except ValueError:
+                raise MedtransError(f"labels must be whole numbers, got {self.labels_edit.text()!r}") from None
+            truth = self.volume_provider(picks["truth"])
+        except Exception as exc:  # noqa: BLE001
+            report_error(exc, "comparison")
+            return None
+        request = EvaluateRequest(images, truth, labels, self.eval_mode_box.currentData(),
+                                  self.model_box.currentText(), self.device_box.currentText())
+        return self._start(run_evaluation, request, f"comparing {len(images)} image(s) ...", "comparison")
+
+    def _start(self, fn, request, text: str, name: str) -> Job:
+        self._request = request
+        self.progress.setValue(0)
+        self.status.setText(text)
+        for b in (self.slice_button, self.propagate_button, self.evaluate_button):
+            b.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.started.emit(request)
+        job = start_job(fn, self.pool, request, name=name)
+        job.progress.connect(self._on_progress)
+        job.succeeded.connect(self._done)
+        job.cancelled.connect(self._on_cancelled)
+        job.failed.connect(self._on_failed)
+        job.finished.connect(self._reset_buttons)
+        self.destroyed.connect(job.cancel)
+        self.job = job
+        return job
+
+    def cancel(self) -> None:
+        if self._busy():
+            self.job.cancel()
+            self.status.setText("cancelling ...")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _done(self, value) -> None:
+        request = self._request
+        if isinstance(request, EvaluateRequest):
+            from ..core.segment.evaluate import format_report
+
+            self.table.setPlainText(format_report([value]))
+            self.status.setText(f"compared {len(request.images)} image(s) with {value.model}")
+            self.evaluated.emit(request, value)
+            return
+        self.results[request.image] = (request.volume, value)
+        self.export_button.setEnabled(self.image_box.currentText() in self.results)
+        self.status.setText(f"{len(value.slices)} slice(s) in {value.seconds:.1f} s "
+                            f"({value.embeddings_computed} embedded, {value.embeddings_reused} from the cache)")
+        self.segmented.emit(request, value)
+
+    def _on_cancelled(self, _exc) -> None:
+        self.status.setText("cancelled")
+        self.progress.setValue(0)
+        self.stopped.emit(self._request, "cancelled")
+
+    def _on_failed(self, _exc) -> None:
+        self.status.setText("failed (see the message)")
+        self.progress.setValue(0)
+        self.stopped.emit(self._request, "failed")
+
+    def _reset_buttons(self) -> None:
+        for b in (self.slice_button, self.propagate_button, self.evaluate_button):
+            b.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self.job is not None:
+            try:
+                self.destroyed.disconnect(self.job.cancel)
+            except (TypeError, RuntimeError):
+                pass
+
+    # -- export -------------------------------------------------------------------------------------------
+    def _pick_export(self) -> None:
+        name = self.image_box.currentText()
+        if name not in self.results:
+            return
+        volume, _ = self.results[name]
+        if has_own_series(volume):
+            out, _ = QFileDialog.getSaveFileName(self, "Save DICOM SEG", "seg.dcm", "DICOM (*.dcm)")
+        else:
+            out = QFileDialog.getExistingDirectory(self, "Folder for the image series and its SEG (empty)")
+        if out:
+            self.export(name, out)
+
+    def export(self, name: str, out: str) -> Job | None:
+        """Export the last segmentation of image ``name`` as DICOM SEG to ``out`` in a worker."""
+        if name not in self.results:
+            return None
+        volume, result = self.results[name]
+        job = start_job(export_seg, volume, result.to_volume(volume), str(out), result.model, name="SEG export")
+        job.succeeded.connect(lambda path: self.status.setText(f"wrote {path}"))
+        return job

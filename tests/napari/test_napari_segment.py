@@ -1,0 +1,171 @@
+"""The Segment widget in a real napari viewer with a tiny random SAM2 (run under xvfb): prompt layers and keys,
+prompts on the image's own grid, a Labels result, propagation, cancel, the comparison, SEG export.
+
+    QT_QPA_PLATFORM=xcb xvfb-run -a .venv/bin/python -m pytest tests/napari/test_napari_segment.py -q
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pydicom
+import pytest
+
+pytest.importorskip("sam2")
+torch = pytest.importorskip("torch")
+
+from napari_medtrans._napari._layers import index_to_world  # noqa: E402
+from napari_medtrans._napari._sample import make_phantom_sample  # noqa: E402
+from napari_medtrans._napari._segment import BOXES_LAYER, POINTS_LAYER, SegmentWidget  # noqa: E402
+from napari_medtrans.core.segment import FrameGeometry, Segmenter  # noqa: E402
+from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.qt import workers  # noqa: E402
+from napari_medtrans.qt.segment_panel import SegmenterPool  # noqa: E402
+
+pytestmark = pytest.mark.gui
+T1, T2, LABELS = "T1 phantom-1", "T2 phantom-1", "labels phantom-1"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of tiny ops: one thread avoids OpenMP contention on a shared CPU
+    yield
+    workers.cancel_all(wait_ms=10000)
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for data, kw, kind in make_phantom_sample(seed=1, shape=(32, 32, 8)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.panel.pool = SegmenterPool(lambda model, device: Segmenter(tiny_sam2(64), name=model))
+    w.panel.image_box.setCurrentText(T1)
+    return w
+
+
+def _volume(w, name):
+    return w.viewer.layers[name].metadata["volume"]
+
+
+def _click(w, ijk, negative=False):
+    """A point prompt at voxel ``ijk`` of T1, in world coordinates as a click would give it."""
+    if negative != (str(w.points.feature_defaults["prompt"].iloc[0]) == "negative"):
+        w.toggle_polarity()
+    w.points.add(index_to_world(_volume(w, T1), ijk))
+
+
+def _box(w, k, i0, j0, i1, j1):
+    vol = _volume(w, T1)
+    corners = [index_to_world(vol, (i, j, k)) for i, j in ((i0, j0), (i1, j0), (i1, j1), (i0, j1))]
+    w.boxes.add_rectangles(np.array(corners))
+
+
+def test_prompt_layers_keys_and_prompts_on_the_images_grid(widget):
+    w = widget
+    assert POINTS_LAYER in w.viewer.layers and BOXES_LAYER in w.viewer.layers
+    keys = {str(k) for k in w.points.keymap} | {str(k) for k in w.boxes.keymap}
+    assert {"Shift+S", "Shift+P", "Shift+T", "Shift+X"} <= keys
+    _click(w, (16, 15, 4))
+    _click(w, (10, 20, 4), negative=True)
+    _box(w, 4, 12, 11, 20, 19)
+    _click(w, (17, 16, 6))
+    assert list(w.points.features["prompt"]) == ["positive", "negative", "positive"]
+    geom = FrameGeometry.of(_volume(w, T1))
+    p4, p6 = w.prompts_for(_volume(w, T1))
+    s, x, y = geom.index_to_frame((16, 15, 4))
+    assert p4.slice == s == 4 and p4.points[0] == pytest.approx((x, y)) and p4.labels == (1, 0)
+    corners = [geom.index_to_frame((i, j, 4))[1:] for i, j in ((12, 11), (20, 19))]
+    assert p4.box == pytest.approx((min(c[0] for c in corners), min(c[1] for c in corners),
+                                    max(c[0] for c in corners), max(c[1] for c in corners)))
+    assert p6.slice == 6 and p6.box is None and p6.labels == (1,)
+    w.clear_prompts()
+    assert w.prompts_for(_volume(w, T1)) == []
+
+
+def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot, monkeypatch):
+    w = widget
+    import sys
+    monkeypatch.setattr(workers, "_handler", lambda m, e: print("ERROR", m, file=sys.stderr))
+    w.panel.started.connect(lambda r: print("STARTED", r.mode, file=sys.stderr))
+    _box(w, 4, 10, 10, 22, 22)
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
+        assert w.panel.segment("slices") is not None
+    request, result = got.args
+    assert request.mode == "slices" and result.slices == [4]
+    layer = w.viewer.layers[f"segmentation of {T1}"]
+    t1 = w.viewer.layers[T1]
+    assert type(layer).__name__ == "Labels" and layer.data.shape == t1.data.shape
+    np.testing.assert_allclose(layer.affine.affine_matrix, t1.affine.affine_matrix)
+    np.testing.assert_array_equal(layer.metadata["volume"].data > 0, result.mask)
+
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
+        w.panel.segment("propagate")
+    _, prop = got.args
+    assert prop.slices == [4, 5, 6, 7, 3, 2, 1, 0]
+    assert prop.embeddings_reused > 0, "the slice embedded by the 2D run is reused"
+    np.testing.assert_array_equal(w.viewer.layers[f"segmentation of {T1}"].metadata["volume"].data > 0, prop.mask)
+    assert "from the cache" in w.panel.status.text()
+
+
+def test_cancel_and_missing_prompts(widget, qtbot, monkeypatch):
+    w = widget
+    reported = []
+    monkeypatch.setattr(workers, "_handler", lambda message, exc: reported.append(message))
+    assert w.panel.segment("propagate") is None
+    assert reported and "add a prompt first" in reported[-1]
+
+    gate = threading.Event()
+
+    def slow_factory(model, device):
+        gate.wait(10)
+        return Segmenter(tiny_sam2(64), name=model)
+
+    w.panel.pool = SegmenterPool(slow_factory)
+    _click(w, (16, 16, 3))
+    with qtbot.waitSignal(w.panel.stopped, timeout=60000) as got:
+        job = w.panel.segment("propagate")
+        w.panel.cancel()
+        gate.set()
+    assert got.args[1] == "cancelled" and job.error is None
+    assert f"segmentation of {T1}" not in w.viewer.layers
+    qtbot.waitUntil(lambda: w.panel.propagate_button.isEnabled(), timeout=10000)
+
+
+def test_compare_real_and_synthetic_against_the_labels(widget, qtbot):
+    w = widget
+    p = w.panel
+    p.compare["source"].setCurrentText(T1)
+    p.compare["real"].setCurrentText(T2)
+    p.compare["truth"].setCurrentText(LABELS)
+    p.labels_edit.setText("4 5 6")
+    with qtbot.waitSignal(p.evaluated, timeout=120000) as got:
+        assert p.evaluate() is not None
+    request, report = got.args
+    assert request.labels == [4, 5, 6] and [s.image for s in report.images] == [f"{T1} (source)", f"{T2} (real)"]
+    text = p.table.toPlainText()
+    assert "mIoU (per slice)" in text and f"{report.images[0].mean_slice_iou:.4f}" in text
+    for name in (f"{T1} (source)", f"{T2} (real)"):
+        assert f"medsam2 mask of {name}" in w.viewer.layers
+
+
+def test_seg_export_of_a_phantom_image_writes_its_series_and_the_seg(widget, qtbot, tmp_path):
+    w = widget
+    _box(w, 4, 8, 8, 24, 24)
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
+        w.panel.segment("propagate")
+    if not got.args[1].mask.any():
+        pytest.skip("the random tiny model produced an empty mask")
+    assert w.panel.export_button.isEnabled()
+    job = w.panel.export(T1, str(tmp_path / "out"))
+    with qtbot.waitSignal(job.finished, timeout=60000):
+        pass
+    assert job.error is None and (tmp_path / "out" / "seg.dcm").is_file()
+    ds = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
+    assert ds.Modality == "SEG" and ds.SegmentSequence[0].SegmentAlgorithmName == "medsam2"
+    assert f"wrote {tmp_path / 'out' / 'seg.dcm'}" in w.panel.status.text()
