@@ -157,6 +157,7 @@ class SegmentPanel(QWidget):
         self.job: Job | None = None
         self.results: dict[str, tuple[Any, Any]] = {}  # image name -> (Volume, SegmentationResult)
         self._request = None
+        self._running = False
 
         self.image_box = QComboBox()
         self.model_box = QComboBox()
@@ -246,7 +247,9 @@ class SegmentPanel(QWidget):
 
     # -- running ------------------------------------------------------------------------------------------
     def _busy(self) -> bool:
-        return self.job is not None and self.job.running
+        # True from the start until the result (or the cancellation or failure) has been delivered: the
+        # thread itself may still be winding down, but a new job can start.
+        return self._running
 
     def segment(self, mode: str = "slices") -> Job | None:
         """Segment the chosen image with the host's prompts; ``mode`` "slices" or "propagate"."""
@@ -299,6 +302,7 @@ class SegmentPanel(QWidget):
 
     def _start(self, fn, request, text: str, name: str) -> Job:
         self._request = request
+        self._running = True
         self.progress.setValue(0)
         self.status.setText(text)
         for b in (self.slice_button, self.propagate_button, self.evaluate_button):
@@ -310,8 +314,8 @@ class SegmentPanel(QWidget):
         job.succeeded.connect(self._done)
         job.cancelled.connect(self._on_cancelled)
         job.failed.connect(self._on_failed)
-        job.finished.connect(self._reset_buttons)
-        self.destroyed.connect(job.cancel)
+        job.finished.connect(self._on_finished)
+        self.destroyed.connect(job.cancel)  # a panel closed mid-run stops its job
         self.job = job
         return job
 
@@ -326,6 +330,7 @@ class SegmentPanel(QWidget):
 
     def _done(self, value) -> None:
         request = self._request
+        self._release_buttons()
         if isinstance(request, EvaluateRequest):
             from ..core.segment.evaluate import format_report
 
@@ -340,22 +345,28 @@ class SegmentPanel(QWidget):
         self.segmented.emit(request, value)
 
     def _on_cancelled(self, _exc) -> None:
+        self._release_buttons()
         self.status.setText("cancelled")
         self.progress.setValue(0)
         self.stopped.emit(self._request, "cancelled")
 
     def _on_failed(self, _exc) -> None:
+        self._release_buttons()
         self.status.setText("failed (see the message)")
         self.progress.setValue(0)
         self.stopped.emit(self._request, "failed")
 
-    def _reset_buttons(self) -> None:
+    def _release_buttons(self) -> None:
+        self._running = False
         for b in (self.slice_button, self.propagate_button, self.evaluate_button):
             b.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if self.job is not None:
+
+    def _on_finished(self) -> None:
+        job = self.sender()  # the job that ended (a newer one may already be running)
+        if job is not None:
             try:
-                self.destroyed.disconnect(self.job.cancel)
+                self.destroyed.disconnect(job.cancel)
             except (TypeError, RuntimeError):
                 pass
 

@@ -5,3 +5,4 @@ from . import edts  # noqa: F401
 from . import cdm  # noqa: F401
 from . import mrnet  # noqa: F401
 from . import hifisyn  # noqa: F401
+from . import disdiff  # noqa: F401

@@ -284,7 +284,10 @@ class DisentangleNet(nn.Module):
 
     def translate(self, x: torch.Tensor, source: str, target: str, *,
                   reference: torch.Tensor | None = None) -> torch.Tensor:
-        """``G^{target}(E_c^{source}(x), z_a)`` with ``z_a`` from ``reference`` images of ``target`` or the stored mean."""
+        """``G^{target}(E_c^{source}(x), z_a)``.
+
+        ``z_a`` comes from ``reference`` images of ``target`` when given, else it is the stored mean attribute.
+        """
         self._check_mod(target)
         content, _ = self.encode(x, source)
         if reference is not None:
@@ -363,11 +366,12 @@ class DisentangleNet(nn.Module):
         """Discriminator losses: real images of each modality "1", translations "0"; ``D_c`` by Eq. 7."""
         mi, mj = self.modalities
         mode = self.gan_mode
-        losses = {
-            "dis": gan_loss(self.dis[mi](out["x_i"]), 1.0, mode) + gan_loss(self.dis[mi](out["fake_i"].detach()), 0.0, mode)
-            + gan_loss(self.dis[mj](out["x_j"]), 1.0, mode) + gan_loss(self.dis[mj](out["fake_j"].detach()), 0.0, mode),
-        }
-        losses["content"] = self.content_loss_d(out["zc_i"], out["zc_j"]) if use_content else losses["dis"].new_zeros(())
+        dis = sum(
+            gan_loss(self.dis[m](out[f"x_{s}"]), 1.0, mode) + gan_loss(self.dis[m](out[f"fake_{s}"].detach()), 0.0, mode)
+            for s, m in (("i", mi), ("j", mj))
+        )
+        losses = {"dis": dis}
+        losses["content"] = self.content_loss_d(out["zc_i"], out["zc_j"]) if use_content else dis.new_zeros(())
         losses["total"] = losses["dis"] + losses["content"]
         return losses
 

@@ -374,9 +374,10 @@ class HiFiSynTranslator(Translator):
                                      alpha_s=c["alpha_s"])
         ggd = ggd_loss(out["zc_i"], out["zc_fj"], tau=t3) + ggd_loss(out["zc_j"], out["zc_fi"], tau=t3) \
             if lam["ggd"] else zero
+        # Eq. 15 content, Eq. 16 domain, Eq. 13 cross-cycle, Eq. 14 self-reconstruction, Eq. 7 / 11 / 12
         losses = {"content": base["content"], "domain": base["adv"], "cyc": base["cyc"], "rec": base["rec"],
                   "pgd": pgd, "sgd": sgd, "ggd": ggd}
-        losses["total"] = base["total"] + lam["pgd"] * pgd + lam["sgd"] * sgd + lam["ggd"] * ggd
+        losses["total"] = base["total"] + lam["pgd"] * pgd + lam["sgd"] * sgd + lam["ggd"] * ggd  # Eq. 17
         return losses
 
     def discriminator_losses(self, out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -88,11 +88,8 @@ def test_prompt_layers_keys_and_prompts_on_the_images_grid(widget):
     assert w.prompts_for(_volume(w, T1)) == []
 
 
-def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot, monkeypatch):
+def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot):
     w = widget
-    import sys
-    monkeypatch.setattr(workers, "_handler", lambda m, e: print("ERROR", m, file=sys.stderr))
-    w.panel.started.connect(lambda r: print("STARTED", r.mode, file=sys.stderr))
     _box(w, 4, 10, 10, 22, 22)
     with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
         assert w.panel.segment("slices") is not None

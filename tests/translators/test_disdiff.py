@@ -7,6 +7,15 @@ from napari_medtrans.core.errors import UnknownChoiceError
 from napari_medtrans.translators.base import create_translator
 from napari_medtrans.translators.disdiff import AdversarialSchedule
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is many times faster than several on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 
 def _model(**kw):
     torch.manual_seed(0)

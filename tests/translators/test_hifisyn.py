@@ -14,6 +14,15 @@ from napari_medtrans.translators.hifisyn import (
     sgd_weights,
 )
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is many times faster than several on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 
 def _tiny_bank(alpha_p=0.01):
     """Item 0 belongs to label 0, item 1 is global; keys e_x, e_y; T1 values e_x, e_y; T2 values -e_x, -e_y."""
