@@ -132,6 +132,9 @@ class MainWindow(QMainWindow):
             self.addDockWidget(area, dock)
         self.statusBar().addWidget(self.status_label, 1)
         self._make_menus()
+        from .segment import AppSegmentation
+
+        self.segmentation = AppSegmentation(self)  # SAM2 / MedSAM2 dock (segment.py)
 
         self.pane_count.currentIndexChanged.connect(self._on_pane_count)
         self.overlay_box.currentIndexChanged.connect(lambda _i: self.update_overlay())
@@ -283,6 +286,8 @@ class MainWindow(QMainWindow):
             box.blockSignals(False)
         self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired + synthetic])
         self.export_panel.set_sources(synthetic + acquired)
+        if getattr(self, "segmentation", None) is not None:
+            self.segmentation.set_sources(acquired + synthetic)
 
     # -- panes ------------------------------------------------------------------------------------------
     def _value_range(self, vol):

@@ -90,7 +90,8 @@ class SegmentWidget(QWidget):
         """The prompt layers' points and boxes as frame prompts of ``volume`` (one SlicePrompt per slice)."""
         geom = FrameGeometry.of(volume)
         per: dict[int, dict] = {}
-        labels = list(self.points.features["prompt"]) if len(self.points.data) else []
+        features = self.points.features
+        labels = list(features["prompt"]) if "prompt" in features else ["positive"] * len(self.points.data)
         for point, label in zip(np.asarray(self.points.data), labels):
             s, x, y = geom.index_to_frame(world_to_index(volume, self.points.data_to_world(point)))
             entry = per.setdefault(s, {"points": [], "labels": [], "box": None})

@@ -52,7 +52,7 @@ def test_manifest_offers_reader_writers_sample_and_widgets():
     manifest = pm.get_manifest("napari-medtrans")
     contrib = manifest.contributions
     assert contrib.readers[0].accepts_directories
-    assert {w.display_name for w in contrib.widgets} == {"Translate", "Inspect", "Export"}
+    assert {w.display_name for w in contrib.widgets} == {"Translate", "Inspect", "Export", "Segment"}
     assert [s.key for s in contrib.sample_data] == ["phantom"]
     assert {tuple(w.filename_extensions) for w in contrib.writers} == {(".nii.gz", ".nii"), (".dcm",)}
 

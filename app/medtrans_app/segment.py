@@ -1,0 +1,140 @@
+"""SAM2 / MedSAM2 in the app: the Segment panel as a dock, prompts from clicks on the axial panes, the mask as
+a red overlay on the panes that show the segmented image.
+
+With "Prompt by clicking" on, a left click on an axial pane adds a positive point, a negative point, or (in box
+mode) one corner of a box: two clicks make the box. Prompts are kept in patient coordinates, so a click on
+any pane applies to the image chosen in the panel, on that image's own grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDockWidget, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from napari_medtrans.core.segment import FrameGeometry, SlicePrompt
+from napari_medtrans.qt.segment_panel import SegmentPanel
+
+__all__ = ["AppSegmentation", "MODES"]
+
+MODES = ("positive point", "negative point", "box (two clicks)")
+_RED = np.zeros((256, 3), np.uint8)
+_RED[:, 0] = 255
+
+
+class AppSegmentation(QObject):
+    """The Segment dock of a :class:`~medtrans_app.main_window.MainWindow` and its click prompts."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.panel = SegmentPanel()
+        self.panel.volume_provider = window.volume
+        self.panel.prompt_provider = self.prompts_for
+        self.click_box = QCheckBox("Prompt by clicking on an axial pane")
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(list(MODES))
+        self.clear_button = QPushButton("Clear prompts")
+        self.prompt_label = QLabel("no prompt")
+        self.points: list[tuple[np.ndarray, int]] = []  # (RAS mm, 1 positive / 0 negative)
+        self.boxes: list[tuple[np.ndarray, np.ndarray]] = []  # two opposite corners, RAS mm
+        self._corner: np.ndarray | None = None
+        self.masks: dict[str, object] = {}  # image name -> label Volume
+
+        widget = QWidget()
+        layout = QVBoxLayout(widget)
+        row = QHBoxLayout()
+        row.addWidget(self.mode_box, 1)
+        row.addWidget(self.clear_button)
+        layout.addWidget(self.click_box)
+        layout.addLayout(row)
+        layout.addWidget(self.prompt_label)
+        layout.addWidget(self.panel, 1)
+        self.dock = QDockWidget("Segment", window)
+        self.dock.setObjectName("Segment")
+        self.dock.setWidget(widget)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+
+        self.clear_button.clicked.connect(self.clear_prompts)
+        self.panel.segmented.connect(self._on_segmented)
+        for pane in window.viewer.panes:
+            pane.installEventFilter(self)
+        for box in window.pane_boxes:
+            box.currentTextChanged.connect(self.show_masks)
+
+    # -- sources ----------------------------------------------------------------------------------------
+    def set_sources(self, names) -> None:
+        """Every open volume can be segmented, compared, or be the ground truth."""
+        self.panel.set_sources(list(names), list(names))
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt name
+        if (event.type() == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton
+                and self.click_box.isChecked()):
+            self.click(self.window.viewer.panes.index(obj), event.position().x(), event.position().y())
+        return False  # the pane still moves its crosshair
+
+    def click(self, pane: int, x: float, y: float) -> bool:
+        """Add the prompt of a click at widget position (x, y) of ``pane``; False when it is not a prompt."""
+        from qtpy.QtCore import QPointF
+
+        view = self.window.viewer
+        p = view.panes[pane]
+        name = self.window.pane_boxes[pane].currentText()
+        volume = self.window.volumes.get(name)
+        if volume is None or p.volume is None or view.state.plane != "axial":
+            self.prompt_label.setText("prompts are taken on axial panes showing an image")
+            return False
+        col, row = p.to_image(QPointF(x, y))
+        # pixel (c, r) spans [c, c + 1) on screen; SAM and voxel indices put its centre at c
+        ijk = FrameGeometry.of(volume).frame_to_index(view.state.index, col - 0.5, row - 0.5)
+        world = (volume.affine @ np.append(ijk, 1.0))[:3]
+        mode = self.mode_box.currentIndex()
+        if mode < 2:
+            self.points.append((world, 1 if mode == 0 else 0))
+        elif self._corner is None:
+            self._corner = world
+        else:
+            self.boxes.append((self._corner, world))
+            self._corner = None
+        self._describe()
+        return True
+
+    def clear_prompts(self) -> None:
+        self.points, self.boxes, self._corner = [], [], None
+        self._describe()
+
+    def _describe(self) -> None:
+        pending = " (box: click the opposite corner)" if self._corner is not None else ""
+        self.prompt_label.setText(f"{len(self.points)} point(s), {len(self.boxes)} box(es){pending}")
+
+    def prompts_for(self, volume) -> list[SlicePrompt]:
+        """The clicks as frame prompts of ``volume`` (one SlicePrompt per slice)."""
+        geom = FrameGeometry.of(volume)
+        inv = np.linalg.inv(volume.affine)
+
+        def frame(world):
+            return geom.index_to_frame((inv @ np.append(world, 1.0))[:3])
+
+        per: dict[int, dict] = {}
+        for world, label in self.points:
+            s, x, y = frame(world)
+            e = per.setdefault(s, {"points": [], "labels": [], "box": None})
+            e["points"].append((x, y))
+            e["labels"].append(label)
+        for a, b in self.boxes:
+            (s, x0, y0), (_, x1, y1) = frame(a), frame(b)
+            per.setdefault(s, {"points": [], "labels": [], "box": None})["box"] = (x0, y0, x1, y1)
+        return [SlicePrompt(s, points=e["points"], labels=e["labels"], box=e["box"]) for s, e in sorted(per.items())]
+
+    # -- results ----------------------------------------------------------------------------------------
+    def _on_segmented(self, request, result) -> None:
+        self.masks[request.image] = result.to_volume(request.volume)
+        self.show_masks()
+
+    def show_masks(self, _name: str = "") -> None:
+        """Overlay each pane's image with its mask (panes showing other images keep their overlay)."""
+        for pane, box in zip(self.window.viewer.panes, self.window.pane_boxes):
+            mask = self.masks.get(box.currentText())
+            if mask is not None:
+                pane.set_overlay(mask, (0.0, 1.0), _RED, 0.4)

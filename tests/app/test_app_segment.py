@@ -1,0 +1,98 @@
+"""The app's Segment dock with a tiny random SAM2: clicks on an axial pane become prompts on the image's grid,
+the mask shows as an overlay. Runs with QT_QPA_PLATFORM=offscreen as well as under xvfb."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+pytest.importorskip("sam2")
+torch = pytest.importorskip("torch")
+
+from medtrans_app.imaging import DisplayVolume  # noqa: E402
+from medtrans_app.main_window import MainWindow  # noqa: E402
+from medtrans_app.settings import AppSettings  # noqa: E402
+from napari_medtrans.core.phantom import make_subject  # noqa: E402
+from napari_medtrans.core.segment import FrameGeometry, Segmenter  # noqa: E402
+from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.core.volume import Volume  # noqa: E402
+from napari_medtrans.qt import workers  # noqa: E402
+from napari_medtrans.qt.segment_panel import SegmenterPool  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    before = torch.get_num_threads()
+    w = MainWindow(AppSettings(tmp_path / "settings.ini"))
+    torch.set_num_threads(1)  # after the window sets its own: the tiny model's many small ops prefer one thread
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    w.errors = []
+    workers.set_error_handler(lambda message, exc=None: w.errors.append(message))
+    s = make_subject(2, shape=(32, 32, 8), tumour=True, contrasts=("T1", "T2"))
+    w.add_volumes([("T1 test", s.images["T1"]), ("T2 test", s.images["T2"])])
+    w.segmentation.panel.pool = SegmenterPool(lambda model, device: Segmenter(tiny_sam2(64), name=model))
+    yield w
+    workers.cancel_all()
+    workers.set_error_handler(None)
+    torch.set_num_threads(before)
+
+
+def _pixel_pos(pane, col, row) -> QPoint:
+    _, _, sx, sy, ox, oy = pane._layout()
+    return QPoint(int(round(ox + (col + 0.5) * sx)), int(round(oy + (row + 0.5) * sy)))
+
+
+def test_app_axial_slices_are_the_models_frames():
+    rot = np.array([[0, 1, 0], [-1, 0, 0], [0, 0, -1]], float)  # permuted and flipped axes
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([1.0, 1.5, 2.0])
+    vol = Volume(np.random.default_rng(0).random((6, 7, 5)).astype(np.float32), affine)
+    frames = FrameGeometry.of(vol).to_frames(vol.data)
+    shown = DisplayVolume.from_volume(vol)
+    for s in range(frames.shape[0]):
+        np.testing.assert_array_equal(shown.slice("axial", s), frames[s])
+
+
+def test_clicks_become_prompts_and_the_mask_an_overlay(window, qtbot):
+    seg = window.segmentation
+    assert seg.dock.windowTitle() == "Segment"
+    assert seg.panel.image_box.findText("T1 test") >= 0 and seg.panel.compare["truth"].findText("T2 test") >= 0
+    window.pane_boxes[0].setCurrentText("T1 test")
+    pane = window.viewer.panes[0]
+    window.viewer.state.set_index(3)
+    seg.click_box.setChecked(True)
+    qtbot.mouseClick(pane, Qt.MouseButton.LeftButton, pos=_pixel_pos(pane, 14, 12))
+    seg.mode_box.setCurrentIndex(1)
+    qtbot.mouseClick(pane, Qt.MouseButton.LeftButton, pos=_pixel_pos(pane, 5, 6))
+    seg.mode_box.setCurrentIndex(2)
+    qtbot.mouseClick(pane, Qt.MouseButton.LeftButton, pos=_pixel_pos(pane, 8, 9))
+    qtbot.mouseClick(pane, Qt.MouseButton.LeftButton, pos=_pixel_pos(pane, 20, 22))
+    assert seg.prompt_label.text() == "2 point(s), 1 box(es)"
+
+    (prompt,) = seg.prompts_for(window.volumes["T1 test"])
+    assert prompt.slice == 3 and prompt.labels == (1, 0)
+    np.testing.assert_allclose(prompt.points, [(14, 12), (5, 6)], atol=0.6)
+    np.testing.assert_allclose(prompt.box, (8, 9, 20, 22), atol=0.6)
+
+    seg.panel.image_box.setCurrentText("T1 test")
+    with qtbot.waitSignal(seg.panel.segmented, timeout=60000) as got:
+        assert seg.panel.segment("propagate") is not None
+    _, result = got.args
+    assert sorted(result.slices) == list(range(8))
+    assert pane.overlay is not None and window.viewer.panes[1].overlay is None
+    np.testing.assert_array_equal(seg.masks["T1 test"].data > 0, result.mask)
+    assert window.errors == []
+
+
+def test_clicks_off_axial_panes_are_not_prompts(window):
+    seg = window.segmentation
+    seg.click_box.setChecked(True)
+    assert not seg.click(1, 10, 10)  # the pane shows nothing
+    window.pane_boxes[0].setCurrentText("T1 test")
+    window.viewer.set_plane("coronal")
+    assert not seg.click(0, 100, 100) and "axial" in seg.prompt_label.text()
+    seg.clear_prompts()
+    assert seg.prompts_for(window.volumes["T1 test"]) == []
