@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     print(f"re-prompting a slice with its embedding cached: {figures['reprompt']['seconds'] * 1000:.0f} ms")
     print(f"propagation over {n} slices: {figures['propagate']['seconds']:.1f} s with the cache, "
           f"{figures['cold']['seconds']:.1f} s without "
-          f"({figures['propagate']['seconds'] / n * 1000:.0f} / {figures['cold']['seconds'] / n * 1000:.0f} ms per slice)")
+          f"({figures['propagate']['seconds'] / n * 1000:.0f} / {figures['cold']['seconds'] / n * 1000:.0f} "
+          "ms per slice)")
     print(f"cache for {n} slices: {figures['embed']['cache_mb']:.0f} MB; peak RSS {_rss_mb():.0f} MB")
     figures["embed_ms_per_slice"] = per_slice * 1000
     if args.json:

@@ -18,8 +18,9 @@ continues from the last saved step (--no-resume starts afresh). The final model 
 Under torchrun the run uses one process per GPU (or CPU process with gloo); --batch-size is per process.
 
 examples:
-  medtrans train --method unet --data phantom/ --out runs/unet --width 16 --depth 4 --steps 2000
-  medtrans train --method pix2pix --data phantom/ --out runs/p2p --width 16 --depth 6 --size 128 128
+  medtrans train --method unet --data phantom/ --out runs/unet --width 16 --depth 4 --size 64 64 \\
+      --lr 2e-3 --target-norm dataset --steps 10000 --val-every 1000 --val-max-slices 64
+  medtrans train --method pix2pix --data phantom/ --out runs/p2p --width 16 --depth 7
   torchrun --nproc_per_node 4 -m napari_medtrans.cli train --method pix2pix --data brats/ --out runs/p2p
 """
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,8 @@ def export_dicom_seg(
     if algorithm:
         from pydicom.sr.codedict import codes
 
-        ident = hd.AlgorithmIdentificationSequence(name=str(algorithm)[:64], family=codes.cid7162.ArtificialIntelligence,
+        ident = hd.AlgorithmIdentificationSequence(name=str(algorithm)[:64],
+                                                   family=codes.cid7162.ArtificialIntelligence,
                                                    version=str(algorithm_version or "unknown")[:64])
     descriptions = []
     for n, v in enumerate(values, start=1):

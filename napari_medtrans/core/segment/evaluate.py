@@ -238,7 +238,8 @@ def format_report(reports: Sequence[SegEvalReport]) -> str:
             for r in reports:
                 s = next((x for x in r.images if x.image == name), None)
                 vals.append(getattr(s, attr) if s is not None else None)
-            lines.append(f"{name if i == 0 else '':<{width}}  {label:<16}" + "".join(f"  {_fmt(v):>{col}}" for v in vals))
+            cells = "".join(f"  {_fmt(v):>{col}}" for v in vals)
+            lines.append(f"{name if i == 0 else '':<{width}}  {label:<16}{cells}")
     if reports[0].pairs:
         lines += ["", "agreement between images (Dice / IoU of their masks)", head, "-" * len(head)]
         for p in reports[0].pairs:
@@ -247,8 +248,9 @@ def format_report(reports: Sequence[SegEvalReport]) -> str:
                 for r in reports:
                     q = next((x for x in r.pairs if (x.a, x.b) == (p.a, p.b)), None)
                     vals.append(getattr(q, attr) if q is not None else None)
-                lines.append(f"{f'{p.a} vs {p.b}' if i == 0 else '':<{width}}  {attr.replace('iou', 'IoU').replace('dice', 'Dice'):<16}"
-                             + "".join(f"  {_fmt(v):>{col}}" for v in vals))
+                cells = "".join(f"  {_fmt(v):>{col}}" for v in vals)
+                label = "Dice" if attr == "dice" else "IoU"
+                lines.append(f"{f'{p.a} vs {p.b}' if i == 0 else '':<{width}}  {label:<16}{cells}")
     n = reports[0].images[0].n_slices if reports[0].images else 0
     lines.append(f"\n{n} slices hold the object; labels: "
                  + (" ".join(map(str, reports[0].labels)) if reports[0].labels else "any non-zero"))

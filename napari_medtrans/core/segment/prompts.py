@@ -48,7 +48,8 @@ class SlicePrompt:
         object.__setattr__(self, "labels", labs)
         object.__setattr__(self, "slice", int(self.slice))
         if len(pts) != len(labs):
-            raise ValueError(f'Arguments "points" and "labels" must have the same length, got {len(pts)} and {len(labs)}.')
+            raise ValueError(
+                f'Arguments "points" and "labels" must have the same length, got {len(pts)} and {len(labs)}.')
         if any(v not in (0, 1) for v in labs):
             raise ValueError(f'Argument "labels" must hold 1 (positive) or 0 (negative) only, got {list(labs)}.')
         if self.box is not None:
@@ -60,7 +61,8 @@ class SlicePrompt:
         if not pts and self.box is None:
             raise ValueError(f"a prompt on slice {self.slice} needs at least one point or a box.")
         if pts and self.box is None and 1 not in labs:
-            raise ValueError(f"the prompt on slice {self.slice} has only negative points; add a positive point or a box.")
+            raise ValueError(
+                f"the prompt on slice {self.slice} has only negative points; add a positive point or a box.")
 
     def check_fits(self, n_slices: int, height: int, width: int) -> None:
         """Raise ValueError when the prompt lies outside frames of this size."""

@@ -106,9 +106,19 @@ class _Frames:
         self.frames = frames
         self.window = window
         self.volume_key = volume_key
-        self.computed = 0
-        self.reused = 0
+        self._computed: set[int] = set()
+        self._reused: set[int] = set()
         self.t0 = time.perf_counter()
+
+    @property
+    def computed(self) -> int:
+        """Slices embedded by the image encoder in this job."""
+        return len(self._computed)
+
+    @property
+    def reused(self) -> int:
+        """Slices whose embedding came from the cache (computed by an earlier job)."""
+        return len(self._reused)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -127,16 +137,16 @@ class _Frames:
         cached = seg.cache.get(key)
         pos = seg.cache.get((seg.model_key, "vision_pos_enc"))
         if cached is not None and pos is not None:
-            self.reused += 1
-            size = seg.image_size
-            image = _placeholder_frame(dev, size)
+            if int(idx) not in self._computed:
+                self._reused.add(int(idx))
+            image = _placeholder_frame(dev, seg.image_size)
             return image, {
                 "backbone_fpn": [t.to(dev, non_blocking=True) for t in cached],
                 "vision_pos_enc": [t.to(dev, non_blocking=True) for t in pos],
             }
         image = self[idx].to(dev).unsqueeze(0)
         out = seg.model.forward_image(image)
-        self.computed += 1
+        self._computed.add(int(idx))
         seg.embeddings_computed += 1
         fpn = list(out["backbone_fpn"])
         pe = list(out["vision_pos_enc"])
