@@ -81,6 +81,20 @@ def test_pix2pix_options_reach_the_recipe(phantom, tmp_path, capsys):
     assert info.training["size"] == [32, 32]
 
 
+def test_config_and_recipe_options_reach_any_method(phantom, tmp_path, capsys):
+    out = tmp_path / "unet-opts"
+    assert _train(phantom, out, "--config", "convs=1", "act=relu", "--recipe-option", "loss=mse",
+                  steps=2) == 0
+    info = read_checkpoint_metadata(out / "model.safetensors")
+    assert info.config["convs"] == 1 and info.config["act"] == "relu"
+    assert info.training["recipe"]["loss"] == "mse"
+    capsys.readouterr()
+    assert _train(phantom, tmp_path / "bad", "--config", "no_such_option=3", steps=1) == 2
+    assert "no_such_option" in capsys.readouterr().err
+    assert _train(phantom, tmp_path / "bad2", "--config", "convs", steps=1) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
 def test_validation_sees_whole_slices_normalised_like_the_training_targets(phantom, tmp_path, capsys,
                                                                            monkeypatch):
     from napari_medtrans.training.trainer import Trainer

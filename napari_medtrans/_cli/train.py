@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depth", type=int, default=None, help="U-Net levels (default: the method's)")
     g.add_argument("--norm", default=None, help="normalisation: batch, instance, group, layer, none")
     g.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the method's)")
+    g.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="any other model option, e.g. --config preset=cpu mask=hard (values read as JSON when "
+                        "they parse: numbers, true/false, [lists]; else as text)")
+    g.add_argument("--recipe-option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="training-recipe options, e.g. --recipe-option ssim_loss=false, or for CDM "
+                        "stage=mdn init=runs/cdm-mrm/model.safetensors")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=2000, help="optimisation steps (default: 2000)")
     g.add_argument("--batch-size", type=int, default=8, help="slices per step and process (default: 8)")
@@ -106,6 +112,24 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """Parse KEY=VALUE pairs; values are JSON when they parse (3, 1e-3, true, [1, 2]) and text otherwise."""
+    import json
+
+    from ..core.errors import MedtransError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MedtransError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -130,12 +154,17 @@ def run(args: argparse.Namespace) -> int:
             if args.method != method:
                 raise MedtransError(f"{flag} applies to {method}, not {args.method}")
             recipe_options[key] = getattr(args, key)
-    recipe = get_recipe(args.method, **recipe_options)
+    recipe_options.update(_key_values(args.recipe_option, "--recipe-option"))
+    try:
+        recipe = get_recipe(args.method, **recipe_options)
+    except TypeError as exc:
+        raise MedtransError(f"the {args.method} recipe does not take these options: {exc}") from None
 
     config = {"inputs": args.inputs, "outputs": args.outputs}
     for key in ("width", "depth", "norm", "dropout"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
+    config.update(_key_values(args.config, "--config"))
     torch.manual_seed(args.seed)
     try:
         model = create_translator(args.method, **config)
