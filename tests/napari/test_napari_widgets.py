@@ -75,7 +75,9 @@ def choose_model(qtbot, widget, path, method):
     qtbot.waitUntil(lambda: widget.panel.spec_label.text().startswith(method), timeout=30000)
 
 
-def test_sample_translate_inspect_export(make_napari_viewer, qtbot, unet_file, tmp_path, notifications):
+def test_sample_translate_inspect_export(make_napari_viewer, qtbot, tmp_path, notifications):
+    from napari_medtrans.training.evaluate import demo_model_path
+
     viewer = make_napari_viewer()
     viewer.open_sample("napari-medtrans", "phantom")
     t1, t2, labels = viewer.layers["T1 phantom-0"], viewer.layers["T2 phantom-0"], viewer.layers["labels phantom-0"]
@@ -83,7 +85,7 @@ def test_sample_translate_inspect_export(make_napari_viewer, qtbot, unet_file, t
 
     tw = TranslateWidget(viewer)
     viewer.window.add_dock_widget(tw)
-    choose_model(qtbot, tw, unet_file, "unet")
+    choose_model(qtbot, tw, demo_model_path(), "unet")  # the shipped demo model
     assert tw.panel.input_names() == {"T1": "T1 phantom-0"}
     previews = []
     tw.panel.partial_ready.connect(lambda *a: previews.append(tw.preview.name if tw.preview else None))
@@ -106,6 +108,7 @@ def test_sample_translate_inspect_export(make_napari_viewer, qtbot, unet_file, t
     expected = evaluate_volumes(syn.metadata["volume"], t2.metadata["volume"], labels.metadata["volume"].data != 0)
     assert f"PSNR {expected['psnr']:.2f} dB" in panel.volume_label.text()
     assert f"MAE {expected['mae']:.4f}" in panel.volume_label.text()
+    assert expected["psnr"] > 20 and expected["ssim"] > 0.85  # the trained demo model makes a T2-like image
     abs_err = viewer.layers[f"abs error of {syn.name}"]
     np.testing.assert_allclose(abs_err.affine.affine_matrix, syn.affine.affine_matrix)
     assert viewer.layers[f"signed error of {syn.name}"].colormap.name == "PiYG"
