@@ -412,6 +412,7 @@ class MainWindow(QMainWindow):
         from napari_medtrans.core.errors import WeightsError
         from napari_medtrans.training.evaluate import resolve_model
 
+        self.translate_panel.refresh_models()  # list what is installed now, not at start-up
         try:
             path = resolve_model("demo")
         except WeightsError:
