@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from ..translators.base import Translator
-from .recipe_hifisyn import ParameterGroup
+from .recipe_hifisyn import ParameterGroup, TwoOptimizerRecipe
 from .recipes import OptimizerSpec, RecipeParts, register_recipe
 
 __all__ = ["DisDiffRecipe"]
 
 
 @register_recipe("disdiff")
-class DisDiffRecipe:
+class DisDiffRecipe(TwoOptimizerRecipe):
     """DisDiff's unpaired training step.
 
     Parameters
@@ -36,18 +36,11 @@ class DisDiffRecipe:
     """
 
     name = "disdiff"
+    title = "DisDiff"
     default_lr = 1e-4
 
-    def __init__(self, *, d_lr_scale: float = 1.0):
-        if not float(d_lr_scale) > 0:
-            raise ValueError(f'Argument "d_lr_scale" must be > 0, got {d_lr_scale!r}.')
-        self.d_lr_scale = float(d_lr_scale)
-        self.config: dict[str, Any] = {"d_lr_scale": self.d_lr_scale}
-
     def build(self, model: Translator) -> RecipeParts:
-        if getattr(getattr(model, "spec", None), "method", None) != "disdiff":
-            method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
-            raise TypeError(f"the disdiff recipe trains a DisDiff translator, not {method!r}")
+        self._check(model)
         net = model.net
         betas = (0.5, 0.9)
         return RecipeParts(

@@ -23,7 +23,7 @@ from torch import nn
 from ..translators.base import Translator
 from .recipes import OptimizerSpec, RecipeParts, register_recipe
 
-__all__ = ["HiFiSynRecipe", "ParameterGroup"]
+__all__ = ["HiFiSynRecipe", "ParameterGroup", "TwoOptimizerRecipe"]
 
 
 class ParameterGroup(nn.Module):
@@ -37,13 +37,34 @@ class ParameterGroup(nn.Module):
         raise TypeError("a ParameterGroup only groups parameters for an optimiser; it has no forward pass")
 
 
+class TwoOptimizerRecipe:
+    """Shared start of the unpaired GAN recipes (HiFi-Syn, DisDiff): a discriminator learning-rate scale and a
+    check that the translator is the method the recipe trains. Subclasses set ``name``, ``title`` and
+    ``default_lr``."""
+
+    name = ""
+    title = ""
+    default_lr = 1e-4
+
+    def __init__(self, *, d_lr_scale: float = 1.0):
+        if not float(d_lr_scale) > 0:
+            raise ValueError(f'Argument "d_lr_scale" must be > 0, got {d_lr_scale!r}.')
+        self.d_lr_scale = float(d_lr_scale)
+        self.config: dict[str, Any] = {"d_lr_scale": self.d_lr_scale}
+
+    def _check(self, model: Translator) -> None:
+        if getattr(getattr(model, "spec", None), "method", None) != self.name:
+            method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
+            raise TypeError(f"the {self.name} recipe trains a {self.title} translator, not {method!r}")
+
+
 def _labels(batch, key):
     lab = batch.get(key)
     return None if lab is None else torch.as_tensor(lab)
 
 
 @register_recipe("hifi-syn")
-class HiFiSynRecipe:
+class HiFiSynRecipe(TwoOptimizerRecipe):
     """HiFi-Syn's unpaired training step.
 
     Parameters
@@ -53,18 +74,11 @@ class HiFiSynRecipe:
     """
 
     name = "hifi-syn"
+    title = "HiFi-Syn"
     default_lr = 1e-4
 
-    def __init__(self, *, d_lr_scale: float = 1.0):
-        if not float(d_lr_scale) > 0:
-            raise ValueError(f'Argument "d_lr_scale" must be > 0, got {d_lr_scale!r}.')
-        self.d_lr_scale = float(d_lr_scale)
-        self.config: dict[str, Any] = {"d_lr_scale": self.d_lr_scale}
-
     def build(self, model: Translator) -> RecipeParts:
-        if getattr(getattr(model, "spec", None), "method", None) != "hifi-syn":
-            method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
-            raise TypeError(f"the hifi-syn recipe trains a HiFi-Syn translator, not {method!r}")
+        self._check(model)
         net = model.net
         betas = (0.5, 0.999)
         return RecipeParts(
