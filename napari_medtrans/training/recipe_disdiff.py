@@ -14,7 +14,6 @@ Optimisers: Adam with betas (0.5, 0.9) and learning rate 1e-4 (Sec. 3.2).
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 
