@@ -95,6 +95,18 @@ def test_config_and_recipe_options_reach_any_method(phantom, tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+def test_a_finished_model_without_training_state_is_never_overwritten_silently(phantom, tmp_path, capsys):
+    out = tmp_path / "done"
+    assert _train(phantom, out, steps=2) == 0
+    (out / "training_state.pt").unlink()
+    before = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert _train(phantom, out, steps=2) == 2
+    assert "no training_state.pt to resume from" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == before
+    assert _train(phantom, out, "--no-resume", steps=2) == 0  # explicit: start again
+
+
 def test_validation_sees_whole_slices_normalised_like_the_training_targets(phantom, tmp_path, capsys,
                                                                            monkeypatch):
     from napari_medtrans.training.trainer import Trainer

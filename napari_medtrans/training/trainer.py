@@ -585,6 +585,16 @@ class Trainer:
         wall0 = 0.0
         metrics: dict = {}
         resumed = self.resume and state_path.exists()
+        if self.resume and not resumed:
+            # Nothing to resume from, yet a model is there (a finished run whose state was removed): never delete
+            # a user's model silently. --no-resume says explicitly that the folder may be overwritten.
+            existing = [n for n in (FINAL_CHECKPOINT, LAST_CHECKPOINT) if (self.out_dir / n).exists()]
+            if existing:
+                raise MedtransError(
+                    f"holds {', '.join(existing)} but no {STATE_FILE} to resume from; choose a new output "
+                    "folder, or pass --no-resume (resume=False) to start again and overwrite it",
+                    self.out_dir,
+                )
         if resumed:
             state = self._load_state(state_path)
             step, epoch, offset = int(state["step"]), int(state["epoch"]), int(state["offset"])
