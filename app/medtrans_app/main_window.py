@@ -227,13 +227,19 @@ class MainWindow(QMainWindow):
         return window
 
     def open_paths(self, paths) -> None:
-        """Add paths to the worklist and open the first."""
+        """Add paths to the worklist; open several files together (one case), else the first folder."""
         paths = [os.fspath(p) for p in paths if p]
         for p in paths:
             self.worklist.add(p)
             self.settings.add_recent(p)
         self._fill_recent()
-        if paths:
+        files = [p for p in paths if os.path.isfile(p)]
+        if len(files) > 1 and len(files) == len(paths):
+            self.status_label.setText(f"loading {len(files)} files ...")
+            job = workers.start_job(_load_files, files, name=f"loading {len(files)} files")
+            job.succeeded.connect(self.add_volumes)
+            self.jobs.append(job)
+        elif paths:
             self.open_case(paths[0])
 
     def open_case(self, path: str):
@@ -265,12 +271,12 @@ class MainWindow(QMainWindow):
         for name, vol in entries:
             self.volumes[name] = vol
         self._refresh_sources()
-        names = [n for n, _ in entries]
-        if names:
-            if self.pane_boxes[0].currentText() in ("", NONE):
-                self.pane_boxes[0].setCurrentText(names[0])
-            if len(names) > 1 and self.pane_boxes[2].currentText() in ("", NONE):
-                self.pane_boxes[2].setCurrentText(names[1])
+        acquired = [n for n, v in entries if not getattr(v, "synthetic", False)]
+        synthetic = [n for n, v in entries if getattr(v, "synthetic", False)]
+        # source | synthetic | reference, filled only where the user has not chosen yet
+        for box, pick in ((0, acquired[:1]), (1, synthetic[:1]), (2, acquired[1:2])):
+            if pick and self.pane_boxes[box].currentText() in ("", NONE):
+                self.pane_boxes[box].setCurrentText(pick[0])
         self.status_label.setText(f"{len(entries)} volume(s) loaded")
 
     def _refresh_sources(self) -> None:
@@ -434,3 +440,13 @@ class MainWindow(QMainWindow):
         if previous != self.show_error:  # another window's handler: leave it in place
             workers.set_error_handler(previous)
         super().closeEvent(event)
+
+
+def _load_files(job, files):
+    """Load several files as one case, in the order given (a job function)."""
+    from .worklist import load_case
+
+    out = []
+    for i, path in enumerate(files):
+        out.extend(load_case(job, path))
+    return out

@@ -118,3 +118,16 @@ def test_garbage_with_nifti_name_raises(tmp_path):
     with pytest.raises(VolumeReadError) as err:
         load(path)
     assert str(path) in str(err.value)
+
+
+def test_synthetic_mark_and_method_survive_a_round_trip(tmp_path):
+    import numpy as np
+
+    from napari_medtrans.core.io import read_nifti, write_nifti
+    from napari_medtrans.core.volume import Volume
+
+    v = Volume(np.random.rand(4, 4, 3), np.eye(4), modality="T2", synthetic=True, provenance={"method": "edts-trans"})
+    back = read_nifti(write_nifti(v, tmp_path / "s.nii.gz"))
+    assert back.synthetic and back.modality == "T2" and back.provenance["method"] == "edts-trans"
+    plain = read_nifti(write_nifti(Volume(np.ones((2, 2, 2)), np.eye(4)), tmp_path / "p.nii"))
+    assert not plain.synthetic and "method" not in plain.provenance

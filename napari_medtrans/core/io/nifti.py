@@ -87,7 +87,14 @@ def read_nifti(path: str | os.PathLike, *, modality: str | None = None) -> Volum
         modality=modality or _guess_modality(path.name) or from_descrip,
         source=SourceInfo(kind="nifti", path=str(path), header=img.header.copy()),
         synthetic=synthetic,
+        provenance=_method_from(descrip) if synthetic else {},
     )
+
+
+def _method_from(descrip: str) -> dict:
+    """{"method": name} from a description "SYNTHETIC T2 by unet" that this tool wrote, else {}."""
+    head, sep, method = descrip.partition(" by ")
+    return {"method": method.strip()} if sep and method.strip() else {}
 
 
 def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype=np.float32) -> Path:
