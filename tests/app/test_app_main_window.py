@@ -79,7 +79,7 @@ def test_window_level_and_overlay_blend():
     assert tuple(rgb[0, 0]) == (100, 100, 100)  # zero overlay stays transparent
     assert tuple(rgb[0, 2]) != (100, 100, 100)
     lo, hi = robust_range(np.r_[np.zeros(100), np.arange(1, 101)])
-    assert 1 <= lo < 3 and 98 < hi <= 100
+    assert lo >= 1 and lo < 3 and 98 < hi <= 100
 
 
 def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
