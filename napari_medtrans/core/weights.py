@@ -132,6 +132,21 @@ _SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 _SAM2_LICENCE = f"Apache-2.0 ({_LICENCE_NOTE})"
 
 #: The weights the project knows. Hashes are only those the owners publish; none is invented.
+def _sam2(size: str, config: str, description: str) -> "KnownWeights":
+    """A SAM 2.1 checkpoint as Meta publishes it (the four sizes differ only in these three fields)."""
+    return KnownWeights(
+        name=f"sam2.1_hiera_{size}",
+        filename=f"sam2.1_hiera_{size}.pt",
+        url=f"{_SAM2_BASE}sam2.1_hiera_{size}.pt",
+        sha256=None,
+        size=None,
+        licence=_SAM2_LICENCE,
+        description=description,
+        kind="sam2.1",
+        extra={"sam2_config": f"configs/sam2.1/sam2.1_hiera_{config}.yaml"},
+    )
+
+
 MANIFEST: list[KnownWeights] = [
     KnownWeights(
         name="vgg16",
@@ -144,50 +159,10 @@ MANIFEST: list[KnownWeights] = [
         description="VGG16 ImageNet (torchvision IMAGENET1K_V1, about 528 MB); features for TSM and LPIPS",
         kind="vgg16",
     ),
-    KnownWeights(
-        name="sam2.1_hiera_tiny",
-        filename="sam2.1_hiera_tiny.pt",
-        url=_SAM2_BASE + "sam2.1_hiera_tiny.pt",
-        sha256=None,
-        size=None,
-        licence=_SAM2_LICENCE,
-        description="SAM 2.1 Hiera tiny (Meta); segmentation of real versus synthetic images",
-        kind="sam2.1",
-        extra={"sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml"},
-    ),
-    KnownWeights(
-        name="sam2.1_hiera_small",
-        filename="sam2.1_hiera_small.pt",
-        url=_SAM2_BASE + "sam2.1_hiera_small.pt",
-        sha256=None,
-        size=None,
-        licence=_SAM2_LICENCE,
-        description="SAM 2.1 Hiera small (Meta)",
-        kind="sam2.1",
-        extra={"sam2_config": "configs/sam2.1/sam2.1_hiera_s.yaml"},
-    ),
-    KnownWeights(
-        name="sam2.1_hiera_base_plus",
-        filename="sam2.1_hiera_base_plus.pt",
-        url=_SAM2_BASE + "sam2.1_hiera_base_plus.pt",
-        sha256=None,
-        size=None,
-        licence=_SAM2_LICENCE,
-        description="SAM 2.1 Hiera base+ (Meta)",
-        kind="sam2.1",
-        extra={"sam2_config": "configs/sam2.1/sam2.1_hiera_b+.yaml"},
-    ),
-    KnownWeights(
-        name="sam2.1_hiera_large",
-        filename="sam2.1_hiera_large.pt",
-        url=_SAM2_BASE + "sam2.1_hiera_large.pt",
-        sha256=None,
-        size=None,
-        licence=_SAM2_LICENCE,
-        description="SAM 2.1 Hiera large (Meta)",
-        kind="sam2.1",
-        extra={"sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml"},
-    ),
+    _sam2("tiny", "t", "SAM 2.1 Hiera tiny (Meta); segmentation of real versus synthetic images"),
+    _sam2("small", "s", "SAM 2.1 Hiera small (Meta)"),
+    _sam2("base_plus", "b+", "SAM 2.1 Hiera base+ (Meta)"),
+    _sam2("large", "l", "SAM 2.1 Hiera large (Meta)"),
     KnownWeights(
         name="medsam2_latest",
         filename="MedSAM2_latest.pt",

@@ -1,41 +1,10 @@
-import contextlib
-
 import pytest
 import torch
 
 from napari_medtrans.training.recipes import get_recipe, list_recipes
 from napari_medtrans.translators import create_translator
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class _Ctx:
-    """The part of the trainer's step context a recipe uses, with Adam per named optimiser."""
-
-    def __init__(self, model, parts, lr=2e-3):
-        self.device = torch.device("cpu")
-        self.step = 0
-        mods = dict(parts.modules, model=model)
-        self.opts = {name: torch.optim.Adam([p for m in spec.modules for p in mods[m].parameters()], lr=lr,
-                                            betas=spec.betas)
-                     for name, spec in parts.optimizers.items()}
-        self.calls = []
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def optimise(self, name, loss):
-        self.calls.append(name)
-        opt = self.opts[name]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model():
@@ -56,11 +25,11 @@ def test_registered_with_the_paper_betas_and_a_clean_split():
         recipe.build(create_translator("unet", width=8))
 
 
-def test_steps_lower_the_diffusion_cycle_loss():
+def test_steps_lower_the_diffusion_cycle_loss(step_ctx):
     model = _model()
     recipe = get_recipe("disdiff")
     parts = recipe.build(model)
-    ctx = _Ctx(model, parts)
+    ctx = step_ctx(model, parts)
     g = torch.Generator().manual_seed(0)
     batch = {"input": torch.rand(2, 1, 16, 16, generator=g) * 2 - 1,
              "target": torch.rand(2, 1, 16, 16, generator=g) * 2 - 1}

@@ -1,41 +1,10 @@
-import contextlib
-
 import pytest
 import torch
 
 from napari_medtrans.training.recipes import get_recipe, list_recipes
 from napari_medtrans.translators import create_translator
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class _Ctx:
-    """The part of the trainer's step context a recipe uses, with Adam per named optimiser."""
-
-    def __init__(self, model, parts, lr=2e-3):
-        self.device = torch.device("cpu")
-        self.step = 0
-        mods = dict(parts.modules, model=model)
-        self.opts = {name: torch.optim.Adam([p for m in spec.modules for p in mods[m].parameters()], lr=lr,
-                                            betas=spec.betas)
-                     for name, spec in parts.optimizers.items()}
-        self.calls = []
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def optimise(self, name, loss):
-        self.calls.append(name)
-        opt = self.opts[name]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(labels=True, seed=0):
@@ -64,11 +33,11 @@ def test_registered_and_optimisers_split_generator_and_discriminators():
         recipe.build(create_translator("unet", width=8))
 
 
-def test_steps_train_both_sides_update_the_bank_and_lower_the_reconstruction():
+def test_steps_train_both_sides_update_the_bank_and_lower_the_reconstruction(step_ctx):
     model = _model()
     recipe = get_recipe("hifi-syn")
     parts = recipe.build(model)
-    ctx = _Ctx(model, parts)
+    ctx = step_ctx(model, parts)
     batch = _batch()
     keys = model.bank.keys.clone()
     d_before = [p.detach().clone() for p in parts.modules["discriminator"].parameters()]
@@ -80,9 +49,9 @@ def test_steps_train_both_sides_update_the_bank_and_lower_the_reconstruction():
     assert any(not torch.equal(a, p) for a, p in zip(d_before, parts.modules["discriminator"].parameters()))
 
 
-def test_without_labels_sgd_is_zero():
+def test_without_labels_sgd_is_zero(step_ctx):
     model = _model()
     recipe = get_recipe("hifi-syn")
     parts = recipe.build(model)
-    row = recipe.training_step(_batch(labels=False), model, parts.modules, _Ctx(model, parts))
+    row = recipe.training_step(_batch(labels=False), model, parts.modules, step_ctx(model, parts))
     assert float(row["g_sgd"]) == 0.0 and float(row["g_pgd"]) > 0

@@ -1,0 +1,44 @@
+"""Fixtures shared by the recipe tests of tests/training."""
+
+import contextlib
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine small ops are far faster without thread contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class AdamStepContext:
+    """The part of the trainer's step context a recipe uses, with Adam per named optimiser."""
+
+    def __init__(self, model, parts, lr=2e-3):
+        self.device = torch.device("cpu")
+        self.step = 0
+        mods = dict(parts.modules, model=model)
+        self.opts = {name: torch.optim.Adam([p for m in spec.modules for p in mods[m].parameters()], lr=lr,
+                                            betas=spec.betas)
+                     for name, spec in parts.optimizers.items()}
+        self.calls = []
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def optimise(self, name, loss):
+        self.calls.append(name)
+        opt = self.opts[name]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@pytest.fixture
+def step_ctx():
+    """Factory: ``step_ctx(model, parts)`` builds an :class:`AdamStepContext`."""
+    return AdamStepContext
