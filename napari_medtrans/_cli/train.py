@@ -131,14 +131,16 @@ def _key_values(items: list[str], flag: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import inspect
+
     import torch
 
     from ..core.dataset import load_dataset
     from ..core.errors import MedtransError, UnknownChoiceError
-    from ..training.datasets import PairedSliceDataset
+    from ..training.datasets import PairedSliceDataset, UnpairedSliceDataset
     from ..training.recipes import get_recipe, list_recipes
     from ..training.trainer import Trainer
-    from ..translators.base import create_translator
+    from ..translators.base import create_translator, translator_factory
 
     main = int(os.environ.get("RANK", "0")) == 0
     say = print if main else (lambda *a, **k: None)
@@ -161,6 +163,13 @@ def run(args: argparse.Namespace) -> int:
         raise MedtransError(f"the {args.method} recipe does not take these options: {exc}") from None
 
     config = {"inputs": args.inputs, "outputs": args.outputs}
+    params = inspect.signature(translator_factory(args.method)).parameters
+    if "inputs" not in params and "source" in params and "target" in params:
+        # One-to-one translators (HiFi-Syn, DisDiff) name their direction source -> target.
+        if len(args.inputs) != 1 or len(args.outputs) != 1:
+            raise MedtransError(f"{args.method} translates one modality into another: give one --inputs and one "
+                                f"--outputs, got {' '.join(args.inputs)} -> {' '.join(args.outputs)}")
+        config = {"source": args.inputs[0], "target": args.outputs[0]}
     for key in ("width", "depth", "norm", "dropout"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -174,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data)
     common = dict(inputs=model.spec.inputs, outputs=model.spec.outputs, axis=args.axis,
                   size_multiple=model.spec.size_multiple, min_foreground=args.min_foreground)
-    train_ds = PairedSliceDataset(ds, "train", augment=args.augment, size=tuple(args.size) if args.size else None,
-                                  target_norm=args.target_norm, **common)
+    # Recipes that ask for them get unpaired slices and tissue labels (HiFi-Syn); the others paired slices.
+    train_cls = UnpairedSliceDataset if getattr(recipe, "unpaired", False) else PairedSliceDataset
+    extra = {"labels": True} if getattr(recipe, "needs_labels", False) else {}
+    train_ds = train_cls(ds, "train", augment=args.augment, size=tuple(args.size) if args.size else None,
+                         target_norm=args.target_norm, **extra, **common)
     # Validation sees whole slices (padded to the size multiple), as the model will at inference, and targets
     # normalised as the training targets were.
     val_norm = train_ds.normalisation["outputs"] if args.target_norm == "dataset" else "volume"
@@ -184,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     say(f"training {args.method} {'+'.join(model.spec.inputs)} -> {'+'.join(model.spec.outputs)}: "
         f"{n_params / 1e6:.2f} M parameters, slices {train_ds.size[0]}x{train_ds.size[1]}")
-    say(f"data {ds.root}: {len(train_ds)} training slices from {len(train_ds.subject_ids)} subjects, "
+    say(f"data {ds.root}: {len(train_ds)} {'unpaired ' if train_cls is UnpairedSliceDataset else ''}training "
+        f"slices{' with tissue labels' if extra else ''} from {len(train_ds.subject_ids)} subjects, "
         + (f"{len(val_ds)} validation slices from {len(val_ds.subject_ids)} subjects" if val_ds
            else "no validation subjects (split 'val' is empty)"))
     say(f"output {args.out}")

@@ -12,6 +12,11 @@ background value (-1; 0 for the mask) to ``size`` or to the next multiple of ``s
 larger than ``size`` is cropped (centred, or at a random place when augmenting). Augmentation is the paper-style
 one: random horizontal/vertical flips and 90-degree rotations, the same for input, target and mask.
 
+Tissue labels. With ``labels=True`` each subject's label map (``Subject.labels``: integers, e.g. the phantom's 0
+background, 1 CSF, 2 GM, 3 WM, 4-6 tumour) is read too, and items carry ``"labels"`` (and ``"target_labels"``):
+``[1, H, W]`` int64 slices cut, cropped, padded (with 0) and flipped/rotated exactly as their image slices, never
+interpolated. Every subject then needs a label map on the grid of its images.
+
 Target normalisation. ``target_norm="volume"`` (default) maps each target volume from its own robust range, like
 the inputs. ``target_norm="dataset"`` maps every target volume from one range per modality, the median of the
 targets' robust ranges: exactly the statistics written into the checkpoint, with which the engine maps network
@@ -48,6 +53,7 @@ class _SubjectSlices:
     id: str
     arrays: dict[str, np.ndarray] | None
     mask: np.ndarray | None
+    labels: np.ndarray | None
     has_mask: bool
     indices: list[int]
     ranges: dict[str, IntensityRange]
@@ -71,8 +77,13 @@ def _slice(a: np.ndarray, axis: int, k: int) -> np.ndarray:
     return np.take(a, k, axis=axis)
 
 
-def _fit(a: torch.Tensor, size: tuple[int, int], value: float, offset: tuple[int, int] | None) -> torch.Tensor:
-    """Crop ``[C, H, W]`` to at most ``size`` (at ``offset``, else centred), then pad it to ``size`` (centred)."""
+def _fit(a: torch.Tensor | None, size: tuple[int, int], value: float,
+         offset: tuple[int, int] | None) -> torch.Tensor | None:
+    """Crop ``[C, H, W]`` to at most ``size`` (at ``offset``, else centred), then pad it to ``size`` (centred).
+
+    Integer tensors (label maps) keep their dtype; None passes through."""
+    if a is None:
+        return None
     _, h, w = a.shape
     th, tw = size
     if h > th or w > tw:
@@ -91,8 +102,9 @@ class _SlicePool:
     """Loads the subjects of one split for a set of modalities and indexes their usable slices."""
 
     def __init__(self, ds: Dataset, subjects, modalities: tuple[str, ...], *, axis: int, cache: bool,
-                 min_foreground: float, label: str):
+                 min_foreground: float, label: str, labels: bool = False):
         self.ds = ds
+        self.labels = bool(labels)
         self.modalities = modalities
         self.axis = axis
         self.cache = cache
@@ -108,15 +120,22 @@ class _SlicePool:
                     f"subject {s.id} has no {', '.join(missing)} image (it has {', '.join(sorted(s.images)) or 'none'})",
                     ds.root,
                 )
-            arrays, mask, ranges = self._load(s)
+            if self.labels and not s.labels:
+                raise DatasetError(
+                    f"subject {s.id} of dataset {ds.name!r} has no label map, but labels were asked for "
+                    f"(give it a \"labels\" entry in the manifest, or train without labels)", ds.root,
+                )
+        for s in subjects:
+            arrays, mask, labmap, ranges = self._load(s)
             fg = mask if mask is not None else self._foreground(arrays, ranges)
             fraction = fg.astype(np.float32).mean(axis=tuple(a for a in range(3) if a != axis))
             indices = [int(k) for k in np.flatnonzero(fraction >= self.min_foreground)]
             shape = tuple(n for a, n in enumerate(fg.shape) if a != axis)
             self.subjects.append(_SubjectSlices(s.id, arrays if cache else None, mask if cache else None,
-                                                mask is not None, indices, ranges, shape))
+                                                labmap if cache else None, mask is not None, indices, ranges,
+                                                shape))
             self.items.extend((len(self.subjects) - 1, k) for k in indices)
-        self._last: tuple[int, dict, np.ndarray | None] | None = None
+        self._last: tuple[int, dict, np.ndarray | None, np.ndarray | None] | None = None
         if not subjects:
             raise DatasetError(f"{label} has no subjects with {'+'.join(modalities)} images", ds.root)
         if not self.items:
@@ -125,7 +144,8 @@ class _SlicePool:
                 f"{self.min_foreground:.0%} (lower min_foreground, or check the brain masks)", ds.root
             )
 
-    def _load(self, subject) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, IntensityRange]]:
+    def _load(self, subject) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None,
+                                      dict[str, IntensityRange]]:
         arrays, ranges, ref = {}, {}, None
         for m in self.modalities:
             path = self.ds.path(subject.images[m])
@@ -149,7 +169,23 @@ class _SlicePool:
                     f"subject {subject.id}: brain mask has shape {mvol.shape}, images have {ref.shape}", path
                 )
             mask = mvol.data > 0.5
-        return arrays, mask, ranges
+        labmap = self._load_labels(subject, ref.shape) if self.labels else None
+        return arrays, mask, labmap, ranges
+
+    def _load_labels(self, subject, shape: tuple[int, ...]) -> np.ndarray:
+        """The subject's label map as int32, checked to be integers on the images' grid."""
+        path = self.ds.path(subject.labels)
+        data = io.load(path).check_finite().data
+        if data.shape != tuple(shape):
+            raise GeometryMismatchError(
+                f"subject {subject.id}: label map has shape {data.shape}, images have {tuple(shape)}", path
+            )
+        lab = np.rint(data)
+        if not np.array_equal(lab, data):
+            raise DatasetError(f"subject {subject.id}: the label map holds non-integer values", path)
+        if lab.size and (lab.min() < np.iinfo(np.int32).min or lab.max() > np.iinfo(np.int32).max):
+            raise DatasetError(f"subject {subject.id}: label values do not fit 32-bit integers", path)
+        return lab.astype(np.int32)
 
     @staticmethod
     def _foreground(arrays: dict[str, np.ndarray], ranges: dict[str, IntensityRange]) -> np.ndarray:
@@ -159,22 +195,23 @@ class _SlicePool:
     def __len__(self) -> int:
         return len(self.items)
 
-    def _volumes(self, pos: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def _volumes(self, pos: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
         subj = self.subjects[pos]
         if subj.arrays is not None:
-            return subj.arrays, subj.mask
+            return subj.arrays, subj.mask, subj.labels
         if self._last is not None and self._last[0] == pos:
-            return self._last[1], self._last[2]
+            return self._last[1], self._last[2], self._last[3]
         # Not cached: keep only the last subject read (slices of one subject tend to come in runs).
         s = next(x for x in self.ds.subjects if x.id == subj.id)
-        arrays, mask, _ = self._load(s)
-        self._last = (pos, arrays, mask)
-        return arrays, mask
+        arrays, mask, labmap, _ = self._load(s)
+        self._last = (pos, arrays, mask, labmap)
+        return arrays, mask, labmap
 
-    def slice(self, item: int) -> tuple[str, int, torch.Tensor, torch.Tensor]:
-        """(subject id, slice index, images [C, H, W] in [-1, 1], mask [1, H, W]) of one item, unpadded."""
+    def slice(self, item: int) -> tuple[str, int, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(subject id, slice index, images [C, H, W] in [-1, 1], mask [1, H, W], labels [1, H, W] int64 or
+        None when the pool has no labels) of one item, unpadded."""
         pos, k = self.items[item]
-        arrays, mask = self._volumes(pos)
+        arrays, mask, labmap = self._volumes(pos)
         ranges = self.subjects[pos].ranges
         raw = {m: _slice(arrays[m], self.axis, k) for m in self.modalities}
         img = np.stack([normalise(raw[m], self.fixed.get(m, ranges[m])) for m in self.modalities])
@@ -182,7 +219,8 @@ class _SlicePool:
             fg = _slice(mask, self.axis, k)[None].astype(np.float32)
         else:
             fg = self._foreground(raw, ranges)[None].astype(np.float32)
-        return self.subjects[pos].id, k, torch.from_numpy(img), torch.from_numpy(fg)
+        lab = None if labmap is None else torch.from_numpy(_slice(labmap, self.axis, k)[None].astype(np.int64))
+        return self.subjects[pos].id, k, torch.from_numpy(img), torch.from_numpy(fg), lab
 
     def slice_shape(self) -> tuple[int, int]:
         """In-plane shape of the slices (the largest over subjects)."""
@@ -262,8 +300,8 @@ class _SliceDatasetBase(TorchDataset):
             return None
         return tuple(int(torch.randint(0, max(s - t, 0) + 1, (1,))) for s, t in zip(shape, self.size))
 
-    def _augment(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        """The same random flips and 90-degree rotation for every tensor ``[C, H, W]``."""
+    def _augment(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The same random flips and 90-degree rotation for every tensor ``[C, H, W]`` (None passes through)."""
         if not self.augment:
             return list(tensors)
         flips = [d for d, on in zip((-2, -1), torch.rand(2) < 0.5) if on]
@@ -271,6 +309,9 @@ class _SliceDatasetBase(TorchDataset):
         k = int(torch.randint(0, 4 if square else 2, (1,))) * (1 if square else 2)
         out = []
         for t in tensors:
+            if t is None:
+                out.append(None)
+                continue
             if flips:
                 t = torch.flip(t, flips)
             if k:
@@ -306,6 +347,10 @@ class PairedSliceDataset(_SliceDatasetBase):
         Normalise each target volume from its own range, or all from the median range of this dataset's
         targets, or from given ranges ``{modality: {"lo", "hi"}}`` (a training set's ``normalisation["outputs"]``,
         for its validation set). See the module notes.
+    labels : bool
+        Also return each slice's tissue labels as ``"labels"`` (and the same map as ``"target_labels"``: the
+        target is the same slice): ``[1, H, W]`` int64, geometrically identical to the images. Every subject
+        then needs a label map (``Subject.labels``).
 
     Attributes
     ----------
@@ -316,7 +361,8 @@ class PairedSliceDataset(_SliceDatasetBase):
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
-                 cache: bool = True, min_foreground: float = 0.05, target_norm: str | Mapping = "volume"):
+                 cache: bool = True, min_foreground: float = 0.05, target_norm: str | Mapping = "volume",
+                 labels: bool = False):
         if axis not in (0, 1, 2):
             raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
         self.dataset = _as_dataset(dataset)
@@ -327,7 +373,8 @@ class PairedSliceDataset(_SliceDatasetBase):
         subjects = self.dataset.split(split)
         self.pool = _SlicePool(self.dataset, subjects, tuple(dict.fromkeys(self.inputs + self.outputs)),
                                axis=axis, cache=cache, min_foreground=min_foreground,
-                               label=f"split {split!r}")
+                               label=f"split {split!r}", labels=labels)
+        self.labels = bool(labels)
         self._in = [self.pool.modalities.index(m) for m in self.inputs]
         self._out = [self.pool.modalities.index(m) for m in self.outputs]
         self._setup_geometry(self.pool.slice_shape(), size, int(size_multiple), augment)
@@ -345,12 +392,16 @@ class PairedSliceDataset(_SliceDatasetBase):
     def __getitem__(self, item: int) -> dict:
         if not 0 <= item < len(self):
             raise IndexError(f"slice {item} out of range for {len(self)} slices")
-        sid, k, img, mask = self.pool.slice(item)
+        sid, k, img, mask, lab = self.pool.slice(item)
         offset = self._offset(img.shape[-2:])
         img = _fit(img, self.size, -1.0, offset)
         mask = _fit(mask, self.size, 0.0, offset)
-        img, mask = self._augment(img, mask)
-        return {"input": img[self._in], "target": img[self._out], "mask": mask, "subject": sid, "index": k}
+        lab = _fit(lab, self.size, 0, offset)
+        img, mask, lab = self._augment(img, mask, lab)
+        out = {"input": img[self._in], "target": img[self._out], "mask": mask, "subject": sid, "index": k}
+        if lab is not None:
+            out["labels"] = out["target_labels"] = lab
+        return out
 
 
 class UnpairedSliceDataset(_SliceDatasetBase):
@@ -362,14 +413,16 @@ class UnpairedSliceDataset(_SliceDatasetBase):
     target slice of item ``n`` is drawn at random, from another subject whenever there is one.
 
     Items: ``{"input", "target", "mask" (of the input slice), "target_mask", "subject", "target_subject",
-    "index", "target_index"}``. Other parameters as for :class:`PairedSliceDataset`.
+    "index", "target_index"}``, with ``labels=True`` also ``"labels"`` and ``"target_labels"`` (``[1, H, W]``
+    int64 tissue labels of the input and of the target slice, cropped, padded and augmented exactly as their
+    images; every subject then needs a label map). Other parameters as for :class:`PairedSliceDataset`.
     """
 
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
                  cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False,
-                 target_norm: str | Mapping = "volume"):
+                 target_norm: str | Mapping = "volume", labels: bool = False):
         if axis not in (0, 1, 2):
             raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
         self.dataset = _as_dataset(dataset)
@@ -390,10 +443,11 @@ class UnpairedSliceDataset(_SliceDatasetBase):
                 f"split {split!r} needs subjects with {'+'.join(self.inputs)} and subjects with "
                 f"{'+'.join(self.outputs)} images", self.dataset.root,
             )
+        self.labels = bool(labels)
         self.source = _SlicePool(self.dataset, src, self.inputs, axis=axis, cache=cache,
-                                 min_foreground=min_foreground, label=f"split {split!r} (inputs)")
+                                 min_foreground=min_foreground, label=f"split {split!r} (inputs)", labels=labels)
         self.target = _SlicePool(self.dataset, dst, self.outputs, axis=axis, cache=cache,
-                                 min_foreground=min_foreground, label=f"split {split!r} (targets)")
+                                 min_foreground=min_foreground, label=f"split {split!r} (targets)", labels=labels)
         shape = tuple(max(a, b) for a, b in zip(self.source.slice_shape(), self.target.slice_shape()))
         self._setup_geometry(shape, size, int(size_multiple), augment)
         self.normalisation = normalisation_stats(
@@ -403,6 +457,11 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         # Target items grouped by subject so that "another subject" is one draw.
         self._by_subject = [[n for n, (p, _) in enumerate(self.target.items) if p == pos]
                             for pos in range(len(self.target.subjects))]
+
+    @property
+    def subject_ids(self) -> list[str]:
+        """Ids of the subjects that contribute input or target slices, sorted."""
+        return sorted({s.id for s in self.source.subjects + self.target.subjects})
 
     def __len__(self) -> int:
         return len(self.source)
@@ -418,12 +477,15 @@ class UnpairedSliceDataset(_SliceDatasetBase):
     def __getitem__(self, item: int) -> dict:
         if not 0 <= item < len(self):
             raise IndexError(f"slice {item} out of range for {len(self)} slices")
-        sid, k, x, xm = self.source.slice(item)
-        tid, tk, y, ym = self.target.slice(self._target_item(sid))
+        sid, k, x, xm, xl = self.source.slice(item)
+        tid, tk, y, ym, yl = self.target.slice(self._target_item(sid))
         ox, oy = self._offset(x.shape[-2:]), self._offset(y.shape[-2:])
-        x, xm = _fit(x, self.size, -1.0, ox), _fit(xm, self.size, 0.0, ox)
-        y, ym = _fit(y, self.size, -1.0, oy), _fit(ym, self.size, 0.0, oy)
-        x, xm = self._augment(x, xm)
-        y, ym = self._augment(y, ym)
-        return {"input": x, "target": y, "mask": xm, "target_mask": ym, "subject": sid, "target_subject": tid,
-                "index": k, "target_index": tk}
+        x, xm, xl = _fit(x, self.size, -1.0, ox), _fit(xm, self.size, 0.0, ox), _fit(xl, self.size, 0, ox)
+        y, ym, yl = _fit(y, self.size, -1.0, oy), _fit(ym, self.size, 0.0, oy), _fit(yl, self.size, 0, oy)
+        x, xm, xl = self._augment(x, xm, xl)
+        y, ym, yl = self._augment(y, ym, yl)
+        out = {"input": x, "target": y, "mask": xm, "target_mask": ym, "subject": sid, "target_subject": tid,
+               "index": k, "target_index": tk}
+        if self.labels:
+            out["labels"], out["target_labels"] = xl, yl
+        return out

@@ -36,6 +36,8 @@ class DisDiffRecipe(TwoOptimizerRecipe):
 
     name = "disdiff"
     title = "DisDiff"
+    #: Trained on unpaired slices (input and target from different subjects), as in the paper.
+    unpaired = True
     default_lr = 1e-4
 
     def build(self, model: Translator) -> RecipeParts:

@@ -9,8 +9,10 @@ modality from other subjects; optional ``"labels"`` / ``"target_labels"`` intege
 3. encoder/generator step on Eq. 17 (``lambda5 = lambda7 = 1``, ``lambda6 = 2``);
 4. momentum update of the Brain Memory Bank (Eq. 4-6).
 
-Without labels in the batch, SGD is zero and every pixel reads the global items. Optimisers: Adam, learning rate
-1e-4 as in the paper (Sec. 4.2), betas (0.5, 0.999) as in DRIT++.
+Without labels in the batch, SGD is zero and every pixel reads the global items. The recipe therefore sets
+``needs_labels = True`` and ``unpaired = True``: ``medtrans train`` feeds it an
+:class:`~napari_medtrans.training.datasets.UnpairedSliceDataset` with ``labels=True``, so every batch carries both
+label maps. Optimisers: Adam, learning rate 1e-4 as in the paper (Sec. 4.2), betas (0.5, 0.999) as in DRIT++.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class HiFiSynRecipe(TwoOptimizerRecipe):
     name = "hifi-syn"
     title = "HiFi-Syn"
     default_lr = 1e-4
+    #: The SGD term (Eq. 8-11) and the structure-wise memory items need the tissue labels of both slices.
+    needs_labels = True
+    #: Trained on unpaired slices (input and target from different subjects), as in the paper.
+    unpaired = True
 
     def build(self, model: Translator) -> RecipeParts:
         self._check(model)

@@ -15,7 +15,9 @@ A recipe has
 Recipes register by method name with :func:`register_recipe`. A method's recipe lives in
 ``napari_medtrans/training/recipe_<method>.py`` (found and imported by :func:`list_recipes` / :func:`get_recipe`),
 e.g. ``@register_recipe("edts-trans") class EdtsTransRecipe: ...``. A recipe may set ``default_min_lr`` (the
-final learning rate of the cosine schedule when the run names none).
+final learning rate of the cosine schedule when the run names none), ``needs_labels = True`` (batches must carry
+the tissue labels ``"labels"`` / ``"target_labels"``) and ``unpaired = True`` (train on unpaired slices); the
+train CLI builds its training dataset from these two.
 """
 
 from __future__ import annotations
