@@ -24,7 +24,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from ..core.segment import FrameGeometry, SlicePrompt
 from ..qt.segment_panel import SegmentPanel
 from ._common import get_volume, image_layer_items, install_error_handler, watch_layers
-from ._layers import volume_layer_data, world_to_index
+from ._layers import layer_to_volume, volume_layer_data, world_to_index
 
 __all__ = ["SegmentWidget", "POINTS_LAYER", "BOXES_LAYER"]
 
@@ -42,6 +42,7 @@ class SegmentWidget(QWidget):
         self.panel = SegmentPanel(self)
         self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
         self.panel.prompt_provider = self.prompts_for
+        self.panel.edited_mask_provider = self.edited_mask
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.panel)
@@ -120,6 +121,18 @@ class SegmentWidget(QWidget):
             layer.metadata = kw["metadata"]
             return layer
         return self.viewer.add_labels(data, opacity=0.5, **kw)
+
+    def edited_mask(self, name: str):
+        """The "segmentation of NAME" Labels layer as a Volume when the user changed it, else None."""
+        layer_name = f"segmentation of {name}"
+        mask = self.masks.get(name)
+        if layer_name not in self.viewer.layers or mask is None:
+            return None
+        edited = layer_to_volume(self.viewer.layers[layer_name])
+        data = np.asarray(edited.data)
+        if data.shape != mask.shape or (np.array_equal(data > 0, mask > 0) and data.max(initial=0) <= 1):
+            return None  # unchanged: the model's result is exported with the model as its algorithm
+        return get_volume(self.viewer, name).derive(data.astype(np.uint8))
 
     def _on_segmented(self, request, result) -> None:
         volume = request.volume

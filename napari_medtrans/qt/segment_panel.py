@@ -6,136 +6,44 @@ The panel knows volumes by name. Its host (napari dock widget or the app) sets `
 :mod:`napari_medtrans.core.segment.frames`), lists volumes with :meth:`SegmentPanel.set_sources` and shows the
 masks that arrive through ``segmented`` and ``evaluated``. Models stay loaded between runs, with their
 embedding caches, so prompting the same volume again is fast.
+
+The requests and job functions live in :mod:`~napari_medtrans.qt.segment_jobs` (re-exported here), the
+comparison group in :mod:`~napari_medtrans.qt.segment_compare`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from qtpy.QtCore import Signal
-from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from .segment_compare import NONE, CompareGroup, fill_box
+from .segment_jobs import (
+    EvaluateRequest,
+    SegmenterPool,
+    SegmentRequest,
+    export_seg,
+    has_own_series,
+    run_evaluation,
+    run_segmentation,
+)
 from .workers import Job, report_error, start_job
 
 __all__ = ["SegmentPanel", "SegmentRequest", "EvaluateRequest", "SegmenterPool", "run_segmentation",
-           "run_evaluation", "export_seg", "has_own_series"]
-
-NONE = "(none)"
-
-
-@dataclasses.dataclass
-class SegmentRequest:
-    """One segmentation job: ``mode`` is "slices" (each prompted slice in 2D) or "propagate"."""
-
-    image: str
-    volume: Any
-    prompts: list
-    mode: str = "slices"
-    direction: str = "both"
-    model: str = "medsam2"
-    device: str = "auto"
-    largest_component: bool = False
-
-
-@dataclasses.dataclass
-class EvaluateRequest:
-    """The Table III comparison: ``images`` by name, the ground truth, its label values, the prompt mode."""
-
-    images: dict
-    truth: Any
-    labels: list | None
-    mode: str = "slices"
-    model: str = "medsam2"
-    device: str = "auto"
-
-
-class SegmenterPool:
-    """Segmenters by (model, device), built on first use (in a worker) and kept with their caches."""
-
-    def __init__(self, factory: Callable[[str, str], Any] | None = None):
-        self._factory = factory
-        self._items: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model: str, device: str):
-        with self._lock:
-            key = (model, device)
-            if key not in self._items:
-                if self._factory is not None:
-                    self._items[key] = self._factory(model, device)
-                else:
-                    from ..core.segment import Segmenter
-
-                    self._items[key] = Segmenter.from_name(model, device=device)
-            return self._items[key]
-
-    def release(self) -> None:
-        """Free every model and cache."""
-        with self._lock:
-            for seg in self._items.values():
-                seg.release()
-            self._items.clear()
-
-
-def run_segmentation(job, pool: SegmenterPool, request: SegmentRequest):
-    """Job function: the SegmentationResult of ``request``."""
-    seg = pool.get(request.model, request.device)
-    kw = dict(largest_component=request.largest_component, progress=job.report_progress,
-              should_cancel=job.should_cancel)
-    if request.mode == "propagate":
-        return seg.propagate(request.volume, request.prompts, direction=request.direction, **kw)
-    return seg.segment_slices(request.volume, request.prompts, **kw)
-
-
-def run_evaluation(job, pool: SegmenterPool, request: EvaluateRequest):
-    """Job function: the SegEvalReport of ``request``."""
-    from ..core.segment.evaluate import evaluate_segmentation
-
-    return evaluate_segmentation(request.images, request.truth, pool.get(request.model, request.device),
-                                 labels=request.labels, mode=request.mode, progress=job.report_progress,
-                                 should_cancel=job.should_cancel)
-
-
-def has_own_series(image) -> bool:
-    """True when ``image`` carries the headers of its own DICOM series (a SEG can reference them as they are)."""
-    src = image.source
-    if src is None or src.kind != "dicom" or not src.dicom_datasets:
-        return False
-    return not image.synthetic or str(src.dicom_datasets[0].get("SyntheticData", "")).upper() == "YES"
-
-
-def export_seg(job, image, mask, out: str, algorithm: str | None) -> str:
-    """Job function: a DICOM SEG of ``mask`` (a label Volume on ``image``'s grid); returns what was written.
-
-    An image read from DICOM (and not synthetic) is referenced as it is (``out`` is the .dcm file); otherwise
-    the image is exported as a DICOM series first and ``out`` is a folder holding ``image/`` and ``seg.dcm``.
-    """
-    from ..core.io.dicom_seg import export_dicom_seg, export_image_and_seg
-
-    labels = {1: "segmentation"}
-    if has_own_series(image):
-        return str(export_dicom_seg(mask, out, source=image, segment_labels=labels, algorithm=algorithm).path)
-    _, seg = export_image_and_seg(image, mask, out, segment_labels=labels, algorithm=algorithm,
-                                  method=image.provenance.get("method"))
-    return str(seg.path)
+           "run_evaluation", "export_seg", "has_own_series", "NONE"]
 
 
 class SegmentPanel(QWidget):
@@ -153,6 +61,9 @@ class SegmentPanel(QWidget):
         super().__init__(parent)
         self.volume_provider: Callable[[str], Any] | None = None
         self.prompt_provider: Callable[[Any], list] | None = None
+        #: Optional host hook: ``edited_mask_provider(name)`` returns the label Volume the user edited for image
+        #: ``name`` (exported as a manual segmentation), or None to export the model's result.
+        self.edited_mask_provider: Callable[[str], Any] | None = None
         self.pool = pool or SegmenterPool()
         self.job: Job | None = None
         self.results: dict[str, tuple[Any, Any]] = {}  # image name -> (Volume, SegmentationResult)
@@ -190,25 +101,12 @@ class SegmentPanel(QWidget):
         for b in (self.slice_button, self.propagate_button, self.cancel_button):
             buttons.addWidget(b)
 
-        self.compare = {key: QComboBox() for key in ("source", "real", "synthetic", "truth")}
-        self.labels_edit = QLineEdit()
-        self.labels_edit.setPlaceholderText("label values, e.g. 4 5 6 (empty: any non-zero)")
-        self.eval_mode_box = QComboBox()
-        self.eval_mode_box.addItem("box on every slice (2D)", "slices")
-        self.eval_mode_box.addItem("box on the key slice, propagated (3D)", "propagate")
-        self.evaluate_button = QPushButton("Compare")
-        self.table = QPlainTextEdit()
-        self.table.setReadOnly(True)
-        self.table.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        group = QGroupBox("Compare source, real and synthetic (prompts from the ground truth)")
-        cform = QFormLayout(group)
-        for key, label in (("source", "Source"), ("real", "Real target"), ("synthetic", "Synthetic"),
-                           ("truth", "Ground truth")):
-            cform.addRow(label, self.compare[key])
-        cform.addRow("Labels", self.labels_edit)
-        cform.addRow("Prompts", self.eval_mode_box)
-        cform.addRow(self.evaluate_button)
-        cform.addRow(self.table)
+        self.compare_group = CompareGroup()
+        self.compare = self.compare_group.boxes
+        self.labels_edit = self.compare_group.labels_edit
+        self.eval_mode_box = self.compare_group.mode_box
+        self.evaluate_button = self.compare_group.evaluate_button
+        self.table = self.compare_group.table
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -216,7 +114,7 @@ class SegmentPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.export_button)
-        layout.addWidget(group)
+        layout.addWidget(self.compare_group)
         layout.addStretch(1)
 
         self.slice_button.clicked.connect(lambda: self.segment("slices"))
@@ -230,19 +128,8 @@ class SegmentPanel(QWidget):
     # -- sources ------------------------------------------------------------------------------------------
     def set_sources(self, names: Sequence[str], labels: Sequence[str] = ()) -> None:
         """Images that can be segmented and compared, and label maps that can be the ground truth."""
-        def fill(box, items, none):
-            current = box.currentText()
-            box.blockSignals(True)
-            box.clear()
-            box.addItems(([NONE] if none else []) + list(items))
-            if box.findText(current) >= 0:
-                box.setCurrentText(current)
-            box.blockSignals(False)
-
-        fill(self.image_box, names, False)
-        for key in ("source", "real", "synthetic"):
-            fill(self.compare[key], names, True)
-        fill(self.compare["truth"], list(labels), True)
+        fill_box(self.image_box, names, False)
+        self.compare_group.set_sources(names, labels)
         self.export_button.setEnabled(self.image_box.currentText() in self.results)
 
     # -- running ------------------------------------------------------------------------------------------
@@ -276,23 +163,10 @@ class SegmentPanel(QWidget):
 
     def evaluate(self) -> Job | None:
         """Run the Table III comparison with the chosen images and ground truth."""
-        from ..core.errors import MedtransError
-
         if self._busy():
             return None
         try:
-            picks = {key: box.currentText() for key, box in self.compare.items()}
-            if picks["truth"] in ("", NONE) or self.volume_provider is None:
-                raise MedtransError("choose the ground-truth label map")
-            images = {f"{picks[k]} ({k})": self.volume_provider(picks[k])
-                      for k in ("source", "real", "synthetic") if picks[k] not in ("", NONE)}
-            if not images:
-                raise MedtransError("choose at least one image to compare")
-            try:
-                labels = [int(v) for v in self.labels_edit.text().replace(",", " ").split()] or None
-            except ValueError:
-                raise MedtransError(f"labels must be whole numbers, got {self.labels_edit.text()!r}") from None
-            truth = self.volume_provider(picks["truth"])
+            images, truth, labels = self.compare_group.picks(self.volume_provider)
         except Exception as exc:  # noqa: BLE001
             report_error(exc, "comparison")
             return None
@@ -381,13 +255,28 @@ class SegmentPanel(QWidget):
         else:
             out = QFileDialog.getExistingDirectory(self, "Folder for the image series and its SEG (empty)")
         if out:
-            self.export(name, out)
+            edited = self.edited_mask_provider(name) if self.edited_mask_provider is not None else None
+            self.export(name, out, mask=edited)
 
-    def export(self, name: str, out: str) -> Job | None:
-        """Export the last segmentation of image ``name`` as DICOM SEG to ``out`` in a worker."""
-        if name not in self.results:
-            return None
-        volume, result = self.results[name]
-        job = start_job(export_seg, volume, result.to_volume(volume), str(out), result.model, name="SEG export")
+    def export(self, name: str, out: str, mask: Any = None) -> Job | None:
+        """Export a segmentation of image ``name`` as DICOM SEG to ``out`` in a worker.
+
+        Without ``mask``, the last model result for ``name`` (one segment, the model as its algorithm). With
+        ``mask``, that label Volume on the image's grid, e.g. a Labels layer the host holds (edited by hand or
+        with several label values: one segment per value, recorded as a manual segmentation).
+        """
+        if mask is None:
+            if name not in self.results:
+                return None
+            volume, result = self.results[name]
+            mask, algorithm = result.to_volume(volume), result.model
+        else:
+            try:
+                volume = self.results[name][0] if name in self.results else self.volume_provider(name)
+            except Exception as exc:  # noqa: BLE001 - a vanished image is shown like worker errors
+                report_error(exc, "SEG export")
+                return None
+            algorithm = None
+        job = start_job(export_seg, volume, mask, str(out), algorithm, name="SEG export")
         job.succeeded.connect(lambda path: self.status.setText(f"wrote {path}"))
         return job

@@ -166,3 +166,59 @@ def test_seg_export_of_a_phantom_image_writes_its_series_and_the_seg(widget, qtb
     ds = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
     assert ds.Modality == "SEG" and ds.SegmentSequence[0].SegmentAlgorithmName == "medsam2"
     assert f"wrote {tmp_path / 'out' / 'seg.dcm'}" in w.panel.status.text()
+
+
+def test_seg_export_of_a_labels_layer_with_tumour_parts_gives_one_segment_each(widget, qtbot, tmp_path):
+    from napari_medtrans._napari._common import get_volume
+    from napari_medtrans.core.io import load
+    from napari_medtrans.core.io.dicom_seg import read_dicom_seg
+
+    w = widget
+    layer = w.viewer.layers[LABELS]
+    data = np.asarray(layer.data)
+    layer.data = np.where(np.isin(data, (4, 5, 6)), data, 0)  # as if the other labels had been erased
+    tumour = get_volume(w.viewer, LABELS)
+    assert {4, 5, 6} <= set(np.unique(tumour.data).astype(int))
+    job = w.panel.export(T1, str(tmp_path / "out"), mask=tumour)
+    with qtbot.waitSignal(job.finished, timeout=60000):
+        pass
+    assert job.error is None
+    ds = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["edema", "enhancing rim", "necrosis"]
+    assert [s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for s in ds.SegmentSequence] == [
+        "Edema", "Neoplasm", "Necrosis"]
+    assert {s.SegmentAlgorithmType for s in ds.SegmentSequence} == {"MANUAL"}
+    written = load(tmp_path / "out" / "image")  # T1's own series, written for the SEG to reference
+    back = read_dicom_seg(tmp_path / "out" / "seg.dcm", written, values={1: 4, 2: 5, 3: 6})
+    # the same label map: each voxel of the written grid holds the label of the same place in the layer
+    onto = np.linalg.inv(tumour.affine) @ written.affine
+    ijk = np.rint(np.einsum("ab,bijk->aijk", onto[:3, :3], np.indices(written.shape))
+                  + onto[:3, 3, None, None, None]).astype(int)
+    np.testing.assert_array_equal(back.data, tumour.data[tuple(ijk)])
+
+
+def test_export_button_sends_the_hand_edited_segmentation(widget, qtbot, tmp_path, monkeypatch):
+    from napari_medtrans.qt import segment_panel
+
+    w = widget
+    _box(w, 4, 10, 10, 22, 22)
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000):
+        w.panel.segment("slices")
+    assert w.edited_mask(T1) is None, "an untouched result is exported as the model's"
+    layer = w.viewer.layers[f"segmentation of {T1}"]
+    edited = np.zeros_like(np.asarray(layer.data))
+    edited[3:6, 5:15, 6:12] = 1  # the user paints a block of their own (layer axes: display order)
+    layer.data = edited
+    manual = w.edited_mask(T1)
+    assert manual is not None and int((manual.data > 0).sum()) == int(edited.sum())
+    monkeypatch.setattr(segment_panel.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "out"))
+    jobs = []
+    real_export = w.panel.export
+    monkeypatch.setattr(w.panel, "export", lambda *a, **k: jobs.append(real_export(*a, **k)) or jobs[-1])
+    w.panel._pick_export()
+    with qtbot.waitSignal(jobs[0].finished, timeout=60000):
+        pass
+    assert jobs[0].error is None
+    ds = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
+    assert {s.SegmentAlgorithmType for s in ds.SegmentSequence} == {"MANUAL"}
+    assert int(np.asarray(ds.pixel_array).astype(bool).sum()) == int(edited.sum())

@@ -4,10 +4,14 @@ What goes into the file
 -----------------------
 * One Segmentation instance (BINARY, one segment per label value) in a new series of the source's study, with
   the source's patient, study and frame of reference (highdicom copies them from the source headers) and a
-  reference to every source image in the Referenced Series Sequence and per frame.
-* Segment descriptions: the label's name, a SNOMED CT category and type (morphologically abnormal structure /
-  neoplasm, edema or necrosis for tumour labels, tissue otherwise), and the algorithm (e.g. MedSAM2,
-  semi-automatic: prompted by a person) or MANUAL when none is named.
+  reference to every source image in the Referenced Series Sequence and per frame. The source is a series of
+  single-frame images or one multi-frame Enhanced MR image; for the latter each SEG frame references its
+  source frame by number, and the plane positions come from the source's per-frame functional groups.
+* Segment descriptions: the label's name (from ``segment_labels``, else the label map's own names, e.g. the
+  phantom's), a SNOMED CT category and type (:func:`segment_codes`: morphologically abnormal structure /
+  edema, necrosis or neoplasm for tumour parts, anatomical structure or body substance for brain tissues and
+  CSF, tissue otherwise), and the algorithm (e.g. MedSAM2, semi-automatic: prompted by a person) or MANUAL
+  when none is named.
 * When the segmented image is synthetic (its DICOM series carries SyntheticData YES), the SEG says so too:
   SyntheticData YES and a SeriesDescription starting "SEG of SYNTHETIC".
 
@@ -30,7 +34,7 @@ import numpy as np
 from ..errors import ExportError, GeometryMismatchError, InvalidVolumeError
 from ..volume import Volume
 
-__all__ = ["SegExportResult", "export_dicom_seg", "export_image_and_seg", "read_dicom_seg"]
+__all__ = ["SegExportResult", "export_dicom_seg", "export_image_and_seg", "read_dicom_seg", "segment_codes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +63,40 @@ class SegExportResult:
     synthetic_source: bool
 
 
-def _codes_for(name: str):
+def segment_codes(name: str):
+    """SNOMED CT (SegmentedPropertyCategory, SegmentedPropertyType) codes for a segment named ``name``.
+
+    Tumour parts (edema, necrosis, enhancing tumour / rim, tumour, lesion, mass) are morphologically abnormal
+    structures; CSF is a body substance; grey and white matter and brain are anatomical structures; anything
+    else is tissue. The codes are the DICOM (PS3.16) SNOMED CT codes as pydicom lists them.
+
+    Returns
+    -------
+    (pydicom.sr.coding.Code, pydicom.sr.coding.Code)
+    """
     from pydicom.sr.codedict import codes
 
-    n = name.lower()
-    abnormal = codes.SCT.MorphologicallyAbnormalStructure
+    n = " ".join(str(name).lower().replace("-", " ").replace("_", " ").split())
+    words = set(n.split())
+    abnormal, anatomy = codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.AnatomicalStructure
     if "edema" in n or "oedema" in n:
         return abnormal, codes.SCT.Edema
     if "necro" in n:
         return abnormal, codes.SCT.Necrosis
-    if any(w in n for w in ("tumour", "tumor", "lesion", "neoplasm", "enhancing", "mass")):
+    if any(w in n for w in ("tumour", "tumor", "neoplasm", "enhancing", "rim")):
         return abnormal, codes.SCT.Neoplasm
+    if "lesion" in n:
+        return abnormal, codes.SCT.Lesion
+    if "mass" in words:
+        return abnormal, codes.SCT.Mass
+    if "csf" in words or "cerebrospinal" in n:
+        return codes.SCT.BodySubstance, codes.SCT.CerebrospinalFluid
+    if "gm" in words or "grey matter" in n or "gray matter" in n:
+        return anatomy, codes.SCT.GrayMatter
+    if "wm" in words or "white matter" in n:
+        return anatomy, codes.SCT.WhiteMatter
+    if "brain" in words:
+        return anatomy, codes.SCT.Brain
     return codes.SCT.Tissue, codes.SCT.Tissue
 
 
@@ -81,22 +108,101 @@ def _source_volume(source: Any, series_uid: str | None) -> Volume:
     return load(source, series_uid=series_uid)
 
 
-def _check_grid(mask: np.ndarray, mask_affine: np.ndarray | None, headers: list, where) -> None:
+def _n_frames(ds) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """The source series' slices in the Volume's k order: where each lies and which image (frame) holds it."""
+
+    columns: int
+    rows: int
+    positions: list  # ImagePositionPatient (LPS mm) of slice k
+    frame_of_slice: list | None  # multi-frame source: 0-based frame number holding slice k; None: headers[k]
+
+    @property
+    def multi_frame(self) -> bool:
+        return self.frame_of_slice is not None
+
+
+def _frame_position(ds, item, where, f: int) -> np.ndarray:
+    for holder in (item, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
+        if holder is not None and holder.get("PlanePositionSequence"):
+            ipp = holder.PlanePositionSequence[0].get("ImagePositionPatient")
+            if ipp is not None and len(ipp) == 3:
+                return np.array([float(v) for v in ipp])
+    raise ExportError(f"frame {f + 1} of the multi-frame source has no PlanePositionSequence "
+                      "ImagePositionPatient; a SEG needs per-frame plane positions", where)
+
+
+def _source_grid(headers: list, affine: np.ndarray, n_slices: int, where) -> _Grid:
+    """The grid of a source series (single-frame images in slice order, or one multi-frame image)."""
+    first = headers[0]
+    multi = [_n_frames(h) > 1 or "PerFrameFunctionalGroupsSequence" in h for h in headers]
+    if not any(multi):
+        return _Grid(int(first.Columns), int(first.Rows),
+                     [np.array([float(v) for v in h.ImagePositionPatient]) for h in headers], None)
+    if len(headers) != 1:
+        raise ExportError(f"the source series holds {len(headers)} images, {sum(multi)} of them multi-frame; a SEG "
+                          "here references either single-frame images or one multi-frame image", where)
+    per_frame = first.get("PerFrameFunctionalGroupsSequence") or []
+    n = _n_frames(first)
+    if len(per_frame) != n:
+        raise ExportError(f"the multi-frame source has {n} frames but {len(per_frame)} "
+                          "PerFrameFunctionalGroupsSequence items; a SEG needs per-frame plane positions", where)
+    if n != n_slices:
+        raise ExportError(f"the multi-frame source has {n} frames for {n_slices} slices; only a single stack "
+                          "(one frame per slice) can be referenced", where)
+    inv = np.linalg.inv(np.asarray(affine, float))
+    frame_of_slice: list[int | None] = [None] * n
+    positions: list = [None] * n
+    for f, item in enumerate(per_frame):
+        ipp = _frame_position(first, item, where, f)
+        k_float = (inv @ np.array([-ipp[0], -ipp[1], ipp[2], 1.0]))[2]
+        k = int(round(float(k_float)))
+        if abs(k_float - k) > 1e-2 or not 0 <= k < n or frame_of_slice[k] is not None:
+            raise ExportError(f"frame {f + 1} of the multi-frame source (at {np.round(ipp, 2).tolist()} LPS mm) "
+                              "is not one slice of the volume read from it", where)
+        frame_of_slice[k], positions[k] = f, ipp
+    return _Grid(int(first.Columns), int(first.Rows), positions, frame_of_slice)
+
+
+def _check_grid(mask: np.ndarray, mask_affine: np.ndarray | None, grid: _Grid, where) -> None:
     nx, ny, nz = mask.shape
-    if len(headers) != nz or any(int(h.Rows) != ny or int(h.Columns) != nx for h in headers):
+    if len(grid.positions) != nz or (grid.rows, grid.columns) != (ny, nx):
         raise GeometryMismatchError(
             f"the mask ({nx} columns x {ny} rows x {nz} slices) is not on the source series' grid "
-            f"({headers[0].Columns} x {headers[0].Rows} x {len(headers)})", where)
+            f"({grid.columns} x {grid.rows} x {len(grid.positions)})", where)
     if mask_affine is None:
         return
-    for k, h in enumerate(headers):
+    for k, ipp in enumerate(grid.positions):
         ras = mask_affine @ np.array([0.0, 0.0, float(k), 1.0])
         lps = np.array([-ras[0], -ras[1], ras[2]])
-        ipp = np.array([float(v) for v in h.ImagePositionPatient])
         if np.abs(lps - ipp).max() > 0.05:
             raise GeometryMismatchError(
                 f"slice {k} of the mask lies at {np.round(lps, 2).tolist()} (LPS mm) but the source image there is "
                 f"at {np.round(ipp, 2).tolist()}; the mask must be on the source series' grid", where)
+
+
+def _own_label_names(mask: Any) -> dict[int, str]:
+    """A label map's own names of its values (a Volume of modality "labels" with provenance "labels")."""
+    if not isinstance(mask, Volume) or mask.modality != "labels":
+        return {}
+    try:
+        return {int(k): str(v) for k, v in dict(mask.provenance.get("labels") or {}).items()}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _label_names(mask: Any, values: list[int], segment_labels: Mapping[int, str] | None) -> dict[int, str]:
+    """Names of the label values: given ones first, then a label map's own (provenance "labels"), else "segment N"."""
+    own = _own_label_names(mask)
+    given = dict(segment_labels or {})
+    return {v: str(given.get(v, own.get(v, f"segment {v}"))) for v in values}
 
 
 def export_dicom_seg(
@@ -106,6 +212,7 @@ def export_dicom_seg(
     source: Any,
     source_series_uid: str | None = None,
     segment_labels: Mapping[int, str] | None = None,
+    property_codes: Mapping[int, tuple[Any, Any]] | None = None,
     algorithm: str | None = None,
     algorithm_version: str = "",
     series_description: str | None = None,
@@ -118,15 +225,21 @@ def export_dicom_seg(
     ----------
     mask : Volume or ndarray
         Integer labels (0 is background) indexed (i, j, k) on the source's grid; each other value becomes a
-        segment. A Volume's affine is checked against the source slice positions.
+        segment (e.g. a napari Labels layer holding edema 4, enhancing rim 5 and necrosis 6 gives three
+        segments). A Volume's affine is checked against the source slice positions.
     out_path : path-like
         The ``.dcm`` file to write (its folder is created).
     source : Volume, path-like or list of pydicom Dataset
-        The DICOM series the mask was drawn on: a Volume read from DICOM, a DICOM folder or file.
+        The DICOM series the mask was drawn on: a Volume read from DICOM, a DICOM folder or file; single-frame
+        images or one multi-frame (Enhanced MR) image.
     source_series_uid : str, optional
         Which series of a folder holding several.
     segment_labels : mapping of int to str, optional
-        Names of the label values (default "segment N").
+        Names of the label values. Default: a label map's own names (a Volume of modality "labels" with
+        ``provenance["labels"]``, as the phantom's), else "segment N".
+    property_codes : mapping of int to (Code, Code), optional
+        SegmentedPropertyCategory and SegmentedPropertyType codes of label values; default
+        :func:`segment_codes` of each name.
     algorithm : str, optional
         The model that made the mask (e.g. "MedSAM2"); None records a manual segmentation.
     algorithm_version : str
@@ -145,8 +258,8 @@ def export_dicom_seg(
     Raises
     ------
     ExportError
-        The source is not DICOM, is a synthetic image whose own series was not exported, is multi-frame, or
-        the file exists.
+        The source is not DICOM, is a synthetic image whose own series was not exported, is a multi-frame image
+        without per-frame plane positions or with several frames per slice, or the file exists.
     GeometryMismatchError
         The mask is not on the source series' grid.
     InvalidVolumeError
@@ -166,8 +279,6 @@ def export_dicom_seg(
         raise ExportError("the image the mask was drawn on was not read from DICOM, so a SEG has no series to "
                           "reference; export the image as DICOM first (export_image_and_seg does both)", src.path)
     headers = list(info.dicom_datasets)
-    if len(headers) == 1 and int(headers[0].get("NumberOfFrames", 1) or 1) > 1:
-        raise ExportError("multi-frame (enhanced) source series are not supported for SEG export yet", src.path)
     header_synthetic = str(headers[0].get("SyntheticData", "")).upper() == "YES"
     if src.synthetic and not header_synthetic:
         raise ExportError(
@@ -187,14 +298,18 @@ def export_dicom_seg(
                                  "the mask holds negative labels")
     if isinstance(mask, Volume) and isinstance(source, Volume) and not mask.same_grid(src):
         raise GeometryMismatchError("the mask is not on the grid of the image it is said to be drawn on", mask.path)
-    _check_grid(labels, mask.affine if isinstance(mask, Volume) else None, headers, src.path)
+    grid = _source_grid(headers, src.affine, src.shape[2], src.path)
+    _check_grid(labels, mask.affine if isinstance(mask, Volume) else None, grid, src.path)
 
-    names = {v: str((segment_labels or {}).get(v, f"segment {v}")) for v in values}
+    names = _label_names(mask, values, segment_labels)
     # label-map style: consecutive segment numbers 1..n, frames in the source's slice order (rows = j)
-    lut = np.zeros(max(values) + 1, np.uint8)
+    lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
     for n, v in enumerate(values, start=1):
         lut[v] = n
-    frames = np.ascontiguousarray(lut[labels].transpose(2, 1, 0))
+    frames = lut[labels].transpose(2, 1, 0)
+    if grid.multi_frame:  # SEG frame f goes with source frame f (highdicom takes the plane positions from it)
+        frames = frames[np.argsort(grid.frame_of_slice)]
+    frames = np.ascontiguousarray(frames)
     kind = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if algorithm else hd.seg.SegmentAlgorithmTypeValues.MANUAL
     ident = None
     if algorithm:
@@ -205,7 +320,7 @@ def export_dicom_seg(
                                                    version=str(algorithm_version or "unknown")[:64])
     descriptions = []
     for n, v in enumerate(values, start=1):
-        category, prop = _codes_for(names[v])
+        category, prop = (property_codes or {}).get(v) or segment_codes(names[v])
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=n, segment_label=names[v][:64], segmented_property_category=category,
             segmented_property_type=prop, algorithm_type=kind, algorithm_identification=ident))
@@ -253,7 +368,8 @@ def read_dicom_seg(path: str | os.PathLike, reference: Volume, *, values: Mappin
     path : path-like
         The SEG file.
     reference : Volume
-        The referenced series, read from DICOM (its headers give the slice order).
+        The referenced series, read from DICOM (its headers give the slice order): single-frame images or one
+        multi-frame image.
     values : mapping of int to int, optional
         Segment number -> label value (e.g. from :attr:`SegExportResult.segments`); default: the segment number.
 
@@ -279,7 +395,12 @@ def read_dicom_seg(path: str | os.PathLike, reference: Volume, *, values: Mappin
     refs = {str(u) for _, _, u in seg.get_source_image_uids()}
     if not uids or not set(uids) & refs:
         raise ExportError("the SEG does not reference the given series", p)
-    arr = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    grid = _source_grid(headers, reference.affine, reference.shape[2], reference.path)
+    if grid.multi_frame:
+        arr = seg.get_pixels_by_source_frame(uids[0], [f + 1 for f in grid.frame_of_slice], combine_segments=True,
+                                             assert_missing_frames_are_empty=True)
+    else:
+        arr = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
     arr = np.asarray(arr).transpose(2, 1, 0).astype(np.int64)
     if values:
         lut = np.zeros(int(arr.max()) + 1, np.int64)
@@ -326,7 +447,8 @@ def export_image_and_seg(
         raise GeometryMismatchError(f"the mask has shape {data.shape}, the image {image.shape}", image.path)
     # The series holds the image's voxels, possibly with its slices in another order: carry the mask over.
     seg_mask = written.derive(_onto_grid(data, image.affine, written.affine, written.shape, image.path))
-    seg = export_dicom_seg(seg_mask, out / "seg.dcm", source=written, segment_labels=segment_labels,
+    names = {**_own_label_names(mask), **dict(segment_labels or {})}  # the carried-over mask lost its own
+    seg = export_dicom_seg(seg_mask, out / "seg.dcm", source=written, segment_labels=names or None,
                            algorithm=algorithm, algorithm_version=algorithm_version)
     return series, seg
 

@@ -1,0 +1,32 @@
+"""Session-wide test settings.
+
+PySide6 occasionally aborts while the interpreter tears down Qt objects after the last test ("Fatal Python error:
+none_dealloc", a reference-count bug in the binding, seen with napari viewers and worker threads). It happens
+after every result and the summary are written, but it would turn a green run into exit code 134. So once the
+session has finished, the process leaves with pytest's own exit status without the interpreter's final garbage
+collection. ``MEDTRANS_TEST_SOFT_EXIT=1`` keeps the normal shutdown (to debug teardown itself).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+_STATUS: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _STATUS["exit"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if "exit" not in _STATUS or os.environ.get("MEDTRANS_TEST_SOFT_EXIT") == "1":
+        return
+    if config.pluginmanager.hasplugin("xdist") and hasattr(config, "workerinput"):
+        return  # an xdist worker: its controller decides
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_STATUS["exit"])
