@@ -6,6 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
+from .translate import add_direction_arguments, direction_from_args
+
 NAME = "evaluate"
 HELP = "translate a dataset's test subjects and print PSNR/SSIM/MAE (mean +- sd) inside the brain mask"
 DESCRIPTION = """\
@@ -13,8 +15,14 @@ Translate the subjects of one split (default: test) and compare each synthetic v
 whole volume inside the brain mask (data range = the reference's range inside the mask). Prints mean +- sd over
 subjects per direction and writes one CSV row per subject.
 
-example:
+A two-modality model (HiFi-Syn, DisDiff) is evaluated in any direction from one checkpoint: --direction "T2->T1"
+(quoted, or T2:T1) or --reverse; repeat --direction for one row per direction. Synthetic volumes of a direction
+the model was not saved for are named <modality>_from_<source>_synthetic.nii.gz, and the default CSV is then
+metrics_<SRC>_to_<DST>.csv, so the directions share OUT without overwriting each other.
+
+examples:
   medtrans evaluate --model demo --data phantom-data/
+  medtrans evaluate --model hifisyn.safetensors --data phantom-data/ --direction T1:T2 --direction T2:T1
 """
 
 
@@ -24,11 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="default: test")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for synthetic volumes and metrics.csv (default: DATA/evaluation/<model name>)")
-    p.add_argument("--csv", type=Path, default=None, help="where to write per-subject metrics (default: OUT/metrics.csv)")
+    p.add_argument("--csv", type=Path, default=None,
+                   help="where to write per-subject metrics (default: OUT/metrics.csv; "
+                        "OUT/metrics_<SRC>_to_<DST>.csv with --direction or --reverse)")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    add_direction_arguments(p, several=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +50,20 @@ def run(args: argparse.Namespace) -> int:
     # The folder name carries the checkpoint's hash so results of another model are never reused.
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:8]
     out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}"
+    direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, steps=args.steps,
-                              samples=args.samples, seed=args.seed, log=lambda s: print(s, flush=True))
+                              samples=args.samples, seed=args.seed, direction=direction,
+                              log=lambda s: print(s, flush=True))
     print()
     print(format_table(report))
-    csv_path = report.write_csv(args.csv or out / "metrics.csv")
+    csv_path = report.write_csv(args.csv or out / _csv_name(direction))
     print(f"\nper-subject metrics: {csv_path}")
     return 0
+
+
+def _csv_name(direction: str | list[str] | None) -> str:
+    """``metrics.csv`` for the model's own direction, ``metrics_T2_to_T1.csv`` (joined by ``+``) for chosen ones."""
+    if direction is None:
+        return "metrics.csv"
+    names = [direction] if isinstance(direction, str) else direction
+    return "metrics_" + "+".join(d.replace("->", "_to_") for d in names) + ".csv"

@@ -20,7 +20,42 @@ examples:
   medtrans translate dicom/T1/ --model edts.safetensors --out t2.nii.gz --steps 50 --samples 4 --seed 1
   medtrans translate T1=t1.nii.gz T2=t2.nii.gz --model t1c_model.safetensors --out t1c.nii.gz
   medtrans translate dicom/T1/ --model demo --format dicom --out t2_dicom/ --deidentify
+  medtrans translate sub-000/T2.nii.gz --model hifisyn.safetensors --direction "T2->T1" --out t1.nii.gz
+
+A two-modality model (HiFi-Syn, DisDiff) translates both ways from one checkpoint: --direction "SRC->DST" (quote
+it: > is a shell redirection; SRC:DST works unquoted) or --reverse picks the direction it was not saved for.
 """
+
+
+def _direction(text: str) -> str:
+    """argparse type: a direction in canonical spelling ("t2:t1" -> "T2->T1")."""
+    from ..translators.checkpoint import format_direction, parse_direction
+
+    try:
+        return format_direction(*parse_direction(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_direction_arguments(p: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """``--direction SRC->DST`` (repeatable when ``several``) and ``--reverse``, mutually exclusive."""
+    g = p.add_mutually_exclusive_group()
+    extra = " (repeat it for several rows, e.g. both directions)" if several else ""
+    g.add_argument("--direction", type=_direction, action="append" if several else "store", default=None,
+                   metavar="SRC->DST",
+                   help=f'translation direction, e.g. "T2->T1" or T2:T1 (default: the one the model was saved '
+                        f'for); two-modality models (HiFi-Syn, DisDiff) translate both ways{extra}')
+    g.add_argument("--reverse", action="store_true",
+                   help="the opposite of the direction the model was saved for (two-modality models)")
+
+
+def direction_from_args(args: argparse.Namespace, model) -> str | list[str] | None:
+    """The ``direction`` argument of the library calls from ``--direction``/``--reverse``."""
+    if getattr(args, "reverse", False):
+        from ..training.evaluate import reverse_direction
+
+        return reverse_direction(model)
+    return getattr(args, "direction", None)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for stochastic models (default: 0)")
     p.add_argument("--series", default=None, help="SeriesInstanceUID when a DICOM folder holds several series")
     p.add_argument("--maps", action="store_true", help="also write the model's extra maps (e.g. TSM) next to OUT")
+    add_direction_arguments(p)
 
 
 def _parse_inputs(items: list[str], spec_inputs: tuple[str, ...]) -> dict[str, str]:
@@ -87,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     model_path = resolve_model(args.model)
-    translator = load_translator(model_path)
+    translator = load_translator(model_path, direction=direction_from_args(args, model_path))
     paths = _parse_inputs(args.inputs, translator.spec.inputs)
     volumes = {m: io.load(p, modality=m, series_uid=args.series) for m, p in paths.items()}
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)

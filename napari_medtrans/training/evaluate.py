@@ -4,6 +4,11 @@
 written so an interrupted run resumes, and under ``torchrun`` takes only its share of the subjects (subject
 ``i`` goes to rank ``i % world_size``), one GPU per process. ``evaluate_dataset`` builds on it and compares each
 synthetic volume with the subject's real one inside the brain mask.
+
+Directions. A two-modality checkpoint (HiFi-Syn, DisDiff) translates both ways; ``direction="T2->T1"`` runs the
+direction it was not saved for. Its outputs are named after the source too (``T1_from_T2_synthetic.nii.gz``,
+against ``T2_synthetic.nii.gz`` for the saved direction), so runs in the two directions into one folder never
+skip or overwrite each other's files, and ``evaluate_dataset`` can report several directions in one table.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ __all__ = [
     "demo_model_path",
     "resources_dir",
     "dist_info",
+    "output_path",
+    "reverse_direction",
     "translate_dataset",
     "evaluate_dataset",
     "EvaluationReport",
@@ -94,10 +101,48 @@ def _device_for_rank(device: str, info: DistInfo) -> str:
     return device
 
 
-def output_path(out_dir: Path, subject_id: str, modality: str) -> Path:
-    """Where the synthetic ``modality`` of ``subject_id`` goes. Subject ids are sanitised: never a path."""
-    safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in subject_id).lstrip(".") or "subject"
-    return out_dir / safe / f"{modality}_synthetic.nii.gz"
+def _safe_name(text: str, default: str, keep: str = "-_.") -> str:
+    return "".join(c if (c.isalnum() or c in keep) else "_" for c in text).lstrip(".") or default
+
+
+def output_path(out_dir: Path, subject_id: str, modality: str, source: str | None = None) -> Path:
+    """Where the synthetic ``modality`` of ``subject_id`` goes. Subject ids are sanitised: never a path.
+
+    ``<subject>/<modality>_synthetic.nii.gz``, or ``<subject>/<modality>_from_<source>_synthetic.nii.gz`` when
+    ``source`` (the input modalities, ``"T2"`` or ``"T1+T2"``) is given: a direction the checkpoint was not
+    saved for.
+    """
+    tag = "" if source is None else f"_from_{_safe_name(source, 'input', keep='-_+')}"
+    return Path(out_dir) / _safe_name(subject_id, "subject") / f"{modality}{tag}_synthetic.nii.gz"
+
+
+def reverse_direction(model: str | os.PathLike) -> str:
+    """The direction opposite to a one-input, one-output model's own (``"T1->T2"`` -> ``"T2->T1"``).
+
+    Whether the model can run it is checked when it is loaded (``load_translator(..., direction=...)``).
+    """
+    from ..translators.checkpoint import format_direction, load_translator, read_checkpoint_metadata
+
+    path = resolve_model(model)
+    info = read_checkpoint_metadata(path)
+    spec = info.spec if info.spec and info.spec.get("inputs") and info.spec.get("outputs") else None
+    if spec is None:  # no spec in the metadata: the model says it itself
+        spec = load_translator(path).spec.to_dict()
+    inputs, outputs = tuple(spec["inputs"]), tuple(spec["outputs"])
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise MedtransError(f"translates {format_direction(inputs, outputs)}: no single reverse direction", path)
+    return format_direction(outputs, inputs)
+
+
+def _directions(direction: str | Sequence[str] | None) -> list[str | None]:
+    if direction is None:
+        return [None]
+    from ..translators.checkpoint import format_direction, parse_direction
+
+    items = [direction] if isinstance(direction, str) else list(direction)
+    if not items:
+        raise ValueError('Argument "direction" must name at least one direction, or be None.')
+    return list(dict.fromkeys(format_direction(*parse_direction(d)) for d in items))
 
 
 def translate_dataset(
@@ -111,6 +156,7 @@ def translate_dataset(
     samples: int = 1,
     seed: int | None = 0,
     overwrite: bool = False,
+    direction: str | None = None,
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[str, str, str, Path]]:
@@ -121,9 +167,15 @@ def translate_dataset(
 
     Outputs already present are skipped unless ``overwrite``: an interrupted run resumes where it stopped.
     Each file is written under a temporary name and renamed, so a killed run leaves no half-written file.
+
+    ``direction`` (``"T2->T1"``; None: the checkpoint's own) picks the direction of a two-modality checkpoint;
+    outputs of a direction other than the saved one are named after their source too (:func:`output_path`).
     """
     from ..core.engine import translate_volume
-    from ..translators.checkpoint import load_translator
+    from ..translators.checkpoint import load_translator, parse_direction, redirect_translator
+
+    if direction is not None:
+        parse_direction(direction)  # a typo fails before any work
 
     ds = data if isinstance(data, Dataset) else load_dataset(data)
     out_dir = Path(out_dir)
@@ -134,9 +186,11 @@ def translate_dataset(
     written: list[tuple[str, str, str, Path]] = []
     for n, subject in enumerate(subjects, 1):
         if translator is None:
-            translator = load_translator(model_path)
+            saved = load_translator(model_path)
+            translator = saved if direction is None else redirect_translator(saved, direction, where=model_path)
+            source = None if translator is saved else "+".join(translator.spec.inputs)
         spec = translator.spec
-        targets = {m: output_path(out_dir, subject.id, m) for m in spec.outputs}
+        targets = {m: output_path(out_dir, subject.id, m, source) for m in spec.outputs}
         records = [(subject.id, f"{'+'.join(spec.inputs)}->{m}", m, p) for m, p in targets.items()]
         if not overwrite and all(p.exists() for p in targets.values()):
             log(f"[{n}/{len(subjects)}] {subject.id}: already translated, skipped")
@@ -207,22 +261,28 @@ def evaluate_dataset(
     steps: int | None = None,
     samples: int = 1,
     seed: int | None = 0,
+    direction: str | Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> EvaluationReport:
     """Translate the subjects of ``split`` into ``out_dir`` (resuming) and score them against the real images.
 
     Metrics are computed on whole volumes inside the brain mask (the dataset's mask, else voxels where the
     reference is > 0). The data range for PSNR/SSIM is the reference's intensity range inside the mask.
+
+    ``direction`` is one direction (``"T2->T1"``) or several (``["T1->T2", "T2->T1"]``: one row each in the
+    table) of a two-modality checkpoint; None is the checkpoint's own direction.
     """
     from ..core.metrics import evaluate_volumes
 
     ds = load_dataset(data)
     model_path = resolve_model(model)
-    records = translate_dataset(model_path, ds, out_dir, split=split, device=device, steps=steps,
-                                samples=samples, seed=seed, log=log)
+    records = []
+    for d in _directions(direction):
+        records += translate_dataset(model_path, ds, out_dir, split=split, device=device, steps=steps,
+                                     samples=samples, seed=seed, direction=d, log=log)
     by_id = {s.id: s for s in ds.subjects}
     rows = []
-    for subject_id, direction, modality, path in records:
+    for subject_id, label, modality, path in records:
         subject = by_id[subject_id]
         if modality not in subject.images:
             continue  # no reference to compare with
@@ -230,7 +290,7 @@ def evaluate_dataset(
         synth = io.load(path, modality=modality)
         mask = io.load(ds.path(subject.mask)).data > 0 if subject.mask else ref.data > 0
         scores = evaluate_volumes(synth.data, ref.data, mask=mask)
-        rows.append({"subject": subject_id, "direction": direction, **scores})
+        rows.append({"subject": subject_id, "direction": label, **scores})
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
     return EvaluationReport(rows=rows, model=str(model_path), split=split)

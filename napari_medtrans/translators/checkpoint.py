@@ -24,6 +24,12 @@ safetensors with :func:`convert_checkpoint`.
 - ``.ts``, ``.torchscript``: TorchScript (:class:`~napari_medtrans.translators.exported.ScriptedTranslator`);
 - ``.onnx``: ONNX via onnxruntime (:class:`~napari_medtrans.translators.exported.OnnxTranslator`).
 
+**Directions.** A translator whose class sets ``bidirectional = True`` (HiFi-Syn, DisDiff: one backbone for two
+modalities) serves both directions from one checkpoint: ``load_translator(path, direction="T2->T1")`` rebuilds it
+with source and target swapped, loads the same tensors, and gives it the normalisation record of that direction
+(the output range of the other modality: the trainer stores per-modality statistics under ``"inputs"`` and
+``"outputs"``). Asking any other translator for a direction it does not offer raises :class:`CheckpointError`.
+
 **Sidecar rule.** Information that a file cannot carry itself comes from a JSON *sidecar* named after the
 whole file name plus ``.json``: ``model.onnx`` -> ``model.onnx.json``, ``weights.pt`` -> ``weights.pt.json``.
 """
@@ -47,6 +53,7 @@ from ..core.errors import (
     CheckpointError,
     ConfigMismatchError,
     MethodMismatchError,
+    MedtransError,
     UnknownChoiceError,
 )
 from ..core.weights import safe_torch_load, sha256_file
@@ -60,6 +67,10 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint_metadata",
     "load_translator",
+    "parse_direction",
+    "format_direction",
+    "translator_directions",
+    "redirect_translator",
     "convert_checkpoint",
     "sidecar_path",
     "validate_normalisation",
@@ -601,6 +612,7 @@ def load_translator(
     method: str | None = None,
     device: str | torch.device = "cpu",
     strict: bool = True,
+    direction: str | None = None,
 ) -> Translator:
     """Load any model file as a ready-to-run translator (eval mode).
 
@@ -616,6 +628,10 @@ def load_translator(
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"``.
     strict : bool
         Missing or unexpected tensors raise (shape mismatches always raise).
+    direction : str, optional
+        ``"SRC->DST"`` (or ``"SRC:DST"``, several inputs joined by ``+``): the direction to translate in. None
+        or the checkpoint's own direction loads it as saved; the other direction of a two-modality translator
+        (``bidirectional = True``) is built from the same tensors (see :func:`redirect_translator`).
 
     Returns
     -------
@@ -629,19 +645,142 @@ def load_translator(
         :class:`~napari_medtrans.core.errors.UnsafeCheckpointError` are subclasses.
     """
     p = _existing(path)
+    wanted = None if direction is None else parse_direction(direction)  # a typo fails before any loading
     dev = _resolve_device(device)
     kind = _kind(p)
     if kind == "safetensors":
-        return _load_safetensors(p, method, dev, strict)
-    if kind == "pt":
-        return _load_pickle(p, method, dev, strict)
-    from .exported import OnnxTranslator, ScriptedTranslator
+        model = _load_safetensors(p, method, dev, strict)
+    elif kind == "pt":
+        model = _load_pickle(p, method, dev, strict)
+    else:
+        from .exported import OnnxTranslator, ScriptedTranslator
 
-    cls = ScriptedTranslator if kind == "torchscript" else OnnxTranslator
-    model = cls.load(p, device=dev)
-    if method is not None and method != model.spec.method:
-        raise MethodMismatchError(p, expected=method, found=model.spec.method)
-    return model
+        cls = ScriptedTranslator if kind == "torchscript" else OnnxTranslator
+        model = cls.load(p, device=dev)
+        if method is not None and method != model.spec.method:
+            raise MethodMismatchError(p, expected=method, found=model.spec.method)
+    if wanted is None:
+        return model
+    return redirect_translator(model, format_direction(*wanted), where=p)
+
+
+# -- directions -----------------------------------------------------------------------------------------
+def parse_direction(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``"T2->T1"`` (or ``"T2:T1"``, ``"T1+T2->T1c"``) -> ``(inputs, outputs)`` with canonical modality names.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the expected form.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f'Argument "direction" must be a string like "T2->T1", got {type(text).__name__}.')
+    sep = "->" if "->" in text else ":"
+    src, found, dst = text.partition(sep)
+    from ..core.volume import normalise_modality
+
+    def names(part: str) -> tuple[str, ...]:
+        return tuple(normalise_modality(m) for m in part.split("+") if m.strip())
+
+    inputs, outputs = names(src), names(dst)
+    if not found or not inputs or not outputs or len(set(inputs)) < len(inputs) or set(inputs) & set(outputs):
+        raise ValueError(f'Argument "direction" must read SRC->DST with different modalities (e.g. "T2->T1" '
+                         f'or T2:T1), got {text!r}.')
+    return inputs, outputs
+
+
+def format_direction(inputs: tuple[str, ...] | list[str], outputs: tuple[str, ...] | list[str]) -> str:
+    """``(("T1",), ("T2",))`` -> ``"T1->T2"`` (inputs joined by ``+``)."""
+    return f"{'+'.join(inputs)}->{'+'.join(outputs)}"
+
+
+def translator_directions(model: Translator) -> list[str]:
+    """The directions a loaded translator can run in, its own first (``["T1->T2", "T2->T1"]``)."""
+    own = format_direction(model.spec.inputs, model.spec.outputs)
+    if not getattr(type(model), "bidirectional", False):
+        return [own]
+    return list(dict.fromkeys([own, *(format_direction(i, o) for i, o in model.directions())]))
+
+
+def _where(model: Translator, where: str | os.PathLike | None) -> str:
+    info = getattr(model, "checkpoint_info", None)
+    path = where if where is not None else getattr(info, "path", None)
+    return os.fspath(path) if path is not None else f"{model.spec.method} translator"
+
+
+def _normalisation_for(norm: Mapping | None, inputs: tuple[str, ...], outputs: tuple[str, ...], own: str,
+                       where: str) -> dict:
+    """The normalisation record of a checkpoint (written for direction ``own``) for ``inputs -> outputs``.
+
+    The trainer stores per-modality statistics under ``"inputs"`` and ``"outputs"``; the new direction's output
+    ranges may come from either. Training normalised the old inputs per volume, so ``"targets"`` becomes
+    ``"volume"``.
+    """
+    # Without statistics the engine would map the output into the input's range: the other contrast's.
+    stats = {} if norm is None else {**dict(norm.get("inputs") or {}), **dict(norm.get("outputs") or {})}
+    missing = [m for m in outputs if m not in stats]
+    if missing:
+        raise CheckpointError(
+            f"has no intensity statistics for {', '.join(missing)} ("
+            + (f"its normalisation record, written for {own}, holds {', '.join(sorted(stats)) or 'none'}"
+               if norm is not None else "it has no normalisation record")
+            + f"), so {format_direction(inputs, outputs)} could not "
+            f"map its output into the {', '.join(missing)} range; retrain or re-save it with per-modality statistics",
+            where,
+        )
+    out = json.loads(json.dumps(dict(norm)))  # type: ignore[arg-type]
+    out["inputs"] = {m: stats[m] for m in inputs if m in stats}
+    out["outputs"] = {m: stats[m] for m in outputs}
+    if "targets" in out and not set(outputs) <= set(norm.get("outputs") or {}):
+        out["targets"] = "volume"
+    out["direction"] = format_direction(inputs, outputs)
+    out["saved_direction"] = own
+    return validate_normalisation(out, where)
+
+
+def redirect_translator(model: Translator, direction: str, *, where: str | os.PathLike | None = None) -> Translator:
+    """``model`` for ``direction``: itself when that is its own direction, else the other direction's twin.
+
+    The twin (only for a class with ``bidirectional = True``) is built with source and target swapped and gets a
+    copy of every tensor, the same ``checkpoint_info`` (the file is the same), and the normalisation record of
+    the new direction: outputs are mapped into the range stored for the new output modality.
+
+    Parameters
+    ----------
+    model : Translator
+        A loaded translator (with ``checkpoint_info`` and ``normalisation`` when it came from a file).
+    direction : str
+        ``"SRC->DST"`` (see :func:`parse_direction`).
+    where : path-like, optional
+        The file, for error messages (default: ``model.checkpoint_info.path``).
+
+    Raises
+    ------
+    CheckpointError
+        The model does not offer ``direction`` (the message names the file and the directions it offers), or its
+        normalisation record lacks the statistics of the new output modality.
+    """
+    inputs, outputs = parse_direction(direction)
+    own = format_direction(model.spec.inputs, model.spec.outputs)
+    if (inputs, outputs) == (model.spec.inputs, model.spec.outputs):
+        return model
+    place = _where(model, where)
+    offered = translator_directions(model)
+    asked = format_direction(inputs, outputs)
+    if asked not in offered:
+        kind = "a two-modality translator" if len(offered) > 1 else "a one-direction translator"
+        raise CheckpointError(f"holds {kind} ({model.spec.method}) that translates {' or '.join(offered)}, "
+                              f"not {asked}", place, direction=asked, choices=offered)
+    if len(inputs) != 1 or len(outputs) != 1:  # bidirectional translators map one modality to one
+        raise CheckpointError(f"cannot translate {asked}", place, direction=asked, choices=offered)
+    try:
+        twin = model.for_direction(inputs[0], outputs[0])
+    except (MedtransError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot build the {asked} direction of {model.spec.method}: {exc}", place) from None
+    info = getattr(model, "checkpoint_info", None)
+    twin.checkpoint_info = info
+    twin.normalisation = _normalisation_for(getattr(model, "normalisation", None), inputs, outputs, own, place)
+    return twin
 
 
 def convert_checkpoint(

@@ -53,7 +53,7 @@ from ..core.errors import UnknownChoiceError
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import ConvNormAct, check_batch, make_norm
 from .diffusion import TimeEmbedding
-from .disentangle import DisentangleNet
+from .disentangle import DisentangleNet, TwoWayTranslatorMixin
 
 __all__ = [
     "AdversarialSchedule",
@@ -220,7 +220,7 @@ def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-class DisDiffTranslator(Translator):
+class DisDiffTranslator(TwoWayTranslatorMixin, Translator):
     """DisDiff: ``source -> target`` by the adversarial diffusion module guided by disentangled features."""
 
     def __init__(self, spec: TranslatorSpec, config: Mapping[str, Any]):
@@ -364,7 +364,8 @@ def disdiff(*, source: str = "T1", target: str = "T2", preset: str | None = None
     Parameters
     ----------
     source, target : str
-        The translation direction (the backbone holds both modalities).
+        The translation direction (the backbone holds both modalities; one checkpoint serves both
+        directions: ``load_translator(path, direction="T2->T1")``).
     preset : {"paper", "cpu"} or None
         Size defaults (:data:`PRESETS`); None is "paper". Explicit sizes override it.
     width, n_down, n_res, attr_dim, disc_width, disc_layers : int or None

@@ -28,6 +28,10 @@ Choices where the papers are silent
   defaults here are that; the small tests use width 8.
 * The attribute is deterministic (the mean of DRIT++'s Gaussian); the KL term is applied to it as
   ``0.5 * mean(z_a^2)``, which is the KL of N(z_a, I) to N(0, I).
+* Every module and buffer is named by modality (``enc_c.T1``, ``attr_mean_T2``), never by role (source/target),
+  so one set of weights serves both directions: :class:`TwoWayTranslatorMixin` rebuilds a translator with
+  ``source`` and ``target`` swapped and loads the same state dict. Only the content discriminator's labels
+  depend on the order (the first modality is "real", Eq. 7); that matters for training, not for translation.
 * A running mean of each modality's attribute is kept in buffers (``attr_mean_<m>``, momentum 0.01 per
   training batch) so that inference needs no image of the target modality (DisDiff's inference uses the target
   attribute; this stored mean is the default, a reference image overrides it).
@@ -52,6 +56,7 @@ __all__ = [
     "DisentangledGenerator",
     "ContentDiscriminator",
     "DisentangleNet",
+    "TwoWayTranslatorMixin",
     "gan_loss",
 ]
 
@@ -382,3 +387,45 @@ class DisentangleNet(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """Parameters of the modality and content discriminators (the "D" optimiser)."""
         return [*self.dis.parameters(), *self.dis_c.parameters()]
+
+
+class TwoWayTranslatorMixin:
+    """For translators on :class:`DisentangleNet` whose config names ``source`` and ``target``.
+
+    The backbone holds both modalities and its parameters and buffers are keyed by modality, so the translator
+    built with ``source`` and ``target`` swapped takes the same state dict: one checkpoint translates both ways.
+    """
+
+    #: One set of weights translates both ways between the two modalities.
+    bidirectional = True
+
+    def directions(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """``[(inputs, outputs), ...]`` this translator's weights serve: its own direction first."""
+        s, t = str(self.config["source"]), str(self.config["target"])
+        return [((s,), (t,)), ((t,), (s,))]
+
+    def for_direction(self, source: str, target: str):
+        """This translator for ``source -> target``: itself, or a copy built with the modalities swapped.
+
+        The copy gets a copy of every parameter and buffer (same device and dtype) and the same train/eval mode.
+
+        Raises
+        ------
+        UnknownChoiceError
+            When ``source -> target`` is not one of :meth:`directions`.
+        """
+        own = (str(self.config["source"]), str(self.config["target"]))
+        if (source, target) == own:
+            return self
+        if (target, source) != own:
+            offered = [f"{i[0]}->{o[0]}" for i, o in self.directions()]
+            raise UnknownChoiceError("translation direction", f"{source}->{target}", offered)
+        from .base import create_translator
+
+        twin = create_translator(self.spec.method, **{**self.config, "source": source, "target": target})
+        twin.load_state_dict(self.state_dict(), strict=True)  # keys are by modality: the same set both ways
+        ref = next(iter(self.parameters()), None)
+        if ref is not None:
+            twin.to(device=ref.device, dtype=ref.dtype)
+        twin.train(self.training)
+        return twin

@@ -53,7 +53,7 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import check_batch
-from .disentangle import DisentangleNet
+from .disentangle import DisentangleNet, TwoWayTranslatorMixin
 
 __all__ = [
     "BrainMemoryBank",
@@ -300,7 +300,7 @@ def ggd_loss(content: torch.Tensor, translated_content: torch.Tensor, *, tau: fl
 
 
 # -- the translator -------------------------------------------------------------------------------------
-class HiFiSynTranslator(Translator):
+class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
     """HiFi-Syn: ``source -> target`` by content of the source and memory-bank attributes of the target."""
 
     def __init__(self, spec: TranslatorSpec, config: Mapping[str, Any]):
@@ -410,7 +410,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
     Parameters
     ----------
     source, target : str
-        The translation direction (the backbone holds both modalities either way).
+        The translation direction (the backbone holds both modalities either way; one checkpoint serves both
+        directions: ``load_translator(path, direction="T2->T1")``).
     preset : {"paper", "cpu"} or None
         Size defaults (:data:`PRESETS`); None is "paper". Explicit sizes override it.
     width, n_down, n_res, attr_dim, disc_width, disc_layers : int or None
