@@ -161,12 +161,14 @@ def main(argv=None) -> int:
     path = os.path.join(tmp, "bench-unet.safetensors")
     save_checkpoint(create_translator("unet", width=args.width, depth=3), path)
     choice = translation.ModelChoice("bench", "checkpoint", path)
-    preview = vol.derive(np.zeros(shape, np.float32), synthetic=True)
+    from napari_medtrans.core.preprocess import acquisition_axis
+
+    preview = vol.derive(translation.preview_buffer(shape, acquisition_axis(vol)), synthetic=True)  # as the app
     viewer.set_volume(1, preview, "synthetic (running)", synthetic_method="unet")
     done = {}
 
     def translate():
-        request = translation.TranslateRequest(choice, {"T1": ("T1", vol)}, device="cpu")
+        request = translation.TranslateRequest(choice, {"T1": ("T1", vol)}, device="cpu", threads=args.torch_threads)
         job = workers.start_job(translation.run_translation, request, name="translation")
 
         def partial(payload):

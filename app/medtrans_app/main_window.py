@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medtrans.qt import workers
+from napari_medtrans.qt import translation, workers
 from napari_medtrans.qt.export_panel import ExportPanel
 from napari_medtrans.qt.translate_panel import TranslatePanel
 
@@ -366,10 +366,13 @@ class MainWindow(QMainWindow):
 
     # -- translation ------------------------------------------------------------------------------------
     def _on_translation_started(self, request) -> None:
+        from napari_medtrans.core.preprocess import acquisition_axis
         from napari_medtrans.core.volume import Volume
 
         _name, first = next(iter(request.inputs.values()))
-        self.preview = Volume(np.zeros(first.shape, np.float32), first.affine, modality=None, synthetic=True)
+        # Slices along the acquisition axis contiguous: each partial block then touches only its own memory.
+        data = translation.preview_buffer(first.shape, acquisition_axis(first))
+        self.preview = Volume(data, first.affine, modality=None, synthetic=True)
         method = request.choice.value if request.choice.kind == "method" else Path(request.choice.value).stem
         self.viewer.set_volume(1, self.preview, "Synthetic: running ...", synthetic_method=method,
                                value_range=self._value_range(first))

@@ -3,14 +3,19 @@
 The panel knows volumes only by name: the host (napari dock widget or the app) lists them with
 :meth:`TranslatePanel.set_sources` and hands them over through ``volume_provider(name) -> Volume`` when Run is
 pressed. Results leave through signals; the host decides how to show them.
+
+Finished slices leave through ``partial_ready`` at most every ``PARTIAL_INTERVAL_MS`` (adjacent blocks joined
+into one), each from its own event-loop turn; blocks still waiting when the result arrives give way to it
+(``translated`` replaces the preview), except in a run that has not shown any yet.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -31,6 +36,12 @@ from .workers import Job, start_job
 __all__ = ["TranslatePanel"]
 
 _LOAD_FILE = "load file..."
+#: Partial results are handed on at most this often (ms): every hand-over refreshes and repaints the host's
+#: preview, which costs tens of milliseconds of GUI time in napari.
+PARTIAL_INTERVAL_MS = 150
+#: The translation thread starts this much later (ms), so the host first paints its new preview (see
+#: ``start_job``'s ``delay_ms``); building the model meanwhile doubled napari's first-paint stall.
+START_DELAY_MS = 100
 
 
 def _describe_job(job, choice):
@@ -52,6 +63,14 @@ class TranslatePanel(QWidget):
         self._extra_files: list[str] = []
         self._specs: dict[str, dict] = {}
         self._request = None
+        self._partials: list = []
+        self._last_partial = 0.0
+        self._shown_partial = False  # whether this run has handed on a partial yet
+        # Partials go out from a timer, not from the slot that receives them: the host's refresh then runs in
+        # its own event-loop turn instead of adding to the progress update and repaint queued with it.
+        self._partial_timer = QTimer(self)
+        self._partial_timer.setSingleShot(True)
+        self._partial_timer.timeout.connect(self._flush_partials)
 
         self.model_box = QComboBox()
         self.spec_label = QLabel("")
@@ -214,12 +233,14 @@ class TranslatePanel(QWidget):
             report_error(exc, "translation")
             return None
         self._request = request
+        self._drop_partials()
+        self._shown_partial = False
         self.progress.setValue(0)
         self.status.setText(f"translating {request.input_label} with {request.choice.label} ...")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.started.emit(request)
-        job = start_job(translation.run_translation, request, name="translation")
+        job = start_job(translation.run_translation, request, name="translation", delay_ms=START_DELAY_MS)
         # Bound methods, not lambdas: Qt drops these connections when the panel is deleted mid-run.
         job.progress.connect(self._on_progress)
         job.partial.connect(self._on_partial)
@@ -236,13 +257,40 @@ class TranslatePanel(QWidget):
             self.status.setText("cancelling ...")
 
     def _on_progress(self, done: int, total: int) -> None:
+        # QProgressBar.setValue repaints at once; with updates off it only schedules a paint, which joins the
+        # next window repaint (a separate one costs a full-window composition beside napari's GL canvas).
+        self.progress.setUpdatesEnabled(False)
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
+        self.progress.setUpdatesEnabled(True)
 
     def _on_partial(self, payload) -> None:
-        self.partial_ready.emit(self._request, *payload)
+        self._partials.append(payload)
+        if not self._partial_timer.isActive():
+            since = (time.perf_counter() - self._last_partial) * 1000
+            self._partial_timer.start(int(max(1, PARTIAL_INTERVAL_MS - since)))
+
+    def _flush_partials(self) -> None:
+        """Hand on the partial results received since the last hand-over, adjacent blocks joined."""
+        pending, self._partials = self._partials, []
+        self._last_partial = time.perf_counter()
+        for axis, start, stop, block in translation.merge_partials(pending):
+            self._shown_partial = True
+            self.partial_ready.emit(self._request, axis, start, stop, block)
+
+    def _drop_partials(self) -> None:
+        self._partial_timer.stop()
+        self._partials = []
 
     def _done(self, result) -> None:
+        # Partials not yet handed on give way to the result, which replaces the preview in the same turn:
+        # refreshing the preview first made the end of a run napari's longest stall. A run too short to have
+        # shown any still shows its slices first.
+        if self._shown_partial:
+            self._drop_partials()
+        else:
+            self._partial_timer.stop()
+            self._flush_partials()
         self._reset_buttons()
         self.status.setText(f"done in {result.seconds:.1f} s on {result.device}")
         self.translated.emit(self._request, result)
@@ -254,6 +302,7 @@ class TranslatePanel(QWidget):
         self._stopped("failed")
 
     def _stopped(self, what: str) -> None:
+        self._drop_partials()
         self._reset_buttons()
         self.progress.setValue(0)
         self.status.setText(f"translation {what}")

@@ -7,10 +7,15 @@ random weights (marked "untrained": useful to try the pipeline, not for images a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "MODEL_SUFFIXES",
@@ -21,6 +26,9 @@ __all__ = [
     "describe_choice",
     "build_translator",
     "run_translation",
+    "preview_buffer",
+    "merge_partials",
+    "gui_core_left",
 ]
 
 #: File endings of models the translate panel lists (see ``load_translator``).
@@ -51,7 +59,8 @@ class TranslateRequest:
     """Everything one run needs; built by the panel, executed by :func:`run_translation` in a worker.
 
     ``inputs`` maps each input modality of the model to ``(display name, Volume)``. ``batch_size`` is the
-    engine's (slices per network call; "auto" by default).
+    engine's (slices per network call; "auto" by default). ``threads`` is torch's intra-op thread count while
+    the job runs; None leaves one core to the GUI (see :func:`gui_core_left`).
     """
 
     choice: ModelChoice
@@ -61,6 +70,7 @@ class TranslateRequest:
     samples: int = 1
     seed: int | None = 0
     batch_size: int | str = "auto"
+    threads: int | None = None
 
     @property
     def input_label(self) -> str:
@@ -137,6 +147,40 @@ def describe_choice(job: Any, choice: ModelChoice) -> dict:
     return dict(model.spec.to_dict(), sha256=getattr(info, "sha256", None))
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def gui_core_left(threads: int | None = None):
+    """Run torch with ``threads`` intra-op threads (None: every core but one) inside; restored after.
+
+    With every core busy in torch, the GUI thread waits for a core on each turn of its event loop (napari
+    stalls of 100+ ms under load); on a loaded CPU the oversubscribed threads also translate slower. An
+    explicit ``threads`` is used as given; None never raises the count a user set lower. Nested and concurrent
+    uses share one setting; the count from before the first is restored when the last ends.
+    """
+    global _threads_users, _threads_before
+    import torch
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f'Argument "threads" must be None or a positive integer, got {threads!r}.')
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_users += 1
+        n = threads if threads is not None else max(1, min(_threads_before, (os.cpu_count() or 1) - 1))
+        torch.set_num_threads(n)  # also this thread's OpenMP setting, which new threads do not inherit
+    try:
+        yield n
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
+
+
 def run_translation(job: Any, request: TranslateRequest):
     """Build the translator and translate (a job function for :func:`napari_medtrans.qt.workers.start_job`).
 
@@ -144,10 +188,17 @@ def run_translation(job: Any, request: TranslateRequest):
     block))`` (slices ``start:stop`` along ``axis`` of the first input),
     and ``job.should_cancel`` stops it between batches.
     """
-    from ..core.engine import translate_volume
+    with gui_core_left(request.threads):
+        return _translate(job, request)
 
+
+def _translate(job: Any, request: TranslateRequest):
+    from ..core.engine import translate_volume
+    from ..core.errors import TranslationCancelled
     from ..core.preprocess import acquisition_axis
 
+    if job.should_cancel():  # cancelled before the thread started: do not build the model first
+        raise TranslationCancelled(0, 0)
     translator = build_translator(request.choice, request.device)
     volumes: Mapping[str, Any] = {m: vol for m, (_name, vol) in request.inputs.items()}
     first = next(iter(volumes.values()))
@@ -167,3 +218,30 @@ def run_translation(job: Any, request: TranslateRequest):
         should_cancel=job.should_cancel,
         on_partial=partial,
     )
+
+
+def preview_buffer(shape: tuple[int, int, int], axis: int) -> np.ndarray:
+    """Zeros of ``shape`` in which every slice along ``axis`` is one contiguous piece of memory.
+
+    Partial results arrive as blocks of slices along the acquisition axis. Fresh zeros are mapped lazily
+    by the operating system, so the first write to a C-ordered buffer along its last axis touches (and
+    faults in) every page of the volume at once: ~70 ms for 256 x 256 x 155 on the GUI thread. With the
+    slices contiguous, each block touches only its own pages.
+    """
+    if axis not in (0, 1, 2) or len(shape) != 3:
+        raise ValueError(f'Argument "axis" must be 0, 1 or 2 for a 3D shape, got axis={axis!r}, shape={shape!r}.')
+    order = (axis,) + tuple(i for i in range(3) if i != axis)
+    buffer = np.zeros(tuple(shape[i] for i in order), dtype=np.float32)
+    return buffer.transpose(np.argsort(order))
+
+
+def merge_partials(payloads: Iterable[tuple[int, int, int, np.ndarray]]) -> list[tuple[int, int, int, np.ndarray]]:
+    """Join ``(axis, start, stop, block)`` payloads that follow each other along the same axis into one."""
+    merged: list[tuple[int, int, int, list[np.ndarray]]] = []
+    for axis, start, stop, block in payloads:
+        if merged and merged[-1][0] == axis and merged[-1][2] == start:
+            merged[-1] = (axis, merged[-1][1], stop, merged[-1][3] + [block])
+        else:
+            merged.append((axis, start, stop, [block]))
+    return [(axis, start, stop, blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=axis))
+            for axis, start, stop, blocks in merged]

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QObject, QThread, Signal, Slot
+from qtpy.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from ..core.errors import MedtransError, TranslationCancelled
 
@@ -122,6 +122,7 @@ class Job(QObject):
         self._failed_internal.connect(self._on_failed)
         self._cancelled_internal.connect(self._on_cancelled)
         self._thread = _Thread(self)
+        self._started = False
         self._thread.finished.connect(self._on_thread_finished)
 
     # -- called from the job function (any thread) ----------------------------------------------------
@@ -148,7 +149,13 @@ class Job(QObject):
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the thread ends (for shutdown and tests); True when it ended in time."""
+        self._start()  # a delayed start has not happened yet: the job must still run (and end) before this returns
         return bool(self._thread.wait(int(timeout_ms)))
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
 
     @Slot(object)
     def _on_succeeded(self, value: Any) -> None:
@@ -173,7 +180,7 @@ class Job(QObject):
         self.finished.emit()
 
 
-def start_job(fn: Callable[..., Any], *args: Any, name: str = "task", **kwargs: Any) -> Job:
+def start_job(fn: Callable[..., Any], *args: Any, name: str = "task", delay_ms: int = 0, **kwargs: Any) -> Job:
     """Run ``fn(job, *args, **kwargs)`` in a new thread and return the :class:`Job` (call from the GUI thread).
 
     Parameters
@@ -183,6 +190,10 @@ def start_job(fn: Callable[..., Any], *args: Any, name: str = "task", **kwargs: 
         and ``job.should_cancel``. Its return value arrives through ``succeeded``.
     name : str
         Words for error messages ("translation", "export", ...).
+    delay_ms : int
+        Start the thread this many milliseconds later, from the event loop: the GUI first repaints what
+        the caller just changed (a new napari layer's first paint takes tens of milliseconds) instead of
+        sharing the interpreter with the job's Python-heavy start (building a model). 0 starts at once.
 
     Returns
     -------
@@ -190,9 +201,14 @@ def start_job(fn: Callable[..., Any], *args: Any, name: str = "task", **kwargs: 
         Connect to its signals right after this call: they are queued to the GUI thread, so none is delivered
         before control returns to the event loop.
     """
+    if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0:
+        raise ValueError(f'Argument "delay_ms" must be a non-negative integer, got {delay_ms!r}.')
     job = Job(fn, args, kwargs, name)
     _ACTIVE.add(job)  # keeps the job and its thread alive until the thread ends
-    job._thread.start()
+    if delay_ms:
+        QTimer.singleShot(delay_ms, job, job._start)
+    else:
+        job._start()
     return job
 
 

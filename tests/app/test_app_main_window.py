@@ -18,6 +18,7 @@ from medtrans_app.settings import AppSettings
 from medtrans_app.viewer import LinkedViewer
 from napari_medtrans.core import io
 from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.core.preprocess import acquisition_axis
 from napari_medtrans.qt import workers
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import save_checkpoint
@@ -133,6 +134,10 @@ def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     panel.inputs._boxes["T1"].setCurrentText("T1")
     translation = panel.run()
     assert window.viewer.panes[1].banner.startswith("SYNTHETIC")  # the running preview is marked too
+    # Each slice along the acquisition axis lies in one piece, so a partial block touches only its own pages.
+    preview = window.preview.data
+    assert preview.shape == window.volumes["T1"].shape
+    assert int(np.argmax(preview.strides)) == acquisition_axis(window.volumes["T1"])
     wait_job(qtbot, translation)
     names = [n for n in window.volumes if n.startswith("SYNTHETIC")]
     assert len(names) == 1 and window.pane_boxes[1].currentText() == names[0]

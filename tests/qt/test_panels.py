@@ -78,6 +78,53 @@ def test_describe_choice_reads_the_spec_and_sha(tiny_model):
     assert spec["method"] == "unet" and spec["inputs"] == ["T1"] and len(spec["sha256"]) == 64
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_preview_buffer_keeps_each_slice_along_the_axis_in_one_piece(axis):
+    buffer = translation.preview_buffer((5, 6, 7), axis)
+    assert buffer.shape == (5, 6, 7) and buffer.dtype == np.float32 and not buffer.any()
+    index = [slice(None)] * 3
+    index[axis] = slice(2, 4)
+    block = buffer[tuple(index)]
+    span = sum((n - 1) * st for n, st in zip(block.shape, block.strides)) + block.itemsize
+    assert span == block.nbytes  # the block occupies exactly its own bytes: no other slice's pages
+    buffer[tuple(index)] = 1.0
+    assert buffer.sum() == block.size
+
+
+def test_merge_partials_joins_adjacent_blocks_only():
+    data = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8)
+    payloads = [(2, 0, 2, data[:, :, 0:2]), (2, 2, 5, data[:, :, 2:5]), (2, 6, 8, data[:, :, 6:8]),
+                (0, 0, 1, data[0:1])]
+    merged = translation.merge_partials(payloads)
+    assert [(axis, a, b) for axis, a, b, _ in merged] == [(2, 0, 5), (2, 6, 8), (0, 0, 1)]
+    np.testing.assert_array_equal(merged[0][3], data[:, :, 0:5])
+    assert merged[1][3] is payloads[2][3]  # a lone block is passed on as it is
+    assert translation.merge_partials([]) == []
+
+
+def test_gui_core_left_sets_torch_threads_inside_and_restores_them():
+    import os
+
+    before = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    try:
+        torch.set_num_threads(max(1, cores))
+        with translation.gui_core_left() as n:
+            assert n == max(1, cores - 1) and torch.get_num_threads() == n
+            with translation.gui_core_left(1):  # an explicit count is used as given
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1  # shared until the last user leaves
+        assert torch.get_num_threads() == max(1, cores)
+        torch.set_num_threads(1)
+        with translation.gui_core_left():  # never raises a count set lower
+            assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match='"threads"'):
+            with translation.gui_core_left(0):
+                pass
+    finally:
+        torch.set_num_threads(before)
+
+
 # -- translate panel -----------------------------------------------------------------------------------------
 def test_translate_panel_runs_and_streams_slices(qtbot, subject, tiny_model, messages):
     panel = TranslatePanel()
@@ -101,6 +148,62 @@ def test_translate_panel_runs_and_streams_slices(qtbot, subject, tiny_model, mes
     covered = sorted((a, b) for _axis, a, b, _shape in partial)
     assert covered[0][0] == 0 and covered[-1][1] == 16 and all(x[1] == y[0] for x, y in zip(covered, covered[1:]))
     assert panel.progress.value() == panel.progress.maximum() and panel.run_button.isEnabled()
+
+
+def test_partials_are_joined_and_all_arrive_before_the_result(qtbot, monkeypatch, subject, messages):
+    from types import SimpleNamespace
+
+    def burst(job, request):  # many small blocks at once, as a fast model on a small volume sends them
+        for a in range(0, 16, 2):
+            job.report_partial((2, a, a + 2, np.full((32, 32, 2), a, np.float32)))
+        return SimpleNamespace(seconds=0.0, device="cpu")
+
+    monkeypatch.setattr(translation, "run_translation", burst)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = {"T1": subject.images["T1"]}.__getitem__
+    panel.set_sources([("T1", "T1")])
+    events = []
+    panel.partial_ready.connect(lambda req, axis, a, b, block: events.append(("partial", a, b, block.copy())))
+    panel.translated.connect(lambda req, result: events.append(("result",)))
+    job = panel.run()
+    assert job.wait(10000)  # every partial is queued before the GUI sees the first
+    qtbot.waitUntil(lambda: bool(events) and events[-1] == ("result",), timeout=10000)
+    partials = events[:-1]
+    assert partials and all(e[0] == "partial" for e in partials)
+    assert partials[0][1] == 0 and partials[-1][2] == 16
+    assert all(x[2] == y[1] for x, y in zip(partials, partials[1:]))
+    for _kind, a, b, block in partials:
+        np.testing.assert_array_equal(block[0, 0], np.repeat(np.arange(a, b, 2), 2))
+    assert len(partials) == 1 and messages == []  # the burst reached the GUI as one block
+
+
+def test_partials_not_yet_shown_give_way_to_the_result(qtbot, monkeypatch, subject, messages):
+    import threading
+    from types import SimpleNamespace
+
+    go = threading.Event()
+
+    def two_blocks(job, request):
+        job.report_partial((2, 0, 8, np.zeros((32, 32, 8), np.float32)))
+        go.wait(10)
+        job.report_partial((2, 8, 16, np.ones((32, 32, 8), np.float32)))
+        return SimpleNamespace(seconds=0.0, device="cpu")
+
+    monkeypatch.setattr(translation, "run_translation", two_blocks)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = {"T1": subject.images["T1"]}.__getitem__
+    panel.set_sources([("T1", "T1")])
+    events = []
+    panel.partial_ready.connect(lambda req, axis, a, b, block: events.append((a, b)))
+    panel.translated.connect(lambda req, result: events.append("result"))
+    job = panel.run()
+    qtbot.waitUntil(lambda: events == [(0, 8)], timeout=10000)  # the first block is shown while it runs
+    go.set()
+    assert job.wait(10000)  # the second block and the result are queued together
+    qtbot.waitUntil(lambda: "result" in events, timeout=10000)
+    assert events == [(0, 8), "result"] and messages == []
 
 
 class SlowTranslator(Translator):

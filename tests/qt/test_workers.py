@@ -128,3 +128,27 @@ def test_shared_qt_package_never_imports_napari():
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "napari" not in loaded and "vispy" not in loaded
     assert "PySide6" in loaded  # it is the Qt side
+
+
+def test_a_delayed_job_starts_from_the_event_loop(qtbot, messages):
+    ran = []
+    job = workers.start_job(lambda job: ran.append(threading.current_thread().name) or "ok", name="later",
+                            delay_ms=100)
+    time.sleep(0.3)  # no event-loop turn yet: the thread must not have started
+    assert ran == [] and job.running
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert len(ran) == 1 and job.result == "ok" and messages == []
+
+
+def test_wait_runs_a_job_whose_start_is_still_pending(qtbot, messages):
+    ran = []
+    job = workers.start_job(lambda job: ran.append(1), name="later", delay_ms=600_000)
+    assert job.wait(10000) and ran == [1]
+    qtbot.waitUntil(lambda: not job.running, timeout=10000)  # finished arrives through the event loop
+
+
+@pytest.mark.parametrize("delay", [-1, 1.5, True])
+def test_start_delay_must_be_a_non_negative_int(delay):
+    with pytest.raises(ValueError, match='"delay_ms"'):
+        workers.start_job(lambda job: None, delay_ms=delay)
