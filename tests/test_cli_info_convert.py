@@ -118,3 +118,27 @@ def test_help_reads_well(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--series UID" in out and "--allow-uneven" in out and "examples:" in out
+
+
+def test_info_describes_a_model_file_from_its_metadata(tmp_path, capsys):
+    import hashlib
+
+    from napari_medtrans.translators.base import create_translator
+    from napari_medtrans.translators.checkpoint import save_checkpoint
+
+    path = save_checkpoint(create_translator("unet", width=4, depth=2, inputs=("FLAIR",), outputs=("T2",)),
+                           tmp_path / "m.safetensors",
+                           training={"command": "medtrans train --method unet", "steps": 7},
+                           metrics={"psnr": 27.5})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "method:      unet" in out and "direction:   FLAIR -> T2" in out
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in out
+    assert "trained with: medtrans train --method unet" in out and "steps: 7" in out and "psnr 27.5" in out
+
+
+def test_info_on_a_truncated_model_file_names_it(tmp_path, capsys):
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(b"\x10\x00\x00")
+    assert main(["info", str(bad)]) != 0
+    assert "cut.safetensors" in capsys.readouterr().err

@@ -1,11 +1,13 @@
-"""`medtrans info PATH`: what a NIfTI file or DICOM folder holds (shape, spacing, orientation, series)."""
+"""`medtrans info PATH`: what a NIfTI file or DICOM folder holds (shape, spacing, orientation, series), or what a
+model file says about itself (method, direction, training, validation metrics)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 NAME = "info"
-HELP = "describe a NIfTI file or DICOM folder: shape, spacing, orientation, modality, series"
+HELP = "describe a NIfTI file, DICOM folder or model file: geometry and series, or method and training"
 DESCRIPTION = """\
 Describe a volume without changing anything.
 
@@ -13,16 +15,20 @@ For a NIfTI file: shape, voxel spacing, orientation code, modality, synthetic or
 For a DICOM folder (or file): every series found (UID, description, number of files), then the same
 description of the series read. When the folder holds several series, pick one with --series UID;
 without it the series are listed and the exit status is 2.
+For a model file (.safetensors, .pt/.pth, TorchScript, ONNX): method, direction, configuration, sha256,
+output normalisation, the training command and data, and the validation metrics, read without building
+the model (a .pt is read with weights_only).
 
 examples:
   medtrans info sub-01_T1w.nii.gz
   medtrans info /data/dicom/study1
   medtrans info /data/dicom/study1 --series 1.2.826.0.1.3680043.8.498.123
+  medtrans info resources/models/demo-t1-t2.safetensors
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="a .nii/.nii.gz file, a DICOM file, or a folder of DICOM files")
+    parser.add_argument("path", help="a .nii/.nii.gz file, a DICOM file, a folder of DICOM files, or a model file")
     parser.add_argument("--series", metavar="UID", default=None,
                         help="SeriesInstanceUID to describe when a DICOM folder holds several series")
     parser.add_argument("--allow-uneven", action="store_true",
@@ -30,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
 
     from ..core.io import is_nifti_path, list_series, load
 
@@ -39,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
         from ..core.errors import NotAVolumeError
 
         raise NotAVolumeError("no such file or folder", path)
+    if os.path.isfile(path) and _is_model_path(path):
+        from ..translators.checkpoint import read_checkpoint_metadata
+
+        print(describe_checkpoint(read_checkpoint_metadata(path)))
+        return 0
     if not (os.path.isfile(path) and is_nifti_path(path)):
         series = list_series(path)
         print(f"DICOM: {len(series)} series in {series.path}"
@@ -55,6 +65,52 @@ def run(args: argparse.Namespace) -> int:
     vol = load(path, series_uid=args.series, allow_uneven=args.allow_uneven)
     print(describe(vol))
     return 0
+
+
+def _is_model_path(path: str) -> bool:
+    from ..translators.checkpoint import ONNX_SUFFIXES, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, TORCHSCRIPT_SUFFIXES
+
+    suffix = os.path.splitext(path)[1].lower()
+    return suffix in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES + TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES
+
+
+def describe_checkpoint(info) -> str:
+    """Lines describing a model file from its metadata (:class:`~napari_medtrans.translators.checkpoint.CheckpointInfo`)."""
+    import json
+
+    spec = info.spec or {}
+    direction = "?"
+    if spec.get("inputs") and spec.get("outputs"):
+        direction = f"{' + '.join(spec['inputs'])} -> {' + '.join(spec['outputs'])}"
+    lines = [
+        f"path:        {info.path}",
+        f"format:      {info.format}",
+        f"method:      {info.method}",
+        f"direction:   {direction}",
+        f"sha256:      {info.sha256}",
+        f"written by:  napari-medtrans {info.package_version or '?'}"
+        + (f", torch {info.torch_version}" if info.torch_version else "")
+        + (f", {info.created}" if info.created else ""),
+    ]
+    if info.config:
+        lines.append(f"config:      {json.dumps(info.config, sort_keys=True, default=str)}")
+    if info.normalisation:
+        lines.append(f"normalisation: {json.dumps(info.normalisation, sort_keys=True, default=str)}")
+    training = dict(info.training or {})
+    if training:
+        command = training.pop("command", None)
+        if command:
+            lines.append(f"trained with: {command if isinstance(command, str) else ' '.join(map(str, command))}")
+        for key in sorted(training):
+            value = training[key]
+            text = json.dumps(value, default=str) if not isinstance(value, str) else value
+            if len(text) > 200:
+                text = text[:197] + "..."
+            lines.append(f"  {key}: {text}")
+    if info.metrics:
+        lines.append("validation:  " + "  ".join(
+            f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(info.metrics.items())))
+    return "\n".join(lines)
 
 
 def describe(vol) -> str:
