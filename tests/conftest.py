@@ -5,6 +5,8 @@ none_dealloc", a reference-count bug in the binding, seen with napari viewers an
 after every result and the summary are written, but it would turn a green run into exit code 134. So once the
 session has finished, the process leaves with pytest's own exit status without the interpreter's final garbage
 collection. ``MEDTRANS_TEST_SOFT_EXIT=1`` keeps the normal shutdown (to debug teardown itself).
+
+Fixture for every test folder: ``one_torch_thread``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ import sys
 import pytest
 
 _STATUS: dict[str, int] = {}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine small ops are far faster without thread contention."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -11,17 +11,7 @@ import pytest
 from napari_medtrans.cli import main
 from napari_medtrans.core.io import load
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demo_translates_a_held_out_subject_with_the_shipped_model(tmp_path, capsys, monkeypatch):

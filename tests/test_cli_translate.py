@@ -97,16 +97,6 @@ T1_RANGE = {"lo": 1000.0, "hi": 1010.0}  # far from the phantom's intensities: s
 T2_RANGE = {"lo": 0.0, "hi": 2.0}
 
 
-@pytest.fixture
-def one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data_t1_t2(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom-t1-t2")

@@ -6,15 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread: on a shared 2-core machine small ops are far faster without thread contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class AdamStepContext:
     """The part of the trainer's step context a recipe uses, with Adam per named optimiser."""
 

@@ -21,12 +21,7 @@ NORM = {"scheme": "percentile", "lower_pct": 0.5, "upper_pct": 99.5, "inputs": {
         "outputs": {"T2": T2_STATS}, "targets": "dataset"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hifisyn():
