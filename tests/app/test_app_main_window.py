@@ -123,6 +123,40 @@ def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
     assert viewer.state.n_slices == 32
 
 
+def test_drags_pan_and_window_every_linked_pane(qtbot):
+    from qtpy.QtCore import QEvent
+    from qtpy.QtGui import QMouseEvent
+
+    viewer = LinkedViewer(3)
+    qtbot.addWidget(viewer)
+    viewer.resize(900, 400)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+    vol = make_subject(1, shape=(32, 32, 10)).images["T1"]
+    for i in range(3):
+        viewer.set_volume(i, vol, f"pane {i}")
+    pane, other = viewer.panes[1], viewer.panes[0]
+
+    def drag(button, dx, dy):
+        start = QPointF(pane.rect().center())
+        end = start + QPointF(dx, dy)
+        none = Qt.KeyboardModifier.NoModifier
+        pane.mousePressEvent(QMouseEvent(QEvent.Type.MouseButtonPress, start, start, button, button, none))
+        pane.mouseMoveEvent(QMouseEvent(QEvent.Type.MouseMove, end, end, Qt.MouseButton.NoButton, button, none))
+        pane.mouseReleaseEvent(QMouseEvent(QEvent.Type.MouseButtonRelease, end, end, button,
+                                           Qt.MouseButton.NoButton, none))
+
+    origin = other.to_image(QPointF(100, 100))
+    drag(Qt.MouseButton.MiddleButton, 30, -20)
+    assert viewer.state.pan == (30.0, -20.0)
+    moved = other.to_image(QPointF(130, 80))  # the other pane moved with it: same image point 30 px right, 20 up
+    assert moved == pytest.approx(origin)
+    level, width = viewer.state.level, viewer.state.width
+    drag(Qt.MouseButton.RightButton, 90, -40)  # right: wider window; up: higher level
+    assert viewer.state.width > width and viewer.state.level > level
+    assert viewer.state.crosshair is None  # neither drag set a crosshair
+
+
 # -- the main window ----------------------------------------------------------------------------------------
 def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     job = window.open_case(str(subject_dir))
@@ -143,6 +177,11 @@ def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     assert len(names) == 1 and window.pane_boxes[1].currentText() == names[0]
     pane = window.viewer.panes[1]
     assert pane.banner == "SYNTHETIC - unet" and "SYNTHETIC" in pane.title
+    shot = pane.grab().toImage()  # the banner is painted: a red band along the bottom of the pane
+    band = shot.pixelColor(4, shot.height() - 13)
+    assert band.red() > 120 and band.green() < 40 and band.blue() < 40
+    plain = window.viewer.panes[0].grab().toImage()
+    assert plain.pixelColor(4, plain.height() - 13).red() < 120  # the acquired T1 pane has none
     assert window.volumes[names[0]].synthetic and not window.errors
     # Error map overlay (computed in a worker) with opacity.
     window.overlay_box.setCurrentIndex(2)
@@ -161,6 +200,22 @@ def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     assert len(files) == 8
     ds = pydicom.dcmread(files[0])
     assert ds.SeriesDescription.startswith("SYNTHETIC") and ds.SyntheticData == "YES"
+
+
+def test_worklist_opens_nifti_files_and_dicom_folders(qtbot, window, subject_dir, tmp_path):
+    from napari_medtrans.core.io.dicom_write import write_dicom_series
+
+    t2 = io.load(subject_dir / "T2.nii.gz")
+    write_dicom_series(t2, tmp_path / "dicom", series_description="T2 AX")
+    window.open_paths([str(subject_dir / "T1.nii.gz")])
+    wait_job(qtbot, window.jobs[-1])
+    window.worklist.add(tmp_path / "dicom")
+    assert window.worklist.paths() == [str(subject_dir / "T1.nii.gz"), str(tmp_path / "dicom")]
+    window.worklist.list.itemActivated.emit(window.worklist.list.item(1))  # what double-click / Enter does
+    wait_job(qtbot, window.jobs[-1])
+    assert set(window.volumes) == {"T1", "T2 AX"} and not window.errors
+    np.testing.assert_allclose(window.volumes["T2 AX"].affine, t2.affine, atol=1e-4)
+    np.testing.assert_allclose(window.volumes["T2 AX"].data, t2.data, atol=1e-3 * np.abs(t2.data).max())
 
 
 def test_recent_files_and_settings_persist(qtbot, tmp_path, subject_dir):

@@ -108,6 +108,26 @@ def test_ranks_from_order_with_ties():
     assert ranks_from_order(["a", "b"], {"a"}) == {"a": 1, "b": 2}  # the top cannot tie upwards
 
 
+def test_ranking_list_follows_a_drag_and_keeps_ties(qtbot):
+    from qtpy.QtCore import QModelIndex
+    from qtpy.QtWidgets import QAbstractItemView
+
+    from medtrans_app.reader import RankingList
+
+    lst = RankingList()
+    qtbot.addWidget(lst)
+    assert lst.dragDropMode() == QAbstractItemView.DragDropMode.InternalMove
+    lst.set_items(["x1", "x2", "x3"], {"x1": "A", "x2": "B", "x3": "C"})
+    # A drag inside the list ends in the model's row move (what QListWidget's drop does with InternalMove).
+    assert lst.model().moveRow(QModelIndex(), 2, QModelIndex(), 0)
+    assert lst.order() == ["x3", "x1", "x2"] and lst.item(0).text() == "1.  Image C"
+    lst.setCurrentRow(2)
+    lst.toggle_tie()  # B ties with A
+    assert lst.ranks() == {"x3": 1, "x1": 2, "x2": 2}
+    assert lst.model().moveRow(QModelIndex(), 0, QModelIndex(), 3)  # C dragged to the bottom
+    assert lst.ranks() == {"x1": 1, "x2": 1, "x3": 3} and lst.item(1).text() == "1.  Image B  (tied)"
+
+
 def test_reader_completes_a_case_by_keyboard_and_nothing_leaks(qtbot, study, bundle):
     master, _, forbidden = study
     dialog = SignInDialog()
@@ -140,13 +160,18 @@ def test_reader_completes_a_case_by_keyboard_and_nothing_leaks(qtbot, study, bun
     assert window.index == 1 and window.windowTitle() == "Reader study - case 2 of 2"
     assert "1 of 2 complete" in window.progress_label.text()
     texts += widget_texts(window)
-    window.show_ranking()
+    for _ in range(3):  # the last case, by keyboard too: the whole study is done
+        press(qtbot, window, Qt.Key.Key_5, Qt.Key.Key_2, Qt.Key.Key_G, Qt.Key.Key_1)
+    assert window.pages.currentIndex() == 1
+    texts += widget_texts(window)
+    press(qtbot, window, Qt.Key.Key_Return)
+    assert "2 of 2 complete" in window.progress_label.text() and "(finished)" in window.progress_label.text()
     texts += widget_texts(window)
     assert_no_leak(texts, forbidden)
     window.close()
 
     summary = import_results(master, bundle)
-    assert summary.added == 3 * 3 + 3
+    assert summary.added == 2 * (3 * 3 + 3)
     case_code = window.session.case(0).case_code
     letters = {v: k for k, v in window.session.letters(0).items()}
     latest = {(r.image_code, r.criterion): r for r in master.latest_scores("alice", case_code)}

@@ -226,8 +226,8 @@ def test_progress_and_resume_position(store):
 
 
 # -- schema -----------------------------------------------------------------------------------------------
-def test_schema_version_is_stored_and_old_databases_migrate(tmp_path):
-    path = tmp_path / "old.db"
+def test_schema_version_is_stored_and_old_databases_migrate(db_url):
+    path = db_url  # a SQLite file, or a schema on the test PostgreSQL server
     s = StudyStore(path, create=True)
     assert s.schema_version() == S.SCHEMA_VERSION == 2
     s.add_study(parse_config(config()))

@@ -157,6 +157,7 @@ def test_tsm_overlay_and_screenshot(make_napari_viewer, qtbot, edts_file, tmp_pa
     viewer.screenshot(canvas_only=False)  # the hidden viewer's first canvas-only screenshot is black
     shot = viewer.screenshot(canvas_only=True, flash=False)
     imsave(tmp_path / "tsm_overlay.png", shot, check_contrast=False)
+    print(f"screenshot artefact: {tmp_path / 'tsm_overlay.png'}")  # pytest keeps the last runs' tmp_path
     rgb = shot[..., :3].astype(float)
     assert rgb.std() > 5 and (rgb > 30).mean() > 0.05  # an image, not a blank canvas
     tsm.visible = False

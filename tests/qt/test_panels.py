@@ -240,7 +240,6 @@ def test_cancel_stops_within_one_batch_and_reports_no_error(qtbot, monkeypatch, 
     wait_job(qtbot, job)
     assert [r for _t, r in stopped] == ["cancelled"] and messages == []
     assert slow.calls <= cancel_at[0][1] + 1  # at most the batch already running finished
-    assert stopped[0][0] - cancel_at[0][0] < 2.0
     assert panel.status.text() == "translation cancelled"
 
 
