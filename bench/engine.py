@@ -79,7 +79,7 @@ def _worker(args) -> int:
     import torch
 
     from napari_medtrans.core.engine import translate_volume
-    from napari_medtrans.core.preprocess import denormalise, normalise, robust_range
+    from napari_medtrans.core.preprocess import denormalise, intensity_spec_from, normalise
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,12 +94,16 @@ def _worker(args) -> int:
 
     def naive_pass():
         model.eval()
-        rng = robust_range(vol.data)
+        # the same intensity mapping as the engine: the checkpoint's input percentiles, and its stored output
+        # range for the target contrast (else the input's own range), so that both compute the same image
+        norm = intensity_spec_from(getattr(model, "normalisation", None))
+        rng = norm.input_range(vol.data)
+        out_rng = norm.output_range(model.spec.outputs[0], rng)
         result = np.empty_like(vol.data)
         for k in range(vol.shape[2]):
             x = torch.from_numpy(normalise(vol.data[:, :, k], rng)[None, None])
             y = model(x)  # autograd on, batch of one, fp32
-            result[:, :, k] = denormalise(y[0, 0].detach().cpu().numpy().clip(-1, 1), rng)
+            result[:, :, k] = denormalise(y[0, 0].detach().cpu().numpy().clip(-1, 1), out_rng)
         return result
 
     run = engine_pass if args.worker == "engine" else naive_pass
