@@ -83,7 +83,8 @@ def test_window_level_and_overlay_blend():
     assert lo >= 1 and lo < 3 and 98 < hi <= 100
 
 
-def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
+def _three_panes(qtbot):
+    """A shown LinkedViewer with the same small phantom T1 in its three panes."""
     viewer = LinkedViewer(3)
     qtbot.addWidget(viewer)
     viewer.resize(900, 400)
@@ -92,6 +93,11 @@ def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
     vol = make_subject(1, shape=(32, 32, 10)).images["T1"]
     for i in range(3):
         viewer.set_volume(i, vol, f"pane {i}")
+    return viewer
+
+
+def test_linked_panes_share_slice_zoom_window_and_crosshair(qtbot):
+    viewer = _three_panes(qtbot)
     assert viewer.state.n_slices == 10 and viewer.state.index == 5 and viewer.slider.value() == 5
     qtbot.keyClick(viewer, Qt.Key.Key_Up)
     qtbot.keyClick(viewer, Qt.Key.Key_PageDown)
@@ -127,14 +133,7 @@ def test_drags_pan_and_window_every_linked_pane(qtbot):
     from qtpy.QtCore import QEvent
     from qtpy.QtGui import QMouseEvent
 
-    viewer = LinkedViewer(3)
-    qtbot.addWidget(viewer)
-    viewer.resize(900, 400)
-    viewer.show()
-    qtbot.waitExposed(viewer)
-    vol = make_subject(1, shape=(32, 32, 10)).images["T1"]
-    for i in range(3):
-        viewer.set_volume(i, vol, f"pane {i}")
+    viewer = _three_panes(qtbot)
     pane, other = viewer.panes[1], viewer.panes[0]
 
     def drag(button, dx, dy):
