@@ -9,22 +9,18 @@ child, lets it run for a random 0-150 ms, kills it with SIGKILL, and collects th
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from napari_medtrans.core.study.model import parse_config
-from napari_medtrans.core.study.store import StudyStore, database_url
+from napari_medtrans.core.study.store import StudyStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
-PG_URL = os.environ.get("MEDTRANS_TEST_PG_URL")
 RUNS = 60
 
 SCORER = textwrap.dedent('''
@@ -83,45 +79,16 @@ WRITER = SCORER + textwrap.dedent('''
 ''')
 
 
-def _pg_reason() -> str | None:
-    if not PG_URL:
-        return "MEDTRANS_TEST_PG_URL is not set (e.g. postgresql://medtrans:medtrans@127.0.0.1/medtrans_test)"
-    try:
-        engine = sa.create_engine(database_url(PG_URL))
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means: skip with the reason
-        return f"PostgreSQL at MEDTRANS_TEST_PG_URL is not reachable: {type(exc).__name__}: {exc}"
-    return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def study_url(request, tmp_path):
-    """A study with 4 cases x 4 candidates and readers 'crash', 'w0'..'w3' in a fresh database."""
+@pytest.fixture
+def study_url(db_url):
+    """A study with 4 cases x 4 candidates and readers 'crash', 'w0'..'w3' in a fresh database (both backends)."""
     spec = parse_config({"seed": 1, "readers": ["crash", "w0", "w1", "w2", "w3"],
                          "cases": [{"id": f"s{i}", "real": "r", "candidates": {m: m for m in "abc"}}
                                    for i in range(4)]})
-    if request.param == "sqlite":
-        url = str(tmp_path / "study.db")
-        StudyStore(url, create=True).add_study(spec)
-        yield url
-        return
-    reason = _pg_reason()
-    if reason:
-        pytest.skip(reason)
-    schema = "t_" + secrets.token_hex(6)
-    admin = sa.create_engine(database_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    store = StudyStore(url, create=True)
+    store = StudyStore(db_url, create=True)
     store.add_study(spec)
     store.close()
-    yield url
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    return db_url
 
 
 def test_sigkill_at_random_moments_loses_no_reported_score(study_url, tmp_path):

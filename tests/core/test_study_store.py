@@ -7,8 +7,6 @@ PostgreSQL too (each test in a schema of its own, dropped afterwards).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -17,43 +15,7 @@ from napari_medtrans.core.errors import StudyError, UnknownChoiceError
 from napari_medtrans.core.study import schema as S
 from napari_medtrans.core.study.blinding import CODE_ALPHABET, candidate_letters, reader_order
 from napari_medtrans.core.study.model import DEFAULT_CRITERIA, REAL, load_config, parse_config, reader_key
-from napari_medtrans.core.study.store import ScoreEntry, StudyStore, database_url
-
-PG_URL = os.environ.get("MEDTRANS_TEST_PG_URL")
-
-
-def _pg_reason() -> str | None:
-    if not PG_URL:
-        return "MEDTRANS_TEST_PG_URL is not set (e.g. postgresql://medtrans:medtrans@127.0.0.1/medtrans_test)"
-    try:
-        engine = sa.create_engine(database_url(PG_URL))
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means: skip with the reason
-        return f"PostgreSQL at MEDTRANS_TEST_PG_URL is not reachable: {type(exc).__name__}: {exc}"
-    return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """A fresh, empty database: a SQLite file, or a private schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "study.db")
-        return
-    reason = _pg_reason()
-    if reason:
-        pytest.skip(reason)
-    schema = "t_" + secrets.token_hex(6)
-    admin = sa.create_engine(database_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
-
+from napari_medtrans.core.study.store import ScoreEntry, StudyStore
 
 def config(n_cases=3, methods=("edts", "cdm"), readers=("Alice",), **extra):
     return {"title": "pilot", "seed": 11, "target": "T2", "readers": list(readers),
