@@ -49,6 +49,13 @@ Choices where the paper is open
   everywhere else), so the masks start near sigmoid(3) = 0.95 and the untrained correction is close to the
   identity; with zero bias the masks start at 0.5 and ``y_hat_2 = y_hat_0 M_1^2 M_2`` would shrink the
   output eightfold, which slows the start of training. ``L_mask`` (Eq. 10) pulls the masks towards 1 anyway.
+* **Where the masks act (``mask_space``, a departure when not "signed").** The paper multiplies ``y_hat_0``, the
+  tanh output in [-1, 1], by masks in [0, 1] (``"signed"``, the default, literal). There a mask below 1 pulls a
+  pixel towards 0, mid-grey, not towards background (-1): with the cpu preset on the phantom the literal form left
+  the background ~8 % of the range too bright and CSF ~10 % too dark. ``mask_space="unit"`` applies Eq. 4-5 to
+  ``u_0 = (y_hat_0 + 1) / 2`` in [0, 1] instead, where a closed mask discards towards black (background), as in
+  StegoGAN whose masks MRNet adopts; the image is ``2 u_n - 1`` and Eq. 9 penalises ``u_i * M_bar_i``. Both forms
+  are the same network and losses; the config records which one a checkpoint was trained with.
 * **No ground-truth masks.** The text mentions masks "compared against their respective ground truth masks";
   Eq. 6-11 contain no such term and none is given, so the recipe implements Eq. 6-11 only.
 """
@@ -73,6 +80,8 @@ __all__ = [
     "soft_clamp",
     "SoftClamp",
     "apply_masks",
+    "masked_image",
+    "MASK_SPACES",
     "MaskHead",
     "SamAdaptor",
     "MRNetGenerator",
@@ -87,6 +96,8 @@ __all__ = [
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 MAX_MASKS = 7
+#: Where Eq. 4-5 act: on the tanh output (the paper) or on it mapped to [0, 1] (module notes).
+MASK_SPACES = ("signed", "unit")
 #: Initial bias of each mask network's last convolution: the masks start at about sigmoid(3) = 0.95.
 MASK_BIAS_INIT = 3.0
 
@@ -141,23 +152,31 @@ class MaskHead(nn.Module):
         return self.net(y)
 
 
-def apply_masks(y0: torch.Tensor, heads: Sequence[nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def apply_masks(y0: torch.Tensor, heads: Sequence[nn.Module], *, space: str = "signed",
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The multi-mask correction of Eq. 4-5.
 
     Parameters
     ----------
     y0 : torch.Tensor
-        ``y_hat_0``, the decoder's output after tanh.
+        ``y_hat_0``, the decoder's output after tanh, in [-1, 1].
     heads : sequence of callables
         ``psi_1 ... psi_n`` (mask logits).
+    space : {"signed", "unit"}
+        Where the masks act: on ``y_hat_0`` itself (the paper) or on ``(y_hat_0 + 1) / 2`` (see the module notes).
 
     Returns
     -------
     ys : list of torch.Tensor
-        ``[y_hat_0, y_hat_1, ..., y_hat_n]``.
+        ``[y_hat_0, y_hat_1, ..., y_hat_n]`` in the space the masks act on (for ``"unit"`` the image is
+        ``2 * ys[-1] - 1``; :func:`masked_image`).
     masks : list of torch.Tensor
         ``[M_1, ..., M_n]`` with ``M_i = sigmoid(psi_i(y_hat_{i-1}))`` (Eq. 4).
     """
+    if space not in MASK_SPACES:
+        raise UnknownChoiceError("MRNet mask space", str(space), MASK_SPACES)
+    if space == "unit":
+        y0 = (y0 + 1.0) * 0.5
     ys = [y0]
     masks: list[torch.Tensor] = []
     running = None
@@ -167,6 +186,11 @@ def apply_masks(y0: torch.Tensor, heads: Sequence[nn.Module]) -> tuple[list[torc
         running = m if running is None else running * m  # prod_{i=1..k} M_i
         ys.append(ys[-1] * running)  # Eq. 5
     return ys, masks
+
+
+def masked_image(y: torch.Tensor, space: str) -> torch.Tensor:
+    """The image in [-1, 1] from a ``y_hat`` of :func:`apply_masks` computed in ``space``."""
+    return y * 2.0 - 1.0 if space == "unit" else y
 
 
 # -- Eq. 1-2 ---------------------------------------------------------------------------------------------
@@ -205,12 +229,17 @@ class MRNetGenerator(nn.Module):
         No gradients through the encoder, which stays in eval mode.
     alpha : float
         SoftClamp slope (Eq. 3).
+    mask_space : {"signed", "unit"}
+        Where the masks act (:func:`apply_masks`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, encoder: SamViT, *, width: int, depth: int,
                  max_mult: int, adaptor_ratio: float, n_masks: int, mask_width: int, sam_image_size: int,
-                 freeze_encoder: bool, alpha: float = 0.001):
+                 freeze_encoder: bool, alpha: float = 0.001, mask_space: str = "signed"):
         super().__init__()
+        if mask_space not in MASK_SPACES:
+            raise UnknownChoiceError("MRNet mask space", str(mask_space), MASK_SPACES)
+        self.mask_space = mask_space
         self.encoder = encoder
         self.freeze_encoder = bool(freeze_encoder)
         self.sam_image_size = int(sam_image_size)
@@ -281,7 +310,8 @@ class MRNetGenerator(nn.Module):
         return self.ups[-1](h)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return apply_masks(self.decode(x), self.mask_heads)
+        """``(ys, masks)`` of :func:`apply_masks` (``ys`` in the mask space)."""
+        return apply_masks(self.decode(x), self.mask_heads, space=self.mask_space)
 
 
 class MRNetTranslator(Translator):
@@ -292,10 +322,11 @@ class MRNetTranslator(Translator):
         self.net = net
 
     def training_outputs(self, x: torch.Tensor) -> dict[str, Any]:
-        """One pass for the losses: ``image`` (``y_hat_n``), ``ys`` (``y_hat_0 ... y_hat_n``), ``masks``."""
+        """One pass for the losses: ``image`` (``y_hat_n`` in [-1, 1]), ``ys`` (``y_hat_0 ... y_hat_n`` in the
+        space the masks act on, what Eq. 9 penalises), ``masks``."""
         check_batch(x, len(self.spec.inputs), self.spec.size_multiple)
         ys, masks = self.net(x)
-        return {"image": ys[-1], "ys": ys, "masks": masks}
+        return {"image": masked_image(ys[-1], self.net.mask_space), "ys": ys, "masks": masks}
 
     def forward(self, x: torch.Tensor, *, details: bool = False):
         """The translated image, or with ``details=True`` the dict of :meth:`training_outputs`."""
@@ -326,6 +357,7 @@ def mrnet(
     mask_width: int | None = None,
     n_masks: int = 2,
     alpha: float = 0.001,
+    mask_space: str = "signed",
     sam_weights: str | None = None,
     sam_pretrained: str | None = None,
 ) -> MRNetTranslator:
@@ -353,6 +385,9 @@ def mrnet(
         Number of masks (Eq. 4-5): 2 in the paper, 1-7 (Table IV).
     alpha : float
         SoftClamp slope outside [0, 1] (Eq. 3; 0.001 in the paper).
+    mask_space : {"signed", "unit"}
+        Where the masks of Eq. 4-5 act: "signed" on the tanh output as the paper writes, "unit" on it mapped to
+        [0, 1] (a departure; see the module notes).
     sam_weights : str or None
         SAM v1 checkpoint whose image encoder is loaded (path, or a file name in the weights store). The
         config records ``sam_weights=None`` and the file's name as ``sam_pretrained``: the encoder weights travel
@@ -383,6 +418,8 @@ def mrnet(
     ratio = float(size["adaptor_ratio"])
     if not 0.0 < ratio <= 4.0:
         raise ValueError(f'Argument "adaptor_ratio" must be in (0, 4], got {ratio!r}.')
+    if mask_space not in MASK_SPACES:
+        raise UnknownChoiceError("MRNet mask space", str(mask_space), MASK_SPACES)
     if not 0.0 <= float(alpha) < 1.0:
         raise ValueError(f'Argument "alpha" must be in [0, 1), got {alpha!r}.')
     inputs = _as_tuple(inputs, "inputs")
@@ -390,7 +427,8 @@ def mrnet(
     config = dict(inputs=list(inputs), outputs=list(outputs), width=width_i, depth=depth_i, max_mult=max_mult_i,
                   encoder=str(size["encoder"]), sam_image_size=img, freeze_encoder=bool(size["freeze_encoder"]),
                   adaptor_ratio=ratio, mask_width=mask_width_i, n_masks=n_masks_i, alpha=float(alpha),
-                  sam_weights=None, sam_pretrained=None if sam_pretrained is None else str(sam_pretrained))
+                  mask_space=str(mask_space), sam_weights=None,
+                  sam_pretrained=None if sam_pretrained is None else str(sam_pretrained))
     vit = build_sam_vit(config["encoder"], img_size=img)
     if sam_weights is not None:
         load_sam_encoder_weights(vit, sam_weights)
@@ -400,7 +438,7 @@ def mrnet(
                       "weights; pass sam_weights=<SAM ViT-B checkpoint> or freeze_encoder=False", stacklevel=2)
     net = MRNetGenerator(len(inputs), len(outputs), vit, width=width_i, depth=depth_i, max_mult=max_mult_i,
                          adaptor_ratio=ratio, n_masks=n_masks_i, mask_width=mask_width_i, sam_image_size=img,
-                         freeze_encoder=config["freeze_encoder"], alpha=float(alpha))
+                         freeze_encoder=config["freeze_encoder"], alpha=float(alpha), mask_space=str(mask_space))
     for part in (net.downs, net.adaptors, net.transforms, net.ups, net.mask_heads):
         init_normal(part)
     for head in net.mask_heads:  # masks start nearly open: sigmoid(3) = 0.95 (a choice, see the module notes)

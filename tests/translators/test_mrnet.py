@@ -17,6 +17,7 @@ from napari_medtrans.translators.mrnet import (
     SoftClamp,
     apply_masks,
     count_parameters,
+    masked_image,
     soft_clamp,
 )
 from napari_medtrans.translators.vit import SamViT, build_sam_vit, load_sam_encoder_weights
@@ -82,6 +83,46 @@ def test_mask_products_follow_eq4_and_eq5():
         torch.testing.assert_close(got, want)
     # and it is not the single-mask-per-step reading y_hat_k = y_hat_{k-1} * M_k
     assert not torch.allclose(ys[2], y1 * m2)
+
+
+def test_unit_mask_space_discards_towards_background():
+    """mask_space="unit": Eq. 4-5 act on (y_hat_0 + 1) / 2, so a closed mask darkens a pixel to background (-1)
+    where the literal form pulls it to mid-grey (0)."""
+    y0 = torch.tensor([[[[0.8, -0.4], [0.2, -1.0]]]])
+
+    def shut(y):  # masks of 0 everywhere (sigmoid of a very low logit)
+        return torch.full_like(y, -50.0)
+
+    signed, _ = apply_masks(y0, [shut, shut])
+    unit, masks = apply_masks(y0, [shut, shut], space="unit")
+    torch.testing.assert_close(masked_image(signed[-1], "signed"), torch.zeros_like(y0))
+    torch.testing.assert_close(masked_image(unit[-1], "unit"), torch.full_like(y0, -1.0))
+    # the products of Eq. 5 are the same, on u_0 = (y_hat_0 + 1) / 2
+    half = lambda y: torch.zeros_like(y)  # noqa: E731  (masks of exactly 0.5)
+    ys, ms = apply_masks(y0, [half, half], space="unit")
+    u0 = (y0 + 1) / 2
+    torch.testing.assert_close(ys[0], u0)
+    torch.testing.assert_close(ys[2], u0 * 0.5 * 0.25)  # y_hat_2 = u_0 M_1^2 M_2
+    with pytest.raises(UnknownChoiceError):
+        apply_masks(y0, [half], space="log")
+
+
+def test_unit_mask_space_model_trains_saves_and_reloads(tmp_path):
+    m = tiny(mask_space="unit").eval()
+    assert m.config["mask_space"] == "unit" and tiny().config["mask_space"] == "signed"
+    x = batch()
+    with torch.no_grad():
+        det = m(x, details=True)
+        out = m.translate(x)
+    assert 0 <= float(det["ys"][-1].min()) and float(det["ys"][-1].max()) <= 1  # Eq. 9 sees [0, 1] features
+    torch.testing.assert_close(out.image, (2 * det["ys"][-1] - 1).clamp(-1, 1))
+    path = save_checkpoint(m, tmp_path / "unit.safetensors")
+    back = load_translator(path)
+    assert back.config["mask_space"] == "unit"
+    with torch.no_grad():
+        torch.testing.assert_close(back.translate(x).image, out.image)
+    with pytest.raises(UnknownChoiceError, match="mask space"):
+        tiny(mask_space="log")
 
 
 @pytest.mark.parametrize("n", [1, 2, 7])
