@@ -10,9 +10,14 @@ turns (engine, naive, engine, naive, ... for ``--rounds`` rounds) and the best r
 shared machine, interleaving keeps the comparison fair when the load changes. The outputs of the two are
 compared too: the engine must compute the same image.
 
-Model: the first ``resources/models/*.safetensors`` (the shipped demo model) when there is one, loaded with
+Model: ``resources/models/demo-t1-t2.safetensors`` (the shipped demo model) when there is one, loaded with
 ``napari_medtrans.translators.checkpoint.load_translator``; else ``create_translator("unet", width=16)`` with
 random weights (seeded). The choice is printed.
+
+On a CPU the ratio is bounded by how close the naive loop's fp32 convolutions already are to the CPU's
+arithmetic rate (batching, channels-last and folded batch norm leave the arithmetic unchanged);
+``bench/engine_options.py`` measures what compilation, Winograd convolutions and foreground cropping would add
+and how far each moves the output.
 
     python bench/engine.py                 # full run
     python bench/engine.py --slices 40     # quicker, fewer slices
@@ -38,7 +43,7 @@ def _model(args):
 
     from napari_medtrans.translators import create_translator
 
-    shipped = sorted(glob.glob(str(ROOT / "resources" / "models" / "*.safetensors")))
+    shipped = sorted(glob.glob(str(ROOT / "resources" / "models" / "demo-t1-t2.safetensors")))
     if args.model or shipped:
         from napari_medtrans.translators.checkpoint import load_translator
 

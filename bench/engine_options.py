@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     from napari_medtrans.translators.checkpoint import load_translator
 
     torch.set_num_threads(args.threads)
-    path = sorted(glob.glob(str(ROOT / "resources" / "models" / "*.safetensors")))[0]
+    path = sorted(glob.glob(str(ROOT / "resources" / "models" / "demo-t1-t2.safetensors")))[0]
     model = load_translator(path, device="cpu").eval()
     vol = _bench_volume(args.size, args.slices)
     rng = intensity_spec_from(model.normalisation).input_range(vol.data)
