@@ -118,3 +118,91 @@ def test_errors_are_readable(tmp_path, capsys, monkeypatch):
     rc = main(["segment-eval", "--phantom", "1", "--model", "medsam2", "--model", "sam2.1_hiera_tiny",
                "--weights", str(tmp_path / "w.pt")])
     assert rc == 2 and "exactly one --model" in capsys.readouterr().err
+
+
+def _prompt_file(tmp_path, doc, name="prompts.json"):
+    import json
+
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def test_user_prompts_from_a_json_file(tmp_path, tiny_models, capsys):
+    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.core.segment import SlicePrompt
+    from napari_medtrans.core.segment.evaluate import evaluate_segmentation
+
+    doc = {"comment": "two clicks and a box", "slices": [
+        {"slice": 2, "points": [[20, 8, 1], [3, 3, 0]], "box": [14, 4, 28, 16]},
+        {"slice": 4, "points": [[15, 15]]},
+    ]}
+    path = _prompt_file(tmp_path, doc)
+    out_csv = tmp_path / "user.csv"
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--prompts", str(path), "--csv", str(out_csv),
+               "--masks", str(tmp_path / "masks")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "prompts from the user" in text and f"prompts: user, 2 slice(s) from {path}" in text
+    rows = _rows(out_csv)
+    assert len(rows) == 3 and {r["prompts"] for r in rows} == {"user"}
+
+    # the scores are those of the file's prompts, given to the model as they are
+    subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"))
+    user = [SlicePrompt(2, points=[(20, 8), (3, 3)], labels=[1, 0], box=(14, 4, 28, 16)),
+            SlicePrompt(4, points=[(15, 15)], labels=[1])]
+    expected = evaluate_segmentation({"T1 (source)": subject.images["T1"], "T2 (real)": subject.images["T2"]},
+                                     subject.labels, Segmenter(tiny_sam2(64)), labels=[4, 5, 6], prompts=user)
+    for row, score in zip(rows, expected.images):
+        assert row["image"] == score.image and float(row["dice"]) == pytest.approx(score.dice, abs=1e-6)
+    from napari_medtrans.core import io
+
+    mask = io.load(tmp_path / "masks" / "medsam2_T2_real.nii.gz")
+    np.testing.assert_array_equal(mask.data > 0, expected.results["T2 (real)"].mask)
+
+    # without --prompts the same run says "ground truth"
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--csv", str(tmp_path / "gt.csv")])
+    assert rc == 0 and {r["prompts"] for r in _rows(tmp_path / "gt.csv")} == {"ground truth"}
+    assert "prompts from the ground truth" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("doc, message", [
+    ('{"slices": [{"slice": 2, "points": [[20, 8, 1]]},]}', "not valid JSON"),
+    ({"slices": [{"slice": 6, "points": [[20, 8]]}]}, r"slices\[0\]: slice 6 is outside the image's 6 axial slices"),
+    ({"slices": [{"slice": 2, "points": [[20, 8], [40, 3, 1]]}]},
+     r"slices\[0\]\.points\[1\] \(x=40, y=3\) lies outside the 32 x 32 frame"),
+    ({"slices": [{"slice": 2, "box": [1, 1, 5, 32]}]}, r"slices\[0\]\.box \[1, 1, 5, 32\] lies outside"),
+    ({"slices": [{"slice": 2, "points": [[20, 8, 2]]}]}, "label must be 1 .positive. or 0 .negative."),
+    ({"slices": [{"slice": 2, "points": [[20, 8, 0]]}]}, "only negative points"),
+    ({"slices": [{"slice": 2, "points": [[20, 8]]}, {"slice": 2, "box": [1, 1, 5, 5]}]}, "both on slice 2"),
+    ({"slices": [{"slice": 2, "points": [[20, 8]]}], "axis": 2}, r"unknown key\(s\) \['axis'\]"),
+    ({"slices": []}, '"slices" must be a non-empty list'),
+    ([[20, 8]], 'expected an object with a "slices" list'),
+])
+def test_bad_prompt_files_name_the_file_and_the_problem(tmp_path, tiny_models, capsys, doc, message):
+    import re
+
+    path = _prompt_file(tmp_path, doc)
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--prompts", str(path),
+               "--csv", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"medtrans segment-eval: error: {path}: ")
+    assert re.search(message, err), err
+    assert tiny_models == [] and not (tmp_path / "s.csv").exists(), "nothing runs with a bad prompt file"
+
+
+def test_prompt_file_missing_or_with_a_margin(tmp_path, tiny_models, capsys):
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--prompts", str(tmp_path / "nope.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'nope.json'}: cannot read the prompt file" in err
+    path = _prompt_file(tmp_path, {"slices": [{"slice": 2, "points": [[20, 8]]}]})
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--prompts", str(path), "--margin", "2"])
+    assert rc == 2 and "--margin grows the ground-truth boxes" in capsys.readouterr().err
+
+
+def test_help_documents_the_prompt_file_and_its_coordinates():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if getattr(a, "choices", None) and "segment-eval" in a.choices)
+    text = sub.choices["segment-eval"].format_help()
+    assert "--prompts FILE.json" in text and "x column" in text and "[x, y, label]" in text
+    assert "from the most inferior" in text and '"slices"' in text

@@ -14,8 +14,12 @@ DESCRIPTION = """\
 Segment every image with the same prompts, derived from the ground truth as segmentation benchmarks do:
   --mode slices      a box around the object on every slice that holds it, each slice on its own (2D)
   --mode propagate   one box on the key slice (largest object), propagated forward and backward (3D)
-then print, per model, the mean per-slice IoU (mIoU) and Dice and the 3D Dice and IoU of each image against the
-ground truth, and the agreement (Dice, IoU) between the images' masks; every score also goes to a CSV file.
+or, with --prompts FILE.json, your own points and boxes (the same for every image; the ground truth then only
+scores): --mode slices segments each prompted slice on its own (unprompted slices stay empty), --mode propagate
+propagates from the first prompted slice forward and backward. Then print, per model, the mean per-slice IoU
+(mIoU) and Dice and the 3D Dice and IoU of each image against the ground truth, and the agreement (Dice, IoU)
+between the images' masks; every score also goes to a CSV file, whose "prompts" column says "ground truth" or
+"user".
 
 Images (all on the ground truth's grid): --source, --target, --synthetic (repeatable) and --labels; or
 --subject DIR (a folder written by `medtrans phantom`: DIR/T1.nii.gz, DIR/T2.nii.gz, DIR/labels.nii.gz);
@@ -23,12 +27,21 @@ or --phantom SEED (a phantom subject with a tumour, made in memory). --translato
 into a synthetic image first. The object is labels --label (default: the tumour, 4 5 6, for phantoms; any
 non-zero label otherwise).
 
+Prompt file (--prompts): JSON in the segmenter's frame coordinates. Frames are the axial slices of the
+ground truth's grid seen the radiological way (as napari shows them): "slice" counts from the most inferior
+slice (0), x is the column from the image's left edge (the patient's right), y the row from the top edge
+(anterior), in pixels, 0-based. A point is [x, y, label] (label 1 inside the object, 0 outside; default 1), a
+box [x0, y0, x1, y1] (first and last pixel it covers). One entry per slice, each with a point or a box:
+  {"slices": [{"slice": 3, "points": [[20, 24, 1], [5, 6, 0]], "box": [10, 12, 30, 36]},
+              {"slice": 5, "points": [[21, 25]]}]}
+
 Models need their weights in the store: `medtrans weights fetch medsam2_latest` (or `weights import`).
 
 examples:
   medtrans segment-eval --phantom 1 --shape 96 96 48 --translator demo --model medsam2 --model sam2.1_hiera_tiny
   medtrans segment-eval --subject tumours/sub-000 --synthetic t2_synthetic.nii.gz --mode propagate
   medtrans segment-eval --source t1.nii.gz --target t2.nii.gz --synthetic syn.nii.gz --labels seg.nii.gz --label 1 2 4
+  medtrans segment-eval --subject tumours/sub-000 --synthetic syn.nii.gz --prompts clicks.json --mode propagate
 """
 
 
@@ -53,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     seg.add_argument("--mode", choices=("slices", "propagate"), default="slices", help="default: slices")
     seg.add_argument("--label", type=int, nargs="+", default=None, metavar="N", help="label values of the object")
     seg.add_argument("--margin", type=float, default=0.0, help="pixels added around each ground-truth box")
+    seg.add_argument("--prompts", type=Path, default=None, metavar="FILE.json",
+                     help="your prompts instead of ground-truth boxes: JSON in axial frame pixels (x column, "
+                          "y row, 0-based; see the format above), used for every image")
     seg.add_argument("--window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                      help="intensity window (default: 0.5-99.5th percentiles of each image's non-zero voxels)")
     seg.add_argument("--largest-component", action="store_true", help="keep only the largest connected component")
@@ -105,6 +121,19 @@ def _images(args) -> tuple[dict, object, list[int] | None]:
     return images, truth, labels_default
 
 
+def _prompts(args, truth):
+    """The user's prompts from --prompts, checked against the ground truth's frames; None without --prompts."""
+    from ..core.errors import MedtransError
+    from ..core.segment import FrameGeometry
+    from ..core.segment.prompts import load_prompts_json
+
+    if args.prompts is None:
+        return None
+    if args.margin:
+        raise MedtransError("--margin grows the ground-truth boxes; it does not apply to --prompts")
+    return load_prompts_json(args.prompts, FrameGeometry.of(truth).shape)
+
+
 def _translate(args, source) -> dict:
     from ..core.engine import translate_volume
     from ..translators.checkpoint import load_translator
@@ -130,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     images, truth, labels_default = _images(args)
     labels = args.label if args.label is not None else labels_default
+    prompts = _prompts(args, truth)
     reports = []
     for name in models:
         segmenter = Segmenter.from_name(name, device=args.device, weights_file=args.weights)
@@ -138,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                 report = evaluate_segmentation(
                     images, truth, segmenter, labels=labels, mode=args.mode, margin=args.margin,
                     window=tuple(args.window) if args.window else None,
-                    largest_component=args.largest_component, progress=bar,
+                    largest_component=args.largest_component, prompts=prompts, progress=bar,
                 )
         finally:
             segmenter.release()
@@ -149,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
                 safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{name}_{image}").strip("_")
                 io.write_nifti(res.to_volume(images[image]), args.masks / f"{safe}.nii.gz")
     print(format_report(reports))
+    if prompts is not None:
+        print(f"prompts: user, {len(prompts)} slice(s) from {args.prompts}")
     path = write_reports_csv(reports, args.csv)
     print(f"\nscores: {path}")
     if args.masks is not None:

@@ -13,7 +13,9 @@ Shift+X     clear every prompt
 ==========  ===================================================================
 
 Results: a Labels layer ``segmentation of <image>`` on the image's grid (re-segmented slices replace their old
-mask; a propagation replaces it all); the comparison adds one Labels layer per image compared.
+mask; a propagation replaces it all). The comparison (Compare) segments every image with the prompt layers'
+points and boxes when there are any (else with boxes from the ground truth) and adds one Labels layer per image
+compared.
 """
 
 from __future__ import annotations

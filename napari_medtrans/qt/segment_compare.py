@@ -1,5 +1,8 @@
 """The Segment panel's comparison group: which images to compare (source, real target, synthetic), the
 ground-truth label map, its label values, the prompt mode, and the table of results (Table III of EDTS-Trans).
+
+The prompts are the user's points and boxes when there are any (the same for every image), else boxes derived
+from the ground truth; the result text says which.
 """
 
 from __future__ import annotations
@@ -8,7 +11,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from qtpy.QtGui import QFontDatabase
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QPlainTextEdit, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QWidget,
+)
 
 __all__ = ["CompareGroup", "NONE", "fill_box"]
 
@@ -31,13 +43,20 @@ class CompareGroup(QGroupBox):
     """Pickers for the comparison and its result table; :meth:`picks` turns them into request parts."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__("Compare source, real and synthetic (prompts from the ground truth)", parent)
+        super().__init__("Compare source, real and synthetic", parent)
         self.boxes = {key: QComboBox() for key, _ in ROLES}
         self.labels_edit = QLineEdit()
         self.labels_edit.setPlaceholderText("label values, e.g. 4 5 6 (empty: any non-zero)")
         self.mode_box = QComboBox()
-        self.mode_box.addItem("box on every slice (2D)", "slices")
-        self.mode_box.addItem("box on the key slice, propagated (3D)", "propagate")
+        self.mode_box.addItem("each slice on its own (2D)", "slices")
+        self.mode_box.addItem("propagated from the key slice (3D)", "propagate")
+        self.mode_box.setToolTip(
+            "2D: each prompted slice (or, without your prompts, each slice holding the object) is segmented on "
+            "its own. 3D: the mask is propagated forward and backward from your first prompted slice (or the "
+            "slice where the ground-truth object is largest).")
+        self.prompt_note = QLabel("Uses your points and boxes for every image when there are any, "
+                                  "else boxes around the ground-truth object.")
+        self.prompt_note.setWordWrap(True)
         self.evaluate_button = QPushButton("Compare")
         self.table = QPlainTextEdit()
         self.table.setReadOnly(True)
@@ -47,6 +66,7 @@ class CompareGroup(QGroupBox):
             form.addRow(label, self.boxes[key])
         form.addRow("Labels", self.labels_edit)
         form.addRow("Prompts", self.mode_box)
+        form.addRow(self.prompt_note)
         form.addRow(self.evaluate_button)
         form.addRow(self.table)
 

@@ -29,7 +29,9 @@ class SegmentRequest:
 
 @dataclasses.dataclass
 class EvaluateRequest:
-    """The Table III comparison: ``images`` by name, the ground truth, its label values, the prompt mode."""
+    """The Table III comparison: ``images`` by name, the ground truth, its label values, the prompt mode, and
+    the user's prompts (SlicePrompt objects in frame coordinates of the ground truth's grid) or None for prompts
+    derived from the ground truth."""
 
     images: dict
     truth: Any
@@ -37,6 +39,12 @@ class EvaluateRequest:
     mode: str = "slices"
     model: str = "medsam2"
     device: str = "auto"
+    prompts: list | None = None
+
+    @property
+    def prompt_source(self) -> str:
+        """"user" or "ground truth"."""
+        return "user" if self.prompts else "ground truth"
 
 
 class SegmenterPool:
@@ -82,8 +90,8 @@ def run_evaluation(job, pool: SegmenterPool, request: EvaluateRequest):
     from ..core.segment.evaluate import evaluate_segmentation
 
     return evaluate_segmentation(request.images, request.truth, pool.get(request.model, request.device),
-                                 labels=request.labels, mode=request.mode, progress=job.report_progress,
-                                 should_cancel=job.should_cancel)
+                                 labels=request.labels, mode=request.mode, prompts=request.prompts or None,
+                                 progress=job.report_progress, should_cancel=job.should_cancel)
 
 
 def has_own_series(image) -> bool:

@@ -4,8 +4,9 @@ comparison of source, real and synthetic images, and DICOM SEG export; every job
 The panel knows volumes by name. Its host (napari dock widget or the app) sets ``volume_provider(name)`` and
 ``prompt_provider(volume) -> list[SlicePrompt]`` (the host's clicks and boxes in frame coordinates, see
 :mod:`napari_medtrans.core.segment.frames`), lists volumes with :meth:`SegmentPanel.set_sources` and shows the
-masks that arrive through ``segmented`` and ``evaluated``. Models stay loaded between runs, with their
-embedding caches, so prompting the same volume again is fast.
+masks that arrive through ``segmented`` and ``evaluated``. The comparison uses the host's prompts (read on the
+ground truth's grid, which every compared image shares) when there are any, else boxes from the ground truth.
+Models stay loaded between runs, with their embedding caches, so prompting the same volume again is fast.
 
 The requests and job functions live in :mod:`~napari_medtrans.qt.segment_jobs` (re-exported here), the
 comparison group in :mod:`~napari_medtrans.qt.segment_compare`.
@@ -162,17 +163,23 @@ class SegmentPanel(QWidget):
         return self._start(run_segmentation, request, f"{verb} {name} with {request.model} ...", "segmentation")
 
     def evaluate(self) -> Job | None:
-        """Run the Table III comparison with the chosen images and ground truth."""
+        """Run the Table III comparison with the chosen images and ground truth.
+
+        The host's prompts (``prompt_provider``, read on the ground truth's grid) are used for every image when
+        there are any; otherwise the prompts are derived from the ground truth.
+        """
         if self._busy():
             return None
         try:
             images, truth, labels = self.compare_group.picks(self.volume_provider)
+            prompts = list(self.prompt_provider(truth)) if self.prompt_provider is not None else []
         except Exception as exc:  # noqa: BLE001
             report_error(exc, "comparison")
             return None
         request = EvaluateRequest(images, truth, labels, self.eval_mode_box.currentData(),
-                                  self.model_box.currentText(), self.device_box.currentText())
-        return self._start(run_evaluation, request, f"comparing {len(images)} image(s) ...", "comparison")
+                                  self.model_box.currentText(), self.device_box.currentText(), prompts or None)
+        return self._start(run_evaluation, request,
+                           f"comparing {len(images)} image(s) with {_describe_prompts(request)} ...", "comparison")
 
     def _start(self, fn, request, text: str, name: str) -> Job:
         self._request = request
@@ -209,7 +216,8 @@ class SegmentPanel(QWidget):
             from ..core.segment.evaluate import format_report
 
             self.table.setPlainText(format_report([value]))
-            self.status.setText(f"compared {len(request.images)} image(s) with {value.model}")
+            self.status.setText(f"compared {len(request.images)} image(s) with {value.model}, "
+                                f"{_describe_prompts(request)}")
             self.evaluated.emit(request, value)
             return
         self.results[request.image] = (request.volume, value)
@@ -280,3 +288,10 @@ class SegmentPanel(QWidget):
         job = start_job(export_seg, volume, mask, str(out), algorithm, name="SEG export")
         job.succeeded.connect(lambda path: self.status.setText(f"wrote {path}"))
         return job
+
+
+def _describe_prompts(request: EvaluateRequest) -> str:
+    """Which prompts a comparison uses, in words."""
+    if request.prompt_source == "user":
+        return f"your prompts on {len(request.prompts)} slice(s)"
+    return "prompts from the ground truth"

@@ -291,3 +291,67 @@ def test_result_as_volume_keeps_geometry_and_provenance(seg):
     assert set(np.unique(out.data)) <= {0.0, 5.0}
     assert out.provenance["segmentation"]["model"] == "tiny"
     assert out.provenance["segmentation"]["segmented_image_synthetic"] is True
+
+
+# -- what a job leaves behind ------------------------------------------------------------------------------
+def _holds_job_state(seg) -> bool:
+    """Whether the segmenter keeps a predictor state or a volume's frames in any of its attributes."""
+    from napari_medtrans.core.segment.segmenter import _Frames
+
+    return any(isinstance(v, _Frames) or (isinstance(v, dict) and "point_inputs_per_obj" in v)
+               for v in vars(seg).values())
+
+
+def test_a_job_frees_its_inference_state_however_it_ends(seg, monkeypatch):
+    import gc
+    import weakref
+
+    seen = []  # (the state dict the predictor was given, a weak reference to the frames it served)
+    orig = seg.model.add_new_points_or_box
+
+    def record(state, *args, **kwargs):
+        if not any(s is state for s, _ in seen):
+            seen.append((state, weakref.ref(state["images"])))
+        return orig(state, *args, **kwargs)
+
+    monkeypatch.setattr(seg.model, "add_new_points_or_box", record)
+    vol = _volume(seed=11)
+
+    def check_freed():
+        state, frames = seen[-1]
+        assert state == {}, "the predictor state is emptied (prompts, outputs, memories, cached features)"
+        gc.collect()
+        assert frames() is None, "the volume's frames are no longer referenced"
+        assert not _holds_job_state(seg)
+        assert seg._lock.acquire(blocking=False), "the segmenter is free for the next job"
+        seg._lock.release()
+
+    res = seg.segment_slices(vol, [SlicePrompt(1, box=(3, 3, 20, 20)), SlicePrompt(4, points=[(9, 9)], labels=[1])])
+    assert res.slices == [1, 4]
+    check_freed()
+    seg.propagate(vol, SlicePrompt(2, box=(3, 3, 20, 20)))
+    check_freed()
+    with pytest.raises(SegmentationCancelled):
+        seg.propagate(vol, SlicePrompt(2, box=(3, 3, 20, 20)), should_cancel=lambda: len(seen) > 2)
+    check_freed()
+
+    def broken_progress(done, total):
+        raise RuntimeError("progress display failed")
+
+    with pytest.raises(RuntimeError, match="progress display failed"):
+        seg.propagate(vol, SlicePrompt(2, box=(3, 3, 20, 20)), progress=broken_progress)
+    check_freed()
+    assert len(seen) == 4
+    assert len(seg.cache) > 0, "embeddings stay in the CPU cache between jobs"
+
+
+def test_release_drops_the_cache_and_the_segmenter_works_again(seg, monkeypatch):
+    vol = _volume(seed=12)
+    seg.propagate(vol, SlicePrompt(2, box=(3, 3, 20, 20)))
+    assert len(seg.cache) > 0 and seg.cache.nbytes > 0
+    seg.release()
+    assert len(seg.cache) == 0 and seg.cache.nbytes == 0
+    assert seg.device.type == "cpu" and next(seg.model.parameters()).device.type == "cpu"
+    assert not _holds_job_state(seg)
+    again = seg.propagate(vol, SlicePrompt(2, box=(3, 3, 20, 20)))
+    assert again.embeddings_computed == 6 and again.embeddings_reused == 0, "nothing is served from a released cache"

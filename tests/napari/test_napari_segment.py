@@ -151,6 +151,44 @@ def test_compare_real_and_synthetic_against_the_labels(widget, qtbot):
         assert f"medsam2 mask of {name}" in w.viewer.layers
 
 
+def test_compare_uses_the_drawn_prompts_for_every_image(widget, qtbot):
+    w = widget
+    p = w.panel
+    p.compare["source"].setCurrentText(T1)
+    p.compare["real"].setCurrentText(T2)
+    p.compare["truth"].setCurrentText(LABELS)
+    p.labels_edit.setText("4 5 6")
+    _click(w, (16, 15, 4))
+    _click(w, (4, 4, 4), negative=True)
+    _box(w, 4, 10, 10, 22, 22)
+    _click(w, (17, 16, 5))
+    drawn = w.prompts_for(_volume(w, LABELS))
+    assert [q.slice for q in drawn] == [4, 5] and drawn[0].labels == (1, 0) and drawn[0].box is not None
+    with qtbot.waitSignal(p.evaluated, timeout=120000) as got:
+        assert p.evaluate() is not None
+        assert "your prompts on 2 slice(s)" in p.status.text()
+    request, report = got.args
+    assert request.prompts == drawn and request.prompt_source == "user" and report.prompt_source == "user"
+    fresh = Segmenter(tiny_sam2(64))
+    for name, volume in request.images.items():
+        result = report.results[name]
+        assert result.prompts == drawn and result.slices == [4, 5]
+        # the drawn prompts, not ground-truth boxes, made the mask: the same as segmenting with them directly
+        np.testing.assert_array_equal(result.mask, fresh.segment_slices(volume, drawn).mask)
+        assert f"medsam2 mask of {name}" in w.viewer.layers
+    assert "prompts from the user" in p.table.toPlainText()
+    assert "your prompts on 2 slice(s)" in p.status.text()
+
+    w.clear_prompts()  # nothing drawn: back to boxes from the ground truth
+    with qtbot.waitSignal(p.evaluated, timeout=120000) as got:
+        p.evaluate()
+    request, report = got.args
+    assert request.prompts is None and report.prompt_source == "ground truth"
+    assert all(q.box is not None and not q.points for q in report.prompts)
+    assert "prompts from the ground truth" in p.table.toPlainText()
+    assert "prompts from the ground truth" in p.status.text()
+
+
 def test_seg_export_of_a_phantom_image_writes_its_series_and_the_seg(widget, qtbot, tmp_path):
     w = widget
     _box(w, 4, 8, 8, 24, 24)

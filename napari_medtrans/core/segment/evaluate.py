@@ -1,12 +1,20 @@
 """The EDTS-Trans Table III protocol: segment the source, the real target and the synthetic image with the same
 prompts, and score each against a ground-truth mask and against each other.
 
-Prompts come from the ground truth, as segmentation benchmarks derive them:
+Without prompts from the caller, the prompts come from the ground truth, as segmentation benchmarks derive
+them:
 
 * ``mode="slices"``: a box around the object on every slice where the ground truth has it; each slice is
   segmented on its own (2D, as the paper segments 2D BraTS slices);
 * ``mode="propagate"``: one box on the key slice (where the object is largest), propagated through the volume
   forward and backward (MedSAM2's 3D protocol).
+
+With the user's prompts (``prompts=``: :class:`~.prompts.SlicePrompt` objects in frame coordinates, as
+:class:`~.segmenter.Segmenter` takes them), exactly those are used for every image: in ``"slices"`` mode each
+prompted slice is segmented on its own (the others stay empty, so a slice that holds the object but has no
+prompt counts with Dice 0), in ``"propagate"`` mode the mask is propagated from the first prompted slice
+forward and backward. The ground truth is then only used for scoring. The report records which prompts were
+used (:attr:`SegEvalReport.prompt_source`: ``"ground truth"`` or ``"user"``).
 
 Scores
 ------
@@ -29,11 +37,12 @@ from ..errors import GeometryMismatchError, InvalidVolumeError, UnknownChoiceErr
 from ..metrics import dice, iou
 from ..volume import Volume
 from .frames import FrameGeometry
-from .prompts import prompts_from_mask
+from .prompts import SlicePrompt, check_prompts, prompts_from_mask
 from .segmenter import SegmentationResult, Segmenter
 
 __all__ = [
     "EVAL_MODES",
+    "PROMPT_SOURCES",
     "ImageScore",
     "PairScore",
     "SegEvalReport",
@@ -45,6 +54,8 @@ __all__ = [
 ]
 
 EVAL_MODES = ("slices", "propagate")
+#: Where the prompts of an evaluation came from.
+PROMPT_SOURCES = ("ground truth", "user")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +93,10 @@ class SegEvalReport:
     pairs : list of PairScore
     results : dict of str to SegmentationResult
         The masks, by image name.
+    prompt_source : {"ground truth", "user"}
+        Whether the prompts were derived from the ground truth or given by the user.
+    prompts : list of SlicePrompt
+        The prompts every image was segmented with (frame coordinates).
     """
 
     model: str
@@ -90,10 +105,12 @@ class SegEvalReport:
     images: list[ImageScore]
     pairs: list[PairScore]
     results: dict[str, SegmentationResult] = dataclasses.field(default_factory=dict, repr=False)
+    prompt_source: str = "ground truth"
+    prompts: list[SlicePrompt] = dataclasses.field(default_factory=list, repr=False)
 
     def rows(self) -> list[dict]:
         """One dict per score (for CSV): image against ground truth, then pairs."""
-        base = {"model": self.model, "mode": self.mode,
+        base = {"model": self.model, "mode": self.mode, "prompts": self.prompt_source,
                 "labels": " ".join(map(str, self.labels)) if self.labels else "nonzero"}
         out = []
         for s in self.images:
@@ -138,26 +155,31 @@ def evaluate_segmentation(
     margin: float = 0.0,
     window=None,
     largest_component: bool = False,
+    prompts: SlicePrompt | Sequence[SlicePrompt] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> SegEvalReport:
-    """Segment every image with the same ground-truth-derived prompts and score the masks.
+    """Segment every image with the same prompts (the user's, else derived from the ground truth) and score
+    the masks.
 
     Parameters
     ----------
     images : mapping of str to Volume
         Names (e.g. "T1 (source)", "T2 (real)", "T2 (synthetic)") to volumes on the ground truth's grid.
     ground_truth : Volume
-        Label map.
+        Label map (the object's voxels are scored; without ``prompts`` its boxes are the prompts).
     segmenter : Segmenter
     labels : sequence of int, optional
         Label values that form the object (default: any non-zero label).
     mode : {"slices", "propagate"}
         See the module notes.
     margin : float
-        Pixels added around the ground-truth box.
+        Pixels added around the ground-truth box (not used with ``prompts``).
     window, largest_component
         As in :meth:`Segmenter.segment_slices`; the window is resolved per image.
+    prompts : SlicePrompt or sequence of SlicePrompt, optional
+        The user's prompts, in frame coordinates of the ground truth's grid (see :mod:`.frames`), at most one
+        per slice; used as they are for every image. None: derive them from the ground truth.
     progress, should_cancel : callables, optional
         ``progress(done, total)`` counts slices over all images.
 
@@ -171,6 +193,8 @@ def evaluate_segmentation(
         An image is not on the ground truth's grid.
     InvalidVolumeError
         The ground truth has none of the requested labels.
+    PromptError
+        ``prompts`` is empty, has two prompts on one slice, or lies outside the ground truth's frames.
     """
     if mode not in EVAL_MODES:
         raise UnknownChoiceError("evaluation mode", mode, EVAL_MODES)
@@ -187,7 +211,12 @@ def evaluate_segmentation(
         raise InvalidVolumeError(f"the ground truth has no voxel with {which}", ground_truth.path)
     geom = FrameGeometry.of(ground_truth)
     truth_frames = geom.to_frames(truth)
-    prompts = prompts_from_mask(truth_frames, mode="slices" if mode == "slices" else "key", margin=margin)
+    if prompts is None:
+        source = "ground truth"
+        prompts = prompts_from_mask(truth_frames, mode="slices" if mode == "slices" else "key", margin=margin)
+    else:
+        source = "user"
+        prompts = check_prompts(prompts, geom.shape)
     per_image = len(prompts) if mode == "slices" else geom.n_slices
     total = per_image * len(images)
     results: dict[str, SegmentationResult] = {}
@@ -210,7 +239,8 @@ def evaluate_segmentation(
         PairScore(a, b, float(dice(results[a].mask, results[b].mask)), float(iou(results[a].mask, results[b].mask)))
         for i, a in enumerate(names) for b in names[i + 1:]
     ]
-    return SegEvalReport(segmenter.name, mode, [int(v) for v in labels] if labels else None, scores, pairs, results)
+    return SegEvalReport(segmenter.name, mode, [int(v) for v in labels] if labels else None, scores, pairs, results,
+                         prompt_source=source, prompts=list(prompts))
 
 
 def _fmt(v) -> str:
@@ -228,7 +258,9 @@ def format_report(reports: Sequence[SegEvalReport]) -> str:
                                              ((p.a, p.b) for p in reports[0].pairs)] + [10])
     col = max(10, *(len(m) for m in models))
     head = f"{'image':<{width}}  {'metric':<16}" + "".join(f"  {m:>{col}}" for m in models)
-    lines = [f"segmentation against the ground truth ({reports[0].mode} prompts from the ground truth)", head,
+    sources = sorted({r.prompt_source for r in reports})
+    origin = " and ".join("the user" if s == "user" else "the ground truth" for s in sources)
+    lines = [f"segmentation against the ground truth ({reports[0].mode} mode, prompts from {origin})", head,
              "-" * len(head)]
     rows = (("mIoU (per slice)", "mean_slice_iou"), ("Dice (per slice)", "mean_slice_dice"),
             ("Dice (3D)", "dice"), ("IoU (3D)", "iou"))
@@ -261,7 +293,7 @@ def write_reports_csv(reports: Sequence[SegEvalReport], path: str | os.PathLike)
     """Write every score of every report as CSV rows; returns the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "mode", "labels", "image", "reference", "dice", "iou", "mean_slice_dice",
+    fields = ["model", "mode", "prompts", "labels", "image", "reference", "dice", "iou", "mean_slice_dice",
               "mean_slice_iou", "n_slices"]
     with open(p, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields)

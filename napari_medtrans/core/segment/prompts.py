@@ -2,22 +2,49 @@
 
 Coordinates are frame pixels (see :mod:`.frames`): ``x`` is the column, ``y`` the row; a box is
 ``(x0, y0, x1, y1)`` with the corners on the first and last pixel it covers (SAM's convention).
+
+Prompt files
+------------
+:func:`load_prompts_json` reads prompts written by hand or by a script, in the same frame coordinates::
+
+    {"slices": [
+        {"slice": 3, "points": [[20, 24, 1], [5, 6, 0]], "box": [10, 12, 30, 36]},
+        {"slice": 5, "points": [[21, 25]]}
+    ]}
+
+``slice`` is the axial frame number (0 = the most inferior slice), each point is ``[x, y, label]`` (label 1
+positive, 0 negative; omitted: 1), ``box`` is ``[x0, y0, x1, y1]``; each entry needs a point or a box. A
+``"comment"`` key is allowed at the top level and in entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import MedtransError
+
 __all__ = [
+    "PromptError",
     "SlicePrompt",
     "box_of_mask",
+    "check_prompts",
+    "load_prompts_json",
     "prompts_from_mask",
     "key_slice",
     "largest_component",
 ]
+
+
+class PromptError(MedtransError, ValueError):
+    """Prompts that cannot be used: a malformed prompt file, a slice or point outside the image, no prompt.
+
+    ``str(err)`` names the file (when the prompts came from one) and the problem.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +171,140 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
+
+
+def check_prompts(prompts: SlicePrompt | Sequence[SlicePrompt], shape: Sequence[int],
+                  path: str | os.PathLike | None = None) -> list[SlicePrompt]:
+    """The prompts as a list, checked against frames of ``shape`` (slices, height, width).
+
+    Raises
+    ------
+    PromptError
+        No prompt, several on one slice, or a slice, point or box outside the frames (names ``path`` if given).
+    """
+    try:
+        items = as_prompt_list(prompts)
+        n, h, w = (int(v) for v in shape)
+        for p in items:
+            p.check_fits(n, h, w)
+    except (ValueError, TypeError) as exc:
+        raise PromptError(str(exc).rstrip("."), path) from None
+    return items
+
+
+_ENTRY_KEYS = {"slice", "points", "box", "comment"}
+
+
+def load_prompts_json(path: str | os.PathLike, shape: Sequence[int] | None = None) -> list[SlicePrompt]:
+    """Read prompts from a JSON file (format in the module notes), checked against frames of ``shape``.
+
+    Parameters
+    ----------
+    path : path-like
+    shape : (slices, height, width), optional
+        The frames the prompts go on (:attr:`FrameGeometry.shape <.frames.FrameGeometry.shape>`); when given,
+        a slice, point or box outside them is an error.
+
+    Returns
+    -------
+    list of SlicePrompt
+        In the file's order, one per slice.
+
+    Raises
+    ------
+    PromptError
+        The file cannot be read, is not JSON, does not follow the format, or lies outside the frames; the
+        message names the file and the entry.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise PromptError(f"cannot read the prompt file: {exc.strerror or exc}", path) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path) from None
+    example = '{"slices": [{"slice": 3, "points": [[x, y, 1]], "box": [x0, y0, x1, y1]}]}'
+    if not isinstance(doc, dict) or "slices" not in doc:
+        raise PromptError(f'expected an object with a "slices" list, like {example}', path)
+    extra = sorted(set(doc) - {"slices", "comment"})
+    if extra:
+        raise PromptError(f"unknown key(s) {extra} at the top level; prompts are given in axial frame coordinates "
+                          'under "slices" only', path)
+    entries = doc["slices"]
+    if not isinstance(entries, list) or not entries:
+        raise PromptError(f'"slices" must be a non-empty list of prompts, like {example}', path)
+
+    def number(v, where):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise PromptError(f"{where} must be a number, got {json.dumps(v)}", path)
+        return float(v)
+
+    out: list[SlicePrompt] = []
+    seen: dict[int, int] = {}
+    for n, e in enumerate(entries):
+        where = f"slices[{n}]"
+        if not isinstance(e, dict):
+            raise PromptError(f"{where} must be an object with \"slice\" and \"points\" and/or \"box\", got "
+                              f"{json.dumps(e)}", path)
+        extra = sorted(set(e) - _ENTRY_KEYS)
+        if extra:
+            raise PromptError(f"{where} has unknown key(s) {extra}; allowed: slice, points, box", path)
+        if "slice" not in e:
+            raise PromptError(f'{where} has no "slice"', path)
+        s = e["slice"]
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise PromptError(f'{where}: "slice" must be a whole number, got {json.dumps(s)}', path)
+        if s in seen:
+            raise PromptError(f"{where} and slices[{seen[s]}] are both on slice {s}; put every point and the box "
+                              "of a slice in one entry", path)
+        seen[s] = n
+        points, labels = [], []
+        raw_points = e.get("points", [])
+        if not isinstance(raw_points, list):
+            raise PromptError(f'{where}: "points" must be a list of [x, y, label], got {json.dumps(raw_points)}',
+                              path)
+        for m, pt in enumerate(raw_points):
+            pw = f"{where}.points[{m}]"
+            if not isinstance(pt, list) or len(pt) not in (2, 3):
+                raise PromptError(f"{pw} must be [x, y] or [x, y, label], got {json.dumps(pt)}", path)
+            x, y = number(pt[0], f"{pw} x"), number(pt[1], f"{pw} y")
+            label = pt[2] if len(pt) == 3 else 1
+            if isinstance(label, bool) or label not in (0, 1):
+                raise PromptError(f"{pw}: the label must be 1 (positive) or 0 (negative), got {json.dumps(label)}",
+                                  path)
+            points.append((x, y))
+            labels.append(int(label))
+        box = e.get("box")
+        if box is not None:
+            if not isinstance(box, list) or len(box) != 4:
+                raise PromptError(f'{where}: "box" must be [x0, y0, x1, y1], got {json.dumps(box)}', path)
+            box = tuple(number(v, f"{where}.box[{i}]") for i, v in enumerate(box))
+        try:
+            prompt = SlicePrompt(s, points=points, labels=labels, box=box)
+        except ValueError as exc:
+            raise PromptError(f"{where}: {str(exc).rstrip('.')}", path) from None
+        if shape is not None:
+            _fits_or_raise(prompt, [int(v) for v in shape], where, path)
+        out.append(prompt)
+    return out
+
+
+def _fits_or_raise(p: SlicePrompt, shape: list[int], where: str, path) -> None:
+    """Like :meth:`SlicePrompt.check_fits`, naming the entry and the point or box that lies outside."""
+    n, h, w = shape
+    if not 0 <= p.slice < n:
+        raise PromptError(f"{where}: slice {p.slice} is outside the image's {n} axial slices (0 to {n - 1})", path)
+    frame = f"the {w} x {h} frame (x from 0 to {w - 1}, y from 0 to {h - 1})"
+    for m, (x, y) in enumerate(p.points):
+        if not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
+            raise PromptError(f"{where}.points[{m}] (x={x:g}, y={y:g}) lies outside {frame}", path)
+    if p.box is not None:
+        x0, y0, x1, y1 = p.box
+        if not (-0.5 <= x0 and x1 <= w - 0.5 and -0.5 <= y0 and y1 <= h - 0.5):
+            raise PromptError(f"{where}.box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside {frame}", path)
 
 
 def as_prompt_list(prompts: SlicePrompt | Sequence[SlicePrompt]) -> list[SlicePrompt]:
