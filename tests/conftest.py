@@ -1,7 +1,8 @@
 """Session-wide test settings.
 
-PySide6 occasionally aborts while the interpreter tears down Qt objects after the last test ("Fatal Python error:
-none_dealloc", a reference-count bug in the binding, seen with napari viewers and worker threads). It happens
+PySide6 occasionally aborted while the interpreter tore down Qt objects after the last test ("Fatal Python error:
+none_dealloc": PySide6 6.12.0 loses a reference to None on every Qt call that returns nothing, now kept out by
+requirements.txt and checked by tests/qt/test_qt_binding.py). Should a binding do that again, it happens
 after every result and the summary are written, but it would turn a green run into exit code 134. So once the
 session has finished, the process leaves with pytest's own exit status without the interpreter's final garbage
 collection. ``MEDTRANS_TEST_SOFT_EXIT=1`` keeps the normal shutdown (to debug teardown itself).

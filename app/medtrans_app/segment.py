@@ -4,6 +4,11 @@ a red overlay on the panes that show the segmented image.
 With "Prompt by clicking" on, a left click on an axial pane adds a positive point, a negative point, or (in box
 mode) one corner of a box: two clicks make the box. Prompts are kept in patient coordinates, so a click on
 any pane applies to the image chosen in the panel, on that image's own grid.
+
+The comparison (Compare in the panel) shows its masks the same way: each pane that displays a compared volume
+gets that volume's mask as the overlay, and the pane's title names it (``medsam2 mask of T2 (real)``, as napari
+names its Labels layers). A new comparison replaces the overlays of the previous one. A pane shows one mask:
+whichever arrived last for its image (a segmentation of that image or a comparison that included it).
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ class AppSegmentation(QObject):
         self.points: list[tuple[np.ndarray, int]] = []  # (RAS mm, 1 positive / 0 negative)
         self.boxes: list[tuple[np.ndarray, np.ndarray]] = []  # two opposite corners, RAS mm
         self._corner: np.ndarray | None = None
-        self.masks: dict[str, object] = {}  # image name -> label Volume
+        self.masks: dict[str, object] = {}  # image name -> label Volume (Segment slice(s) / Propagate)
+        #: image name -> (label Volume, label) of the last comparison; names as the window knows them
+        self.compared: dict[str, tuple[object, str]] = {}
+        #: image name -> (label Volume, label) shown on panes displaying that image (the newest mask)
+        self.overlays: dict[str, tuple[object, str]] = {}
+        self._shown: dict[int, tuple[object, str]] = {}  # pane -> (DisplayVolume we set, label in its title)
 
         widget = QWidget()
         layout = QVBoxLayout(widget)
@@ -57,6 +67,7 @@ class AppSegmentation(QObject):
 
         self.clear_button.clicked.connect(self.clear_prompts)
         self.panel.segmented.connect(self._on_segmented)
+        self.panel.evaluated.connect(self._on_evaluated)
         for pane in window.viewer.panes:
             pane.installEventFilter(self)
         for box in window.pane_boxes:
@@ -129,12 +140,53 @@ class AppSegmentation(QObject):
 
     # -- results ----------------------------------------------------------------------------------------
     def _on_segmented(self, request, result) -> None:
-        self.masks[request.image] = result.to_volume(request.volume)
+        mask = result.to_volume(request.volume)
+        self.masks[request.image] = mask
+        self.overlays[request.image] = (mask, f"segmentation of {request.image}")
+        self.show_masks()
+
+    def _on_evaluated(self, request, report) -> None:
+        """Show a comparison's masks on the panes displaying the compared volumes, replacing the last one's.
+
+        ``report.results`` holds one mask per compared image, keyed like ``request.images`` ("NAME (role)");
+        the volume object tells which of the window's images it was (a volume re-opened since is left alone).
+        """
+        new: dict[str, tuple[object, str]] = {}
+        for key, result in report.results.items():
+            volume = request.images.get(key)
+            for name in [n for n, v in self.window.volumes.items() if v is volume]:
+                new[name] = (result.to_volume(volume), f"{report.model} mask of {key}")
+        for name, entry in self.compared.items():  # the last comparison's overlays go
+            if self.overlays.get(name) is entry:
+                if name in self.masks:
+                    self.overlays[name] = (self.masks[name], f"segmentation of {name}")
+                else:
+                    del self.overlays[name]
+        self.compared = new
+        self.overlays.update(new)
         self.show_masks()
 
     def show_masks(self, _name: str = "") -> None:
-        """Overlay each pane's image with its mask (panes showing other images keep their overlay)."""
-        for pane, box in zip(self.window.viewer.panes, self.window.pane_boxes):
-            mask = self.masks.get(box.currentText())
-            if mask is not None:
-                pane.set_overlay(mask, (0.0, 1.0), _RED, 0.4)
+        """Overlay each pane's image with its mask and name the mask in the pane's title; a pane whose image
+        has no mask loses the mask overlay it had from here (other overlays, e.g. a TSM map, stay)."""
+        for i, (pane, box) in enumerate(zip(self.window.viewer.panes, self.window.pane_boxes)):
+            entry = self.overlays.get(box.currentText())
+            shown = self._shown.pop(i, None)
+            if entry is not None:
+                pane.set_overlay(entry[0], (0.0, 1.0), _RED, 0.4)
+                self._shown[i] = (pane.overlay, entry[1])
+                self._set_label(pane, shown, entry[1])
+            elif shown is not None:
+                if pane.overlay is shown[0]:  # still ours: not replaced by the window since
+                    pane.set_overlay(None)
+                self._set_label(pane, shown, "")
+
+    @staticmethod
+    def _set_label(pane, shown, label: str) -> None:
+        """Put ``label`` in brackets after the pane's title (replacing the one we added before)."""
+        title = pane.title
+        if shown is not None and shown[1] and title.endswith(f"  [{shown[1]}]"):
+            title = title[: -len(f"  [{shown[1]}]")]
+        pane.title = f"{title}  [{label}]" if label else title
+        pane.setToolTip(label)
+        pane.update()

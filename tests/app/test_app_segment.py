@@ -33,6 +33,7 @@ def window(qtbot, tmp_path):
     workers.set_error_handler(lambda message, exc=None: w.errors.append(message))
     s = make_subject(2, shape=(32, 32, 8), tumour=True, contrasts=("T1", "T2"))
     w.add_volumes([("T1 test", s.images["T1"]), ("T2 test", s.images["T2"])])
+    w.subject = s
     w.segmentation.panel.pool = SegmenterPool(lambda model, device: Segmenter(tiny_sam2(64), name=model))
     yield w
     workers.cancel_all()
@@ -96,3 +97,58 @@ def test_clicks_off_axial_panes_are_not_prompts(window):
     assert not seg.click(0, 100, 100) and "axial" in seg.prompt_label.text()
     seg.clear_prompts()
     assert seg.prompts_for(window.volumes["T1 test"]) == []
+
+
+def _compare(qtbot, panel, **roles):
+    for role, name in roles.items():
+        panel.compare[role].setCurrentText(name)
+    with qtbot.waitSignal(panel.evaluated, timeout=120000) as got:
+        assert panel.evaluate() is not None
+    return got.args
+
+
+def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot):
+    seg, panes = window.segmentation, window.viewer.panes
+    s = window.subject
+    rng = np.random.default_rng(0)
+    t2 = s.images["T2"]
+    fake = t2.derive(t2.data * rng.uniform(0.9, 1.1, t2.shape).astype(np.float32), synthetic=True,
+                     provenance={"method": "test"})
+    window.add_volumes([("T2 synth", fake), ("labels test", s.labels)])
+    assert [b.currentText() for b in window.pane_boxes] == ["T1 test", "T2 synth", "T2 test"]
+    p = seg.panel
+    p.labels_edit.setText("4 5 6")
+    request, report = _compare(qtbot, p, source="T1 test", real="T2 test", synthetic="T2 synth",
+                               truth="labels test")
+    keys = ["T1 test (source)", "T2 test (real)", "T2 synth (synthetic)"]
+    assert [x.image for x in report.images] == keys
+    text = p.table.toPlainText()
+    assert "mIoU (per slice)" in text and f"{report.images[0].mean_slice_iou:.4f}" in text
+    assert "T2 test (real) vs T2 synth (synthetic)" in text
+    shape = window.volumes["T1 test"].shape
+    for pane, key in zip(panes, (keys[0], keys[2], keys[1])):  # panes: source T1, synthetic, reference T2
+        label = f"medsam2 mask of {key}"
+        assert pane.overlay is not None and pane.title.endswith(f"[{label}]") and pane.toolTip() == label
+        name = key.rsplit(" (", 1)[0]
+        mask, shown_label = seg.overlays[name]
+        assert shown_label == label and mask.shape == shape and mask.modality == "segmentation"
+        np.testing.assert_array_equal(mask.data > 0, report.results[key].mask)
+        # the pane paints that mask (the overlay is a view of its voxels)
+        assert np.shares_memory(pane.overlay.data, mask.data)
+        assert mask.data.any(), f"empty mask for {key}"  # the tiny model on boxes around the tumour
+
+    # A pane switched to another image and back gets the overlay again
+    window.pane_boxes[0].setCurrentText("T2 test")
+    assert panes[0].title.endswith("[medsam2 mask of T2 test (real)]")
+    window.pane_boxes[0].setCurrentText("T1 test")
+    assert panes[0].title.endswith("[medsam2 mask of T1 test (source)]") and panes[0].overlay is not None
+
+    # A new comparison replaces the old overlays: the synthetic image is no longer compared
+    p.compare["synthetic"].setCurrentText("(none)")
+    _, report2 = _compare(qtbot, p, source="T2 test", real="T1 test")
+    assert sorted(report2.results) == ["T1 test (real)", "T2 test (source)"]
+    assert panes[0].title.endswith("[medsam2 mask of T1 test (real)]")
+    assert panes[2].title.endswith("[medsam2 mask of T2 test (source)]")
+    assert panes[1].overlay is None and panes[1].title == "Synthetic: T2 synth" and panes[1].toolTip() == ""
+    assert "T2 synth" not in seg.overlays and set(seg.compared) == {"T1 test", "T2 test"}
+    assert window.errors == []

@@ -88,11 +88,64 @@ def test_prompt_layers_keys_and_prompts_on_the_images_grid(widget):
     assert w.prompts_for(_volume(w, T1)) == []
 
 
-def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot):
+def _press(w, qtbot, key):
+    """Shift+``key`` typed on the canvas, as a person would: the Qt event goes through vispy to napari's keymap
+    handler, which calls the binding of the selected layer."""
+    from qtpy.QtCore import Qt
+
+    qtbot.keyClick(w.viewer.window._qt_viewer.canvas.native, getattr(Qt.Key, f"Key_{key}"),
+                   Qt.KeyboardModifier.ShiftModifier)
+
+
+def test_prompt_shortcuts_pressed_on_the_canvas(widget, qtbot):
     w = widget
+    w.viewer.layers.selection.active = w.points
+    assert str(w.points.feature_defaults["prompt"].iloc[0]) == "positive"
+    _press(w, qtbot, "T")  # Shift+T: the next points are negative
+    assert str(w.points.feature_defaults["prompt"].iloc[0]) == "negative"
+    assert w.panel.status.text() == "next points: negative"
+    w.points.add(index_to_world(_volume(w, T1), (4, 4, 4)))
+    _press(w, qtbot, "T")  # and back to positive
+    assert w.panel.status.text() == "next points: positive"
+    w.points.add(index_to_world(_volume(w, T1), (16, 15, 4)))
+    assert list(w.points.features["prompt"]) == ["negative", "positive"]
+
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
+        _press(w, qtbot, "S")  # Shift+S: segment the prompted slice
+        assert w.panel.cancel_button.isEnabled(), "the job runs in a worker; the key returns at once"
+    request, result = got.args
+    assert request.mode == "slices" and request.image == T1 and result.slices == [4]
+    assert request.prompts[0].labels == (0, 1)
+    assert f"segmentation of {T1}" in w.viewer.layers
+
+    _box(w, 4, 10, 10, 22, 22)
+    w.viewer.layers.selection.active = w.boxes  # the keys work with either prompt layer selected
+    with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
+        _press(w, qtbot, "P")  # Shift+P: propagate through the volume
+    request, result = got.args
+    assert request.mode == "propagate" and sorted(result.slices) == list(range(8))
+    assert request.prompts[0].box is not None
+
+    _press(w, qtbot, "X")  # Shift+X: clear every prompt
+    assert len(w.points.data) == 0 and len(w.boxes.data) == 0
+    assert w.prompts_for(_volume(w, T1)) == []
+    w.viewer.layers.selection.active = w.viewer.layers[T1]  # another layer selected: the keys are not ours
+    _click(w, (16, 15, 4))
+    _press(w, qtbot, "X")
+    assert len(w.points.data) == 1
+
+
+def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot):
+    # (the progress bar is checked here too: every napari viewer a test opens costs the PySide6 binding
+    # thousands of references to None, so this file keeps its viewer count down)
+    w = widget
+    bar = w.panel.progress
+    seen = []  # (value, maximum) each time the bar moves
+    bar.valueChanged.connect(lambda v: seen.append((v, bar.maximum())))
     _box(w, 4, 10, 10, 22, 22)
     with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
         assert w.panel.segment("slices") is not None
+    assert seen[0][0] == 0 and seen[-1] == (1, 1) and bar.value() == bar.maximum() == 1  # from 0 to full
     request, result = got.args
     assert request.mode == "slices" and result.slices == [4]
     layer = w.viewer.layers[f"segmentation of {T1}"]
@@ -101,10 +154,14 @@ def test_segment_slice_then_propagate_make_a_labels_layer(widget, qtbot):
     np.testing.assert_allclose(layer.affine.affine_matrix, t1.affine.affine_matrix)
     np.testing.assert_array_equal(layer.metadata["volume"].data > 0, result.mask)
 
+    seen.clear()
     with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
         w.panel.segment("propagate")
     _, prop = got.args
     assert prop.slices == [4, 5, 6, 7, 3, 2, 1, 0]
+    # the bar starts from zero and advances one step per propagated slice up to its maximum
+    assert seen == [(0, 1)] + [(n, 8) for n in range(1, 9)], seen
+    assert bar.value() == bar.maximum() == 8
     assert prop.embeddings_reused > 0, "the slice embedded by the 2D run is reused"
     np.testing.assert_array_equal(w.viewer.layers[f"segmentation of {T1}"].metadata["volume"].data > 0, prop.mask)
     assert "from the cache" in w.panel.status.text()
