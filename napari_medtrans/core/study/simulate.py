@@ -53,29 +53,39 @@ def simulate_readers(store: StudyStore, readers: int | Sequence[str] = 4, *, see
     quality = dict(quality or default_qualities(store.methods()))
     names = [f"sim-{i + 1}" for i in range(readers)] if isinstance(readers, int) else list(readers)
     criteria = store.criteria()
-    case_effect = {c: rng.normal(0, case_sd) for c in store.case_codes()}
+    # Every random draw is tied to (reader, case id, method), never to the blinded codes, the shuffled candidate
+    # order or the reader's random case order, so one seed gives the same answers in every run.
+    case_of = {code: k.case_id for code, k in key.items()}
+    case_ids = sorted(set(case_of.values()))
+    case_effect = {cid: rng.normal(0, case_sd) for cid in case_ids}
+    case_effect = {c: case_effect[case_of[store.candidate_codes(c)[0]]] for c in store.case_codes()}
+    methods = sorted({str(k.method) for k in key.values()})
     keys = []
-    for name in names:
+    for ri, name in enumerate(names):
         reader = store.sign_in(name, allow_new=True)
         keys.append(reader.key)
         bias = rng.normal(0, reader_sd)
         for case in store.assignment(reader.key):
             latent = {code: quality[key[code].method] + case_effect[case.case_code] + bias
                       for code in case.candidates}
+            draws = {code: np.random.default_rng([seed, ri, case_ids.index(case_of[code]),
+                                                  methods.index(str(key[code].method))])
+                     for code in case.candidates}
             entries = []
             for crit in criteria:
                 if crit.kind == "scale":
                     for code in case.candidates:
-                        v = np.clip(np.rint(latent[code] + rng.normal(0, noise)), crit.min_value, crit.max_value)
+                        v = np.clip(np.rint(latent[code] + draws[code].normal(0, noise)), crit.min_value,
+                                    crit.max_value)
                         entries.append(ScoreEntry(case.case_code, code, crit.name, int(v), seconds=5.0))
                 elif crit.kind == "realism":
                     for code in case.candidates:
-                        p = 1.0 / (1.0 + np.exp(-3.0 * (latent[code] + rng.normal(0, noise) - 3.6)))
-                        acquired = rng.random() < p
+                        p = 1.0 / (1.0 + np.exp(-3.0 * (latent[code] + draws[code].normal(0, noise) - 3.6)))
+                        acquired = draws[code].random() < p
                         conf = int(np.clip(np.rint(1 + 4 * abs(p - 0.5) * 2), 1, 5))
                         entries.append(ScoreEntry(case.case_code, code, crit.name, int(acquired), conf, seconds=3.0))
                 else:
-                    values = [np.round(2 * (latent[c] + rng.normal(0, noise))) / 2 for c in case.candidates]
+                    values = [np.round(2 * (latent[c] + draws[c].normal(0, noise))) / 2 for c in case.candidates]
                     ranks = rank_with_ties(values, higher_is_better=True, method="min")
                     entries += [ScoreEntry(case.case_code, c, crit.name, int(r), seconds=8.0)
                                 for c, r in zip(case.candidates, ranks)]
