@@ -10,13 +10,18 @@ turns (engine, naive, engine, naive, ... for ``--rounds`` rounds) and the best r
 shared machine, interleaving keeps the comparison fair when the load changes. The outputs of the two are
 compared too: the engine must compute the same image.
 
+Three workers: the engine at its default precision (``"auto"``: bf16 autocast on a CPU that computes bf16 in
+hardware, AVX512-BF16 or AMX, else fp32), the engine forced to fp32, and the naive loop. The ratio that counts is
+the engine as a user runs it (default precision) against the naive loop; the fp32 line shows how much of the gain
+is batching, folded normalisation and channels-last alone, and the output comparison shows what bf16 costs.
+
 Model: ``resources/models/demo-t1-t2.safetensors`` (the shipped demo model) when there is one, loaded with
 ``napari_medtrans.translators.checkpoint.load_translator``; else ``create_translator("unet", width=16)`` with
 random weights (seeded). The choice is printed.
 
-On a CPU the ratio is bounded by how close the naive loop's fp32 convolutions already are to the CPU's
-arithmetic rate (batching, channels-last and folded batch norm leave the arithmetic unchanged);
-``bench/engine_options.py`` measures what compilation, Winograd convolutions and foreground cropping would add
+In fp32 the ratio is bounded by how close the naive loop's fp32 convolutions already are to the CPU's
+arithmetic rate (batching, channels-last and folded batch norm leave the arithmetic unchanged); bf16 halves the
+bytes and doubles the multiply rate of the CPU's vector units. ``bench/engine_options.py`` measures what compilation, Winograd convolutions and foreground cropping would add
 and how far each moves the output.
 
     python bench/engine.py                 # full run
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("engine", "engine-fp32", "naive")
 
 
 def _model(args):
@@ -93,9 +99,14 @@ def _worker(args) -> int:
     vol = _volume(args)
     out = None
 
+    precision = {"engine": "auto", "engine-fp32": "fp32"}.get(args.worker, "fp32")
+    used = {}
+
     def engine_pass():
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        return translate_volume(vol, model, device="cpu", batch_size=bs).volume.data
+        res = translate_volume(vol, model, device="cpu", batch_size=bs, precision=precision)
+        used["precision"] = res.precision
+        return res.volume.data
 
     def naive_pass():
         model.eval()
@@ -111,7 +122,7 @@ def _worker(args) -> int:
             result[:, :, k] = denormalise(y[0, 0].detach().cpu().numpy().clip(-1, 1), out_rng)
         return result
 
-    run = engine_pass if args.worker == "engine" else naive_pass
+    run = naive_pass if args.worker == "naive" else engine_pass
     # Warm-up on a few slices (first-call allocations, oneDNN kernel selection), outside the timing.
     with torch.inference_mode():
         model.translate(torch.zeros(1, len(model.spec.inputs), args.size, args.size))
@@ -122,7 +133,8 @@ def _worker(args) -> int:
             t0 = time.perf_counter()
             out = run()
             dt = time.perf_counter() - t0
-            print(json.dumps({"seconds": dt, "load": os.getloadavg()[0]}), flush=True)
+            print(json.dumps({"seconds": dt, "load": os.getloadavg()[0],
+                              "precision": used.get("precision", "fp32")}), flush=True)
         elif cmd.startswith("quit"):
             path = cmd.split(" ", 1)[1]
             np.save(path, out)
@@ -161,23 +173,25 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds per side; the best is kept (default 2)")
     p.add_argument("--batch-size", default="auto", help='engine batch size (default "auto")')
     p.add_argument("--threads", type=int, default=0, help="torch threads in both workers (default: torch's choice)")
-    p.add_argument("--worker", choices=("engine", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return _worker(args)
 
     sys.path.insert(0, str(ROOT))
-    workers = {k: _spawn(k, args) for k in ("engine", "naive")}
+    workers = {k: _spawn(k, args) for k in KINDS}
     hello = {k: _ask(w) for k, w in workers.items()}
     print(f"model: {hello['engine']['model']}")
     print(f"volume: {args.size}x{args.size}x{args.slices}, CPU cores: {os.cpu_count()}, load at start: "
           f"{os.getloadavg()[0]:.2f}")
     times = {k: [] for k in workers}
+    precision = {}
     for r in range(args.rounds):
         for k, w in workers.items():
             res = _ask(w, "run")
             times[k].append(res["seconds"])
-            print(f"  round {r + 1} {k:6s}: {res['seconds']:7.2f} s  ({args.slices / res['seconds']:6.2f} slices/s, "
+            precision[k] = res["precision"]
+            print(f"  round {r + 1} {k:11s}: {res['seconds']:7.2f} s  ({args.slices / res['seconds']:6.2f} slices/s, "
                   f"load {res['load']:.2f})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         mem, outs = {}, {}
@@ -188,18 +202,20 @@ def main(argv=None) -> int:
             import numpy as np
 
             outs[k] = np.load(path)
-    diff = float(np.abs(outs["engine"] - outs["naive"]).max())
     scale = float(np.abs(outs["naive"]).max()) or 1.0
     rate = {k: args.slices / min(v) for k, v in times.items()}
-    ratio = rate["engine"] / rate["naive"]
     print()
-    print(f"{'':8s}{'slices/s':>10s}{'peak RSS MB':>13s}{'tracemalloc MB':>16s}{'threads':>9s}")
+    print(f"{'':12s}{'precision':>10s}{'slices/s':>10s}{'ratio':>7s}{'peak RSS MB':>13s}{'tracemalloc MB':>16s}"
+          f"{'threads':>9s}")
     for k in workers:
-        print(f"{k:8s}{rate[k]:10.2f}{mem[k]['peak_rss_mb']:13.0f}{mem[k]['tracemalloc_peak_mb']:16.0f}"
-              f"{mem[k]['threads']:9d}")
-    print(f"ratio engine/naive: {ratio:.2f} (goal >= 2), engine peak RSS "
-          f"{mem['engine']['peak_rss_mb'] / 1024:.2f} GB (goal < 2 GB)")
-    print(f"outputs agree: max |engine - naive| = {diff:.4g} ({diff / scale:.2e} of the output's peak)")
+        print(f"{k:12s}{precision[k]:>10s}{rate[k]:10.2f}{rate[k] / rate['naive']:7.2f}{mem[k]['peak_rss_mb']:13.0f}"
+              f"{mem[k]['tracemalloc_peak_mb']:16.0f}{mem[k]['threads']:9d}")
+    print(f"ratio engine/naive: {rate['engine'] / rate['naive']:.2f} (goal >= 2; engine at its default precision, "
+          f"{precision['engine']}), engine peak RSS {mem['engine']['peak_rss_mb'] / 1024:.2f} GB (goal < 2 GB)")
+    for k in ("engine-fp32", "engine"):
+        d = np.abs(outs[k] - outs["naive"])
+        print(f"outputs, {k} ({precision[k]}) vs naive (fp32): max |diff| = {float(d.max()):.4g} "
+              f"({float(d.max()) / scale:.2e} of the output's peak), mean {float(d.mean()) / scale:.2e} of the peak")
     return 0
 
 

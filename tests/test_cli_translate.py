@@ -81,6 +81,20 @@ def test_translate_dataset_resumes_and_evaluate_prints_table(data, model, tmp_pa
     assert all(np.isfinite(float(r["psnr"])) for r in rows)
 
 
+def test_evaluate_keeps_fp32_and_bf16_outputs_apart(data, model, capsys):
+    # the default output folder names the precision: a bf16 run never reuses fp32 volumes, and the table says
+    # which precision made the figures
+    tables = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["evaluate", "--model", str(model), "--data", str(data), "--device", "cpu",
+                     "--precision", precision]) == 0
+        tables[precision] = capsys.readouterr().out
+        assert f"inference precision {precision}" in tables[precision]
+        assert "already translated" not in tables[precision]
+    folders = sorted(p.name for p in (data / "evaluation").iterdir())
+    assert len(folders) == 2 and folders[0].endswith("-bf16") and folders[1].endswith("-fp32")
+
+
 def test_translate_dataset_shards_by_rank(data, model, tmp_path, monkeypatch):
     out = tmp_path / "sharded"
     for rank in range(2):

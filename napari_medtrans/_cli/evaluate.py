@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where to write per-subject metrics (default: OUT/metrics.csv; "
                         "OUT/metrics_<SRC>_to_<DST>.csv with --direction or --reverse)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="inference precision (default: auto = bf16 on a GPU and on a CPU with native bf16, else fp32)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -49,9 +51,14 @@ def run(args: argparse.Namespace) -> int:
     data_root = args.data if args.data.is_dir() else args.data.parent
     # The folder name carries the checkpoint's hash so results of another model are never reused.
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:8]
-    out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}"
+    # ... and the precision, so that an fp32 and a bf16 evaluation of one model never share outputs.
+    from ..core.engine import resolve_device, resolve_precision
+
+    precision = resolve_precision(args.precision, resolve_device(args.device))
+    out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}-{precision}"
     direction = direction_from_args(args, model)
-    report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, steps=args.steps,
+    report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
+                              steps=args.steps,
                               samples=args.samples, seed=args.seed, direction=direction,
                               log=lambda s: print(s, flush=True))
     print()

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--split", default=None, choices=["train", "val", "test"], help="only this split (default: all)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="inference precision (default: auto = bf16 on a GPU and on a CPU with native bf16, else fp32)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     records = []
     for direction in [directions] if directions is None or isinstance(directions, str) else directions:
         records += translate_dataset(
-            args.model, args.data, args.out, split=args.split, device=args.device, steps=args.steps,
+            args.model, args.data, args.out, split=args.split, device=args.device, precision=args.precision,
+            steps=args.steps,
             samples=args.samples, seed=args.seed, overwrite=args.overwrite, direction=direction,
             log=lambda s: print(prefix + s, flush=True),
         )

@@ -152,6 +152,7 @@ def translate_dataset(
     *,
     split: str | Sequence[str] | None = None,
     device: str = "auto",
+    precision: str = "auto",
     steps: int | None = None,
     samples: int = 1,
     seed: int | None = 0,
@@ -170,6 +171,7 @@ def translate_dataset(
 
     ``direction`` (``"T2->T1"``; None: the checkpoint's own) picks the direction of a two-modality checkpoint;
     outputs of a direction other than the saved one are named after their source too (:func:`output_path`).
+    ``precision`` is the engine's (:func:`~napari_medtrans.core.engine.resolve_precision`).
     """
     from ..core.engine import translate_volume
     from ..translators.checkpoint import load_translator, parse_direction, redirect_translator
@@ -205,6 +207,7 @@ def translate_dataset(
             inputs if len(inputs) > 1 else inputs[spec.inputs[0]],
             translator,
             device=_device_for_rank(device, info),
+            precision=precision,
             steps=steps,
             samples=samples,
             seed=seed,
@@ -227,6 +230,7 @@ class EvaluationReport:
     rows: list[dict]
     model: str
     split: str | None
+    precision: str | None = None
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """{direction: {metric: (mean, sd)}} over subjects (sample sd, ddof=1; 0 for one subject)."""
@@ -258,6 +262,7 @@ def evaluate_dataset(
     *,
     split: str | None = "test",
     device: str = "auto",
+    precision: str = "auto",
     steps: int | None = None,
     samples: int = 1,
     seed: int | None = 0,
@@ -278,7 +283,8 @@ def evaluate_dataset(
     model_path = resolve_model(model)
     records = []
     for d in _directions(direction):
-        records += translate_dataset(model_path, ds, out_dir, split=split, device=device, steps=steps,
+        records += translate_dataset(model_path, ds, out_dir, split=split, device=device, precision=precision,
+                                     steps=steps,
                                      samples=samples, seed=seed, direction=d, log=log)
     by_id = {s.id: s for s in ds.subjects}
     rows = []
@@ -293,7 +299,10 @@ def evaluate_dataset(
         rows.append({"subject": subject_id, "direction": label, **scores})
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
-    return EvaluationReport(rows=rows, model=str(model_path), split=split)
+    from ..core.engine import resolve_device, resolve_precision
+
+    used = resolve_precision(precision, resolve_device(_device_for_rank(device, dist_info())))
+    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=used)
 
 
 def format_table(report: EvaluationReport) -> str:
@@ -301,7 +310,8 @@ def format_table(report: EvaluationReport) -> str:
     lines = [
         f"model: {report.model}",
         f"split: {report.split or 'all'} ({len({r['subject'] for r in report.rows})} subjects; "
-        "whole volumes inside the brain mask)",
+        "whole volumes inside the brain mask)"
+        + (f"; inference precision {report.precision}" if report.precision else ""),
         "",
         f"{'direction':<16}{'PSNR (dB)':>18}{'SSIM':>18}{'MAE':>20}",
     ]

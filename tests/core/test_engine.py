@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from napari_medtrans.core.engine import TranslationResult, resolve_device, resolve_precision, translate_volume
+from napari_medtrans.core.engine import (
+    TranslationResult,
+    cpu_has_native_bf16,
+    resolve_device,
+    resolve_precision,
+    translate_volume,
+)
 from napari_medtrans.core.errors import (
     DeviceUnavailableError,
     GeometryMismatchError,
@@ -118,7 +124,8 @@ def test_output_keeps_geometry_and_is_marked_synthetic():
     assert np.isfinite(out.data).all() and out.data.dtype == np.float32
     p = out.provenance
     assert p["method"] == "test-engine-tinyconv" and p["checkpoint_sha256"] == "ab" * 32
-    assert p["device"] == "cpu" and p["precision"] == "fp32" and p["inputs"] == ["/data/t1.nii.gz"]
+    assert p["device"] == "cpu" and p["precision"] == resolve_precision("auto", torch.device("cpu"))
+    assert p["inputs"] == ["/data/t1.nii.gz"]
     assert p["samples"] == 1 and p["axis"] == 2
     assert res.outputs == {"T2": out} and res.device == "cpu" and res.seconds > 0
     # the declared map comes back on the grid, in its own range
@@ -315,7 +322,7 @@ def test_cpu_tuning_changes_nothing_but_speed(use_view):
     v = _volume(shape=(20, 16, 6))
     tr = ConvBN(use_view).eval()
     before = {k: t.clone() for k, t in tr.state_dict().items()}
-    res = translate_volume(v, tr, device="cpu", batch_size=4)
+    res = translate_volume(v, tr, device="cpu", batch_size=4, precision="fp32")
     rng = robust_range(v.data)
     x = torch.from_numpy(normalise(v.data, rng)).permute(2, 0, 1)[:, None]
     with torch.no_grad():
@@ -331,7 +338,8 @@ def test_cpu_tuning_changes_nothing_but_speed(use_view):
 def test_device_and_precision_choices():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", torch.device("cpu"), cpu_bf16=False) == "fp32"
     assert resolve_precision("bfloat16", torch.device("cpu")) == "bf16"
     with pytest.raises(UnknownChoiceError, match="gpu"):
         resolve_device("gpu")
@@ -345,6 +353,17 @@ def test_device_and_precision_choices():
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
         translate_volume(_volume(), TinyConv(), device="cuda")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_on_cpu_follows_the_hardware(monkeypatch, native):
+    # bf16 only where the CPU computes it in hardware (emulated bf16 is slower than fp32)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_has_native_bf16() is native
+    res = translate_volume(_volume(shape=(16, 16, 4)), TinyConv(), device="cpu")
+    assert res.precision == ("bf16" if native else "fp32")
+    assert res.volume.provenance["precision"] == res.precision
 
 
 def test_bf16_on_cpu_is_close_to_fp32():

@@ -200,7 +200,9 @@ class Segmenter:
         self.name = name or getattr(model, "medtrans_name", None) or type(model).__name__
         self.device = next(model.parameters()).device
         self.image_size = int(model.image_size)
-        self.precision = resolve_precision(precision, self.device)
+        # "auto" stays fp32 on the CPU here: SAM2's bf16 path on the CPU is not measured, and masks are thresholded
+        # logits, where rounding can move a boundary
+        self.precision = resolve_precision(precision, self.device, cpu_bf16=False)
         self.cache = cache if cache is not None else EmbeddingCache(cache_bytes)
         self.embeddings_computed = 0
         weights = getattr(model, "medtrans_weights", None)
