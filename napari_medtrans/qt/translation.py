@@ -77,6 +77,9 @@ class TranslateRequest:
         return "+".join(name for name, _ in self.inputs.values())
 
 
+DEMO_MODEL_FILE = "demo-t1-t2.safetensors"
+
+
 def _model_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -99,7 +102,8 @@ def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
             seen.add(key)
             out.append(ModelChoice(f"{Path(path).name} ({where})", "checkpoint", str(path)))
 
-    for p in _model_files(resources_dir() / "models"):
+    # the demo model first (the default a clinician sees), then the other shipped models by name
+    for p in sorted(_model_files(resources_dir() / "models"), key=lambda f: (f.name != DEMO_MODEL_FILE, f.name)):
         add(p, "shipped")
     not_translators = {e.filename for e in weights.MANIFEST}  # VGG16, SAM2, MedSAM2: weights of other tools
     for p in _model_files(weights.store_dir()):

@@ -57,6 +57,8 @@ def wait_job(qtbot, job, timeout=60000):
 def test_model_choices_list_shipped_store_loaded_then_untrained(tmp_path, monkeypatch):
     (tmp_path / "res" / "models").mkdir(parents=True)
     (tmp_path / "res" / "models" / "demo-t1-t2.safetensors").write_bytes(b"x")
+    (tmp_path / "res" / "models" / "cdm-t1t2-t1cflair.safetensors").write_bytes(b"x")  # sorts before "demo"
+    (tmp_path / "res" / "models" / "mrnet-flair-t2.safetensors").write_bytes(b"x")
     (tmp_path / "home" / "weights").mkdir(parents=True)
     (tmp_path / "home" / "weights" / "mine.pt").write_bytes(b"x")
     (tmp_path / "home" / "weights" / "notes.txt").write_text("not a model")
@@ -65,7 +67,9 @@ def test_model_choices_list_shipped_store_loaded_then_untrained(tmp_path, monkey
     monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
     choices = translation.model_choices([tmp_path / "other.onnx"])
     labels = [c.label for c in choices]
-    assert labels[:3] == ["demo-t1-t2.safetensors (shipped)", "mine.pt (weights store)", "other.onnx (file)"]
+    # the demo model stays the first (default) choice, the other shipped models follow by name
+    assert labels[:5] == ["demo-t1-t2.safetensors (shipped)", "cdm-t1t2-t1cflair.safetensors (shipped)",
+                          "mrnet-flair-t2.safetensors (shipped)", "mine.pt (weights store)", "other.onnx (file)"]
     assert not any("vgg16" in label for label in labels)
     methods = [c for c in choices if c.kind == "method"]
     assert {c.value for c in methods} >= {"unet", "pix2pix", "edts-trans"}
