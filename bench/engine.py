@@ -7,8 +7,8 @@ same volume (256 x 256 x 155, sliced along k), the same per-volume intensity nor
 Each side runs in its own worker process, so that peak RSS (``resource.getrusage``) and the tracemalloc peak
 (numpy and other Python allocations; torch's own buffers are not traced) are per side. The two workers take
 turns (engine, naive, engine, naive, ... for ``--rounds`` rounds) and the best round of each is reported: on a
-shared machine, interleaving keeps the comparison fair when the load changes. The outputs of the two are
-compared too: the engine must compute the same image.
+shared machine, interleaving keeps the comparison fair when the load changes. The outputs are compared too:
+in fp32 the engine must compute the same image as the naive loop; in bf16 the difference is what bf16 costs.
 
 Three workers: the engine at its default precision (``"auto"``: bf16 autocast on a CPU that computes bf16 in
 hardware, AVX512-BF16 or AMX, else fp32), the engine forced to fp32, and the naive loop. The ratio that counts is
@@ -21,8 +21,8 @@ random weights (seeded). The choice is printed.
 
 In fp32 the ratio is bounded by how close the naive loop's fp32 convolutions already are to the CPU's
 arithmetic rate (batching, channels-last and folded batch norm leave the arithmetic unchanged); bf16 halves the
-bytes and doubles the multiply rate of the CPU's vector units. ``bench/engine_options.py`` measures what compilation, Winograd convolutions and foreground cropping would add
-and how far each moves the output.
+bytes and doubles the multiply rate of the CPU's vector units. ``bench/engine_options.py`` measures what
+compilation, Winograd convolutions and foreground cropping would add and how far each moves the output.
 
     python bench/engine.py                 # full run
     python bench/engine.py --slices 40     # quicker, fewer slices

@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     for direction in [directions] if directions is None or isinstance(directions, str) else directions:
         records += translate_dataset(
             args.model, args.data, args.out, split=args.split, device=args.device, precision=args.precision,
-            steps=args.steps,
-            samples=args.samples, seed=args.seed, overwrite=args.overwrite, direction=direction,
+            steps=args.steps, samples=args.samples, seed=args.seed, overwrite=args.overwrite, direction=direction,
             log=lambda s: print(prefix + s, flush=True),
         )
     print(f"{prefix}{len(records)} synthetic volumes in {args.out}")

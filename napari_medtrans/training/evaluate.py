@@ -277,15 +277,17 @@ def evaluate_dataset(
     ``direction`` is one direction (``"T2->T1"``) or several (``["T1->T2", "T2->T1"]``: one row each in the
     table) of a two-modality checkpoint; None is the checkpoint's own direction.
     """
+    from ..core.engine import resolve_device, resolve_precision
     from ..core.metrics import evaluate_volumes
 
+    # resolved once, so the table names the precision every volume was translated in
+    precision = resolve_precision(precision, resolve_device(_device_for_rank(device, dist_info())))
     ds = load_dataset(data)
     model_path = resolve_model(model)
     records = []
     for d in _directions(direction):
         records += translate_dataset(model_path, ds, out_dir, split=split, device=device, precision=precision,
-                                     steps=steps,
-                                     samples=samples, seed=seed, direction=d, log=log)
+                                     steps=steps, samples=samples, seed=seed, direction=d, log=log)
     by_id = {s.id: s for s in ds.subjects}
     rows = []
     for subject_id, label, modality, path in records:
@@ -299,10 +301,7 @@ def evaluate_dataset(
         rows.append({"subject": subject_id, "direction": label, **scores})
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
-    from ..core.engine import resolve_device, resolve_precision
-
-    used = resolve_precision(precision, resolve_device(_device_for_rank(device, dist_info())))
-    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=used)
+    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=precision)
 
 
 def format_table(report: EvaluationReport) -> str:
