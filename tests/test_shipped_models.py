@@ -10,7 +10,8 @@ import pytest
 
 from napari_medtrans.core.engine import translate_volume
 from napari_medtrans.core.volume import Volume
-from napari_medtrans.translators.checkpoint import load_translator, read_checkpoint_metadata
+from napari_medtrans.translators.checkpoint import (load_translator, read_checkpoint_metadata, redirect_translator,
+                                                   translator_directions)
 
 MODELS = Path(__file__).resolve().parents[1] / "resources" / "models"
 SHIPPED = sorted(MODELS.glob("*.safetensors"))
@@ -43,3 +44,13 @@ def test_shipped_model_has_a_card_and_runs(path, one_torch_thread):
     for vol in outputs.values():
         assert vol.shape == (32, 32, 2) and np.isfinite(vol.data).all() and vol.synthetic
         np.testing.assert_array_equal(vol.affine, np.diag([1.5, 1.5, 2.0, 1.0]))
+
+    # a two-modality model (DisDiff, HiFi-Syn) also runs its other direction, and its card names both
+    for direction in translator_directions(model)[1:]:
+        assert direction.replace("->", " -> ") in card
+        twin = redirect_translator(model, direction)
+        src = Volume(rng.random((32, 32, 2), dtype=np.float32) * 100, np.diag([1.5, 1.5, 2.0, 1.0]),
+                     modality=twin.spec.inputs[0])
+        vol = translate_volume(src, twin, device="cpu", steps=2, seed=0, precision="fp32").volume
+        assert vol.shape == (32, 32, 2) and np.isfinite(vol.data).all() and vol.synthetic
+        assert vol.modality == twin.spec.outputs[0]

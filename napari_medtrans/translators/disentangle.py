@@ -305,11 +305,14 @@ class DisentangleNet(nn.Module):
 
     # -- training ---------------------------------------------------------------------------------------
     def forward_pair(self, x_i: torch.Tensor, x_j: torch.Tensor, *,
-                     cross_attr: Callable[[torch.Tensor, str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                     cross_attr: Callable[[torch.Tensor, str], torch.Tensor] | None = None,
+                     cycle_attr: Callable[[torch.Tensor, str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Everything one unpaired training step needs, for ``x_i`` of modality i and ``x_j`` of modality j.
 
         ``cross_attr(content, target)`` supplies the attribute for a translation into ``target`` (HiFi-Syn reads its
         memory bank here); by default the translation takes the attribute of the other input (DRIT++ swap).
+        ``cycle_attr(content, modality)`` likewise supplies the attribute of the second translation, back into the
+        input's modality; by default it is the input's own attribute (DRIT++).
 
         Returns a dict with ``zc_i, za_i, zc_j, za_j`` (Eq. 8), ``fake_j = G^j(zc_i, za_j)`` and
         ``fake_i = G^i(zc_j, za_i)`` (Eq. 9), self-reconstructions ``rec_i, rec_j`` and the cross-cycle
@@ -326,8 +329,8 @@ class DisentangleNet(nn.Module):
         rec_j = self.decode(zc_j, za_j, mj)
         zc_fj = self.enc_c[mj](fake_j)
         zc_fi = self.enc_c[mi](fake_i)
-        cyc_i = self.decode(zc_fj, za_i, mi)
-        cyc_j = self.decode(zc_fi, za_j, mj)
+        cyc_i = self.decode(zc_fj, za_i if cycle_attr is None else cycle_attr(zc_fj, mi), mi)
+        cyc_j = self.decode(zc_fi, za_j if cycle_attr is None else cycle_attr(zc_fi, mj), mj)
         if self.training:
             self.update_mean_attribute(za_i, mi)
             self.update_mean_attribute(za_j, mj)

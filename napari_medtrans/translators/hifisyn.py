@@ -36,8 +36,13 @@ Choices where the paper is silent
   ``max_pixels`` pixels per direction. Temperatures ``tau1 = tau2 = tau3 = 0.07`` (the SupCon default). SGD ranks
   ``d_s`` in descending order per subject (largest deformation: rank 0, weight 1), and compares the masked
   content maps flattened (Eq. 8); structures absent from a slice are skipped.
-* **Attribute of the self-reconstruction and cycle.** The input's own attribute map (Eq. 14; DisDiff Eq. 6);
-  translations read the memory bank.
+* **Attribute of the self-reconstruction and cycle.** The self-reconstruction takes the input's own attribute map
+  (Eq. 14). The second translation of the cross-cycle (Eq. 13) reads the memory bank, as the first one and
+  inference do (``cycle_attr="bank"``, the default): the attribute map here lies on the content grid, so with
+  the input's own map (``cycle_attr="encoder"``, DRIT++'s choice for its attribute *vector*) the cycle can be
+  met by the attribute alone and no longer checks that the translation kept the content. Measured on the
+  phantom (cpu preset, 1250 steps): with ``"encoder"`` the T1 -> T2 translations were noise-like textures,
+  worse than returning the input.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ __all__ = [
     "HiFiSynTranslator",
     "PRESETS",
     "READ_MODES",
+    "CYCLE_ATTRS",
     "contrastive_loss",
     "pgd_loss",
     "sgd_loss",
@@ -69,6 +75,7 @@ __all__ = [
 ]
 
 READ_MODES = ("global", "all")
+CYCLE_ATTRS = ("bank", "encoder")
 
 #: Named sizes. "paper": DRIT++'s widths (64 channels, 2 downsamplings, 4 residual blocks; content 256 channels
 #: as in Sec. 4.2). "cpu": a small model that trains on a CPU.
@@ -338,6 +345,7 @@ class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
         """
         size = (x_i.shape[-2] // self.net.size_multiple, x_i.shape[-1] // self.net.size_multiple)
         use = self.config["use_labels"]
+        c_attr = self.config.get("cycle_attr", "bank")
         lab = {self.target: _labels_on(labels_i, size) if use and labels_i is not None else None,
                self.source: _labels_on(labels_j, size) if use and labels_j is not None else None}
 
@@ -345,7 +353,14 @@ class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
             # the content comes from the other modality's image, whose labels it carries
             return self._attr(content, target, lab[target])
 
-        out = self.net.forward_pair(x_i, x_j, cross_attr=cross)
+        # the cycle's second translation: content of fake_j (x_i's anatomy, x_i's labels) back into source
+        lab_back = {self.source: lab[self.target], self.target: lab[self.source]}
+
+        def back(content: torch.Tensor, target: str) -> torch.Tensor:
+            return self._attr(content, target, lab_back[target])
+
+        out = self.net.forward_pair(x_i, x_j, cross_attr=cross,
+                                    cycle_attr=back if c_attr == "bank" else None)
         out["labels_i"] = lab[self.target]
         out["labels_j"] = lab[self.source]
         return out
@@ -403,7 +418,7 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
              disc_width: int | None = None, disc_layers: int | None = None,
              structure_items: Sequence[int] = (2, 2, 3, 3), global_items: int | None = None,
              alpha_p: float = 0.01, alpha_s: float = 0.5, tau: float | Sequence[float] = 0.07,
-             max_pixels: int = 256, unlabelled_read: str = "global", use_bmb: bool = True,
+             max_pixels: int = 256, unlabelled_read: str = "global", cycle_attr: str = "bank", use_bmb: bool = True,
              use_labels: bool = True, lambdas: Mapping[str, float] | None = None) -> HiFiSynTranslator:
     """Build HiFi-Syn with random weights.
 
@@ -424,6 +439,9 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
         Temperatures ``tau1, tau2, tau3`` of Eq. 7, 11, 12.
     max_pixels : int
         Pixels sampled per direction for PGD.
+    cycle_attr : {"bank", "encoder"}
+        Attribute of the cross-cycle's second translation: read from the memory bank (default) or the input's
+        own attribute map (see the module notes).
     use_bmb, use_labels : bool
         Ablations (Table 5): without the bank the translation takes the stored mean attribute of the target;
         without labels every pixel reads the global items only and SGD is off.
@@ -442,6 +460,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
     taus = [float(tau)] * 3 if isinstance(tau, (int, float)) else [float(t) for t in tau]
     if len(taus) != 3 or any(not t > 0 or not math.isfinite(t) for t in taus):
         raise ValueError(f'Argument "tau" must be one positive number or three, got {tau!r}.')
+    if cycle_attr not in CYCLE_ATTRS:
+        raise UnknownChoiceError("HiFi-Syn cycle attribute", str(cycle_attr), CYCLE_ATTRS)
     lam = dict(lambdas or {})
     unknown = set(lam) - set(DEFAULT_LAMBDAS)
     if unknown:
@@ -449,7 +469,7 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
     cfg.update(source=str(source), target=str(target), preset=preset, structure_items=[int(n) for n in structure_items],
                global_items=None if global_items is None else int(global_items), alpha_p=float(alpha_p),
                alpha_s=float(alpha_s), tau=taus, max_pixels=int(max_pixels), unlabelled_read=str(unlabelled_read),
-               use_bmb=bool(use_bmb), use_labels=bool(use_labels), lambdas={k: float(v) for k, v in lam.items()})
+               cycle_attr=str(cycle_attr), use_bmb=bool(use_bmb), use_labels=bool(use_labels), lambdas={k: float(v) for k, v in lam.items()})
     if not cfg["use_labels"]:
         cfg["lambdas"].setdefault("sgd", 0.0)
     spec = TranslatorSpec(method="hifi-syn", inputs=(cfg["source"],), outputs=(cfg["target"],),

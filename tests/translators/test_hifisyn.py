@@ -180,6 +180,23 @@ def test_ablations_switch_terms_off():
         assert no_bank.translate(x_i).image.shape == x_i.shape
 
 
+def test_cycle_reads_the_bank_so_the_attribute_map_cannot_carry_the_image():
+    """The cross-cycle's second translation reads the memory bank (default), not the input's own attribute map:
+    the cycle image then depends on the input only through the translation's content."""
+    x_i, x_j, labels = _batch()
+    model = _model().eval()
+    with torch.no_grad():
+        out = model.forward_train(x_i, x_j, labels, labels)
+        lab = out["labels_i"]  # x_i's labels on the content grid, which fake_j's content carries
+        want = model.net.decode(out["zc_fj"], model.bank.read(out["zc_fj"], "T1", lab), "T1")
+        torch.testing.assert_close(out["cyc_i"], want)
+        own = _model(cycle_attr="encoder").eval()
+        out = own.forward_train(x_i, x_j, labels, labels)
+        torch.testing.assert_close(out["cyc_i"], own.net.decode(out["zc_fj"], out["za_i"], "T1"))
+    with pytest.raises(UnknownChoiceError, match="cycle"):
+        _model(cycle_attr="random")
+
+
 def test_checkpoint_round_trip(tmp_path):
     from napari_medtrans.translators.checkpoint import load_translator, save_checkpoint
 
