@@ -469,7 +469,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
     cfg.update(source=str(source), target=str(target), preset=preset, structure_items=[int(n) for n in structure_items],
                global_items=None if global_items is None else int(global_items), alpha_p=float(alpha_p),
                alpha_s=float(alpha_s), tau=taus, max_pixels=int(max_pixels), unlabelled_read=str(unlabelled_read),
-               cycle_attr=str(cycle_attr), use_bmb=bool(use_bmb), use_labels=bool(use_labels), lambdas={k: float(v) for k, v in lam.items()})
+               cycle_attr=str(cycle_attr), use_bmb=bool(use_bmb), use_labels=bool(use_labels),
+               lambdas={k: float(v) for k, v in lam.items()})
     if not cfg["use_labels"]:
         cfg["lambdas"].setdefault("sgd", 0.0)
     spec = TranslatorSpec(method="hifi-syn", inputs=(cfg["source"],), outputs=(cfg["target"],),
