@@ -189,8 +189,8 @@ def resolve_precision(precision: str, device: torch.device, *, cpu_bf16: bool = 
 
     bf16 autocast keeps the weights and the accumulation in fp32 and rounds activations to 8 significant bits; on
     the shipped demo model the output moves by 0.45 % of its peak on average (7 % at the worst voxel) on
-    ``bench/engine.py``'s volume, and its test metrics by 0.01 dB (``medtrans evaluate --precision`` compares). ``"fp32"`` is always there
-    for a bit-for-bit comparison with a plain PyTorch loop. ``cpu_bf16=False`` keeps "auto" at fp32 on every CPU
+    ``bench/engine.py``'s volume, and its test metrics by 0.01 dB (``medtrans evaluate --precision`` compares).
+    ``"fp32"`` is always there for a bit-for-bit comparison with a plain PyTorch loop. ``cpu_bf16=False`` keeps "auto" at fp32 on every CPU
     (the segmenter's choice: SAM2's bf16 path on the CPU is not measured).
 
     Raises

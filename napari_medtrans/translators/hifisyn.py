@@ -349,18 +349,14 @@ class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
         lab = {self.target: _labels_on(labels_i, size) if use and labels_i is not None else None,
                self.source: _labels_on(labels_j, size) if use and labels_j is not None else None}
 
-        def cross(content: torch.Tensor, target: str) -> torch.Tensor:
-            # the content comes from the other modality's image, whose labels it carries
-            return self._attr(content, target, lab[target])
+        def reader(labels: Mapping[str, torch.Tensor | None]):
+            return lambda content, target: self._attr(content, target, labels[target])
 
-        # the cycle's second translation: content of fake_j (x_i's anatomy, x_i's labels) back into source
-        lab_back = {self.source: lab[self.target], self.target: lab[self.source]}
-
-        def back(content: torch.Tensor, target: str) -> torch.Tensor:
-            return self._attr(content, target, lab_back[target])
-
-        out = self.net.forward_pair(x_i, x_j, cross_attr=cross,
-                                    cycle_attr=back if c_attr == "bank" else None)
+        # a translation's content carries the labels of the image it came from: x_i's content (and, in the
+        # cycle, fake_j's content) is x_i's anatomy, read into the other modality resp. back into the source
+        back = {self.source: lab[self.target], self.target: lab[self.source]}
+        out = self.net.forward_pair(x_i, x_j, cross_attr=reader(lab),
+                                    cycle_attr=reader(back) if c_attr == "bank" else None)
         out["labels_i"] = lab[self.target]
         out["labels_j"] = lab[self.source]
         return out
