@@ -1,6 +1,6 @@
 """Benchmark: load a 256x256x200 DICOM series with our reader versus dcm2niix + nibabel.
 
-Writes the phantom's T1 (``napari_medtrans.core.phantom.make_subject``; smooth random data with ``--random``)
+Writes the phantom's T1 (``napari_medtrans.phantom.make_subject``; smooth random data with ``--random``)
 with :func:`napari_medtrans.core.io.dicom_write.write_dicom_series`, then times, best of N each, in one run
 with the two readers alternating (so that load from other processes hits both alike):
 
@@ -41,7 +41,7 @@ def smooth_volume(shape, seed=0):
 
 
 def phantom_volume(shape):
-    from napari_medtrans.core import phantom
+    from napari_medtrans import phantom
 
     return phantom.make_subject(seed=0, shape=tuple(shape), contrasts=("T1",)).images["T1"]
 
@@ -114,9 +114,9 @@ def main(argv=None) -> int:
         use_phantom = not args.random
         if use_phantom:
             try:
-                from napari_medtrans.core import phantom  # noqa: F401
+                from napari_medtrans import phantom  # noqa: F401
             except ImportError:
-                print("napari_medtrans.core.phantom is not available; using smooth random data")
+                print("napari_medtrans.phantom is not available; using smooth random data")
                 use_phantom = False
         n = write_series(folder, args.shape, use_phantom)
         print(f"wrote {n} slices of {args.shape[0]}x{args.shape[1]} to {folder} in {time.perf_counter() - t0:.2f} s")

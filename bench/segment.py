@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_medtrans.core.errors import WeightsError
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
     from napari_medtrans.core.segment import FrameGeometry, Segmenter, SlicePrompt, prompts_from_mask
     from napari_medtrans.core.segment.evaluate import ground_truth_mask
 

@@ -9,7 +9,7 @@ import pytest
 from napari_medtrans.cli import main
 from napari_medtrans.core.io import load, write_nifti
 from napari_medtrans.core.io.dicom_write import write_dicom_series
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.weights import sha256_file
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import save_checkpoint

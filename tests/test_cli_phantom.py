@@ -6,7 +6,7 @@ import pytest
 from napari_medtrans.cli import build_parser, main
 from napari_medtrans.core import io
 from napari_medtrans.core.dataset import load_dataset
-from napari_medtrans.core.phantom import CONTRASTS, make_subject, subject_seed
+from napari_medtrans.phantom import CONTRASTS, make_subject, subject_seed
 
 
 def test_phantom_command_writes_subjects_manifest_and_reports(tmp_path, capsys):
@@ -67,3 +67,29 @@ def test_phantom_help_and_bad_arguments(tmp_path, capsys):
     assert main(["phantom", str(blocker), "--shape", "8", "8", "4"]) == 2
     err = capsys.readouterr().err
     assert str(blocker) in err and "not a folder" in err
+
+
+def test_phantom_command_acquisition_and_tumour_options(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "opts"
+    assert main(["phantom", str(out), "--subjects", "4", "--shape", "16", "16", "8", "--anatomy", "procedural",
+                 "--tumour", "0.5", "--snr", "20", "FLAIR=8", "--registered", "--gibbs", "0.7",
+                 "--no-mass-effect"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "tumour probability 0.5" in first and "FLAIR 8" in first
+    params = [json.loads((out / f"sub-{k:03d}" / "phantom.json").read_text()) for k in range(4)]
+    assert {p["anatomy"] for p in params} == {"procedural"}
+    assert all(p["misregistration"] == {"enabled": False} for p in params)
+    assert all(p["gibbs_k_space_fraction"] == 0.7 for p in params)
+    assert params[0]["snr_wm"]["FLAIR"] == 8.0 and params[0]["snr_wm"]["T1"] == 20.0
+    assert params[0]["snr_wm"]["T2"] == pytest.approx(18.0)  # the others follow T1's by the protocol's ratio
+    from napari_medtrans.phantom import has_tumour
+
+    assert [p["tumour"] for p in params] == [has_tumour(subject_seed(0, k), 0.5) for k in range(4)]
+    assert all(p["tumour_params"] is None or p["tumour_params"]["mass_effect"] == 0.0 for p in params)
+    for bad in (["--snr", "DWI=3"], ["--snr", "20", "30"], ["--tumour", "1.5"], ["--gibbs", "0"]):
+        with pytest.raises(SystemExit) as info:
+            rc = main(["phantom", str(tmp_path / "y"), "--shape", "8", "8", "4", *bad])
+            raise SystemExit(rc)
+        assert info.value.code == 2, bad

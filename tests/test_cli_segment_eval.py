@@ -70,7 +70,7 @@ def test_phantom_run_prints_table_iii_and_writes_csv_and_masks(tmp_path, tiny_mo
 
 def test_subject_folder_with_a_synthetic_image_in_propagate_mode(tmp_path, tiny_models, capsys):
     from napari_medtrans.core import io
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
 
     subject = make_subject(2, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"))
     d = tmp_path / "sub-000"
@@ -129,7 +129,7 @@ def _prompt_file(tmp_path, doc, name="prompts.json"):
 
 
 def test_user_prompts_from_a_json_file(tmp_path, tiny_models, capsys):
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
     from napari_medtrans.core.segment import SlicePrompt
     from napari_medtrans.core.segment.evaluate import evaluate_segmentation
 

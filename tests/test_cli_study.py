@@ -9,7 +9,7 @@ import yaml
 
 from napari_medtrans.cli import main
 from napari_medtrans.core import io
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.study import ReaderSession, open_bundle
 from napari_medtrans.core.study.store import StudyStore
 from napari_medtrans.translators import create_translator

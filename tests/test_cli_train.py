@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_medtrans.cli import main
-from napari_medtrans.core.phantom import write_phantom_dataset
+from napari_medtrans.phantom import write_phantom_dataset
 from napari_medtrans.translators.checkpoint import load_translator, read_checkpoint_metadata
 
 

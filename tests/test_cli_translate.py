@@ -8,7 +8,7 @@ import pytest
 from napari_medtrans.cli import main
 from napari_medtrans.core import io
 from napari_medtrans.core.dataset import load_dataset
-from napari_medtrans.core.phantom import write_phantom_dataset
+from napari_medtrans.phantom import write_phantom_dataset
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import save_checkpoint
 

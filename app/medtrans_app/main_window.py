@@ -67,7 +67,7 @@ def _error_map(job, synthetic, reference):
 
 
 def _phantom(job, seed, shape):
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
 
     subject = make_subject(seed, shape=shape, tumour=True, contrasts=("T1", "T2", "FLAIR"))
     return [(f"{m} (phantom {seed})", subject.images[m]) for m in ("T1", "T2", "FLAIR")]
@@ -250,7 +250,7 @@ class MainWindow(QMainWindow):
         self.jobs.append(job)
         return job
 
-    def load_phantom(self, seed: int = 1000, shape=(128, 128, 80)):
+    def load_phantom(self, seed: int = 1000, shape=(120, 144, 88)):
         """Make a phantom subject (T1, T2, FLAIR) in a worker and open it. Returns the job."""
         self.status_label.setText("making a phantom subject ...")
         job = workers.start_job(_phantom, seed, tuple(shape), name="phantom")
@@ -416,7 +416,7 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"translation {what}")
 
     # -- demo -------------------------------------------------------------------------------------------
-    def setup_demo(self, shape=(128, 128, 80)):
+    def setup_demo(self, shape=(120, 144, 88)):
         """Open a phantom subject and select the shipped demo model (or say clearly that it is missing)."""
         from napari_medtrans.core.errors import WeightsError
         from napari_medtrans.training.evaluate import resolve_model

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core import io
     from ..core.engine import translate_volume
     from ..core.metrics import evaluate_volumes
-    from ..core.phantom import make_subject
+    from ..phantom import make_subject
     from ..translators.checkpoint import load_translator
     from ..training.evaluate import demo_model_path
     from ._progress import TextProgress
@@ -37,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
     model_path = demo_model_path()
     translator = load_translator(model_path)
     card = getattr(translator, "checkpoint_info", None)
-    shape = tuple((card.training or {}).get("phantom_shape", (128, 128, 80))) if card else (128, 128, 80)
-    print(f"1. phantom subject (seed {args.seed}, shape {shape}) -> {args.out}")
-    subject = make_subject(args.seed, shape=shape, subject_id=f"demo-{args.seed}")
+    shape = (card.training or {}).get("phantom_shape") if card else None
+    subject = make_subject(args.seed, shape=tuple(shape) if shape else None, tumour=True,
+                           subject_id=f"demo-{args.seed}")
+    print(f"1. phantom subject with a tumour (seed {args.seed}, shape {subject.labels.shape}) -> {args.out}")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, vol in subject.images.items():
         io.write_nifti(vol, args.out / f"{name}.nii.gz")

@@ -13,7 +13,9 @@ HELP = "translate a dataset's test subjects and print PSNR/SSIM/MAE (mean +- sd)
 DESCRIPTION = """\
 Translate the subjects of one split (default: test) and compare each synthetic volume with the real one, on the
 whole volume inside the brain mask (data range = the reference's range inside the mask). Prints mean +- sd over
-subjects per direction and writes one CSV row per subject.
+subjects per direction and writes one CSV row per subject and method. Next to the model, the table gives the
+zero-parameter floors on the same subjects, fitted on the dataset's training subjects: identity (the input
+rescaled), unpaired histogram mapping (by rank, reversed for anti-correlated contrasts) and a per-voxel lookup.
 
 A two-modality model (HiFi-Syn, DisDiff) is evaluated in any direction from one checkpoint: --direction "T2->T1"
 (quoted, or T2:T1) or --reverse; repeat --direction for one row per direction. Synthetic volumes of a direction
@@ -41,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-floors", dest="floors", action="store_false",
+                   help="skip the zero-parameter floors (identity, histogram mapping, per-voxel lookup fitted on the "
+                        "training subjects) that are otherwise scored on the same subjects")
     add_direction_arguments(p, several=True)
 
 
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}-{precision}"
     direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
-                              steps=args.steps, samples=args.samples, seed=args.seed, direction=direction,
+                              steps=args.steps, samples=args.samples, seed=args.seed, direction=direction, floors=args.floors,
                               log=lambda s: print(s, flush=True))
     print()
     print(format_table(report))

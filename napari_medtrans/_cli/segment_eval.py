@@ -38,7 +38,7 @@ box [x0, y0, x1, y1] (first and last pixel it covers). One entry per slice, each
 Models need their weights in the store: `medtrans weights fetch medsam2_latest` (or `weights import`).
 
 examples:
-  medtrans segment-eval --phantom 1 --shape 96 96 48 --translator demo --model medsam2 --model sam2.1_hiera_tiny
+  medtrans segment-eval --phantom 1 --shape 80 96 60 --translator demo --model medsam2 --model sam2.1_hiera_tiny
   medtrans segment-eval --subject tumours/sub-000 --synthetic t2_synthetic.nii.gz --mode propagate
   medtrans segment-eval --source t1.nii.gz --target t2.nii.gz --synthetic syn.nii.gz --labels seg.nii.gz --label 1 2 4
   medtrans segment-eval --subject tumours/sub-000 --synthetic syn.nii.gz --prompts clicks.json --mode propagate
@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--pair", nargs=2, default=("T1", "T2"), metavar=("SOURCE", "TARGET"),
                      help="contrasts taken from --subject or --phantom (default: T1 T2)")
     src.add_argument("--phantom", type=int, metavar="SEED", help="make a phantom subject with a tumour in memory")
-    src.add_argument("--shape", type=int, nargs=3, default=(96, 96, 48), metavar=("X", "Y", "Z"),
-                     help="grid of --phantom (default 96 96 48)")
+    src.add_argument("--shape", type=int, nargs=3, default=(80, 96, 60), metavar=("X", "Y", "Z"),
+                     help="grid of --phantom (default 80 96 60)")
     src.add_argument("--translator", help="translate the source with this model (checkpoint, 'demo', store name)")
     seg = p.add_argument_group("segmentation")
     seg.add_argument("--model", action="append", default=None,
@@ -87,7 +87,7 @@ def _images(args) -> tuple[dict, object, list[int] | None]:
     images: dict = {}
     labels_default = None
     if args.phantom is not None:
-        from ..core.phantom import make_subject
+        from ..phantom import make_subject
 
         subject = make_subject(args.phantom, shape=tuple(args.shape), tumour=True, contrasts=(source_mod, target_mod))
         source, target, truth = subject.images[source_mod], subject.images[target_mod], subject.labels

@@ -47,8 +47,9 @@ necrosis            2600    350  0.95  0.01   necrotic core: long T1 and T2, clo
 
 Deep grey nuclei (T1 ms, T2 ms, PD)
 -----------------------------------
-caudate 1400 / 85 / 0.80, putamen 1270 / 72 / 0.78, globus pallidus 1050 / 55 / 0.74, thalamus 1150 / 78 /
-0.76, red nucleus 1050 / 55 / 0.74, substantia nigra 1050 / 55 / 0.74, dentate nucleus 1100 / 60 / 0.75.
+caudate 1400 / 85 / 0.80, putamen 1270 / 72 / 0.78, globus pallidus 1050 / 55 / 0.74,
+thalamus 1150 / 78 / 0.76, red nucleus 1050 / 55 / 0.74, substantia nigra 1050 / 55 / 0.74,
+dentate nucleus 1100 / 60 / 0.75.
 Representative values inside the ranges reviewed for 3 T by Bojorquez et al. 2017, ordered by iron content as
 Gelman et al. 1999 measured transverse relaxation rates at 3 T (globus pallidus > putamen > caudate >
 thalamus; R2 rising linearly with the estimated iron concentration), not one study's measurements.

@@ -3,7 +3,9 @@
 ``translate_dataset`` writes one synthetic NIfTI per subject and output modality, skipping outputs already
 written so an interrupted run resumes, and under ``torchrun`` takes only its share of the subjects (subject
 ``i`` goes to rank ``i % world_size``), one GPU per process. ``evaluate_dataset`` builds on it and compares each
-synthetic volume with the subject's real one inside the brain mask.
+synthetic volume with the subject's real one inside the brain mask, next to the zero-parameter floors
+(:mod:`.floors`: identity, unpaired histogram mapping, per-voxel lookup) fitted on the training subjects and
+scored on the same subjects.
 
 Directions. A two-modality checkpoint (HiFi-Syn, DisDiff) translates both ways; ``direction="T2->T1"`` runs the
 direction it was not saved for. Its outputs are named after the source too (``T1_from_T2_synthetic.nii.gz``,
@@ -223,20 +225,29 @@ def translate_dataset(
     return written
 
 
+MODEL = "model"
+
+
 @dataclasses.dataclass
 class EvaluationReport:
-    """Per-subject metrics and their summary. ``rows``: dicts with subject, direction, psnr, ssim, mae."""
+    """Per-subject metrics and their summary.
+
+    ``rows``: dicts with subject, direction, method, psnr, ssim, mae. ``method`` is :data:`MODEL` for the model's
+    own outputs and ``"floor: <name>"`` for the zero-parameter floors on the same subjects.
+    """
 
     rows: list[dict]
     model: str
     split: str | None
     precision: str | None = None
+    floor_subjects: int | None = None
 
-    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        """{direction: {metric: (mean, sd)}} over subjects (sample sd, ddof=1; 0 for one subject)."""
+    def summary(self, method: str = MODEL) -> dict[str, dict[str, tuple[float, float]]]:
+        """{direction: {metric: (mean, sd)}} over subjects for one method (sample sd, ddof=1; 0 for one subject)."""
         out: dict[str, dict[str, tuple[float, float]]] = {}
-        for direction in sorted({r["direction"] for r in self.rows}):
-            sel = [r for r in self.rows if r["direction"] == direction]
+        rows = [r for r in self.rows if r.get("method", MODEL) == method]
+        for direction in sorted({r["direction"] for r in rows}):
+            sel = [r for r in rows if r["direction"] == direction]
             out[direction] = {}
             for metric in ("psnr", "ssim", "mae"):
                 vals = np.array([r[metric] for r in sel], dtype=np.float64)
@@ -244,14 +255,19 @@ class EvaluationReport:
                 out[direction][metric] = (float(vals.mean()), sd)
         return out
 
+    @property
+    def methods(self) -> list[str]:
+        """The model first, then the floors in the order they were scored."""
+        return list(dict.fromkeys([MODEL] + [r.get("method", MODEL) for r in self.rows]))
+
     def write_csv(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["subject", "direction", "psnr", "ssim", "mae"])
+            w = csv.DictWriter(fh, fieldnames=["subject", "direction", "method", "psnr", "ssim", "mae"])
             w.writeheader()
             for r in self.rows:
-                w.writerow({k: r[k] for k in w.fieldnames})
+                w.writerow({k: r.get(k, MODEL) for k in w.fieldnames})
         return path
 
 
@@ -267,12 +283,17 @@ def evaluate_dataset(
     samples: int = 1,
     seed: int | None = 0,
     direction: str | Sequence[str] | None = None,
+    floors: bool = True,
     log: Callable[[str], None] = print,
 ) -> EvaluationReport:
     """Translate the subjects of ``split`` into ``out_dir`` (resuming) and score them against the real images.
 
     Metrics are computed on whole volumes inside the brain mask (the dataset's mask, else voxels where the
     reference is > 0). The data range for PSNR/SSIM is the reference's intensity range inside the mask.
+
+    With ``floors`` (default), the zero-parameter floors of each direction (:mod:`.floors`) are fitted on the
+    dataset's training subjects and scored on the same subjects, one row each per subject; a dataset without
+    training subjects gets none (and the log says so).
 
     ``direction`` is one direction (``"T2->T1"``) or several (``["T1->T2", "T2->T1"]``: one row each in the
     table) of a two-modality checkpoint; None is the checkpoint's own direction.
@@ -296,30 +317,83 @@ def evaluate_dataset(
             continue  # no reference to compare with
         ref = io.load(ds.path(subject.images[modality]), modality=modality)
         synth = io.load(path, modality=modality)
-        mask = io.load(ds.path(subject.mask)).data > 0 if subject.mask else ref.data > 0
-        scores = evaluate_volumes(synth.data, ref.data, mask=mask)
-        rows.append({"subject": subject_id, "direction": label, **scores})
+        scores = evaluate_volumes(synth.data, ref.data, mask=_mask_of(ds, subject, ref))
+        rows.append({"subject": subject_id, "direction": label, "method": MODEL, **scores})
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
-    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=precision)
+    n_floor = None
+    if floors:
+        floor_rows, n_floor = _floor_rows(ds, rows, log)
+        rows += floor_rows
+    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=precision,
+                            floor_subjects=n_floor)
+
+
+def _mask_of(ds: Dataset, subject, ref) -> np.ndarray:
+    return io.load(ds.path(subject.mask)).data > 0 if subject.mask else ref.data > 0
+
+
+def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None]) -> tuple[list[dict], int | None]:
+    """Rows of the floors for every direction and subject of ``model_rows``, fitted on the training split."""
+    from ..core.metrics import evaluate_volumes
+    from .floors import FLOORS, fit_floors, predict_floor
+
+    train = ds.split("train")
+    by_id = {s.id: s for s in ds.subjects}
+    out: list[dict] = []
+    n_fit = None
+    for label in dict.fromkeys(r["direction"] for r in model_rows):
+        source, target = label.split("->")
+        inputs = source.split("+")
+        usable = [s for s in train if target in s.images and all(m in s.images for m in inputs)]
+        if not usable:
+            log(f"floors: no training subject with {source} and {target}; floors of {label} not computed")
+            continue
+
+        def pairs(subjects=usable):
+            for s in subjects:
+                ref = io.load(ds.path(s.images[target]), modality=target)
+                yield ({m: io.load(ds.path(s.images[m]), modality=m).data for m in inputs}, ref.data,
+                       _mask_of(ds, s, ref))
+
+        log(f"floors: fitting identity, histogram and lookup for {label} on {len(usable)} training subjects")
+        model = fit_floors(pairs(), inputs, target)
+        n_fit = len(usable)
+        for subject_id in dict.fromkeys(r["subject"] for r in model_rows if r["direction"] == label):
+            subject = by_id[subject_id]
+            ref = io.load(ds.path(subject.images[target]), modality=target)
+            mask = _mask_of(ds, subject, ref)
+            images = {m: io.load(ds.path(subject.images[m]), modality=m).data for m in inputs}
+            for kind in FLOORS:
+                pred = predict_floor(model, kind, images, mask)
+                out.append({"subject": subject_id, "direction": label, "method": f"floor: {kind}",
+                            **evaluate_volumes(pred, ref.data, mask=mask)})
+    return out, n_fit
 
 
 def format_table(report: EvaluationReport) -> str:
-    """A paper-style table: one row per direction, mean +- sd over subjects."""
+    """A paper-style table: per direction, the model and then its floors, mean +- sd over subjects."""
     lines = [
         f"model: {report.model}",
         f"split: {report.split or 'all'} ({len({r['subject'] for r in report.rows})} subjects; "
         "whole volumes inside the brain mask)"
         + (f"; inference precision {report.precision}" if report.precision else ""),
-        "",
-        f"{'direction':<16}{'PSNR (dB)':>18}{'SSIM':>18}{'MAE':>20}",
     ]
-    for direction, m in report.summary().items():
-        p, s, a = m["psnr"], m["ssim"], m["mae"]
-        lines.append(
-            f"{direction:<16}{p[0]:>11.2f} +- {p[1]:<4.2f}{s[0]:>11.4f} +- {s[1]:<5.4f}"
-            f"{_fmt(a[0]):>12} +- {_fmt(a[1]):<6}"
-        )
+    if report.floor_subjects:
+        lines.append(f"floors: zero-parameter, fitted on the {report.floor_subjects} training subjects "
+                     "(identity rescaled, unpaired histogram mapping, per-voxel lookup)")
+    lines += ["", f"{'direction':<16}{'method':<20}{'PSNR (dB)':>18}{'SSIM':>18}{'MAE':>20}"]
+    summaries = {m: report.summary(m) for m in report.methods}
+    for direction in summaries[MODEL]:
+        for method, summary in summaries.items():
+            if direction not in summary:
+                continue
+            m = summary[direction]
+            p, s, a = m["psnr"], m["ssim"], m["mae"]
+            lines.append(
+                f"{direction:<16}{method:<20}{p[0]:>11.2f} +- {p[1]:<4.2f}{s[0]:>11.4f} +- {s[1]:<5.4f}"
+                f"{_fmt(a[0]):>12} +- {_fmt(a[1]):<6}"
+            )
     return "\n".join(lines)
 
 

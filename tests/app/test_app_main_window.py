@@ -17,7 +17,7 @@ from medtrans_app.main_window import DEMO_MISSING, MainWindow, NONE
 from medtrans_app.settings import AppSettings
 from medtrans_app.viewer import LinkedViewer
 from napari_medtrans.core import io
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.preprocess import acquisition_axis
 from napari_medtrans.qt import workers
 from napari_medtrans.translators import create_translator

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QAbstractButton, QComboBox, QGroupBox, QLabel, QLineE
 from medtrans_app.reader import ReaderWindow, SignInDialog, ranks_from_order
 from medtrans_app.viewer import SlicePane
 from napari_medtrans.core import io
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.study import analyse, create_study, export_bundle, import_results, parse_config
 from napari_medtrans.translators import list_translators
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from medtrans_app.imaging import DisplayVolume  # noqa: E402
 from medtrans_app.main_window import MainWindow  # noqa: E402
 from medtrans_app.settings import AppSettings  # noqa: E402
-from napari_medtrans.core.phantom import make_subject  # noqa: E402
+from napari_medtrans.phantom import make_subject  # noqa: E402
 from napari_medtrans.core.segment import FrameGeometry, Segmenter  # noqa: E402
 from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
 from napari_medtrans.core.volume import Volume  # noqa: E402

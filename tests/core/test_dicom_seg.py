@@ -23,7 +23,7 @@ from napari_medtrans.core.io.dicom_seg import (  # noqa: E402
     segment_codes,
 )
 from napari_medtrans.core.io.dicom_write import write_dicom_series  # noqa: E402
-from napari_medtrans.core.phantom import LABELS, make_subject  # noqa: E402
+from napari_medtrans.phantom import LABELS, make_subject  # noqa: E402
 from napari_medtrans.core.volume import Volume  # noqa: E402
 
 AFFINE = np.array([[1.0, 0, 0, -10], [0, 1.2, 0, -14], [0, 0, 3.0, 20], [0, 0, 0, 1]])

@@ -182,7 +182,7 @@ def test_largest_component_by_hand():
 
 def test_tiny_sam2_on_a_phantom_tumour_in_both_modes():
     pytest.importorskip("sam2")
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
     from napari_medtrans.core.segment import Segmenter
     from napari_medtrans.core.segment._tiny import tiny_sam2
 
@@ -224,7 +224,7 @@ class _PromptSpy:
 
 def _three_images():
     """Source, real target and a "synthetic" target that is an exact copy of the real one."""
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
 
     subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"))
     real = subject.images["T2"]

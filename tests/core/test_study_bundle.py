@@ -12,7 +12,7 @@ import pytest
 
 from napari_medtrans.core import io
 from napari_medtrans.core.errors import StudyError
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.study import (
     ReaderSession,
     analyse,

@@ -141,7 +141,7 @@ def test_map_is_high_on_structure_and_low_on_flat_regions():
 def test_map_marks_phantom_edges_and_not_air():
     from scipy import ndimage
 
-    from napari_medtrans.core.phantom import make_subject
+    from napari_medtrans.phantom import make_subject
 
     s = make_subject(1, shape=(128, 128, 12), snr=30.0, contrasts=("T2",))
     k = 6

@@ -25,7 +25,7 @@ from napari_medtrans._napari._sample import make_phantom_sample
 from napari_medtrans._napari._writer import write_dicom_layer, write_nifti_layer
 from napari_medtrans.core.io import load, write_nifti
 from napari_medtrans.core.io.dicom_write import write_dicom_series
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.core.volume import Volume
 
 MANIFEST = Path(napari_medtrans.__file__).parent / "napari.yaml"

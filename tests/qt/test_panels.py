@@ -16,7 +16,7 @@ from qtpy.QtCore import QPoint, Qt
 from napari_medtrans.core.errors import GeometryMismatchError
 from napari_medtrans.core.io import load
 from napari_medtrans.core.metrics import evaluate_volumes
-from napari_medtrans.core.phantom import make_subject
+from napari_medtrans.phantom import make_subject
 from napari_medtrans.qt import translation, workers
 from napari_medtrans.qt.export_panel import ExportPanel
 from napari_medtrans.qt.inspect_panel import InspectPanel

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from napari_medtrans.cli import main
-from napari_medtrans.core.phantom import write_phantom_dataset
+from napari_medtrans.phantom import write_phantom_dataset
 from napari_medtrans.training.recipes import get_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,4 +1,7 @@
-"""Phantom: reproducible, physically ordered contrasts, requested SNR, tumours, both anatomies, dataset writing."""
+"""Phantom: reproducible, physically ordered contrasts, per-contrast SNR, tumours, both anatomies, dataset writing.
+
+Tests of the procedural head name it (``anatomy="procedural"``); the MNI152 anatomy is the default.
+"""
 
 import json
 import sys
@@ -6,21 +9,26 @@ import sys
 import numpy as np
 import pytest
 
-from napari_medtrans.core import io, phantom
+from napari_medtrans import phantom
+from napari_medtrans.core import io
 from napari_medtrans.core.dataset import load_dataset
 from napari_medtrans.core.errors import MissingDependencyError, UnknownChoiceError
-from napari_medtrans.core.phantom import (
+from napari_medtrans.phantom import (
     CONTRASTS,
     SEQUENCES,
+    SNR_RATIO,
     TISSUES,
     assign_splits,
+    has_tumour,
     make_subject,
     signal,
     subject_seed,
     write_phantom_dataset,
 )
+from napari_medtrans.phantom import acquisition, anatomy, relaxation
 
 SMALL = (32, 32, 16)
+PROC = dict(anatomy="procedural")
 # Default in-plane resolution on a smaller field of view: label means are not dominated by partial volume.
 CROP = dict(shape=(64, 64, 32), spacing=(1.5, 1.5, 2.0))
 
@@ -33,7 +41,7 @@ def _means(subject, contrast, labels=(1, 2, 3)):
 def _mni_available() -> str | None:
     """None when nilearn can load its MNI152 templates offline, else the reason."""
     try:
-        phantom._mni_templates()
+        phantom.mni_templates()
     except Exception as exc:  # noqa: BLE001 - any failure is a reason to skip, reported as such
         return f"nilearn cannot load its MNI152 templates here: {exc}"
     return None
@@ -41,18 +49,18 @@ def _mni_available() -> str | None:
 
 @pytest.fixture(scope="module")
 def small():
-    return make_subject(7, shape=SMALL)
+    return make_subject(7, shape=SMALL, **PROC)
 
 
 def test_same_seed_gives_identical_arrays_and_another_seed_differs(small):
-    again = make_subject(7, shape=SMALL)
+    again = make_subject(7, shape=SMALL, **PROC)
     for c in CONTRASTS:
         assert np.array_equal(small.images[c].data, again.images[c].data)
     assert np.array_equal(small.labels.data, again.labels.data)
     assert np.array_equal(small.brain_mask.data, again.brain_mask.data)
     assert json.dumps(small.params, sort_keys=True) == json.dumps(again.params, sort_keys=True)
 
-    other = make_subject(8, shape=SMALL)
+    other = make_subject(8, shape=SMALL, **PROC)
     assert not np.array_equal(small.labels.data, other.labels.data)
     for c in CONTRASTS:
         assert not np.allclose(small.images[c].data, other.images[c].data)
@@ -70,6 +78,7 @@ def test_volumes_share_one_centred_ras_grid_and_carry_provenance(small):
         assert vol.data.dtype == np.float32 and np.all(np.isfinite(vol.data)) and vol.data.min() >= 0
         assert vol.source.kind == "phantom" and not vol.synthetic
         assert vol.provenance["seed"] == 7 and vol.provenance["snr"] == 30.0
+        assert vol.provenance["snr_wm"] == pytest.approx(30.0 * SNR_RATIO[c])
         assert vol.provenance["anatomy"] == "procedural"
         assert vol.provenance["mr_parameters"]["RepetitionTime"] == SEQUENCES[3.0][c]["TR"]
     assert small.brain_mask.same_grid(ref)
@@ -86,10 +95,15 @@ def test_label_values_and_brain_mask(small):
 
 
 def test_default_shape_covers_a_head_and_spacing_follows_shape():
-    s = make_subject(0, shape=(24, 24, 10), snr=None, contrasts=("T1",))
+    s = make_subject(0, shape=(24, 24, 10), snr=None, contrasts=("T1",), **PROC)
     assert s.labels.spacing == pytest.approx((8.0, 8.0, 16.0))
-    s2 = make_subject(0, shape=(20, 20, 10), spacing=(4.0, 4.0, 4.0), snr=None, contrasts=("T1",))
+    s2 = make_subject(0, shape=(20, 20, 10), spacing=(4.0, 4.0, 4.0), snr=None, contrasts=("T1",), **PROC)
     assert s2.labels.spacing == pytest.approx((4.0, 4.0, 4.0))
+    if _mni_available() is None:  # the default anatomy and grid: MNI152 at 1.5 x 1.5 x 2 mm
+        s3 = make_subject(0, shape=(30, 36, 22), snr=None, contrasts=("T1",))
+        assert s3.params["anatomy"] == "mni152"
+        assert s3.labels.spacing == pytest.approx((6.0, 6.0, 8.0))
+        assert phantom.DEFAULT_SHAPE["mni152"] == (120, 144, 88)
 
 
 @pytest.mark.parametrize("anatomy", ["procedural", "mni152"])
@@ -97,7 +111,7 @@ def test_default_shape_covers_a_head_and_spacing_follows_shape():
 def test_tissue_contrast_orderings_at_3T(anatomy, seed):
     if anatomy == "mni152" and (why := _mni_available()):
         pytest.skip(why)
-    s = make_subject(seed, anatomy=anatomy, snr=None, bias=False, **CROP)
+    s = make_subject(seed, anatomy=anatomy, snr=None, bias=False, registered=True, **CROP)
     csf, gm, wm = _means(s, "T1")
     assert wm > gm > csf
     csf, gm, wm = _means(s, "T2")
@@ -106,31 +120,38 @@ def test_tissue_contrast_orderings_at_3T(anatomy, seed):
     assert gm > wm and csf < 0.5 * wm  # CSF nulled
     csf, gm, wm = _means(s, "PD")
     assert csf >= 0.95 * gm and gm > wm
-    # without contrast uptake outside tumours, T1c differs from T1 by a few percent at most
-    t1, t1c = _means(s, "T1"), _means(s, "T1c")
+    # without contrast uptake outside tumours, T1c differs from T1 by a few percent at most in GM and WM (the CSF
+    # label of the MNI152 anatomy also holds the enhancing choroid plexus and vessels)
+    t1, t1c = _means(s, "T1", (2, 3)), _means(s, "T1c", (2, 3))
     assert all(0.999 < b / a < 1.06 for a, b in zip(t1, t1c)), (t1, t1c)
 
 
-@pytest.mark.parametrize("snr", [12.0, 30.0, 60.0])
-def test_white_matter_snr_is_the_requested_one(snr):
-    noisy = make_subject(3, shape=(48, 48, 24), snr=snr)
-    clean = make_subject(3, shape=(48, 48, 24), snr=None)
+@pytest.mark.parametrize("snr", [12.0, 30.0, {"T1": 40.0, "FLAIR": 10.0}])
+def test_white_matter_snr_is_the_requested_one_per_contrast(snr):
+    kw = dict(shape=(48, 48, 24), registered=True, **PROC)
+    noisy = make_subject(3, snr=snr, **kw)
+    clean = make_subject(3, snr=None, **kw)
     wm = clean.labels.data == 3
     air = clean.images["T1"].data == 0  # pure air: no signal, only noise
     assert air.sum() > 1000
     for c in CONTRASTS:
+        want = snr[c] if isinstance(snr, dict) and c in snr else (
+            (snr["T1"] if isinstance(snr, dict) else snr) * SNR_RATIO[c])
         n, f = noisy.images[c].data, clean.images[c].data
         measured = f[wm].mean() / (n[wm] - f[wm]).std()
-        assert measured == pytest.approx(snr, rel=0.15), c
+        assert measured == pytest.approx(want, rel=0.15), c
         # from the noisy image alone: Rayleigh background, E[M^2] = 2 sigma^2
         sigma = np.sqrt((n[air] ** 2).mean() / 2.0)
-        assert n[wm].mean() / sigma == pytest.approx(snr, rel=0.15), c
+        assert n[wm].mean() / sigma == pytest.approx(want, rel=0.15), c
         assert noisy.params["noise_sigma"][c] == pytest.approx(sigma, rel=0.05)
+        assert noisy.params["snr_wm"][c] == pytest.approx(want)
+    # as on 3 T scanners: FLAIR and T1c below T1, PD above
+    assert SNR_RATIO["FLAIR"] < 1 and SNR_RATIO["T1c"] < 1 < SNR_RATIO["PD"]
 
 
 def test_noise_is_rician_not_gaussian():
-    s = make_subject(4, shape=(48, 48, 24), snr=20.0, contrasts=("T2",))
-    clean = make_subject(4, shape=(48, 48, 24), snr=None, contrasts=("T2",))
+    s = make_subject(4, shape=(48, 48, 24), snr=20.0, contrasts=("T2",), **PROC)
+    clean = make_subject(4, shape=(48, 48, 24), snr=None, contrasts=("T2",), **PROC)
     air = clean.images["T2"].data == 0
     bg = s.images["T2"].data[air]
     sigma = s.params["noise_sigma"]["T2"]
@@ -140,7 +161,7 @@ def test_noise_is_rician_not_gaussian():
 
 
 def test_bias_field_is_smooth_and_within_twenty_percent():
-    kw = dict(shape=(48, 48, 24), snr=None, contrasts=("PD",))
+    kw = dict(shape=(48, 48, 24), snr=None, contrasts=("PD",), registered=True, **PROC)
     flat = make_subject(5, bias=False, **kw).images["PD"].data
     biased = make_subject(5, bias=True, **kw).images["PD"].data
     head = flat > 0.05 * flat.max()
@@ -155,7 +176,7 @@ def test_bias_field_is_smooth_and_within_twenty_percent():
 
 
 def test_deformation_changes_anatomy_by_a_few_mm():
-    kw = dict(shape=(48, 48, 32), snr=None, contrasts=("T1",))
+    kw = dict(shape=(48, 48, 32), snr=None, contrasts=("T1",), **PROC)
     rigid = make_subject(6, deform=False, **kw)
     moved = make_subject(6, deform=True, **kw)
     assert rigid.params["deformation"] == {"enabled": False}
@@ -172,8 +193,8 @@ def test_deformation_changes_anatomy_by_a_few_mm():
 
 
 def test_tissue_parameters_are_jittered_per_subject():
-    p0 = make_subject(0, shape=(16, 16, 8), contrasts=("T1",)).params["tissues"]
-    p1 = make_subject(1, shape=(16, 16, 8), contrasts=("T1",)).params["tissues"]
+    p0 = make_subject(0, shape=(16, 16, 8), contrasts=("T1",), **PROC).params["tissues"]
+    p1 = make_subject(1, shape=(16, 16, 8), contrasts=("T1",), **PROC).params["tissues"]
     for t in ("wm", "gm", "csf"):
         nominal = TISSUES[3.0][t]
         for k, key in enumerate(("T1", "T2", "PD")):
@@ -182,10 +203,13 @@ def test_tissue_parameters_are_jittered_per_subject():
 
 
 def test_tumour_labels_only_with_tumour_and_rim_enhances():
-    kw = dict(shape=(64, 64, 32), spacing=(2.5, 2.5, 4.0), snr=None, bias=False)
-    plain = make_subject(11, **kw)
-    sick = make_subject(11, tumour=True, **kw)
+    kw = dict(shape=(64, 64, 32), spacing=(2.5, 2.5, 4.0), snr=None, bias=False, **PROC)
+    plain = make_subject(12, **kw)
+    sick = make_subject(12, tumour=True, **kw)
     assert plain.labels.data.max() == 3 and plain.params["tumour_params"] is None
+    assert not sick.params["tumour_params"]["solid"]
+    solid = make_subject(11, tumour=True, **kw)  # about one tumour in seven has no necrotic core
+    assert solid.params["tumour_params"]["solid"] and 6 not in solid.labels.data and 5 in solid.labels.data
     lab = sick.labels.data
     assert {4, 5, 6} <= set(np.unique(lab).astype(int))
     assert np.all(sick.brain_mask.data[lab >= 4] == 1)
@@ -200,7 +224,7 @@ def test_tumour_labels_only_with_tumour_and_rim_enhances():
 
 
 def test_tumour_and_noise_streams_leave_the_rest_of_the_subject_unchanged():
-    kw = dict(shape=(40, 40, 20))
+    kw = dict(shape=(40, 40, 20), mass_effect=False, registered=True, **PROC)
     plain = make_subject(12, snr=None, **kw)
     sick = make_subject(12, snr=None, tumour=True, **kw)
     tp = sick.params["tumour_params"]
@@ -209,7 +233,7 @@ def test_tumour_and_noise_streams_leave_the_rest_of_the_subject_unchanged():
     idx = np.argwhere(changed)
     pos = (sick.labels.affine @ np.c_[idx, np.ones(len(idx))].T)[:3].T
     dist = np.linalg.norm(pos - np.array(tp["centre_mm"]), axis=1)
-    assert dist.max() <= 1.6 * tp["edema_radius_mm"] + 2 * max(sick.labels.spacing)
+    assert dist.max() <= 1.75 * tp["edema_radius_mm"] + 2 * max(sick.labels.spacing)
     # the same noise draws: away from the tumour only sigma (mean WM / SNR) moves, by a hair
     noisy_plain = make_subject(12, snr=25.0, **kw)
     noisy_sick = make_subject(12, snr=25.0, tumour=True, **kw)
@@ -227,8 +251,8 @@ def test_tumour_and_noise_streams_leave_the_rest_of_the_subject_unchanged():
 
 
 def test_procedural_anatomy_is_resolution_independent():
-    coarse = make_subject(9, shape=(32, 32, 26), snr=None, contrasts=("T1",))
-    fine = make_subject(9, shape=(64, 64, 52), snr=None, contrasts=("T1",))
+    coarse = make_subject(9, shape=(32, 32, 26), snr=None, contrasts=("T1",), **PROC)
+    fine = make_subject(9, shape=(64, 64, 52), snr=None, contrasts=("T1",), **PROC)
     litres = lambda s, k: (s.labels.data == k).sum() * np.prod(s.labels.spacing) / 1e6  # noqa: E731
     brain = lambda s: (s.brain_mask.data > 0).sum() * np.prod(s.labels.spacing) / 1e6  # noqa: E731
     assert brain(coarse) == pytest.approx(brain(fine), rel=0.05)
@@ -241,7 +265,7 @@ def test_procedural_anatomy_is_resolution_independent():
 def test_mni152_anatomy_loads_real_anatomy():
     if why := _mni_available():
         pytest.skip(why)
-    s = make_subject(0, anatomy="mni152", shape=(44, 53, 43), snr=None)
+    s = make_subject(0, anatomy="mni152", shape=(45, 54, 44), snr=None)
     assert s.labels.spacing == pytest.approx((4.0, 4.0, 4.0))
     assert s.params["anatomy"] == "mni152"
     lab = s.labels.data
@@ -252,19 +276,20 @@ def test_mni152_anatomy_loads_real_anatomy():
     # left-right symmetric template: the mask is close to its mirror image
     m = s.brain_mask.data > 0
     assert (m & m[::-1]).sum() / m.sum() > 0.85
-    again = make_subject(0, anatomy="mni152", shape=(44, 53, 43), snr=None)
+    again = make_subject(0, anatomy="mni152", shape=(45, 54, 44), snr=None)
     assert np.array_equal(s.images["T2"].data, again.images["T2"].data)
 
 
 def test_mni152_without_nilearn_is_a_clear_error(monkeypatch):
-    phantom._mni_templates.cache_clear()
+    anatomy.mni_templates.cache_clear()
     monkeypatch.setitem(sys.modules, "nilearn", None)
     try:
         with pytest.raises(MissingDependencyError, match="nilearn") as info:
             make_subject(0, anatomy="mni152", shape=SMALL)
         assert "pip install" in str(info.value) and isinstance(info.value, ImportError)
+        make_subject(0, anatomy="procedural", shape=SMALL)  # the procedural head needs no data
     finally:
-        phantom._mni_templates.cache_clear()
+        anatomy.mni_templates.cache_clear()
 
 
 def test_bad_arguments_are_refused_with_the_valid_choices():
@@ -274,9 +299,11 @@ def test_bad_arguments_are_refused_with_the_valid_choices():
         make_subject(0, contrasts=("T1", "DWI"), shape=SMALL)
     with pytest.raises(UnknownChoiceError, match="3.0"):
         make_subject(0, field_strength=1.5, shape=SMALL)
-    for bad in [dict(shape=(32, 32)), dict(shape=(32, 32, 2)), dict(snr=0.0), dict(snr=-3),
-                dict(spacing=(1.0, 0.0, 1.0)), dict(seed=-1), dict(seed=1.5)]:
-        kw = dict(shape=SMALL)
+    with pytest.raises(UnknownChoiceError, match="FLAIR"):
+        make_subject(0, snr={"DWI": 20.0}, shape=SMALL, **PROC)
+    for bad in [dict(shape=(32, 32)), dict(shape=(32, 32, 2)), dict(snr=0.0), dict(snr=-3), dict(snr={"T2": 0}),
+                dict(spacing=(1.0, 0.0, 1.0)), dict(seed=-1), dict(seed=1.5), dict(gibbs=0.0), dict(gibbs=1.5)]:
+        kw = dict(shape=SMALL, **PROC)
         kw.update(bad)
         seed = kw.pop("seed", 0)
         with pytest.raises(ValueError):
@@ -297,17 +324,22 @@ def test_signal_equations_and_flair_nulls_csf():
     assert float(signal("IR", 1.0, 9000.0, 100.0, tr=9000.0, te=0.0, ti=100.0, signed=True)) < 0
 
 
-def test_docstring_states_the_values_the_code_uses():
-    doc = phantom.__doc__
-    for t, (t1, t2, pd, _) in TISSUES[3.0].items():
+def test_docstrings_state_the_values_the_code_uses():
+    doc = relaxation.__doc__
+    for t, (t1, t2, pd, gd) in TISSUES[3.0].items():
         if t == "air":
             continue
-        assert f"{t1:g}" in doc and f"{pd:.2f}" in doc, t
+        assert f"{t1:g}" in doc and f"{t2:g}" in doc and f"{pd:.2f}" in doc, t
+    for name, (t1, t2, pd) in relaxation.NUCLEI.items():
+        assert f"{t1:g} / {t2:g} / {pd:.2f}" in doc, name
+    for region, (_, f1, f2, f3) in relaxation.REGION_FACTORS.items():
+        assert f"{f1:.2f}   {f2:.2f}   {f3:.2f}" in doc, region
+    for source in ("Wansapura", "Stanisz", "Bojorquez", "Gelman", "Mirowitz", "Zhao", "Lu H"):
+        assert source in doc
+    doc = acquisition.__doc__
     for c, seq in SEQUENCES[3.0].items():
         assert f"{seq['TR']:g}" in doc and f"{seq['TE']:g}" in doc
     assert f"{SEQUENCES[3.0]['FLAIR']['TI']:.0f}" in doc
-    for source in ("Wansapura", "Stanisz", "Bojorquez"):
-        assert source in doc
 
 
 def test_assign_splits_is_deterministic_and_keeps_a_test_subject():
@@ -329,7 +361,7 @@ def test_assign_splits_is_deterministic_and_keeps_a_test_subject():
 
 def test_write_phantom_dataset_writes_files_manifest_and_splits(tmp_path):
     calls = []
-    manifest = write_phantom_dataset(tmp_path / "ds", 4, seed=21, shape=(16, 16, 8),
+    manifest = write_phantom_dataset(tmp_path / "ds", 4, seed=21, shape=(16, 16, 8), tumour=0.5, **PROC,
                                      progress=lambda d, t: calls.append((d, t)))
     assert manifest == tmp_path / "ds" / "dataset.json"
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -340,7 +372,8 @@ def test_write_phantom_dataset_writes_files_manifest_and_splits(tmp_path):
     assert [s.split for s in ds.subjects] == assign_splits(4, seed=21)
     assert len(ds.split("test")) == 1 and len(ds.split("train")) == 2
     sub = ds.subjects[1]
-    expected = make_subject(subject_seed(21, 1), shape=(16, 16, 8), subject_id="sub-001")
+    expected = make_subject(subject_seed(21, 1), shape=(16, 16, 8), subject_id="sub-001", **PROC,
+                            tumour=has_tumour(subject_seed(21, 1), 0.5))
     for c in CONTRASTS:
         vol = io.load(ds.path(sub.images[c]))
         assert vol.modality == c
@@ -353,7 +386,7 @@ def test_write_phantom_dataset_writes_files_manifest_and_splits(tmp_path):
     assert params["seed"] == subject_seed(21, 1) and params["split"] == sub.split
 
     # subject k is the same whatever the number of subjects
-    write_phantom_dataset(tmp_path / "two", 2, seed=21, shape=(16, 16, 8), contrasts=("T2",))
+    write_phantom_dataset(tmp_path / "two", 2, seed=21, shape=(16, 16, 8), contrasts=("T2",), tumour=0.5, **PROC)
     a = io.load(tmp_path / "two" / "sub-001" / "T2.nii.gz").data
     b = io.load(tmp_path / "ds" / "sub-001" / "T2.nii.gz").data
     assert np.array_equal(a, b)
@@ -361,7 +394,7 @@ def test_write_phantom_dataset_writes_files_manifest_and_splits(tmp_path):
 
 def test_write_phantom_dataset_dicom_series_match_the_nifti(tmp_path):
     pydicom = pytest.importorskip("pydicom")
-    write_phantom_dataset(tmp_path, 2, seed=1, shape=(12, 14, 4), dicom=True, tumour=True)
+    write_phantom_dataset(tmp_path, 2, seed=1, shape=(12, 14, 4), dicom=True, tumour=True, **PROC)
     studies = []
     for sid in ("sub-000", "sub-001"):
         series = set()
