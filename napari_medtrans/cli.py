@@ -22,6 +22,7 @@ COMMANDS = (
     "translate",
     "translate_dataset",
     "evaluate",
+    "floors",
     "segment_eval",
     "train",
     "weights",

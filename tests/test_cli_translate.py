@@ -180,7 +180,11 @@ def test_evaluate_both_directions_from_one_checkpoint(data_t1_t2, two_way_model,
     table = text.split("PSNR")[1]
     assert "T1->T2" in table and "T2->T1" in table
     rows = list(csv.DictReader((out / "metrics_T1_to_T2+T2_to_T1.csv").open()))
-    assert sorted(r["direction"] for r in rows) == sorted(["T1->T2", "T2->T1"] * len(test_ids))
+    model_rows = [r for r in rows if r["method"] == "model"]
+    assert sorted(r["direction"] for r in model_rows) == sorted(["T1->T2", "T2->T1"] * len(test_ids))
+    # and each direction's three floors on the same subjects
+    floor_rows = [r for r in rows if r["method"].startswith("floor: ")]
+    assert sorted(r["direction"] for r in floor_rows) == sorted(["T1->T2", "T2->T1"] * 3 * len(test_ids))
     assert all(np.isfinite(float(r["psnr"])) for r in rows)
 
 

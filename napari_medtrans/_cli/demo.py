@@ -8,7 +8,8 @@ from pathlib import Path
 NAME = "demo"
 HELP = "make a phantom subject, translate its T1 into a T2 with the shipped model, report metrics"
 DESCRIPTION = """\
-The built-in demo. Writes a held-out phantom subject (T1, T2, FLAIR, PD, T1c, labels) to OUT, shows what
+The built-in demo. Writes a held-out phantom subject with a tumour (T1, T2, FLAIR, PD, T1c, labels; the
+benchmark phantom of docs/benchmark.md) to OUT, shows what
 `medtrans info` sees, translates the T1 into a synthetic T2 with the shipped demo model, and prints PSNR, SSIM
 and MAE against the phantom's real T2 inside the brain mask. Then, when a display is available, opens the
 standalone app with the T1, the synthetic T2 (labelled SYNTHETIC) and the real T2 in linked panes.

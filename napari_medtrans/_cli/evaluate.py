@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint, 'demo', or a weights-store name")
     p.add_argument("--data", required=True, type=Path, help="dataset folder or manifest")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="default: test")
+    p.add_argument("--by-tumour", action="store_true",
+                   help="also give the table over the subjects with tumours and over those without (label maps)")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for synthetic volumes and metrics.csv (default: DATA/evaluation/<model name>)")
     p.add_argument("--csv", type=Path, default=None,
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                               steps=args.steps, samples=args.samples, seed=args.seed, direction=direction, floors=args.floors,
                               log=lambda s: print(s, flush=True))
     print()
-    print(format_table(report))
+    print(format_table(report, by_tumour=args.by_tumour))
     csv_path = report.write_csv(args.csv or out / _csv_name(direction))
     print(f"\nper-subject metrics: {csv_path}")
     return 0

@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tumours do not push the tissue around them")
     p.add_argument("--registered", action="store_true",
                    help="no misregistration between the contrasts (default: each contrast but T1 moves by a "
-                        "rigid 0.25-1 mm, recorded in phantom.json)")
+                        "sub-voxel rigid motion, 0.1-0.6 mm and < 0.5 degrees, recorded in phantom.json)")
     p.add_argument("--gibbs", type=_gibbs, default=None, metavar="KEEP",
                    help="Gibbs ringing: keep this central fraction of k-space in-plane (e.g. 0.6; default off)")
     p.add_argument("--dicom", action="store_true", help="also write each contrast as a DICOM series")

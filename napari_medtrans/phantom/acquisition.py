@@ -34,8 +34,9 @@ Gibbs ringing (optional): k-space truncated in-plane, keeping the central ``gibb
 axis (a sharp cut, no apodisation), which rings at every sharp edge as a lower-resolution acquisition does.
 
 Inter-contrast misregistration (default on): every contrast except T1 (whose grid the labels share) is resampled
-(cubic spline) through its own small rigid motion, a rotation of about 0.3 degrees (SD, at most 1) about the
-grid centre and a translation of 0.25-1 mm in a random direction, as between the sequences of one session.
+(cubic spline) through its own small rigid motion, a rotation of about 0.15 degrees (SD per axis, at most 0.5)
+about the grid centre and a translation of 0.1-0.6 mm in a random direction: sub-voxel, and below 1 mm at the
+edge of the brain for all but rare draws, as between the sequences of one session with a still patient.
 """
 
 from __future__ import annotations
@@ -162,10 +163,10 @@ def misregistration(rng) -> dict[str, dict]:
     """A small rigid motion per contrast (T1 is the reference and does not move); drawn for all five."""
     out = {}
     for c in CONTRASTS:
-        angles = np.clip(rng.normal(0.0, 0.3, 3), -1.0, 1.0)
+        angles = np.clip(rng.normal(0.0, 0.15, 3), -0.5, 0.5)
         direction = rng.standard_normal(3)
         direction /= np.linalg.norm(direction)
-        shift = direction * rng.uniform(0.25, 1.0)
+        shift = direction * rng.uniform(0.1, 0.6)
         if c != "T1":
             out[c] = {"rotation_deg": [round(float(a), 4) for a in angles],
                       "translation_mm": [round(float(s), 4) for s in shift]}

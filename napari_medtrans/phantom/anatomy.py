@@ -15,7 +15,7 @@ follows each subject's deformation:
 - **Cortical regions**: primary motor/sensory and visual cortex (heavily myelinated), the hippocampus.
 - **Vessels** (tissue "artery", "vein", "sinus"): superior sagittal and transverse sinuses along the skull,
   middle, anterior and posterior cerebral arteries in the Sylvian fissure, the interhemispheric fissure and the
-  ambient cistern, the basilar artery, internal cerebral veins, and 16-28 random cortical veins on the brain's
+  ambient cistern, the basilar artery, internal cerebral veins, and 30-45 random cortical veins on the brain's
   surface. They displace only CSF (sinuses: only non-brain tissue), so they never cut through parenchyma.
 - **Choroid plexus** in the atria and bodies of the lateral ventricles (displacing CSF only), the **falx**
   (dura along the midline of the interhemispheric fissure), and 30-50 **perivascular spaces** (CSF, about
@@ -316,7 +316,7 @@ def _vessels_and_spaces(F: Fractions, p: np.ndarray, h: float, rng, t: dict, ind
     for line in veins:
         F.paint("vein", tube(p, line, 1.2, h, index), over=fluid)
     # cortical veins: random arcs on the brain's surface
-    n_veins = int(rng.integers(16, 29))
+    n_veins = int(rng.integers(30, 46))
     for _ in range(n_veins):
         a = rng.standard_normal(3)
         a[2] = abs(a[2]) + 0.3  # upper part of the brain

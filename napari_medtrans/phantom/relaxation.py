@@ -12,7 +12,7 @@ in mM after a standard dose), jittered per subject (3 % SD each). On top of them
    matter has longer T1 and T2 (more water), the corpus callosum and the primary motor/sensory and visual
    cortices are more myelinated (shorter T1 and T2), the hippocampus has a longer T2 than neocortex.
 3. **Smooth property fields** (correlation ~20 mm) that are only partly shared between T1, T2 and PD
-   (correlations 0.4 between log T1 and log T2, 0.3 between log T1 and log PD; SDs 3 %, 4 %, 2 %): the same
+   (correlations 0.4 between log T1 and log T2, 0.3 between log T1 and log PD; SDs 3 %, 3 %, 2 %): the same
    tissue is not the same everywhere, and T1 tells only part of how T2 varies.
 4. **Fine texture** (correlation ~2 mm), independent for T1 (3 % SD), T2 (7 %) and PD (2 %): texture is not
    one field shared by every contrast.
@@ -163,7 +163,7 @@ R1_GADOLINIUM = 4.0
 
 _BRAIN = ("gm", "dgm", "wm")
 # smooth fields: (SD of log T1, log T2, log PD); shared-component weights (T2, PD on the T1 field)
-_SMOOTH_SD = (0.03, 0.04, 0.02)
+_SMOOTH_SD = (0.03, 0.03, 0.02)
 _SMOOTH_SHARED = (0.4, 0.3)
 _TEXTURE_SD = (0.03, 0.07, 0.02)
 _TEXTURE_MM = 2.0

@@ -3,7 +3,7 @@
 Placement: a random centre in the white matter, deep enough for the tumour to fit. Shape: an ellipsoid with
 random axes (0.75-1.3 of the radius) and orientation, lobulated by a smooth random field (amplitude 10-35 %); a
 necrotic core of 30-70 % of the radius with its own irregular outline, absent in about one tumour in seven
-(solid tumours); oedema 5-20 mm beyond the rim, finger-like because it spreads only into white matter and deep
+(solid tumours); oedema 8-25 mm beyond the rim, finger-like because it spreads only into white matter and deep
 grey matter of the tumour's hemisphere.
 
 What cannot be read off the pre-contrast images (the point of this module):
@@ -46,7 +46,7 @@ def place_tumour(labels: np.ndarray, world: np.ndarray, shape, spacing, rng) -> 
     radius = max(float(rng.uniform(10.0, 22.0)), 2.0 * vox)
     solid = bool(rng.random() < 0.15)
     necrosis = 0.0 if solid else max(min(float(rng.uniform(0.3, 0.7)) * radius, radius - vox), 0.75 * vox)
-    edema = radius + max(float(rng.uniform(5.0, 20.0)), 1.5 * vox)
+    edema = radius + max(float(rng.uniform(8.0, 25.0)), 1.5 * vox)
     axes = [float(a) for a in rng.uniform(0.75, 1.3, 3)]
     rotation = _rotation(rng)
     lobulation = float(rng.uniform(0.10, 0.35))

@@ -38,6 +38,7 @@ __all__ = [
     "reverse_direction",
     "translate_dataset",
     "evaluate_dataset",
+    "evaluate_floors",
     "EvaluationReport",
     "format_table",
 ]
@@ -242,10 +243,14 @@ class EvaluationReport:
     precision: str | None = None
     floor_subjects: int | None = None
 
-    def summary(self, method: str = MODEL) -> dict[str, dict[str, tuple[float, float]]]:
-        """{direction: {metric: (mean, sd)}} over subjects for one method (sample sd, ddof=1; 0 for one subject)."""
+    def summary(self, method: str = MODEL, tumour: bool | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+        """{direction: {metric: (mean, sd)}} over subjects for one method (sample sd, ddof=1; 0 for one subject).
+
+        ``tumour``: only subjects whose label map has (True) or lacks (False) tumour labels; None: all.
+        """
         out: dict[str, dict[str, tuple[float, float]]] = {}
-        rows = [r for r in self.rows if r.get("method", MODEL) == method]
+        rows = [r for r in self.rows if r.get("method", MODEL) == method
+                and (tumour is None or r.get("tumour") is tumour)]
         for direction in sorted({r["direction"] for r in rows}):
             sel = [r for r in rows if r["direction"] == direction]
             out[direction] = {}
@@ -264,10 +269,12 @@ class EvaluationReport:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["subject", "direction", "method", "psnr", "ssim", "mae"])
+            w = csv.DictWriter(fh, fieldnames=["subject", "direction", "method", "tumour", "psnr", "ssim", "mae"])
             w.writeheader()
             for r in self.rows:
-                w.writerow({k: r.get(k, MODEL) for k in w.fieldnames})
+                row = {k: r.get(k, MODEL) for k in w.fieldnames}
+                row["tumour"] = "" if r.get("tumour") is None else ("yes" if r["tumour"] else "no")
+                w.writerow(row)
         return path
 
 
@@ -318,7 +325,8 @@ def evaluate_dataset(
         ref = io.load(ds.path(subject.images[modality]), modality=modality)
         synth = io.load(path, modality=modality)
         scores = evaluate_volumes(synth.data, ref.data, mask=_mask_of(ds, subject, ref))
-        rows.append({"subject": subject_id, "direction": label, "method": MODEL, **scores})
+        rows.append({"subject": subject_id, "direction": label, "method": MODEL, "tumour": _has_tumour(ds, subject),
+                     **scores})
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
     n_floor = None
@@ -329,8 +337,48 @@ def evaluate_dataset(
                             floor_subjects=n_floor)
 
 
+def evaluate_floors(
+    data: str | os.PathLike | Dataset,
+    directions: Sequence[str],
+    *,
+    split: str | None = "test",
+    log: Callable[[str], None] = print,
+) -> EvaluationReport:
+    """The zero-parameter floors alone (no model) for ``directions`` (``"T1->T2"``, ``"T1+T2->T1c"``).
+
+    Fitted on the training subjects, scored on the subjects of ``split`` that have the direction's images.
+    """
+    from ..translators.checkpoint import format_direction, parse_direction
+
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    targets = []
+    for d in directions:
+        inputs, outputs = parse_direction(d)
+        for out in outputs:
+            label = format_direction(inputs, (out,)).replace(" ", "")
+            targets += [{"subject": s.id, "direction": label} for s in ds.split(split)
+                        if out in s.images and all(m in s.images for m in inputs)]
+    if not targets:
+        raise MedtransError(f"no subject in split {split!r} has the images of {', '.join(directions)}", ds.root)
+    rows, n_fit = _floor_rows(ds, targets, log)
+    if not rows:
+        raise MedtransError("no training subjects to fit the floors on", ds.root)
+    return EvaluationReport(rows=rows, model="(none: floors only)", split=split, floor_subjects=n_fit)
+
+
 def _mask_of(ds: Dataset, subject, ref) -> np.ndarray:
     return io.load(ds.path(subject.mask)).data > 0 if subject.mask else ref.data > 0
+
+
+#: Label values that mean tumour (oedema, enhancing rim, necrosis), as the phantom writes them.
+TUMOUR_LABELS = (4, 5, 6)
+
+
+def _has_tumour(ds: Dataset, subject) -> bool | None:
+    """Whether the subject's label map holds tumour labels; None without a label map."""
+    if not subject.labels:
+        return None
+    return bool(np.isin(io.load(ds.path(subject.labels)).data, TUMOUR_LABELS).any())
 
 
 def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None]) -> tuple[list[dict], int | None]:
@@ -361,18 +409,22 @@ def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None])
         n_fit = len(usable)
         for subject_id in dict.fromkeys(r["subject"] for r in model_rows if r["direction"] == label):
             subject = by_id[subject_id]
+            tumour = _has_tumour(ds, subject)
             ref = io.load(ds.path(subject.images[target]), modality=target)
             mask = _mask_of(ds, subject, ref)
             images = {m: io.load(ds.path(subject.images[m]), modality=m).data for m in inputs}
             for kind in FLOORS:
                 pred = predict_floor(model, kind, images, mask)
-                out.append({"subject": subject_id, "direction": label, "method": f"floor: {kind}",
+                out.append({"subject": subject_id, "direction": label, "method": f"floor: {kind}", "tumour": tumour,
                             **evaluate_volumes(pred, ref.data, mask=mask)})
     return out, n_fit
 
 
-def format_table(report: EvaluationReport) -> str:
-    """A paper-style table: per direction, the model and then its floors, mean +- sd over subjects."""
+def format_table(report: EvaluationReport, *, by_tumour: bool = False) -> str:
+    """A paper-style table: per direction, the model and then its floors, mean +- sd over subjects.
+
+    ``by_tumour`` adds the same table over the subjects with tumours and over those without (from the label
+    maps), when the dataset has both."""
     lines = [
         f"model: {report.model}",
         f"split: {report.split or 'all'} ({len({r['subject'] for r in report.rows})} subjects; "
@@ -382,18 +434,26 @@ def format_table(report: EvaluationReport) -> str:
     if report.floor_subjects:
         lines.append(f"floors: zero-parameter, fitted on the {report.floor_subjects} training subjects "
                      "(identity rescaled, unpaired histogram mapping, per-voxel lookup)")
-    lines += ["", f"{'direction':<16}{'method':<20}{'PSNR (dB)':>18}{'SSIM':>18}{'MAE':>20}"]
-    summaries = {m: report.summary(m) for m in report.methods}
-    for direction in summaries[MODEL]:
-        for method, summary in summaries.items():
-            if direction not in summary:
-                continue
-            m = summary[direction]
-            p, s, a = m["psnr"], m["ssim"], m["mae"]
-            lines.append(
-                f"{direction:<16}{method:<20}{p[0]:>11.2f} +- {p[1]:<4.2f}{s[0]:>11.4f} +- {s[1]:<5.4f}"
-                f"{_fmt(a[0]):>12} +- {_fmt(a[1]):<6}"
-            )
+    groups: list[tuple[str, bool | None]] = [("", None)]
+    if by_tumour:
+        for flag, name in ((True, "with a tumour"), (False, "without a tumour")):
+            n = len({r["subject"] for r in report.rows if r.get("tumour") is flag})
+            if n:
+                groups.append((f"subjects {name} ({n})", flag))
+    for title, flag in groups:
+        lines += ["", *([title] if title else []),
+                  f"{'direction':<16}{'method':<20}{'PSNR (dB)':>18}{'SSIM':>18}{'MAE':>20}"]
+        summaries = {m: report.summary(m, flag) for m in report.methods}
+        for direction in dict.fromkeys(d for summary in summaries.values() for d in summary):
+            for method, summary in summaries.items():
+                if direction not in summary:
+                    continue
+                m = summary[direction]
+                p, s, a = m["psnr"], m["ssim"], m["mae"]
+                lines.append(
+                    f"{direction:<16}{method:<20}{p[0]:>11.2f} +- {p[1]:<4.2f}{s[0]:>11.4f} +- {s[1]:<5.4f}"
+                    f"{_fmt(a[0]):>12} +- {_fmt(a[1]):<6}"
+                )
     return "\n".join(lines)
 
 

@@ -186,7 +186,7 @@ def test_tiny_sam2_on_a_phantom_tumour_in_both_modes():
     from napari_medtrans.core.segment import Segmenter
     from napari_medtrans.core.segment._tiny import tiny_sam2
 
-    subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"))
+    subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"), anatomy="procedural")
     seg = Segmenter(tiny_sam2(64))
     images = {"T1": subject.images["T1"], "T2": subject.images["T2"]}
     steps = []
@@ -226,7 +226,7 @@ def _three_images():
     """Source, real target and a "synthetic" target that is an exact copy of the real one."""
     from napari_medtrans.phantom import make_subject
 
-    subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"))
+    subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"), anatomy="procedural")
     real = subject.images["T2"]
     synthetic = real.derive(real.data.copy(), synthetic=True)
     return {"T1 (source)": subject.images["T1"], "T2 (real)": real, "T2 (synthetic)": synthetic}, subject.labels

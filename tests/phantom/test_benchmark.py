@@ -116,7 +116,7 @@ def test_vessels_void_on_t2_and_light_up_with_gadolinium():
     template, _ = _mni_atrophy(p - np.asarray(anatomy.MNI_CENTRE, np.float32)[:, None], 3)
     F, _, drawn = _anatomy("mni152", template + np.asarray(anatomy.MNI_CENTRE, np.float32)[:, None],
                            float(np.mean(spacing)), 3)
-    assert drawn["cortical_veins"] >= 16 and drawn["perivascular_spaces"] >= 30
+    assert drawn["cortical_veins"] >= 30 and drawn["perivascular_spaces"] >= 30
     frac = {t: F[t].reshape(shape) for t in ("sinus", "choroid", "artery", "csf")}
     t1, t1c, t2 = s.images["T1"].data, s.images["T1c"].data, s.images["T2"].data
     sinus = frac["sinus"] > 0.6
@@ -172,8 +172,8 @@ def test_misregistration_moves_every_contrast_but_t1():
     motion = moved.params["misregistration"]
     assert set(motion) == {"T2", "FLAIR", "PD", "T1c"}
     for c, m in motion.items():
-        assert 0.25 <= np.linalg.norm(m["translation_mm"]) <= 1.0 + 1e-6
-        assert max(abs(a) for a in m["rotation_deg"]) <= 1.0
+        assert 0.1 <= np.linalg.norm(m["translation_mm"]) <= 0.6 + 1e-6
+        assert max(abs(a) for a in m["rotation_deg"]) <= 0.5
     assert np.array_equal(moved.images["T1"].data, fixed.images["T1"].data)
     for c in motion:
         diff = np.abs(moved.images[c].data - fixed.images[c].data)

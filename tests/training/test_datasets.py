@@ -9,7 +9,7 @@ from napari_medtrans.core.errors import GeometryMismatchError, MedtransError
 from napari_medtrans.core.io import write_nifti
 from napari_medtrans.core.preprocess import normalise, robust_range
 from napari_medtrans.core.volume import Volume
-from napari_medtrans.training.datasets import PairedSliceDataset, UnpairedSliceDataset
+from napari_medtrans.training.datasets import TARGET_HEADROOM, PairedSliceDataset, UnpairedSliceDataset
 
 SHAPE = (20, 24, 10)
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
@@ -152,6 +152,10 @@ def test_dataset_target_normalisation_uses_one_range_for_all_targets(data):
     ds = PairedSliceDataset(data, "train", target_norm="dataset")
     hi = ds.normalisation["outputs"]["T2"]["hi"]
     assert ds.normalisation["targets"] == "dataset"
+    # the median upper percentile with headroom, so that bright targets above it are not clipped
+    median_hi = float(np.median([robust_range(2.0 * _t1(i) * (i + 1)).hi for i in range(3)]))
+    assert hi == pytest.approx(TARGET_HEADROOM * median_hi, rel=1e-6)
+    assert ds.normalisation["target_headroom"] == TARGET_HEADROOM
     assert PairedSliceDataset(data, "train").normalisation["targets"] == "volume"
     for n in (0, 7, 13):  # one slice of each subject: T2 = 2 (i + 1) T1
         item = ds[n]
