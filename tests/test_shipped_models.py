@@ -32,6 +32,10 @@ def test_shipped_model_has_a_card_and_runs(path, one_torch_thread):
     assert all(m in card for m in spec["inputs"] + spec["outputs"])
     assert "Not for clinical use" in card and "medtrans train --method " + info.method in card
     assert info.training.get("command", "").startswith("medtrans train") and info.metrics
+    # and its figures stand next to the zero-parameter floors on the same subjects
+    assert "## Floors on the same test subjects" in card
+    for floor in ("identity", "histogram", "lookup"):
+        assert f"| {floor} |" in card, floor
 
     model = load_translator(path)
     rng = np.random.default_rng(0)

@@ -177,7 +177,7 @@ def test_misregistration_moves_every_contrast_but_t1():
     assert np.array_equal(moved.images["T1"].data, fixed.images["T1"].data)
     for c in motion:
         diff = np.abs(moved.images[c].data - fixed.images[c].data)
-        assert diff.max() > 0.05 * fixed.images[c].data.max()
+        assert diff.max() > 0.02 * fixed.images[c].data.max()
         # small: the images still agree closely on average
         assert diff.mean() < 0.05 * fixed.images[c].data.max()
 
