@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # What the shipped demo model scores on the demo subject (resources/models/demo-t1-t2.md), less a margin for the
 # precision the engine picks on the machine that runs the test.
-DEMO_PSNR, DEMO_SSIM = 22.5, 0.78
+DEMO_PSNR, DEMO_SSIM = 23.0, 0.80
 
 
 def test_demo_translates_a_held_out_subject_with_the_shipped_model(tmp_path, capsys, monkeypatch):

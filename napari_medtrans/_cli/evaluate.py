@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}-{precision}"
     direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
-                              steps=args.steps, samples=args.samples, seed=args.seed, direction=direction, floors=args.floors,
+                              steps=args.steps, samples=args.samples, seed=args.seed, direction=direction,
+                              floors=args.floors,
                               log=lambda s: print(s, flush=True))
     print()
     print(format_table(report, by_tumour=args.by_tumour))
