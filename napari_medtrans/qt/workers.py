@@ -3,6 +3,8 @@
 Long work (loading, translating, computing metrics, exporting) runs as a :class:`Job`: a function called in a
 ``QThread`` with the job as its first argument, so it can report progress, hand out partial results and ask
 whether it should stop. Everything the function reports arrives in the GUI thread as Qt signals, in order.
+The thread starts from the event loop, never inside :func:`start_job`: a caller that connects to the job's
+signals right after ``start_job`` returns receives every report, however fast the job is.
 
 Errors. An exception raised by a job function is passed to :func:`report_error` in the GUI thread before
 ``failed`` is emitted. :func:`report_error` turns it into one readable line (:func:`error_message`: the
@@ -191,24 +193,22 @@ def start_job(fn: Callable[..., Any], *args: Any, name: str = "task", delay_ms: 
     name : str
         Words for error messages ("translation", "export", ...).
     delay_ms : int
-        Start the thread this many milliseconds later, from the event loop: the GUI first repaints what
-        the caller just changed (a new napari layer's first paint takes tens of milliseconds) instead of
-        sharing the interpreter with the job's Python-heavy start (building a model). 0 starts at once.
+        Start the thread this many milliseconds later: the GUI first repaints what the caller just changed (a
+        new napari layer's first paint takes tens of milliseconds) instead of sharing the interpreter with the
+        job's Python-heavy start (building a model). 0 starts it at the event loop's next turn.
 
     Returns
     -------
     Job
-        Connect to its signals right after this call: they are queued to the GUI thread, so none is delivered
-        before control returns to the event loop.
+        Connect to its signals right after this call. The thread is started from the event loop, never
+        before this call returns, so no report can be emitted before the caller has connected (a signal
+        emitted with nothing connected is lost). ``job.wait()`` starts a job still waiting for its turn.
     """
     if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0:
         raise ValueError(f'Argument "delay_ms" must be a non-negative integer, got {delay_ms!r}.')
     job = Job(fn, args, kwargs, name)
     _ACTIVE.add(job)  # keeps the job and its thread alive until the thread ends
-    if delay_ms:
-        QTimer.singleShot(delay_ms, job, job._start)
-    else:
-        job._start()
+    QTimer.singleShot(delay_ms, job, job._start)
     return job
 
 

@@ -41,6 +41,33 @@ def test_job_runs_in_another_thread_and_reports_in_order(qtbot, messages):
     assert job not in workers.active_jobs()
 
 
+def test_a_slot_connected_right_after_start_job_misses_no_report(qtbot, messages):
+    """The thread starts from the event loop, after the caller has connected: early reports cannot be lost.
+
+    The job reports at once and then signals ``reported``; the test waits for that signal *before* connecting,
+    which on a start-at-once design makes the job's first reports certain to precede the connection.
+    """
+    reported = threading.Event()
+
+    def eager(job):
+        for i in range(1, 4):
+            job.report_progress(i, 3)
+            job.report_partial(i)
+        reported.set()
+        return "done"
+
+    job = workers.start_job(eager, name="eager")
+    early = reported.wait(0.5)  # a start-at-once job has reported everything by now
+    progress, partial, succeeded = [], [], []
+    job.progress.connect(lambda d, t: progress.append((d, t)))
+    job.partial.connect(partial.append)
+    job.succeeded.connect(succeeded.append)
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        pass
+    assert progress == [(1, 3), (2, 3), (3, 3)] and partial == [1, 2, 3] and succeeded == ["done"]
+    assert not early and messages == []  # it started only once the event loop ran
+
+
 def test_errors_reach_the_one_sink_with_the_core_message(qtbot, messages):
     def fail(job):
         raise NotAVolumeError("is neither a NIfTI file nor a DICOM image", "/data/scan.txt")
@@ -90,7 +117,7 @@ def test_cancel_stops_the_job_and_is_not_an_error(qtbot, messages):
     job = workers.start_job(slow, name="translation")
     cancelled = []
     job.cancelled.connect(cancelled.append)
-    assert started.wait(5)
+    qtbot.waitUntil(started.is_set, timeout=5000)  # the thread starts from the event loop
     t0 = time.perf_counter()
     job.cancel()
     with qtbot.waitSignal(job.finished, timeout=10000):
