@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for stochastic models (default: 0)")
     p.add_argument("--series", default=None, help="SeriesInstanceUID when a DICOM folder holds several series")
     p.add_argument("--maps", action="store_true", help="also write the model's extra maps (e.g. TSM) next to OUT")
+    p.add_argument("--override-modality", action="store_true",
+                   help="take each input as the contrast the model expects even when its header, sidecar, DICOM "
+                        "tags or file name say otherwise (recorded in the output's provenance)")
     add_direction_arguments(p)
 
 
@@ -97,6 +101,29 @@ def _parse_inputs(items: list[str], spec_inputs: tuple[str, ...]) -> dict[str, s
             + (f"missing {', '.join(missing)}" if missing else f"unexpected extra input(s) {positional}")
         )
     return {m: named[m] for m in spec_inputs}
+
+
+def _refuse_overwriting_inputs(out: Path, inputs) -> None:
+    """An output that is (or would be written into) one of the inputs is refused before anything runs."""
+    from ..core.errors import MedtransError
+
+    target = Path(out)
+    real_out = Path(os.path.realpath(target))
+    for item in inputs:
+        real_in = Path(os.path.realpath(item))
+        same = real_out == real_in
+        if not same and target.exists():
+            try:
+                same = os.path.samefile(target, item)
+            except OSError:
+                same = False
+        inside = real_in.is_dir() and (real_out == real_in or real_in in real_out.parents)
+        if same or inside:
+            raise MedtransError(
+                f"is an input of this translation ({item}); the output would overwrite the acquired image. "
+                "Choose another --out",
+                out,
+            )
 
 
 def _map_path(out: Path, name: str) -> Path:
@@ -125,7 +152,16 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     translator = load_translator(model_path, direction=direction_from_args(args, model_path))
     paths = _parse_inputs(args.inputs, translator.spec.inputs)
-    volumes = {m: io.load(p, modality=m, series_uid=args.series) for m, p in paths.items()}
+    _refuse_overwriting_inputs(args.out, paths.values())
+    # Each volume keeps the modality its own evidence gives; the engine refuses a mismatch.
+    volumes = {m: io.load(p, series_uid=args.series) for m, p in paths.items()}
+    for m, vol in volumes.items():
+        if vol.modality is None:
+            print(f"medtrans translate: note: {vol.path}: contrast unknown (no header, sidecar, DICOM tag or file "
+                  f"name names it); taken as {m}, the model's input", file=sys.stderr)
+        elif vol.modality != m and args.override_modality:
+            print(f"medtrans translate: note: {vol.path}: labelled {vol.modality} ({vol.modality_evidence}), "
+                  f"taken as {m} on --override-modality (recorded in the output)", file=sys.stderr)
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     with TextProgress(f"{translator.spec.method}") as bar:
         result = translate_volume(
@@ -138,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             samples=args.samples,
             seed=args.seed,
             progress=bar,
+            override_modality=args.override_modality,
         )
     if dicom:
         from ..core.io.dicom_export import export_dicom_series

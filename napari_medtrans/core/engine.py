@@ -2,7 +2,10 @@
 
 ``translate_volume`` is the one way volumes go through a translator (CLI, GUIs, evaluation). What it does:
 
-1. Collects the inputs in the order of ``spec.inputs`` and checks that they share one grid (shape and affine).
+1. Collects the inputs in the order of ``spec.inputs`` and checks that they share one grid (shape and affine),
+   that each is the contrast the model takes (a volume whose own evidence names another contrast is refused
+   unless ``override_modality=True``, which the provenance records; a dict key or a position is not evidence),
+   that no file is given for two inputs, and that no input is constant.
 2. Normalises each input volume to [-1, 1] from its own robust range (:mod:`~napari_medtrans.core.preprocess`,
    with the percentiles of the translator's ``normalisation`` record when it has one).
 3. Cuts the volumes into 2D slices along the acquisition axis, and feeds batches of slices, padded to what the
@@ -10,7 +13,8 @@
 4. Removes the padding, clips the output to [-1, 1] and maps it into the target contrast's intensity range: the
    range stored for that modality in ``translator.normalisation["outputs"]``, else the (first) input's own range.
 5. Returns the synthetic volume(s) on the input grid (same affine), marked ``synthetic=True``, with provenance,
-   plus every map the translator declares (``spec.maps``) on the same grid.
+   plus every map the translator declares (``spec.maps``) on the same grid. An output with a NaN or infinite
+   voxel (a broken checkpoint) raises :class:`~napari_medtrans.core.errors.TranslatorError` instead.
 
 Background. Nothing is masked: every voxel, background included, is what the network produced. Input
 background (0) maps to -1, and a trained network maps -1 back to the target's background, so no special case
@@ -31,8 +35,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import hashlib
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +46,7 @@ import torch
 from .errors import (
     DeviceUnavailableError,
     GeometryMismatchError,
+    InputModalityError,
     InvalidVolumeError,
     TranslationCancelled,
     TranslatorError,
@@ -234,7 +239,7 @@ def _as_volume(v: Any, modality: str | None) -> Volume:
 
 
 def _gather_inputs(volume: Any, spec: Any) -> list[Volume]:
-    """The input Volumes in ``spec.inputs`` order."""
+    """The input Volumes in ``spec.inputs`` order (their modalities are checked by :func:`_check_modalities`)."""
     wanted = [normalise_modality(m) for m in spec.inputs]
     if isinstance(volume, Mapping):
         given = {normalise_modality(k): v for k, v in volume.items()}
@@ -251,27 +256,70 @@ def _gather_inputs(volume: Any, spec: Any) -> list[Volume]:
             raise TranslatorError(
                 f"translator {spec.method!r} needs {len(wanted)} input volume(s) ({', '.join(wanted)}), got {len(items)}"
             )
-        vols = [_as_volume(v, m) for v, m in zip(items, wanted)]
-        for pos, (v, m) in enumerate(zip(vols, wanted)):
-            if v.modality in wanted and v.modality != m:
-                raise TranslatorError(
-                    f"input {pos} is {v.modality} but translator {spec.method!r} expects {m} there (inputs in order: "
-                    f"{', '.join(wanted)}); pass a dict {{modality: volume}} to match by name",
-                    v.path,
-                )
-        return vols
+        return [_as_volume(v, m) for v, m in zip(items, wanted)]
     if len(wanted) != 1:
         raise TranslatorError(
             f"translator {spec.method!r} needs {len(wanted)} inputs ({', '.join(wanted)}); pass a dict "
             "{modality: volume}"
         )
-    v = _as_volume(volume, wanted[0])
-    if v.modality in MODALITIES and v.modality != wanted[0]:
-        warnings.warn(
-            f"{v.path or 'input'} is labelled {v.modality}, but translator {spec.method!r} expects {wanted[0]}",
-            stacklevel=3,
+    return [_as_volume(volume, wanted[0])]
+
+
+_EVIDENCE_WORDS = {
+    "header": "its header",
+    "sidecar": "its JSON sidecar",
+    "dicom": "its DICOM header",
+    "filename": "its file name",
+    "override": "the caller",
+    "derived": "its derivation",
+}
+
+
+def _check_modalities(inputs: list[Volume], wanted: list[str], spec: Any, override: bool) -> list[dict]:
+    """Refuse an input whose own modality is another contrast than the model's (unless ``override``), and one
+    file given for two inputs. Returns the overrides made, for the provenance."""
+    overrides = []
+    for v, m in zip(inputs, wanted):
+        if v.modality in MODALITIES and v.modality != m:
+            if override:
+                overrides.append({"input": m, "labelled": v.modality, "evidence": v.modality_evidence})
+                continue
+            how = _EVIDENCE_WORDS.get(v.modality_evidence or "", "its label")
+            raise InputModalityError(
+                f"is {v.modality} (from {how}) but translator {spec.method!r} expects {m} there "
+                f"(inputs: {', '.join(wanted)}); give a {m} volume, or --override-modality "
+                "(override_modality=True) if the label is wrong",
+                v.path,
+                found=v.modality,
+                expected=m,
+                evidence=v.modality_evidence,
+            )
+    seen: dict[str, str] = {}
+    for v, m in zip(inputs, wanted):
+        if v.path is None or not os.path.exists(v.path):
+            continue
+        key = os.path.realpath(v.path)
+        if key in seen:
+            raise InputModalityError(
+                f"is given as both {seen[key]} and {m}: one acquisition cannot be two contrasts",
+                v.path,
+                found=seen[key],
+                expected=m,
+            )
+        seen[key] = m
+    return overrides
+
+
+def _check_not_constant(v: Volume, name: str) -> None:
+    """A constant volume (all zero, or one value everywhere) has no anatomy to translate."""
+    data = v.data
+    if data.size == 0:
+        raise InvalidVolumeError(f"{name} input has no voxels (shape {v.shape})", v.path)
+    lo, hi = float(data.min()), float(data.max())
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        raise InvalidVolumeError(
+            f"{name} input is constant (every voxel is {lo:g}): there is no image to translate", v.path
         )
-    return [v]
 
 
 def _check_geometry(vols: list[Volume], names: list[str]) -> None:
@@ -295,6 +343,41 @@ def _checkpoint_sha(translator: Any) -> str | None:
     if isinstance(info, Mapping):
         return info.get("sha256")
     return getattr(info, "sha256", None)
+
+
+def _checkpoint_name(translator: Any) -> str | None:
+    info = getattr(translator, "checkpoint_info", None)
+    path = info.get("path") if isinstance(info, Mapping) else getattr(info, "path", None)
+    return os.path.basename(os.fspath(path)) if path else None
+
+
+def _input_identity(inputs: list[Volume]) -> dict:
+    """Which acquisitions went in: series and study UIDs, and a sha256 of the patient ID (never the ID itself),
+    so that an export can check that the synthetic goes back to the same patient's study."""
+    series, study, patient = [], None, None
+    for v in inputs:
+        src = v.source
+        series.append(getattr(src, "series_instance_uid", None))
+        study = study or getattr(src, "study_instance_uid", None)
+        datasets = getattr(src, "dicom_datasets", None) or []
+        if patient is None and datasets:
+            pid = str(datasets[0].get("PatientID", "") or "")
+            if pid:
+                patient = hashlib.sha256(pid.encode("utf-8")).hexdigest()
+    return {"input_series_uids": series, "input_study_uid": study, "input_patient_sha256": patient}
+
+
+def _check_finite_output(data: np.ndarray, modality: str, spec: Any, translator: Any) -> None:
+    """A NaN or infinite output voxel means a broken model: raise rather than hand out a plausible image."""
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        info = getattr(translator, "checkpoint_info", None)
+        path = info.get("path") if isinstance(info, Mapping) else getattr(info, "path", None)
+        raise TranslatorError(
+            f"translator {spec.method!r} produced {bad} non-finite (NaN/inf) voxels of {data.size} in its {modality} "
+            "output; the model is broken (check its weights), nothing was written",
+            path,
+        )
 
 
 # -- batching --------------------------------------------------------------------------------------
@@ -400,6 +483,7 @@ def translate_volume(
     should_cancel: Callable[[], bool] | None = None,
     axis: int | None = None,
     on_partial: Callable[[int, int, np.ndarray], Any] | None = None,
+    override_modality: bool = False,
 ) -> TranslationResult:
     """Translate a volume slice by slice with ``translator``.
 
@@ -441,6 +525,9 @@ def translate_volume(
         ``on_partial(start, stop, block)`` when slices ``start:stop`` are finished: ``block`` is the first
         output in its final intensities, shaped like the volume with ``stop - start`` entries along ``axis``
         (assign it to ``data[(slice(None),) * axis + (slice(start, stop),)]``).
+    override_modality : bool
+        Take each input as the contrast the model expects even when its own evidence names another one (the
+        label is wrong). Recorded in the provenance as ``modality_override``.
 
     Returns
     -------
@@ -452,6 +539,9 @@ def translate_volume(
         When ``should_cancel()`` returned True.
     GeometryMismatchError
         When the inputs are not on one grid.
+    InputModalityError
+        An input whose modality is known and differs from the model's (without ``override_modality``), or one
+        file given for two inputs.
     TranslatorError
         Missing or misordered inputs, or a translator output that breaks its spec.
     InvalidVolumeError
@@ -476,9 +566,11 @@ def translate_volume(
 
     inputs = _gather_inputs(volume, spec)
     names = [normalise_modality(m) for m in spec.inputs]
+    overrides = _check_modalities(inputs, names, spec, bool(override_modality))
     _check_geometry(inputs, names)
-    for v in inputs:
+    for v, name in zip(inputs, names):
         v.check_finite()
+        _check_not_constant(v, name)
     ref = inputs[0]
 
     dev = resolve_device(device)
@@ -619,11 +711,14 @@ def translate_volume(
         if hasattr(translator, "train"):
             translator.train(was_training)
 
+    for c, m in enumerate(out_names):
+        _check_finite_output(outs[c], m, spec, translator)
     seconds = time.perf_counter() - t0
     eff_steps = steps if steps is not None else getattr(spec, "default_steps", None)
     prov = {
         "method": spec.method,
         "checkpoint_sha256": _checkpoint_sha(translator),
+        "checkpoint_name": _checkpoint_name(translator),
         "steps": eff_steps,
         "seed": seed,
         "samples": samples,
@@ -633,10 +728,14 @@ def translate_volume(
         "axis": axis,
         "inputs": [v.path for v in inputs],
         "input_modalities": names,
+        "input_modality_evidence": [v.modality_evidence for v in inputs],
+        **_input_identity(inputs),
         "input_ranges": [r.to_dict() for r in in_ranges],
         "intensity_scheme": norm.scheme,
         "seconds": seconds,
     }
+    if overrides:
+        prov["modality_override"] = overrides
 
     def make(data: np.ndarray, modality: str | None, extra: dict) -> Volume:
         return Volume(

@@ -235,3 +235,47 @@ class SegmentationCancelled(TranslationCancelled):
 
 
 __all__.append("SegmentationCancelled")
+
+
+class ModalityMismatchError(MedtransError, ValueError):
+    """Two volumes of different contrasts were to be compared (error map, metrics): the numbers would mean
+    nothing. ``synthetic`` and ``reference`` are the two modalities."""
+
+    def __init__(self, synthetic: str, reference: str, path: str | os.PathLike | None = None):
+        self.synthetic = synthetic
+        self.reference = reference
+        super().__init__(
+            f"the reference is {reference} but the synthetic image is {synthetic}: an error map or metrics "
+            f"across contrasts measure the contrast difference, not the translation; choose a {synthetic} "
+            "reference",
+            path,
+            synthetic=synthetic,
+            reference=reference,
+        )
+
+
+__all__.append("ModalityMismatchError")
+
+
+class InputModalityError(TranslatorError):
+    """A translator was given a volume whose own evidence (header, sidecar, DICOM tags, file name) says it is
+    another contrast than the one the model takes. ``found``, ``expected`` and ``evidence`` say which."""
+
+    def __init__(self, reason: str, path: str | os.PathLike | None = None, *, found: str | None = None,
+                 expected: str | None = None, evidence: str | None = None):
+        self.found = found
+        self.expected = expected
+        self.evidence = evidence
+        MedtransError.__init__(self, reason, path, found=found, expected=expected, evidence=evidence)
+
+
+__all__.append("InputModalityError")
+
+
+class OutputPathError(MedtransError):
+    """An output file or folder cannot be written where it was asked: its parent is a file, the folder refuses
+    new files (no permission, read-only, /proc), the name is too long, or it exists as the wrong kind. Checked
+    before any work by :func:`napari_medtrans.core.io.paths.check_output_path`."""
+
+
+__all__.append("OutputPathError")

@@ -102,6 +102,11 @@ class Volume:
         True for every image a translator produced. Synthetic data is never shown or exported as real.
     provenance : dict
         Free-form record: method, checkpoint sha256, parameters, input paths.
+    modality_evidence : str, optional
+        Where ``modality`` came from, strongest first: "header" (a NIfTI description naming the contrast, as
+        this tool writes it), "sidecar" (a JSON sidecar's series description or TR/TE/TI), "dicom" (the DICOM
+        header), "filename", "override" (the caller said so), "derived" (a map computed from another volume).
+        None when nobody knows; a translator then takes the volume as what it expects, and says so.
     """
 
     data: np.ndarray
@@ -110,6 +115,7 @@ class Volume:
     source: SourceInfo = dataclasses.field(default_factory=SourceInfo)
     synthetic: bool = False
     provenance: dict = dataclasses.field(default_factory=dict)
+    modality_evidence: str | None = None
 
     def __post_init__(self):
         self.data = np.asarray(self.data, dtype=np.float32)
@@ -177,6 +183,11 @@ class Volume:
             source=self.source,
             synthetic=self.synthetic if synthetic is None else synthetic,
             provenance=prov,
+            modality_evidence=(
+                self.modality_evidence
+                if modality is None or normalise_modality(modality) == self.modality
+                else "derived"
+            ),
         )
 
     def check_finite(self) -> "Volume":

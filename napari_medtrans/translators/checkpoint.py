@@ -41,6 +41,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -488,6 +489,103 @@ def _build(p: Path, info: CheckpointInfo, expected_method: str | None) -> Transl
     return model
 
 
+#: Bounds on integer config values, checked before any network is built (a crafted "depth": 1000000 would
+#: otherwise build for minutes, "width": 1000000 try to allocate terabytes). Keys are matched by name; every
+#: shipped and documented configuration is far inside them.
+_INT_LIMITS = (
+    (re.compile(r"depth|blocks|layers|levels|n_down|n_res|convs|heads|items|n_masks|mult"), 64),
+    (re.compile(r"width|dim|channels|patch|grid|size|pixels"), 8192),
+)
+_DEFAULT_INT_LIMIT = 100_000
+_MAX_CONFIG_ITEMS = 256
+
+
+def check_config_bounds(p: Path, method: str, config: Mapping[str, Any]) -> None:
+    """Refuse a config with an integer out of bounds, a non-finite float or an oversized list (fails in
+    microseconds, before anything is built). Raises :class:`ConfigMismatchError` naming every bad key."""
+    problems: list[str] = []
+
+    def walk(key: str, value: Any, limit: int) -> None:
+        if value is None or isinstance(value, bool):
+            return
+        if isinstance(value, str):
+            if len(value) > 1024:
+                problems.append(f"{key} is a {len(value)}-character string")
+            return
+        if isinstance(value, (list, tuple)):
+            if len(value) > _MAX_CONFIG_ITEMS:
+                problems.append(f"{key} has {len(value)} entries")
+                return
+            for item in value:
+                walk(key, item, limit)
+            return
+        if isinstance(value, Mapping):
+            if len(value) > _MAX_CONFIG_ITEMS:
+                problems.append(f"{key} has {len(value)} entries")
+                return
+            for k, item in value.items():
+                walk(f"{key}.{k}", item, _limit_for(str(k)))
+            return
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                problems.append(f"{key}={value}")
+            return
+        if isinstance(value, int) and not 0 <= value <= limit:
+            problems.append(f"{key}={value} (allowed 0 to {limit})")
+
+    for key, value in config.items():
+        walk(str(key), value, _limit_for(str(key)))
+    if problems:
+        raise ConfigMismatchError(
+            f"config of method {method!r} is out of bounds: {'; '.join(problems[:6])}"
+            + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else "")
+            + "; the file is damaged or crafted",
+            p,
+            method=method,
+        )
+
+
+def _limit_for(key: str) -> int:
+    for pattern, limit in _INT_LIMITS:
+        if pattern.search(key.lower()):
+            return limit
+    return _DEFAULT_INT_LIMIT
+
+
+def _build_checked(
+    p: Path, info: CheckpointInfo, method: str | None, shapes: Mapping[str, tuple[int, ...]],
+    aliases: Mapping[str, str], strict: bool,
+) -> Translator:
+    """Build the model only after its config is bounded and its tensor shapes, computed on the "meta" device
+    (no memory, no arithmetic), match the file's. Then build it for real."""
+    check_config_bounds(p, info.method, info.config)
+    try:
+        with torch.device("meta"):
+            skeleton = _build(p, info, method)
+    except MedtransError:
+        raise
+    except (RuntimeError, NotImplementedError, OverflowError, MemoryError, IndexError, KeyError) as exc:
+        raise ConfigMismatchError(
+            f"config {info.config} cannot build a {info.method!r} model ({type(exc).__name__}: {exc})",
+            p,
+            method=info.method,
+        ) from None
+    _fit(p, skeleton, info.method, shapes, aliases, strict)
+    del skeleton
+    return _build(p, info, method)
+
+
+def _check_finite_weights(p: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """A checkpoint with NaN or infinite weights would write NaN images: refuse it when it is loaded."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"holds non-finite (NaN/inf) weights in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}; the training "
+            "diverged or the file is damaged",
+            p,
+        )
+
+
 def _fit(
     p: Path,
     model: Translator,
@@ -539,14 +637,14 @@ def _load_safetensors(p: Path, method: str | None, device: torch.device, strict:
 
     header = _read_safetensors_header(p)
     info = _info_from_meta(p, _meta_from_header(p, header, method), "safetensors")
-    model = _build(p, info, method)
     shapes = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
     aliases = dict(info.raw.get("aliases") or {})
-    _fit(p, model, info.method, shapes, aliases, strict)
+    model = _build_checked(p, info, method, shapes, aliases, strict)
     try:
         state = load_file(p, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"truncated or not a safetensors file ({exc})", p) from None
+    _check_finite_weights(p, state)
     _load_into(p, model, state, aliases)
     return _finish(model, info, device)
 
@@ -599,9 +697,9 @@ def _load_pickle(p: Path, method: str | None, device: torch.device, strict: bool
     state = obj["state_dict"] if "state_dict" in obj else obj
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("'state_dict' must map names to tensors", p)
-    model = _build(p, info, method)
     state = dict(state)
-    _fit(p, model, info.method, {k: tuple(v.shape) for k, v in state.items()}, {}, strict)
+    model = _build_checked(p, info, method, {k: tuple(v.shape) for k, v in state.items()}, {}, strict)
+    _check_finite_weights(p, state)
     _load_into(p, model, state, {})
     return _finish(model, info, device)
 

@@ -30,13 +30,20 @@ Decisions
 * Only DICOM Part 10 files (128-byte preamble and "DICM") are read; other files are skipped and counted.
 * A DICOM file that cannot be parsed anywhere in the scanned files raises :class:`DicomReadError` naming it,
   because it might be a slice of the requested series and a missing end slice cannot be detected otherwise.
+  So does a file or folder that cannot be read at all (no permission, a symbolic link loop): it is reported as
+  unreadable, never counted as "not DICOM".
+* Numbers that would make the volume meaningless are refused with the file and the tag named, before anything is
+  allocated: a RescaleSlope or RescaleIntercept that is not a finite number (NaN would give an all-NaN volume),
+  a rescale that sends stored values past the float32 range, PixelSpacing that is not positive, a
+  NumberOfFrames below 1, and a series whose headers claim more than :data:`MAX_VOXELS` voxels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import re
+import stat
 import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +60,7 @@ from ..errors import (
 )
 from ..volume import SourceInfo, Volume, normalise_modality
 from .orientation import affine_from_dicom, slice_normal
+from .paths import missing_reason, os_reason
 
 __all__ = ["SeriesInfo", "SeriesList", "scan_dicom", "read_dicom_series", "guess_modality"]
 
@@ -68,6 +76,10 @@ _HEAD_BYTES = 256 * 1024
 _BLOB_BUDGET = 512 * 1024 * 1024
 #: Slices closer than this along the normal (mm) are taken to be at the same position.
 _DUPLICATE_TOL_MM = 1e-3
+#: The most voxels one series may hold (2**31: 8 GiB of float32, as for NIfTI); headers that claim more are
+#: refused before anything is allocated.
+MAX_VOXELS = 1 << 31
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -151,9 +163,14 @@ def scan_dicom(path_or_files: str | os.PathLike | Sequence[str | os.PathLike]) -
         The path does not exist.
     NoDicomError
         No DICOM image was found (the message says how many files were checked).
+    DicomReadError
+        The folder cannot be read, or the one file given is not a readable DICOM image.
     """
-    files, where, _ = _collect_files(path_or_files)
+    files, where, single, bad_dirs = _collect_files(path_or_files)
+    if single is not None:
+        _check_single(single)
     series = _scan_files(files, where)
+    series.unreadable[:0] = bad_dirs
     if not series:
         _raise_no_dicom(series, where)
     return series
@@ -191,23 +208,24 @@ def read_dicom_series(
     NoDicomError, MultipleSeriesError, DicomReadError, GeometryError, UnevenSpacingError, NotAVolumeError
         Each names the file or folder and the problem.
     """
-    files, where, single = _collect_files(path_or_files)
+    files, where, single, bad_dirs = _collect_files(path_or_files)
+    if single is not None:
+        _check_single(single)
     blobs = _Blobs(_BLOB_BUDGET)
     series = _scan_files(files, where, blobs)
+    series.unreadable[:0] = bad_dirs
     if single is not None:
         key = os.fspath(single)
         bad = dict(series.unreadable)
         if key in bad:
-            raise DicomReadError(f"cannot read DICOM file: {bad[key]}", key)
+            raise _unreadable_error([(key, bad[key])])
         own = [s for s in series if key in s.files]
         if not own:
             raise NotAVolumeError("is neither a NIfTI file nor a DICOM image", key)
         if series_uid is None:
             series_uid = own[0].series_instance_uid
     if series.unreadable:
-        path, reason = series.unreadable[0]
-        more = f" (and {len(series.unreadable) - 1} more unreadable files)" if len(series.unreadable) > 1 else ""
-        raise DicomReadError(f"cannot read DICOM file: {reason}{more}", path)
+        raise _unreadable_error(series.unreadable)
     if not series:
         _raise_no_dicom(series, where)
     if series_uid is None:
@@ -228,70 +246,90 @@ def read_dicom_series(
 def guess_modality(ds) -> str | None:
     """Guess the MR contrast of a series from its header.
 
-    Looks at SeriesDescription, ProtocolName and SequenceName (and AcquisitionContrast for Enhanced MR):
+    Words first (SeriesDescription, ProtocolName, SequenceName, and AcquisitionContrast for Enhanced MR):
     FLAIR / dark fluid / TIRM -> "FLAIR"; T1 with post/gad/+C/CE/contrast (or a ContrastBolusAgent) ->
-    "T1c"; T2 (not T2*) -> "T2"; PD / proton density -> "PD"; T1 / MPRAGE / SPGR / TFE -> "T1"; else None.
+    "T1c"; T2 (not T2*) -> "T2"; PD / proton density -> "PD"; T1 / MPRAGE / SPGR / TFE -> "T1". Without a
+    word, the repetition, echo and inversion times decide (:func:`napari_medtrans.core.modality.modality_from_timing`);
+    else None.
     """
-    text = " ".join(str(ds.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName"))
-    up = text.upper()
-    tokens = set(re.split(r"[\s_\-/.,;:()\[\]]+", up)) - {""}
-    contrast = str(ds.get("AcquisitionContrast", "") or "").upper()
-    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
-    post = bool(
-        tokens & {"POST", "GAD", "GADO", "GD", "CE", "T1C", "T1CE", "T1GD", "CONTRAST", "POSTCONTRAST",
-                  "POSTGAD", "POSTGD", "POSTCON"}
-        or any(s in up for s in ("+C", "C+", "+GD", "+GAD", "POST-CONTRAST", "POST CONTRAST"))
-    ) or bool(agent)
-    if "FLAIR" in up or "TIRM" in tokens or ("DARK" in up and "FLUID" in up) or contrast == "FLUID_ATTENUATED":
-        return "FLAIR"
-    t2 = bool(re.search(r"T2(?!\*)", up.replace("T2STAR", "T2*"))) or contrast == "T2"
-    pd = bool(tokens & {"PD", "PDW", "PD-W"}) or "PROTON" in up or contrast == "PROTON_DENSITY"
-    t1 = bool(re.search(r"T1|MPRAGE|MP2RAGE|SPGR|BRAVO|TFE|TFL", up)) or contrast == "T1"
-    if t1 and post:
-        return "T1c"
-    if t2:
-        return "T2"
-    if pd:
-        return "PD"
-    if t1:
-        return "T1"
-    return None
+    from ..modality import modality_from_fields
+
+    return modality_from_fields(ds)
 
 
 # -- scanning -----------------------------------------------------------------------------------------------
 
 
-def _collect_files(path_or_files) -> tuple[list[str], str, str | None]:
-    """(files to scan, path to name in errors, the single file asked for or None)."""
+def _collect_files(path_or_files) -> tuple[list[str], str, str | None, list[tuple[str, str]]]:
+    """(files to scan, path to name in errors, the single file asked for or None, unreadable subfolders).
+
+    A folder that cannot be listed raises :class:`DicomReadError`; subfolders that cannot be listed come back
+    with the reason, to be reported like unreadable files.
+    """
     if isinstance(path_or_files, (list, tuple)):
         if not path_or_files:
             raise NoDicomError("an empty list of files was given", None)
         files = [os.fspath(p) for p in path_or_files]
         for f in files:
             if not os.path.isfile(f):
-                raise NotAVolumeError("no such file", f)
+                raise NotAVolumeError(_not_a_file(f), f)
         parents = {os.path.dirname(os.path.abspath(f)) for f in files}
         where = os.path.commonpath(sorted(parents)) if len(parents) > 1 else parents.pop()
-        return sorted(set(files)), where, None
+        return sorted(set(files)), where, None, []
     p = os.fspath(path_or_files)
     if os.path.isdir(p):
-        files = []
-        for root, dirs, names in os.walk(p):
+        files, errors = [], []
+        for root, dirs, names in os.walk(p, onerror=errors.append):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
-        return files, p, None
+        bad_dirs = []
+        for err in errors:
+            folder = os.fsdecode(err.filename) if err.filename is not None else p
+            if os.path.normpath(folder) == os.path.normpath(p):
+                raise DicomReadError(f"folder cannot be read ({os_reason(err)})", p)
+            bad_dirs.append((folder, f"folder cannot be read ({os_reason(err)})"))
+        return files, p, None, bad_dirs
     if os.path.isfile(p):
         folder = os.path.dirname(p) or "."
+        try:
+            names = os.listdir(folder)
+        except OSError as exc:
+            raise DicomReadError(f"folder cannot be read ({os_reason(exc)})", folder) from exc
         files = sorted(
-            os.path.join(folder, n)
-            for n in os.listdir(folder)
-            if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
+            os.path.join(folder, n) for n in names if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
         )
         # Keep the caller's spelling of the single file so errors and lookups use it.
         target = os.path.normpath(os.path.abspath(p))
         files = [p if os.path.normpath(os.path.abspath(f)) == target else f for f in files]
-        return files, folder, p
-    raise NotAVolumeError("no such file or folder", p)
+        if p not in files:
+            files.append(p)  # a hidden file given by name
+        return files, folder, p, []
+    raise NotAVolumeError(_not_a_file(p), p)
+
+
+def _not_a_file(path: str) -> str:
+    """Why ``path`` is neither a regular file nor a folder, in words."""
+    if os.path.exists(path):
+        return "is not a regular file or folder (a device, pipe or socket)"
+    return missing_reason(path)
+
+
+def _check_single(path: str) -> None:
+    """Refuse the one file asked for at once when it is not a readable DICOM image (its folder is not scanned)."""
+    status, value = _read_header(path)
+    if status == "skip":
+        raise NotAVolumeError("is neither a NIfTI file nor a DICOM image", path)
+    if status == "bad":
+        raise _unreadable_error([(path, value)])
+
+
+def _unreadable_error(unreadable: list[tuple[str, str]]) -> DicomReadError:
+    """The error for the first of the unreadable files or folders, counting the others."""
+    path, reason = unreadable[0]
+    more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
+    if os.path.isdir(path):
+        return DicomReadError(f"{reason}{more}", path)
+    return DicomReadError(f"cannot read DICOM file: {reason}{more}", path)
 
 
 class _Blobs(dict):
@@ -316,16 +354,25 @@ def _read_header(path: str, blobs: _Blobs | None = None):
     to ``blobs`` so that its pixel data need not be read again.
     """
     import io
+    import warnings
 
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking, so that a named pipe in the folder is skipped instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "skip", None  # a pipe, socket or device: not a DICOM file
             head = fh.read(_HEAD_BYTES)
-            if len(head) < 132 or head[128:132] != b"DICM":
-                return "skip", None  # no DICOM preamble: not a DICOM Part 10 file
-            complete = len(head) < _HEAD_BYTES
+    except OSError as exc:
+        # Unreadable is not "not DICOM": the file might be a slice of the series.
+        return "bad", f"cannot be read ({os_reason(exc)})"
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return "skip", None  # no DICOM preamble: not a DICOM Part 10 file
+    complete = len(head) < _HEAD_BYTES
+    try:
         ds = _fast_header(head, path)
         if ds is not None:
             result = _classify(ds)
@@ -334,7 +381,10 @@ def _read_header(path: str, blobs: _Blobs | None = None):
             return result
         buf = io.BytesIO(head)
         try:
-            ds = pydicom.dcmread(buf, stop_before_pixels=True)
+            with warnings.catch_warnings():
+                # pydicom warns about what it tolerates; a file it cannot parse is reported below instead.
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(buf, stop_before_pixels=True)
             partial = not complete and buf.tell() >= len(head) - 8
         except InvalidDicomError:
             raise
@@ -344,7 +394,9 @@ def _read_header(path: str, blobs: _Blobs | None = None):
             partial = True
         if partial:
             # The header continues past the chunk: parse the whole file, deferring large elements.
-            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="64 KB")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="64 KB")
     except InvalidDicomError:
         return "skip", None
     except Exception as exc:  # noqa: BLE001 - any parser failure on a DICOM file is reported, never raised raw
@@ -520,8 +572,7 @@ def _scan_files(files: list[str], where: str, blobs: _Blobs | None = None) -> Se
 
 def _raise_no_dicom(series: SeriesList, where: str):
     if series.unreadable:
-        path, reason = series.unreadable[0]
-        raise DicomReadError(f"cannot read DICOM file: {reason}", path)
+        raise _unreadable_error(series.unreadable)
     raise NoDicomError(
         f"holds no DICOM image ({series.n_checked} files checked, {len(series.skipped)} not DICOM images)", where
     )
@@ -616,7 +667,7 @@ class _Frame:
     thickness: float | None
 
 
-def _floats(value, n: int, keyword: str, tag: str, path: str, where: str = "") -> np.ndarray:
+def _floats(value, n: int, keyword: str, tag: str, path: str, where: str = "", positive: bool = False) -> np.ndarray:
     if value is None or value == "":
         raise GeometryError(f"missing {keyword} {tag}{where}, needed for the volume geometry", path)
     try:
@@ -625,6 +676,8 @@ def _floats(value, n: int, keyword: str, tag: str, path: str, where: str = "") -
         raise GeometryError(f"{keyword} {tag}{where} is not numeric: {value!r}", path) from exc
     if arr.shape != (n,) or not np.all(np.isfinite(arr)):
         raise GeometryError(f"{keyword} {tag}{where} should hold {n} numbers, got {value!r}", path)
+    if positive and not np.all(arr > 0):
+        raise GeometryError(f"{keyword} {tag}{where} should hold {n} positive numbers, got {value!r}", path)
     return arr
 
 
@@ -635,20 +688,58 @@ def _opt_float(value, default: float | None) -> float | None:
         return default
 
 
+def _n_frames(path: str, ds) -> int:
+    """NumberOfFrames (1 when absent); below 1 or not a whole number is refused."""
+    value = _first_float(_fast(ds, "NumberOfFrames"), 1)
+    if value is None or not math.isfinite(value) or value < 1 or value != int(value):
+        raise DicomReadError(
+            f"NumberOfFrames (0028,0008) is {_fast(ds, 'NumberOfFrames')!r}; it should be a whole number of at "
+            "least 1: the header is corrupt",
+            path,
+        )
+    return int(value)
+
+
+def _rescale(value, default: float | None, keyword: str, path: str, where: str = "") -> float | None:
+    """RescaleSlope or RescaleIntercept as a finite float (``default`` when absent); anything else is refused.
+
+    A NaN slope would turn every voxel into NaN, an infinite one every voxel into inf, and a value past the
+    float32 range overflows on the first stored value: all three mean a corrupt header, never an image.
+    """
+    tag = "(0028,1053)" if keyword == "RescaleSlope" else "(0028,1052)"
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DicomReadError(
+            f"{keyword} {tag}{where} is not a number ({value!r}): the pixel values cannot be scaled", path
+        ) from None
+    if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+        raise DicomReadError(
+            f"{keyword} {tag}{where} is {str(value).strip()}: scaled by it the pixel values are not finite "
+            "numbers; the header is corrupt",
+            path,
+        )
+    return number
+
+
 def _frames_of(path: str, ds) -> list[_Frame]:
-    n_frames = int(_first_float(_fast(ds, "NumberOfFrames"), 1) or 1)
+    n_frames = _n_frames(path, ds)
     if n_frames > 1 or "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(path, ds, n_frames)
     ipp = _floats(_fast(ds, "ImagePositionPatient"), 3, "ImagePositionPatient", "(0020,0032)", path)
     iop = _floats(_fast(ds, "ImageOrientationPatient"), 6, "ImageOrientationPatient", "(0020,0037)", path)
-    ps = _floats(_fast(ds, "PixelSpacing"), 2, "PixelSpacing", "(0028,0030)", path)
+    ps = _floats(_fast(ds, "PixelSpacing"), 2, "PixelSpacing", "(0028,0030)", path, positive=True)
     thickness = _first_float(_fast(ds, "SpacingBetweenSlices"), None) or _first_float(
         _fast(ds, "SliceThickness"), None)
     return [
         _Frame(
             path, ds, None, ipp, iop, ps,
-            slope=_first_float(_fast(ds, "RescaleSlope"), 1.0),
-            intercept=_first_float(_fast(ds, "RescaleIntercept"), 0.0),
+            slope=_rescale(_fast(ds, "RescaleSlope"), 1.0, "RescaleSlope", path),
+            intercept=_rescale(_fast(ds, "RescaleIntercept"), 0.0, "RescaleIntercept", path),
             thickness=thickness,
         )
     ]
@@ -689,18 +780,21 @@ def _enhanced_frames(path: str, ds, n_frames: int) -> list[_Frame]:
         iop = _floats(None if ori is None else ori.get("ImageOrientationPatient"), 6,
                       "ImageOrientationPatient", "(0020,0037) of PlaneOrientationSequence", path, where)
         ps = _floats(None if meas is None else meas.get("PixelSpacing"), 2,
-                     "PixelSpacing", "(0028,0030) of PixelMeasuresSequence", path, where)
+                     "PixelSpacing", "(0028,0030) of PixelMeasuresSequence", path, where, positive=True)
         thickness = None
         if meas is not None:
             thickness = _opt_float(meas.get("SpacingBetweenSlices"), None) or _opt_float(
                 meas.get("SliceThickness"), None)
-        slope = _opt_float(None if pvt is None else pvt.get("RescaleSlope"), None)
-        intercept = _opt_float(None if pvt is None else pvt.get("RescaleIntercept"), None)
+        in_group = " of PixelValueTransformationSequence" + where
+        slope = _rescale(None if pvt is None else pvt.get("RescaleSlope"), None, "RescaleSlope", path, in_group)
+        intercept = _rescale(None if pvt is None else pvt.get("RescaleIntercept"), None, "RescaleIntercept", path,
+                             in_group)
         frames.append(
             _Frame(
                 path, ds, f, ipp, iop, ps,
-                slope=slope if slope is not None else _opt_float(ds.get("RescaleSlope"), 1.0),
-                intercept=intercept if intercept is not None else _opt_float(ds.get("RescaleIntercept"), 0.0),
+                slope=slope if slope is not None else _rescale(ds.get("RescaleSlope"), 1.0, "RescaleSlope", path),
+                intercept=intercept if intercept is not None else _rescale(
+                    ds.get("RescaleIntercept"), 0.0, "RescaleIntercept", path),
                 thickness=thickness,
             )
         )
@@ -807,14 +901,17 @@ def _read_series(
             provenance["slice_positions_mm"] = dist.tolist()
             provenance["uneven_spacing_mm"] = gaps.tolist()
 
-    affine = affine_from_dicom(
-        frames[0].ipp,
-        frames[0].iop,
-        frames[0].spacing,
-        slice_positions=[fr.ipp for fr in frames],
-        slice_step=frames[0].thickness or 1.0,
-    )
-    data = _read_pixels(frames, rows, cols, blobs or {})
+    try:
+        affine = affine_from_dicom(
+            frames[0].ipp,
+            frames[0].iop,
+            frames[0].spacing,
+            slice_positions=[fr.ipp for fr in frames],
+            slice_step=frames[0].thickness or 1.0,
+        )
+    except ValueError as exc:
+        raise GeometryError(f"the slice geometry gives no usable affine: {exc}", where) from exc
+    data = _read_pixels(frames, rows, cols, blobs or {}, where)
 
     datasets, seen = [], set()
     for fr in frames:
@@ -831,19 +928,37 @@ def _read_series(
         study_instance_uid=str(first.get("StudyInstanceUID", "") or "") or None,
     )
     provenance["dicom_files"] = len(info.files)
+    guessed = None if modality else guess_modality(first)
     return Volume(
         data=data,
         affine=affine,
-        modality=normalise_modality(modality) if modality else guess_modality(first),
+        modality=normalise_modality(modality) if modality else guessed,
         source=source,
         synthetic=synthetic,
         provenance=provenance,
+        modality_evidence="override" if modality else ("dicom" if guessed else None),
     )
 
 
-def _read_pixels(frames: list[_Frame], rows: int, cols: int, blobs: dict | None = None) -> np.ndarray:
+def _read_pixels(frames: list[_Frame], rows: int, cols: int, blobs: dict | None = None,
+                 where: str | None = None) -> np.ndarray:
     """Decode every frame once, straight into a preallocated (k, row, column) float32 array; return its (i,j,k) view."""
-    out = np.empty((len(frames), rows, cols), dtype=np.float32)
+    where = where if where is not None else frames[0].path
+    n_voxels = len(frames) * rows * cols
+    if n_voxels > MAX_VOXELS:
+        raise DicomReadError(
+            f"the headers claim {len(frames)} slices of {rows} x {cols} pixels ({n_voxels:,} voxels), more than "
+            f"the {MAX_VOXELS:,} a volume may hold here; the headers are corrupt or the images are not one MR volume",
+            where,
+        )
+    try:
+        out = np.empty((len(frames), rows, cols), dtype=np.float32)
+    except MemoryError as exc:
+        raise DicomReadError(
+            f"not enough memory for {len(frames)} slices of {rows} x {cols} pixels ({n_voxels * 4 / 2**30:.1f} GiB "
+            "as float32)",
+            where,
+        ) from exc
     jobs: dict[str, list[tuple[int, _Frame]]] = {}
     for slot, fr in enumerate(frames):
         jobs.setdefault(fr.path, []).append((slot, fr))
@@ -851,19 +966,28 @@ def _read_pixels(frames: list[_Frame], rows: int, cols: int, blobs: dict | None 
     def work(path: str) -> None:
         items = jobs[path]
         ds = items[0][1].ds
-        n_frames = int(_first_float(_fast(ds, "NumberOfFrames"), 1) or 1)
+        n_frames = _n_frames(path, ds)
         pixels = _native_pixels(path, ds, rows, cols, n_frames, (blobs or {}).get(path))
         if pixels is None:
             pixels = _decoded_pixels(path, ds, rows, cols, n_frames)
         for slot, fr in items:
             src = pixels[fr.index or 0]
             dst = out[slot]
-            if fr.slope != 1.0:
-                np.multiply(src, np.float32(fr.slope), out=dst, casting="unsafe")  # one pass: cast and scale
-            else:
-                dst[...] = src
-            if fr.intercept != 0.0:
-                dst += np.float32(fr.intercept)
+            risky = _may_overflow(src.dtype, fr.slope, fr.intercept)
+            with np.errstate(over="ignore", invalid="ignore"):
+                if fr.slope != 1.0:
+                    np.multiply(src, np.float32(fr.slope), out=dst, casting="unsafe")  # one pass: cast and scale
+                else:
+                    dst[...] = src
+                if fr.intercept != 0.0:
+                    dst += np.float32(fr.intercept)
+            if risky and not np.all(np.isfinite(dst)):
+                raise DicomReadError(
+                    f"RescaleSlope (0028,1053) {fr.slope:g} and RescaleIntercept (0028,1052) {fr.intercept:g} "
+                    f"scale the stored values{'' if fr.index is None else f' of frame {fr.index + 1}'} past the "
+                    "float32 range (to infinity); the header is corrupt",
+                    path,
+                )
 
     paths = list(jobs)
     compressed = any(
@@ -879,6 +1003,15 @@ def _read_pixels(frames: list[_Frame], rows: int, cols: int, blobs: dict | None 
         for path in paths:
             work(path)
     return out.transpose(2, 1, 0)
+
+
+def _may_overflow(dtype: np.dtype, slope: float, intercept: float) -> bool:
+    """True when ``stored * slope + intercept`` can leave the float32 range for some stored value of ``dtype``."""
+    if dtype.kind not in "iub":
+        return True  # float pixel data: any value is possible
+    info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
+    biggest = max(abs(int(info.min)), abs(int(info.max)))
+    return biggest * abs(slope) + abs(intercept) >= _FLOAT32_MAX
 
 
 _NATIVE = {"1.2.840.10008.1.2": False, "1.2.840.10008.1.2.1": True}  # implicit / explicit VR little endian
@@ -943,12 +1076,16 @@ def _native_pixels(path: str, ds, rows: int, cols: int, n_frames: int, blob: byt
 
 def _decoded_pixels(path: str, ds, rows: int, cols: int, n_frames: int) -> np.ndarray:
     """Decode with pydicom (compressed syntaxes, odd layouts); errors become DicomReadError naming the file."""
+    import warnings
+
     import pydicom
     from pydicom.pixels import pixel_array
 
     ts = _transfer_syntax(ds)
     try:
-        full = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what pydicom tolerates is no news to the user; failures are below
+            full = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001
         raise DicomReadError(f"cannot be read ({type(exc).__name__}: {exc})", path) from exc
     if "PixelData" not in full:
