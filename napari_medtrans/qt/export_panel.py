@@ -2,7 +2,8 @@
 
 The DICOM source is the volume's own (when it was translated from a DICOM series) unless the user picks a
 DICOM folder; with neither the series goes into a new study. De-identification follows
-:mod:`napari_medtrans.core.io.dicom_export`.
+:mod:`napari_medtrans.core.io.dicom_export`, and so do its refusals: an acquired image or a map, and a source study
+of another patient or another study, are refused unless the matching box is ticked (the message names it).
 """
 
 from __future__ import annotations
@@ -30,15 +31,40 @@ __all__ = ["ExportPanel", "export_volume", "FORMATS"]
 FORMATS = {"dicom": "DICOM series (folder)", "nifti": "NIfTI (.nii.gz)"}
 
 
-def export_volume(job, volume, fmt: str, out: str, source: str | None, deidentify: bool) -> list[str]:
-    """Write ``volume`` as ``fmt`` ("dicom" or "nifti") to ``out``; a job function returning the paths."""
+#: Keyword of export_dicom_series that lifts a refusal -> the box that sets it here.
+_BOXES = {
+    "allow_non_synthetic": "Export acquired images and maps",
+    "allow_maps": "Export acquired images and maps",
+    "allow_other_study": "Allow a source study of another patient",
+}
+
+
+def export_volume(job, volume, fmt: str, out: str, source: str | None, deidentify: bool, *,
+                  allow_non_synthetic: bool = False, allow_other_study: bool = False) -> list[str]:
+    """Write ``volume`` as ``fmt`` ("dicom" or "nifti") to ``out``; a job function returning the paths.
+
+    ``allow_non_synthetic`` lets an acquired image or a map go out as DICOM (unmarked, or marked as a map);
+    ``allow_other_study`` lets it join a source study of another patient or study. Refusals name the box.
+    """
+    from ..core.errors import ExportError
     from ..core.io import write_nifti
     from ..core.io.dicom_export import export_dicom_series
 
     if fmt == "nifti":
         path = out if out.lower().endswith((".nii", ".nii.gz")) else out + ".nii.gz"
         return [str(write_nifti(volume, path))]
-    result = export_dicom_series(volume, out, source=source or None, deidentify=deidentify)
+    try:
+        result = export_dicom_series(volume, out, source=source or None, deidentify=deidentify,
+                                     allow_non_synthetic=allow_non_synthetic, allow_maps=allow_non_synthetic,
+                                     allow_other_study=allow_other_study)
+    except ExportError as exc:
+        option = exc.data.get("option")
+        if option in _BOXES:
+            reason = exc.reason.replace(f"pass {option}=True", f"tick '{_BOXES[option]}'")
+            reason = reason.replace(f"Pass {option}=True", f"Tick '{_BOXES[option]}'")
+            reason = reason.replace(", or synthetic=True if it is a synthetic image made by another tool", "")
+            raise ExportError(reason, exc.path, **exc.data) from exc
+        raise
     return [str(p) for p in result.files]
 
 
@@ -61,6 +87,12 @@ class ExportPanel(QWidget):
         self.source_edit.setPlaceholderText("DICOM folder of the source study (optional)")
         source_button = QPushButton("...")
         self.deidentify_box = QCheckBox("De-identify (remove patient identifiers, new UIDs)")
+        self.allow_non_synthetic_box = QCheckBox(_BOXES["allow_non_synthetic"])
+        self.allow_non_synthetic_box.setToolTip("Export a volume that is not a synthetic MR image: an acquired "
+                                                "scan (unmarked) or an error/trust map (marked as a map)")
+        self.allow_other_study_box = QCheckBox(_BOXES["allow_other_study"])
+        self.allow_other_study_box.setToolTip("Export into the source study even when the volume was made from "
+                                              "another patient's or another study's images")
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("output folder (DICOM) or file (NIfTI)")
         out_button = QPushButton("...")
@@ -79,6 +111,8 @@ class ExportPanel(QWidget):
         form.addRow("Source", self.source_label)
         form.addRow("", source_row)
         form.addRow("", self.deidentify_box)
+        form.addRow("", self.allow_non_synthetic_box)
+        form.addRow("", self.allow_other_study_box)
         form.addRow("Output", out_row)
         form.addRow(self.export_button)
         form.addRow(self.status)
@@ -105,6 +139,8 @@ class ExportPanel(QWidget):
         dicom = self.format_box.currentData() == "dicom"
         self.source_edit.setEnabled(dicom)
         self.deidentify_box.setEnabled(dicom)
+        self.allow_non_synthetic_box.setEnabled(dicom)
+        self.allow_other_study_box.setEnabled(dicom)
         if not dicom:
             self.source_label.setText("NIfTI keeps the geometry; the header says SYNTHETIC for synthetic volumes")
             return
@@ -156,7 +192,9 @@ class ExportPanel(QWidget):
         self.export_button.setEnabled(False)
         self.status.setText("exporting ...")
         self.job = start_job(export_volume, volume, fmt, str(Path(out).expanduser()), source,
-                             self.deidentify_box.isChecked(), name="export")
+                             self.deidentify_box.isChecked(), name="export",
+                             allow_non_synthetic=self.allow_non_synthetic_box.isChecked(),
+                             allow_other_study=self.allow_other_study_box.isChecked())
         self.job.succeeded.connect(self._on_done)
         self.job.failed.connect(self._on_failed)
         self.job.finished.connect(self._on_finished)

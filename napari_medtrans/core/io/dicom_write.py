@@ -9,6 +9,10 @@ PixelSpacing from their lengths, and one ImagePositionPatient per slice along th
 :func:`napari_medtrans.core.io.dicom.read_dicom_series` (and dcm2niix) give back the same affine. Voxels are stored
 as 16-bit integers with RescaleSlope/RescaleIntercept chosen so that the relative error stays below 2e-5 of the
 largest absolute value (zero is kept exact); integer-valued data in the 16-bit range is stored as is.
+
+A volume without voxels or with NaN/infinite voxels is refused before anything is written; should writing fail
+half way, the files written and the folders made are removed again (:class:`_OutputFiles`, which the exporter
+uses too).
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def write_dicom_series(
     Raises
     ------
     InvalidVolumeError
-        NaN/inf voxels, or ``rescale=False`` with data that are not 16-bit integers.
+        No voxels, NaN/inf voxels, or ``rescale=False`` with data that are not 16-bit integers.
     GeometryError
         An affine DICOM cannot express (skewed in-plane axes, k axis in the slice plane).
     """
@@ -122,6 +126,9 @@ def write_dicom_series(
 
     ts = ExplicitVRLittleEndian if transfer_syntax is None else transfer_syntax
     data = np.asarray(volume.data)
+    if data.size == 0:
+        raise InvalidVolumeError(f"cannot write DICOM: the volume has no voxels (shape {tuple(data.shape)})",
+                                 volume.path)
     if not np.all(np.isfinite(data)):
         raise InvalidVolumeError("cannot write DICOM: the volume holds NaN or infinite voxels", volume.path)
     nx, ny, nz = data.shape
@@ -154,28 +161,77 @@ def write_dicom_series(
         now=_dt.datetime.now(),
     )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if enhanced:
-        path = out / f"S{ctx.series_number:03d}_enhanced.dcm"
-        ds = _enhanced_dataset(ctx, stored, generate_uid())
-        _save(ds, path, ts, np.ascontiguousarray(stored.transpose(2, 1, 0)))
-        return [path]
-    # One (k, row, column) copy up front: slicing it is contiguous, gathering stored[:, :, k].T is not.
-    stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
-    paths = []
-    ds = None
-    for k in range(nz):
-        if ds is None:
-            ds = _slice_dataset(ctx, k, stack[k], generate_uid())
-        else:
-            _next_slice(ds, ctx, k, generate_uid())  # only the per-slice attributes change
-        path = out / f"S{ctx.series_number:03d}_I{k + 1:04d}.dcm"
-        _save(ds, path, ts, stack[k])
-        paths.append(path)
-    return paths
+    with _OutputFiles(out) as written:
+        if enhanced:
+            path = written.add(out / f"S{ctx.series_number:03d}_enhanced.dcm")
+            ds = _enhanced_dataset(ctx, stored, generate_uid())
+            _save(ds, path, ts, np.ascontiguousarray(stored.transpose(2, 1, 0)))
+            return [path]
+        # One (k, row, column) copy up front: slicing it is contiguous, gathering stored[:, :, k].T is not.
+        stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
+        ds = None
+        for k in range(nz):
+            if ds is None:
+                ds = _slice_dataset(ctx, k, stack[k], generate_uid())
+            else:
+                _next_slice(ds, ctx, k, generate_uid())  # only the per-slice attributes change
+            path = written.add(out / f"S{ctx.series_number:03d}_I{k + 1:04d}.dcm")
+            _save(ds, path, ts, stack[k])
+    return list(written.files)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+class _OutputFiles:
+    """The files one write makes in ``out``; on an error, they and the folders it made are removed again.
+
+    ``with _OutputFiles(out) as written: path = written.add(out / name); ...`` creates ``out`` (and missing
+    parents). Leaving the block by an exception (including KeyboardInterrupt) deletes every file registered
+    with :meth:`add` and then each folder this block created, deepest first, where it is empty; a folder that
+    existed before is never removed, and files others put there are never touched.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.files: list[Path] = []
+        self.created: list[Path] = []
+        self._existed: set[Path] = set()
+
+    def __enter__(self) -> "_OutputFiles":
+        missing, p = [], self.out
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.created = missing  # deepest first
+        return self
+
+    def add(self, path: Path) -> Path:
+        """Register ``path`` before writing it, so a half-written file is removed too (unless it was there
+        before: a file this write did not create is never deleted)."""
+        path = Path(path)
+        self.files.append(path)
+        if path.exists():
+            self._existed.add(path)
+        return path
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            return False
+        for path in reversed(self.files):
+            if path in self._existed:
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # the original error matters more than a file that would not go
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's files) or gone: leave it and everything above it
+        return False
 
 
 class _Context:
