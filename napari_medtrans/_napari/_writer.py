@@ -41,11 +41,13 @@ def write_dicom_layer(path: str, data: Any, attributes: dict) -> list[str]:
     """Write one image layer as a DICOM series into the folder ``path`` without its ``.dcm`` ending.
 
     The series joins the study of the layer's DICOM source (a new study otherwise) and is marked synthetic
-    when the layer is (see :mod:`napari_medtrans.core.io.dicom_export`).
+    when the layer is (see :mod:`napari_medtrans.core.io.dicom_export`); maps (error, TSM) are refused.
     """
     from ..core.io.dicom_export import export_dicom_series
 
     p = Path(path)
     folder = p.with_name(p.name[: -len(".dcm")]) if p.name.lower().endswith(".dcm") else p
-    result = export_dicom_series(attributes_to_volume(data, attributes), folder)
+    # Saving a layer is an explicit request: an acquired layer is re-exported (not marked synthetic); error and
+    # trust maps are still refused, they are not MR images.
+    result = export_dicom_series(attributes_to_volume(data, attributes), folder, allow_non_synthetic=True)
     return [str(folder)] if result.files else []

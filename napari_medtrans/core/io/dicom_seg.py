@@ -439,8 +439,9 @@ def export_image_and_seg(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ExportError("folder is not empty; export into a new or empty folder", out)
+    # The segmented image goes with its mask whether it is acquired or synthetic (the marks follow the volume).
     series = export_dicom_series(image, out / "image", method=method, checkpoint_sha256=checkpoint_sha256,
-                                 deidentify=deidentify)
+                                 deidentify=deidentify, allow_non_synthetic=True)
     written = load(out / "image")
     data = np.asarray(mask.data if isinstance(mask, Volume) else mask, dtype=np.float32)
     if data.shape != image.shape:
