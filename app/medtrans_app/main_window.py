@@ -3,6 +3,11 @@
 Long work runs in :mod:`napari_medtrans.qt.workers` jobs (loading, phantoms, translation, error maps, export);
 their errors arrive as non-modal message boxes. Every synthetic volume is listed with a name starting
 "SYNTHETIC" and shown under a red SYNTHETIC banner naming its method.
+
+Contrasts: every pane's title names its volume's modality. The reference pane follows the synthetic one: a
+new synthetic volume gets the acquired volume of its own contrast (on its grid) as reference, never itself.
+The error map of a synthetic volume against a reference of another contrast is refused with a message
+(:func:`napari_medtrans.core.compare.check_comparable`); an unknown contrast is allowed with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medtrans.core.compare import check_comparable, modality_text, pick_reference, same_modality
+from napari_medtrans.core.errors import ModalityMismatchError
 from napari_medtrans.qt import translation, workers
 from napari_medtrans.qt.export_panel import ExportPanel
 from napari_medtrans.qt.translate_panel import TranslatePanel
@@ -87,6 +94,8 @@ class MainWindow(QMainWindow):
         self.jobs: list = []
         self._boxes: list = []
         self._error_cache: dict = {}
+        self._refused: tuple | None = None  # the last (synthetic, reference) pair refused, said once in a box
+        self._error_pending: set = set()  # (synthetic, reference) pairs whose error map is being computed
 
         self.viewer = LinkedViewer(int(self.settings.get("panes", 3, int)))
         self.worklist = Worklist()
@@ -267,17 +276,48 @@ class MainWindow(QMainWindow):
         return self.volumes[name]
 
     def add_volumes(self, entries) -> None:
-        """Add ``[(name, Volume), ...]``; the first acquired one becomes the source, a second the reference."""
+        """Add ``[(name, Volume), ...]`` and fill the panes still empty: the source is an acquired volume of the
+        translator's input contrast, the reference one of the synthetic volume's contrast (or, before there is
+        one, of the translator's output contrast when known, else another acquired volume)."""
         for name, vol in entries:
             self.volumes[name] = vol
         self._refresh_sources()
-        acquired = [n for n, v in entries if not getattr(v, "synthetic", False)]
+        acquired = [(n, v.modality) for n, v in entries if not getattr(v, "synthetic", False)]
         synthetic = [n for n, v in entries if getattr(v, "synthetic", False)]
-        # source | synthetic | reference, filled only where the user has not chosen yet
-        for box, pick in ((0, acquired[:1]), (1, synthetic[:1]), (2, acquired[1:2])):
-            if pick and self.pane_boxes[box].currentText() in ("", NONE):
-                self.pane_boxes[box].setCurrentText(pick[0])
+        empty = [self.pane_boxes[i].currentText() in ("", NONE) for i in range(3)]
+        if empty[0] and acquired:
+            wanted = self.translate_panel.inputs.modalities()[:1]
+            same = [n for n, m in acquired if wanted and same_modality(m, wanted[0])]
+            self.pane_boxes[0].setCurrentText((same or [acquired[0][0]])[0])
+        if empty[1] and synthetic:
+            self.pane_boxes[1].setCurrentText(synthetic[0])  # its reference follows (show_in_pane)
+        shown = self.volumes.get(self.pane_boxes[1].currentText())
+        if empty[2] and acquired and (shown is None or not shown.synthetic):
+            source = self.pane_boxes[0].currentText()
+            others = [(n, m) for n, m in acquired if n != source]
+            output = self.translate_panel.output_modalities()[:1]
+            pick = pick_reference(("", output[0]), others) if output else (others[0][0] if others else None)
+            if pick:
+                self.pane_boxes[2].setCurrentText(pick)
         self.status_label.setText(f"{len(entries)} volume(s) loaded")
+
+    def _match_reference(self, name: str) -> None:
+        """Show in the reference pane an acquired volume of the synthetic volume ``name``'s contrast on its grid
+        (:func:`~napari_medtrans.core.compare.pick_reference`), unless the one shown already is one."""
+        synth = self.volumes.get(name)
+        if synth is None or not synth.synthetic:
+            return
+        current = self.pane_boxes[2].currentText()
+        ref = self.volumes.get(current)
+        same = False
+        if ref is not None and current != name and ref.same_grid(synth):
+            same = same_modality(synth.modality, ref.modality)
+        if same or (same is None and synth.modality is None):
+            return  # already of its contrast, or its contrast is unknown and the choice stands
+        candidates = [(n, v.modality) for n, v in self.volumes.items() if not v.synthetic and v.same_grid(synth)]
+        pick = pick_reference((name, synth.modality), candidates)
+        if pick:
+            self.pane_boxes[2].setCurrentText(pick)
 
     def _refresh_sources(self) -> None:
         names = list(self.volumes)
@@ -288,6 +328,8 @@ class MainWindow(QMainWindow):
             box.blockSignals(True)
             box.clear()
             box.addItems([NONE] + names)
+            for i, n in enumerate(names, start=1):
+                box.setItemData(i, f"{n}: {modality_text(self.volumes[n].modality)}", Qt.ItemDataRole.ToolTipRole)
             box.setCurrentText(current if current in names else NONE)
             box.blockSignals(False)
         self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired + synthetic])
@@ -311,9 +353,11 @@ class MainWindow(QMainWindow):
         method = self.methods.get(name) if vol.synthetic else None
         if vol.synthetic and method is None:
             method = vol.provenance.get("method") or "unknown method"
-        title = f"{PANE_TITLES[pane]}: {name}"
-        self.viewer.set_volume(pane, vol, title, synthetic_method=method, value_range=self._value_range(vol))
         if pane == 1:
+            self._match_reference(name)  # before the overlay: an error map needs the reference of its contrast
+        title = f"{PANE_TITLES[pane]}: {name} · {modality_text(vol.modality)}"
+        self.viewer.set_volume(pane, vol, title, synthetic_method=method, value_range=self._value_range(vol))
+        if pane == 1 or (pane == 2 and self.overlay_box.currentIndex() == 2):
             self.update_overlay()
 
     def _on_pane_count(self, index: int) -> None:
@@ -344,18 +388,36 @@ class MainWindow(QMainWindow):
             pane.set_overlay(None)
             return None
         key = (name, self.pane_boxes[2].currentText())
+        try:
+            notes = check_comparable(synth, ref)
+        except ModalityMismatchError as exc:
+            pane.set_overlay(None)
+            message = f"no error map: {exc}"
+            self.status_label.setText(message)
+            if self._refused != key:  # said once per pair in a box; the status bar keeps saying it
+                self._refused = key
+                self.show_error(message, exc)
+            return None
+        self._refused = None
+        if notes:
+            self.status_label.setText("error map: " + "; ".join(notes))
         if key in self._error_cache:
             self._show_error_map(key, self._error_cache[key])
             return None
+        if key in self._error_pending:
+            return None  # shown when the job already computing it ends
+        self._error_pending.add(key)
         job = workers.start_job(_error_map, synth, ref, name="error map")
         job.succeeded.connect(lambda err, key=key: self._show_error_map(key, err))
+        job.finished.connect(lambda key=key: self._error_pending.discard(key))
         self.jobs.append(job)
         return job
 
     def _show_error_map(self, key, err) -> None:
         self._error_cache[key] = err
         synth = self.volumes.get(key[0])
-        if synth is None or self.pane_boxes[1].currentText() != key[0] or self.overlay_box.currentIndex() != 2:
+        if (synth is None or (self.pane_boxes[1].currentText(), self.pane_boxes[2].currentText()) != key
+                or self.overlay_box.currentIndex() != 2):
             return
         limit = float(np.percentile(err, 99)) or 1.0
         self.viewer.panes[1].set_overlay(synth.derive(err), (0.0, limit), colour_lut("inferno"),
@@ -402,12 +464,8 @@ class MainWindow(QMainWindow):
         self.maps[name] = dict(result.maps)
         self._refresh_sources()
         self.export_panel.volume_box.setCurrentText(name)  # what was just made is what one exports
-        self.pane_boxes[1].setCurrentText(name)
+        self.pane_boxes[1].setCurrentText(name)  # its reference follows (show_in_pane)
         self.show_in_pane(1, name)
-        reference = [n for n, v in self.volumes.items() if not v.synthetic and v.modality == vol.modality
-                     and v.same_grid(vol)]
-        if reference and self.pane_boxes[2].currentText() == NONE:
-            self.pane_boxes[2].setCurrentText(reference[0])
         self.status_label.setText(f"{name}: {result.seconds:.1f} s on {result.device}")
 
     def _on_translation_stopped(self, _request, what: str) -> None:

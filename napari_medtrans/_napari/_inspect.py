@@ -1,7 +1,9 @@
 """napari dock widget around :class:`~napari_medtrans.qt.inspect_panel.InspectPanel`.
 
-Synthetic layers are offered first as "synthetic", acquired layers (same modality first) as "reference",
-labels layers as masks and translator maps (TSM, spread) as trust maps. The error maps appear as layers on the
+Synthetic layers are offered first as "synthetic" (the newest by default), acquired layers as "reference",
+each with its modality (``layer.metadata["modality"]``): the panel shows both contrasts, defaults to a
+reference of the synthetic layer's contrast (never the layer itself) and refuses cross-contrast comparisons.
+Labels layers are offered as masks and translator maps (TSM, spread) as trust maps. The error maps appear as layers on the
 synthetic grid: absolute error in magma over [0, p99] and signed error in a diverging colormap over
 [-p99, p99]. Moving through slices updates the slice metrics; clicking the plot moves to that slice.
 """
@@ -50,11 +52,9 @@ class InspectWidget(QWidget):
                 synthetic.append((name, modality))
             else:
                 acquired.append((name, modality))
-        want = synthetic[0][1] if synthetic else None
-        reference = sorted(acquired, key=lambda item: item[1] != want)
         trust = [n for n in maps if n.startswith(("tsm", "std"))]
         masks = [n for n, _m in image_layer_items(self.viewer, kinds=("labels",))]
-        self.panel.set_sources([n for n, _m in synthetic + acquired], [n for n, _m in reference], masks, trust)
+        self.panel.set_sources(synthetic + acquired, acquired, masks, trust)
 
     def _on_inspected(self, inspection) -> None:
         for layer in self.error_layers:

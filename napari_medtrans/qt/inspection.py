@@ -56,6 +56,9 @@ class Inspection:
         99th percentile of the absolute error (inside the mask): a display range for both error maps.
     trust : TrustCurve or None
         Error against the trust map, when one was given.
+    warnings : list of str
+        What the user must know to read the numbers (a contrast unknown, an override used; see
+        :func:`~napari_medtrans.core.compare.check_comparable`).
     """
 
     metrics: dict
@@ -65,6 +68,7 @@ class Inspection:
     signed_error: Volume
     error_limit: float
     trust: TrustCurve | None = None
+    warnings: list = dataclasses.field(default_factory=list)
 
     def slice_metrics(self, index: int) -> dict[str, float] | None:
         """PSNR/SSIM/MAE of slice ``index`` (None outside the volume)."""
@@ -103,25 +107,31 @@ def inspect_volumes(
     trust: Volume | None = None,
     trust_name: str = "tsm",
     job: Any = None,
+    allow_mismatch: bool = False,
 ) -> Inspection:
     """Compare a synthetic volume with a reference on one grid.
 
     Parameters
     ----------
     synthetic, reference : Volume
-        Same shape and affine.
+        Same shape and affine, and the same contrast (see :func:`~napari_medtrans.core.compare.check_comparable`).
     mask : Volume, optional
         Non-zero voxels count (e.g. a labels layer: every labelled tissue).
     trust : Volume, optional
         A TSM or spread map on the same grid, related to the absolute error in :class:`TrustCurve`.
     job : Job, optional
         When run as a worker job: progress is reported in four steps.
+    allow_mismatch : bool
+        Compare different contrasts anyway (the user ticked the override); the result then carries a warning.
 
     Raises
     ------
+    ModalityMismatchError
+        The reference is another contrast than the synthetic image (and ``allow_mismatch`` is False).
     GeometryMismatchError
         The volumes are not on one grid (names both).
     """
+    from ..core.compare import check_comparable
     from ..core.metrics import evaluate_volumes, slice_metrics
     from ..core.preprocess import acquisition_axis
 
@@ -129,6 +139,7 @@ def inspect_volumes(
         if job is not None:
             job.report_progress(i, 4)
 
+    warnings = check_comparable(synthetic, reference, allow_mismatch=allow_mismatch)
     for other, what in ((reference, "reference"), (mask, "mask"), (trust, "trust map")):
         if other is not None and not synthetic.same_grid(other):
             raise GeometryMismatchError(
@@ -150,4 +161,4 @@ def inspect_volumes(
     step(3)
     curve = None if trust is None else trust_curve(trust.data, absolute, m, trust_name)
     step(4)
-    return Inspection(metrics, per_slice, axis, abs_vol, signed_vol, max(limit, 1e-6), curve)
+    return Inspection(metrics, per_slice, axis, abs_vol, signed_vol, max(limit, 1e-6), curve, warnings)

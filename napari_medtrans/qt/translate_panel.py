@@ -200,6 +200,13 @@ class TranslatePanel(QWidget):
         self.steps_box.setEnabled(spec.get("default_steps") is not None)
         self.inputs.set_modalities(tuple(spec["inputs"]))
 
+    def output_modalities(self) -> tuple[str, ...]:
+        """The contrasts the chosen model makes, once its spec is known (empty before); hosts use it to pick
+        the reference a result will be compared with."""
+        choice = self.current_choice()
+        spec = self._specs.get(choice.value) if choice is not None else None
+        return tuple(spec.get("outputs") or ()) if spec else ()
+
     def input_names(self) -> dict[str, str]:
         """The picked source name for every input modality."""
         return self.inputs.names()

@@ -201,6 +201,45 @@ def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     assert ds.SeriesDescription.startswith("SYNTHETIC") and ds.SyntheticData == "YES"
 
 
+@pytest.fixture(scope="module")
+def phantom_subject(tmp_path_factory):
+    """A subject folder as ``medtrans phantom`` writes it: T1, T2, FLAIR, PD, T1c, labels, brain mask."""
+    from napari_medtrans.phantom.dataset import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom_dataset(root, 1, shape=(32, 32, 8))
+    return root / "sub-000"
+
+
+def test_reference_pane_follows_the_synthetic_contrast_and_cross_contrast_error_maps_are_refused(
+        qtbot, window, phantom_subject, subject_dir):
+    wait_job(qtbot, window.open_case(str(phantom_subject)))
+    assert {"T1", "T2", "PD", "FLAIR", "T1c"} <= set(window.volumes)
+    assert window.pane_boxes[0].currentText() == "T1"  # the translator's input contrast, not the first file
+    assert window.viewer.panes[0].title == "Source: T1 · T1"  # every pane names its contrast
+    window.overlay_box.setCurrentIndex(2)  # the error map overlay, on before the result arrives
+    panel = window.translate_panel
+    panel.add_model_file(subject_dir.parent / "tiny-unet.safetensors")
+    panel.inputs._boxes["T1"].setCurrentText("T1")
+    wait_job(qtbot, panel.run())
+    synthetic = [n for n in window.volumes if n.startswith("SYNTHETIC")]
+    assert len(synthetic) == 1 and window.volumes[synthetic[0]].modality == "T2"
+    assert window.pane_boxes[1].currentText() == synthetic[0]
+    assert window.pane_boxes[2].currentText() == "T2"  # the acquired T2, never PD
+    pane = window.viewer.panes[1]
+    qtbot.waitUntil(lambda: pane.overlay is not None, timeout=20000)
+    assert not window.errors
+    # the user picks PD as the reference: the error map is refused, in words
+    window.pane_boxes[2].setCurrentText("PD")
+    assert pane.overlay is None and "no error map" in window.status_label.text()
+    assert len(window.errors) == 1 and "reference is PD but the synthetic image is T2" in window.errors[0]
+    assert "Traceback" not in window.errors[0]
+    window.pane_boxes[2].setCurrentText("T1c")
+    assert pane.overlay is None and len(window.errors) == 2 and "reference is T1c" in window.errors[1]
+    window.pane_boxes[2].setCurrentText("T2")
+    qtbot.waitUntil(lambda: pane.overlay is not None, timeout=20000)
+
+
 def test_worklist_opens_nifti_files_and_dicom_folders(qtbot, window, subject_dir, tmp_path):
     from napari_medtrans.core.io.dicom_write import write_dicom_series
 

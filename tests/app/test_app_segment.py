@@ -149,6 +149,6 @@ def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot
     assert sorted(report2.results) == ["T1 test (real)", "T2 test (source)"]
     assert panes[0].title.endswith("[medsam2 mask of T1 test (real)]")
     assert panes[2].title.endswith("[medsam2 mask of T2 test (source)]")
-    assert panes[1].overlay is None and panes[1].title == "Synthetic: T2 synth" and panes[1].toolTip() == ""
+    assert panes[1].overlay is None and panes[1].title == "Synthetic: T2 synth · T2" and panes[1].toolTip() == ""
     assert "T2 synth" not in seg.overlays and set(seg.compared) == {"T1 test", "T2 test"}
     assert window.errors == []

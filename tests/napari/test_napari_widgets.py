@@ -133,6 +133,34 @@ def test_sample_translate_inspect_export(make_napari_viewer, qtbot, tmp_path, no
     assert not [n for n in notifications if n.severity == "error"]
 
 
+def test_inspect_never_starts_with_a_layer_against_itself_and_refuses_other_contrasts(make_napari_viewer, qtbot,
+                                                                                      notifications):
+    from napari_medtrans._napari._common import add_volume_layer
+
+    viewer = make_napari_viewer()
+    for data, kw, kind in make_phantom_sample(shape=(32, 32, 8)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    iw = InspectWidget(viewer)
+    viewer.window.add_dock_widget(iw)
+    panel = iw.panel
+    assert panel.synthetic_box.currentText() == "FLAIR phantom-0"  # the top layer, and no other FLAIR:
+    assert panel.reference_box.currentText() == "(none)"  # no reference rather than FLAIR against itself
+    assert panel.contrast_label.text() == "synthetic FLAIR, no reference"
+    # a synthetic T2 arrives: it is what one inspects, against the acquired T2
+    t2 = viewer.layers["T2 phantom-0"].metadata["volume"]
+    add_volume_layer(viewer, t2.derive(t2.data * 0.9, synthetic=True), "T2 from T1")
+    assert panel.synthetic_box.currentText() == "SYNTHETIC T2 from T1"
+    assert panel.reference_box.currentText() == "T2 phantom-0"
+    assert panel.contrast_label.text() == "synthetic T2, reference T2"
+    # another contrast as reference: refused with a notification in words, no error layers
+    panel.reference_box.setCurrentText("FLAIR phantom-0")
+    assert "refused" in panel.warning_label.text()
+    assert panel.compute() is None
+    qtbot.waitUntil(lambda: any("reference is FLAIR but the synthetic image is T2" in n.message
+                                for n in notifications), timeout=5000)
+    assert not [layer for layer in viewer.layers if layer.name.startswith(("abs error", "signed error"))]
+
+
 def test_tsm_overlay_and_screenshot(make_napari_viewer, qtbot, edts_file, tmp_path):
     from skimage.io import imsave
 

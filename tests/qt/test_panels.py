@@ -13,7 +13,7 @@ import pytest
 import torch
 from qtpy.QtCore import QPoint, Qt
 
-from napari_medtrans.core.errors import GeometryMismatchError
+from napari_medtrans.core.errors import GeometryMismatchError, ModalityMismatchError
 from napari_medtrans.core.io import load
 from napari_medtrans.core.metrics import evaluate_volumes
 from napari_medtrans.phantom import make_subject
@@ -314,6 +314,65 @@ def test_inspect_panel_metrics_slice_and_plot_click(qtbot, subject, messages):
     with qtbot.waitSignal(panel.slice_requested, timeout=5000) as blocker:
         qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=pos)
     assert blocker.args == [11]
+
+
+def test_inspect_volumes_refuses_another_contrast_unless_overridden(subject):
+    syn = subject.images["T2"].derive(subject.images["T2"].data + 5.0, synthetic=True)
+    with pytest.raises(ModalityMismatchError, match="reference is PD but the synthetic image is T2"):
+        inspect_volumes(syn, subject.images["PD"])
+    forced = inspect_volumes(syn, subject.images["PD"], allow_mismatch=True)
+    assert any("different contrasts" in w for w in forced.warnings)
+    assert inspect_volumes(syn, subject.images["T2"]).warnings == []
+
+
+def inspect_panel(qtbot, vols):
+    panel = InspectPanel()
+    qtbot.addWidget(panel)
+    panel.volume_provider = vols.__getitem__
+    return panel
+
+
+def test_inspect_panel_shows_contrasts_and_defaults_to_the_same_contrast(qtbot, subject, messages):
+    syn = subject.images["T2"].derive(subject.images["T2"].data * 0.9, synthetic=True)
+    vols = {"SYNTHETIC T2": syn, **{m: subject.images[m] for m in ("FLAIR", "PD", "T1", "T2")}}
+    panel = inspect_panel(qtbot, vols)
+    acquired = [(m, m) for m in ("FLAIR", "PD", "T1", "T2")]
+    panel.set_sources([("SYNTHETIC T2", "T2")] + acquired, acquired, [], [])
+    assert panel.synthetic_box.currentText() == "SYNTHETIC T2" and panel.reference_box.currentText() == "T2"
+    assert panel.contrast_label.text() == "synthetic T2, reference T2" and panel.warning_label.text() == ""
+    tip = panel.reference_box.itemData(panel.reference_box.findText("PD"), Qt.ItemDataRole.ToolTipRole)
+    assert tip == "PD: PD"
+    # a refresh keeps a compatible pick someone made; another synthetic image gets a reference of its own contrast
+    panel.synthetic_box.setCurrentText("FLAIR")
+    assert panel.reference_box.currentText() == "(none)"  # FLAIR's only FLAIR is itself: nothing, not itself
+    assert "no reference" in panel.warning_label.text()
+    panel.synthetic_box.setCurrentText("SYNTHETIC T2")
+    assert panel.reference_box.currentText() == "T2"
+
+
+def test_inspect_panel_refuses_another_contrast_with_a_message(qtbot, subject, messages):
+    syn = subject.images["T2"].derive(subject.images["T2"].data * 0.9, synthetic=True)
+    vols = {"SYNTHETIC T2": syn, "PD": subject.images["PD"], "T2": subject.images["T2"]}
+    panel = inspect_panel(qtbot, vols)
+    panel.set_sources([("SYNTHETIC T2", "T2")], [("PD", "PD"), ("T2", "T2")], [], [])
+    panel.reference_box.setCurrentText("PD")
+    assert "refused" in panel.warning_label.text() and "reference PD" in panel.contrast_label.text()
+    inspected = []
+    panel.inspected.connect(inspected.append)
+    assert panel.compute() is None
+    assert len(messages) == 1 and "reference is PD but the synthetic image is T2" in messages[0]
+    assert "refused" in panel.volume_label.text() and panel.compute_button.isEnabled()
+    # a refresh of the lists keeps only a pick that may be compared: PD gives way to the T2
+    panel.set_sources([("SYNTHETIC T2", "T2")], [("PD", "PD"), ("T2", "T2")], [], [])
+    assert panel.reference_box.currentText() == "T2"
+    panel.reference_box.setCurrentText("PD")
+    panel.override_box.setChecked(True)  # the explicit override: computed, with the warning shown
+    with qtbot.waitSignal(panel.inspected, timeout=30000):
+        assert panel.compute() is not None
+    assert "different contrasts" in panel.warning_label.text() and len(messages) == 1
+    assert panel.inspection.warnings and inspected == [panel.inspection]
+    panel.set_sources([("SYNTHETIC T2", "T2")], [("PD", "PD"), ("T2", "T2")], [], [])
+    assert panel.reference_box.currentText() == "PD"  # with the override ticked, the pick stands
 
 
 # -- export --------------------------------------------------------------------------------------------------
