@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     path = args.path
     if not os.path.exists(path):
         from ..core.errors import NotAVolumeError
+        from ..core.io.paths import missing_reason
 
-        raise NotAVolumeError("no such file or folder", path)
+        raise NotAVolumeError(missing_reason(path), path)
     if os.path.isfile(path) and _is_model_path(path):
         from ..translators.checkpoint import read_checkpoint_metadata
 

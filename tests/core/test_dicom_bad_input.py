@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
+import warnings
+
 import numpy as np
 import pydicom
 import pytest
@@ -218,3 +223,227 @@ def test_single_broken_file_given_directly(series):
     with pytest.raises(DicomReadError) as err:
         read_dicom_series(files[2])
     assert str(files[2]) in str(err.value)
+
+
+# -- issue 18: numbers that make no volume, unreadable files and folders, sizes past any volume ---------------
+
+
+def _patch_ds_text(path, old: bytes, new: bytes):
+    """Replace the one occurrence of ``old`` in the file (to write what pydicom refuses to, e.g. "abc" in a DS)."""
+    raw = path.read_bytes()
+    assert raw.count(old) == 1 and len(old) == len(new)
+    path.write_bytes(raw.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    "keyword, value, tag",
+    [
+        ("RescaleSlope", "NaN", "(0028,1053)"),
+        ("RescaleSlope", "inf", "(0028,1053)"),
+        ("RescaleSlope", "-inf", "(0028,1053)"),
+        ("RescaleIntercept", "NaN", "(0028,1052)"),
+        ("RescaleSlope", "1e39", "(0028,1053)"),  # finite as text, infinite as float32
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom, while the test writes the bad value
+def test_non_finite_rescale_is_refused_naming_file_and_tag(series, keyword, value, tag):
+    folder, files = series
+    edit(files[2], **{keyword: value})
+    with pytest.raises(DicomReadError) as err:
+        load(folder)
+    msg = str(err.value)
+    assert err.value.path == str(files[2])
+    assert keyword in msg and tag in msg and value in msg
+
+
+def test_rescale_slope_that_is_not_a_number_is_refused(series):
+    folder, files = series
+    edit(files[1], RescaleSlope="7.25")
+    _patch_ds_text(files[1], b"7.25", b"abc ")
+    with pytest.raises(DicomReadError, match=r"RescaleSlope \(0028,1053\) is not a number \('abc'\)") as err:
+        load(folder)
+    assert err.value.path == str(files[1])
+
+
+def test_rescale_past_float32_range_is_refused(series):
+    folder, files = series
+    edit(files[3], RescaleSlope="1e38")  # finite, but 500 * 1e38 is not a float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning on the way
+        with pytest.raises(DicomReadError, match="float32 range") as err:
+            load(folder)
+    assert err.value.path == str(files[3])
+
+
+def test_large_but_finite_rescale_still_reads(series):
+    folder, files = series
+    edit(files[0], RescaleSlope="1e30", RescaleIntercept="-5")
+    vol = load(folder)
+    assert np.all(np.isfinite(vol.data))
+    assert vol.data[:, :, 0].max() > 1e30
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+def test_enhanced_frame_with_nan_slope_names_the_frame(tmp_path):
+    (path,) = write_dicom_series(small_volume(), tmp_path / "e", series_description="T1", enhanced=True)
+    ds = pydicom.dcmread(path)
+    item = ds.PerFrameFunctionalGroupsSequence[3]
+    pvt = pydicom.Dataset()
+    pvt.RescaleSlope = "NaN"
+    pvt.RescaleIntercept = "0"
+    pvt.RescaleType = "US"
+    item.PixelValueTransformationSequence = pydicom.Sequence([pvt])
+    ds.save_as(path)
+    with pytest.raises(DicomReadError, match="frame 4") as err:
+        load(tmp_path / "e")
+    assert "RescaleSlope" in str(err.value) and err.value.path == str(path)
+
+
+def test_zero_pixel_spacing_is_a_geometry_error(series):
+    folder, files = series
+    for f in files:
+        edit(f, PixelSpacing=[0, 0])
+    with pytest.raises(GeometryError, match=r"PixelSpacing \(0028,0030\) should hold 2 positive numbers") as err:
+        load(folder)
+    assert err.value.path == str(files[0])
+
+
+def test_number_of_frames_below_one_is_refused(series):
+    folder, files = series
+    edit(files[0], NumberOfFrames=-3)
+    with pytest.raises(DicomReadError, match=r"NumberOfFrames \(0028,0008\)") as err:
+        load(folder)
+    assert err.value.path == str(files[0])
+
+
+def test_headers_claiming_a_huge_volume_are_refused_before_allocating(series, monkeypatch):
+    folder, files = series
+    for f in files:
+        edit(f, Rows=65535, Columns=65535)  # 6 x 65535 x 65535 float32 would be 96 GiB
+    real_empty = np.empty
+
+    def guarded_empty(shape, *args, **kwargs):
+        assert int(np.prod(shape, dtype=np.int64)) < 1 << 31, "allocated before checking the size"
+        return real_empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", guarded_empty)
+    with pytest.raises(DicomReadError, match="65535 x 65535") as err:
+        load(folder)
+    assert str(folder) in str(err.value) and "voxels" in str(err.value)
+
+
+def _refuse_listing(monkeypatch, folder):
+    """Make os.scandir (which os.walk uses) fail on ``folder`` as it does without read permission."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.normpath(os.fspath(path)) == os.path.normpath(os.fspath(folder)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_folder_says_it_cannot_be_read(series, monkeypatch):
+    folder, _ = series
+    _refuse_listing(monkeypatch, folder)
+    for call in (load, list_series):
+        with pytest.raises(DicomReadError) as err:
+            call(folder)
+        msg = str(err.value)
+        assert "cannot be read" in msg and "permission denied" in msg and "0 files checked" not in msg
+        assert err.value.path == str(folder)
+        assert not isinstance(err.value, NoDicomError)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any folder")
+def test_unreadable_folder_without_permission(series):
+    folder, _ = series
+    folder.chmod(0)
+    try:
+        with pytest.raises(DicomReadError, match="permission denied"):
+            load(folder)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unreadable_subfolder_is_reported_not_skipped(series, monkeypatch):
+    folder, files = series
+    sub = folder / "more"
+    sub.mkdir()
+    _refuse_listing(monkeypatch, sub)
+    with pytest.raises(DicomReadError, match="folder cannot be read") as err:
+        load(folder)
+    assert err.value.path == str(sub)
+    found = list_series(folder)
+    assert len(found) == 1 and found[0].n_files == len(files)
+    assert [p for p, _ in found.unreadable] == [str(sub)]
+
+
+def test_unreadable_file_says_permission_denied(series, monkeypatch):
+    folder, files = series
+    real = os.open
+
+    def os_open(path, flags, *args, **kwargs):
+        if os.fspath(path) == str(files[2]):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    with pytest.raises(DicomReadError, match=r"cannot be read \(permission denied\)") as err:
+        load(folder)
+    assert err.value.path == str(files[2])
+
+
+def test_symlink_loop_in_folder_is_named(series):
+    folder, _ = series
+    (folder / "loop.dcm").symlink_to(folder / "loop.dcm")
+    with pytest.raises(DicomReadError, match="loop of symbolic links") as err:
+        load(folder)
+    assert err.value.path == str(folder / "loop.dcm")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_named_pipe_in_folder_is_skipped_without_waiting(series):
+    folder, files = series
+    fifo = folder / "pipe"
+    os.mkfifo(fifo)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("vol", load(folder)), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # release the reader that waits for a writer, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("reading the folder waited on a named pipe")
+    assert result["vol"].shape == (16, 12, 6)
+
+
+def test_one_non_dicom_file_is_named_without_scanning_its_folder(series, tmp_path):
+    folder, files = series
+    note = folder / "notes.txt"
+    note.write_text("not an image")
+    files[0].write_bytes(files[0].read_bytes()[:300])  # a broken neighbour must not be what the error names
+    for call in (load, list_series):
+        with pytest.raises(NotAVolumeError, match="is neither a NIfTI file nor a DICOM image") as err:
+            call(note)
+        assert err.value.path == str(note)
+
+
+def test_corrupt_file_gives_no_pydicom_warning(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "IM1.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 500)  # pydicom warns while failing on it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DicomReadError):
+            load(folder)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_folder_named_like_nifti_says_it_is_a_folder(tmp_path):
+    folder = tmp_path / "t1.nii.gz"
+    folder.mkdir()
+    with pytest.raises(NoDicomError, match="is a folder, not a NIfTI file") as err:
+        load(folder)
+    assert err.value.path == str(folder)

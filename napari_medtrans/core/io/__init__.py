@@ -9,8 +9,9 @@ from pathlib import Path
 from ..errors import NotAVolumeError
 from ..volume import Volume
 from .nifti import is_nifti_path, read_nifti, write_nifti
+from .paths import check_output_path, missing_reason
 
-__all__ = ["load", "save", "list_series", "read_nifti", "write_nifti", "is_nifti_path"]
+__all__ = ["load", "save", "list_series", "read_nifti", "write_nifti", "is_nifti_path", "check_output_path"]
 
 
 def load(
@@ -39,7 +40,9 @@ def load(
         return read_dicom_series(list(path), series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
     p = Path(path)
     if not p.exists():
-        raise NotAVolumeError("no such file or folder", p)
+        raise NotAVolumeError(missing_reason(p), p)
+    if not (p.is_file() or p.is_dir()):
+        raise NotAVolumeError("is not a regular file or folder (a device, pipe or socket)", p)
     if p.is_file() and is_nifti_path(p):
         return read_nifti(p, modality=modality)
     from .dicom import read_dicom_series

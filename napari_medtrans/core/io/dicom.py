@@ -327,7 +327,7 @@ def _unreadable_error(unreadable: list[tuple[str, str]]) -> DicomReadError:
     """The error for the first of the unreadable files or folders, counting the others."""
     path, reason = unreadable[0]
     more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
-    if os.path.isdir(path):
+    if reason.startswith(("cannot be read", "folder cannot be read")):
         return DicomReadError(f"{reason}{more}", path)
     return DicomReadError(f"cannot read DICOM file: {reason}{more}", path)
 
@@ -573,8 +573,11 @@ def _scan_files(files: list[str], where: str, blobs: _Blobs | None = None) -> Se
 def _raise_no_dicom(series: SeriesList, where: str):
     if series.unreadable:
         raise _unreadable_error(series.unreadable)
+    # A folder named like a NIfTI file was most likely meant to be one.
+    what = "is a folder, not a NIfTI file, and " if where.lower().endswith((".nii", ".nii.gz")) else ""
     raise NoDicomError(
-        f"holds no DICOM image ({series.n_checked} files checked, {len(series.skipped)} not DICOM images)", where
+        f"{what}holds no DICOM image ({series.n_checked} files checked, {len(series.skipped)} not DICOM images)",
+        where,
     )
 
 
