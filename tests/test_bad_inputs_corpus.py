@@ -709,20 +709,7 @@ OUTPUTS = {
 
 #: (input or output case, command) -> why it still fails. Strict xfail: a fix elsewhere turns it into an XPASS,
 #: and the entry must then be removed.
-_NIFTI_TWO_LINES = ("core/io/nifti.py read_nifti puts nibabel's two-line message (\"...\\n - could the file be "
-                    "damaged?\") into its VolumeReadError; the CLI joins the lines, load() does not")
-_NIFTI_HEADER_ERROR = ("core/io/nifti.py read_nifti lets nibabel's HeaderDataError ('data code 4096 not "
-                       "recognized') out of nib.load for a header whose dim[0] is 9")
-_NIFTI_OVERFLOW_WARNING = ("core/io/nifti.py read_nifti: get_fdata emits 'RuntimeWarning: overflow encountered in "
-                           "cast' (a second stderr line) before the NaN/inf check refuses the volume")
-WAITING: dict[tuple[str, str], str] = {
-    ("nii-truncated-data", "load"): _NIFTI_TWO_LINES,
-    ("nii-header-only", "load"): _NIFTI_TWO_LINES,
-    ("nii-claims-more-than-file", "load"): _NIFTI_TWO_LINES,
-    **{("nii-ndim-9", cmd): _NIFTI_HEADER_ERROR for cmd in ("load", "info", "convert", "translate", "export")},
-    **{("nii-scl-slope-overflow", cmd): _NIFTI_OVERFLOW_WARNING
-       for cmd in ("load", "info", "convert", "translate", "export")},
-}
+WAITING: dict[tuple[str, str], str] = {}
 
 COMMANDS = ("load", "info", "convert", "translate", "export")
 

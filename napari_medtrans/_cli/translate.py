@@ -153,15 +153,9 @@ def run(args: argparse.Namespace) -> int:
     translator = load_translator(model_path, direction=direction_from_args(args, model_path))
     paths = _parse_inputs(args.inputs, translator.spec.inputs)
     _refuse_overwriting_inputs(args.out, paths.values())
+    io.check_output_path(args.out, folder=dicom)  # before the work, not after it
     # Each volume keeps the modality its own evidence gives; the engine refuses a mismatch.
     volumes = {m: io.load(p, series_uid=args.series) for m, p in paths.items()}
-    for m, vol in volumes.items():
-        if vol.modality is None:
-            print(f"medtrans translate: note: {vol.path}: contrast unknown (no header, sidecar, DICOM tag or file "
-                  f"name names it); taken as {m}, the model's input", file=sys.stderr)
-        elif vol.modality != m and args.override_modality:
-            print(f"medtrans translate: note: {vol.path}: labelled {vol.modality} ({vol.modality_evidence}), "
-                  f"taken as {m} on --override-modality (recorded in the output)", file=sys.stderr)
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     with TextProgress(f"{translator.spec.method}") as bar:
         result = translate_volume(
@@ -188,6 +182,13 @@ def run(args: argparse.Namespace) -> int:
     for name, vol in result.maps.items():
         if args.maps or name == "std":
             written.append(io.write_nifti(vol, _map_path(args.out, name)))
+    for m, vol in volumes.items():
+        if vol.modality is None:
+            print(f"medtrans translate: note: {vol.path}: contrast unknown (no header, sidecar, DICOM tag or file "
+                  f"name names it); taken as {m}, the model's input", file=sys.stderr)
+        elif vol.modality != m and args.override_modality:
+            print(f"medtrans translate: note: {vol.path}: labelled {vol.modality} ({vol.modality_evidence}), "
+                  f"taken as {m} on --override-modality (recorded in the output)", file=sys.stderr)
     v = result.volume
     print(f"{'+'.join(paths)} -> {v.modality} with {translator.spec.method} ({model_path.name}) "
           f"on {result.device} in {result.seconds:.1f} s")

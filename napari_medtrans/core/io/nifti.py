@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import uuid
 import zlib
 from pathlib import Path
 
@@ -52,9 +53,11 @@ def read_nifti(path: str | os.PathLike, *, modality: str | None = None) -> Volum
     if not path.exists():
         raise NotAVolumeError("no such file", path)
     try:
-        img = nib.load(str(path))
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise VolumeReadError(f"not a readable NIfTI file ({exc})", path) from exc
+        with _quiet_nibabel():
+            img = nib.load(str(path))
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, OSError, EOFError, ValueError,
+            zlib.error, gzip.BadGzipFile) as exc:
+        raise VolumeReadError(f"not a readable NIfTI file ({_one_line(exc)})", path) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NotAVolumeError(f"is a {type(img).__name__}, not NIfTI", path)
 
@@ -91,9 +94,13 @@ def read_nifti(path: str | os.PathLike, *, modality: str | None = None) -> Volum
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise GeometryError("affine is singular (a zero voxel size or collinear axes in sform/qform)", path)
     try:
-        data = img.get_fdata(dtype=np.float32)
+        # Overflow and invalid casts (a huge scl_slope) give inf/NaN, refused just below in one line.
+        with np.errstate(over="ignore", invalid="ignore"), _quiet_nibabel():
+            data = img.get_fdata(dtype=np.float32)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise VolumeReadError(f"voxel data cannot be read; the file is truncated or corrupt ({exc})", path) from exc
+        raise VolumeReadError(
+            f"voxel data cannot be read; the file is truncated or corrupt ({_one_line(exc)})", path
+        ) from exc
     data = data.reshape(shape)
     n_bad = int(np.count_nonzero(~np.isfinite(data)))
     if n_bad:
@@ -116,6 +123,33 @@ def read_nifti(path: str | os.PathLike, *, modality: str | None = None) -> Volum
         provenance=provenance,
         modality_evidence=evidence,
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (nibabel's messages span several)."""
+    return " ".join(str(exc).split())
+
+
+class _quiet_nibabel:
+    """Silence nibabel's logger ("sizeof_hdr should be 348") and warnings while one file is read: what is wrong
+    with the file is reported once, by the error raised."""
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self._logger = logging.getLogger("nibabel.global")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.CRITICAL)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._level)
+        self._warnings.__exit__(*exc)
+        return False
 
 
 def _modality_evidence(path: Path, descrip: str, synthetic: bool) -> tuple[str | None, str | None]:
@@ -253,7 +287,9 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, dtype=np.float32) ->
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.partial{suffix}")
+    # A short temporary name next to the target: the same file system (an atomic rename) and never longer than
+    # a name the target's folder accepts.
+    tmp = path.with_name(f".medtrans-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{suffix}")
     try:
         nib.save(img, str(tmp))
         os.replace(tmp, path)
