@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QWidget
 
 __all__ = ["InputPicker"]
 
+_TOOLTIP_ROLE = 3  # Qt.ToolTipRole
+
 
 class InputPicker(QWidget):
-    """Rows "Input T1", "Input T2", ... listing the available volumes by name."""
+    """Rows "Input T1", "Input T2", ... listing the available volumes by name.
+
+    Beside each combo box a label names the picked volume's own contrast, and says so plainly when it is not the
+    one the model takes (the translation would then be refused, see ``core.engine``)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -18,6 +23,7 @@ class InputPicker(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._sources: list[tuple[str, str | None]] = []
         self._boxes: dict[str, QComboBox] = {}
+        self._labels: dict[str, QLabel] = {}
         self.set_modalities(("T1",))
 
     def modalities(self) -> tuple[str, ...]:
@@ -34,17 +40,57 @@ class InputPicker(QWidget):
         while self._layout.rowCount():
             self._layout.removeRow(0)
         self._boxes = {}
+        self._labels = {}
         for modality in modalities:
             box = QComboBox()
             box.addItems([name for name, _ in self._sources])
+            for i, (name, mod) in enumerate(self._sources):
+                box.setItemData(i, f"{name}: {mod or 'contrast unknown'}", _TOOLTIP_ROLE)
             pick = previous.get(modality)
             if not pick or box.findText(pick) < 0:
                 same = [n for n, m in self._sources if m == modality and not n.upper().startswith("SYNTHETIC")]
                 pick = same[0] if same else ""
             if pick:
                 box.setCurrentIndex(box.findText(pick))
-            self._layout.addRow(f"Input {modality}", box)
+            label = QLabel()
+            row = QWidget()
+            hbox = QHBoxLayout(row)
+            hbox.setContentsMargins(0, 0, 0, 0)
+            hbox.addWidget(box, 1)
+            hbox.addWidget(label)
+            self._layout.addRow(f"Input {modality}", row)
             self._boxes[modality] = box
+            self._labels[modality] = label
+            box.currentTextChanged.connect(lambda _text, m=modality: self._show_contrast(m))
+            self._show_contrast(modality)
+
+    def contrast_of(self, name: str) -> str | None:
+        """The own contrast of the offered volume ``name`` (None when unknown or not offered)."""
+        return next((m for n, m in self._sources if n == name), None)
+
+    def contrast_text(self, modality: str) -> str:
+        """What the label beside the ``modality`` row says."""
+        return self._labels[modality].text() if modality in self._labels else ""
+
+    def _show_contrast(self, modality: str) -> None:
+        name = self._boxes[modality].currentText()
+        label = self._labels[modality]
+        own = self.contrast_of(name) if name else None
+        if not name:
+            label.setText("")
+            label.setStyleSheet("")
+        elif own is None:
+            label.setText("contrast unknown")
+            label.setStyleSheet("")
+        elif own == modality:
+            label.setText(own)
+            label.setStyleSheet("")
+        else:
+            label.setText(f"is {own}, not {modality}")
+            label.setStyleSheet("color: #d33;")
+        label.setToolTip(
+            f"{name}: {own or 'contrast unknown'}; the model takes {modality}" if name else ""
+        )
 
     def names(self) -> dict[str, str]:
         """The picked volume name for every input modality ("" when none)."""

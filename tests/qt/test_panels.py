@@ -424,3 +424,17 @@ def test_multi_input_model_gets_one_input_per_modality(qtbot, tmp_path, subject,
     wait_job(qtbot, panel.run())
     assert messages == [] and results[0].volume.modality == "T1c"
     assert results[0].volume.provenance["input_modalities"] == ["T1", "T2"]
+
+
+def test_input_picker_names_each_volumes_contrast_and_flags_the_wrong_one(qtbot):
+    from napari_medtrans.qt.input_picker import InputPicker
+
+    picker = InputPicker()
+    qtbot.addWidget(picker)
+    picker.set_sources([("FLAIR", "FLAIR"), ("T1", "T1"), ("T2", "T2"), ("scan", None)])
+    picker.set_modalities(("T1",))
+    assert picker.names() == {"T1": "T1"} and picker.contrast_text("T1") == "T1"
+    picker._boxes["T1"].setCurrentText("T2")
+    assert picker.contrast_text("T1") == "is T2, not T1"
+    picker._boxes["T1"].setCurrentText("scan")
+    assert picker.contrast_text("T1") == "contrast unknown"
