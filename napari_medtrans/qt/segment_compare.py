@@ -83,8 +83,13 @@ class CompareGroup(QGroupBox):
         picks = {key: box.currentText() for key, box in self.boxes.items()}
         if picks["truth"] in ("", NONE) or volume_provider is None:
             raise MedtransError("choose the ground-truth label map")
-        images = {f"{picks[k]} ({k})": volume_provider(picks[k])
-                  for k in ("source", "real", "synthetic") if picks[k] not in ("", NONE)}
+        chosen = {k: volume_provider(picks[k]) for k in ("source", "real", "synthetic") if picks[k] not in ("", NONE)}
+        if "real" in chosen and "synthetic" in chosen:
+            from ..core.compare import check_comparable
+
+            # The synthetic image stands in for the real target: both must be the same contrast.
+            check_comparable(chosen["synthetic"], chosen["real"])
+        images = {f"{picks[k]} ({k})": v for k, v in chosen.items()}
         if not images:
             raise MedtransError("choose at least one image to compare")
         try:

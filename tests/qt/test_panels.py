@@ -438,3 +438,21 @@ def test_input_picker_names_each_volumes_contrast_and_flags_the_wrong_one(qtbot)
     assert picker.contrast_text("T1") == "is T2, not T1"
     picker._boxes["T1"].setCurrentText("scan")
     assert picker.contrast_text("T1") == "contrast unknown"
+
+
+def test_segment_comparison_refuses_a_real_target_of_another_contrast(qtbot, subject):
+    from napari_medtrans.qt.segment_compare import CompareGroup
+
+    group = CompareGroup()
+    qtbot.addWidget(group)
+    t2 = subject.images["T2"]
+    vols = {"T1": subject.images["T1"], "PD": subject.images["PD"], "T2": t2,
+            "synth T2": t2.derive(t2.data * 0.9, synthetic=True), "labels": subject.labels}
+    group.set_sources(["T1", "PD", "T2", "synth T2"], ["labels"])
+    for key, name in (("source", "T1"), ("real", "PD"), ("synthetic", "synth T2"), ("truth", "labels")):
+        group.boxes[key].setCurrentText(name)
+    with pytest.raises(ModalityMismatchError, match="PD"):
+        group.picks(vols.__getitem__)
+    group.boxes["real"].setCurrentText("T2")
+    images, _truth, _labels = group.picks(vols.__getitem__)
+    assert set(images) == {"T1 (source)", "T2 (real)", "synth T2 (synthetic)"}
