@@ -263,3 +263,13 @@ def test_constant_volumes_are_refused(model, tmp_path, capsys, fill):
     assert _translate(src, "--model", model, "--out", tmp_path / "x.nii.gz") == 2
     assert "constant" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_info_says_how_a_synthetic_file_was_made_and_where_its_contrast_comes_from(data, model, tmp_path, capsys):
+    out = tmp_path / "synth_from_T1.nii.gz"
+    assert _translate(data / "T1.nii.gz", "--model", model, "--out", out) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "modality:    T2 (from the NIfTI header)" in text
+    assert f"made by:     unet, checkpoint {model.name}" in text and f"from:        T1 {data / 'T1.nii.gz'}" in text

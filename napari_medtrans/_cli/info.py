@@ -114,6 +114,51 @@ def describe_checkpoint(info) -> str:
     return "\n".join(lines)
 
 
+_EVIDENCE = {
+    "header": "from the NIfTI header",
+    "sidecar": "from the JSON sidecar",
+    "dicom": "from the DICOM header",
+    "filename": "from the file name",
+    "override": "as given",
+    "derived": "derived",
+}
+
+
+def _evidence(vol) -> str:
+    how = _EVIDENCE.get(getattr(vol, "modality_evidence", None) or "")
+    return f" ({how})" if how and vol.modality else ""
+
+
+def _made_by(prov: dict) -> list[str]:
+    """What a synthetic volume's provenance says about how it was made (text from the file, shown, never used)."""
+    if not prov:
+        return ["made by:     unknown (no provenance record in the file)"]
+
+    def text(value) -> str:
+        return " ".join(str(value).split())[:200]
+
+    lines = []
+    method = prov.get("method")
+    sha = prov.get("checkpoint_sha256")
+    name = prov.get("checkpoint_name")
+    lines.append(f"made by:     {text(method or 'unknown method')}"
+                 + (f", checkpoint {text(name)}" if name else "")
+                 + (f" (sha256 {text(sha)[:16]}...)" if sha else ", checkpoint unknown"))
+    mods = prov.get("input_modalities") or []
+    inputs = prov.get("inputs") or []
+    if mods:
+        pairs = [f"{text(m)} {text(p)}" if p else text(m) for m, p in zip(mods, list(inputs) + [None] * len(mods))]
+        lines.append(f"from:        {'; '.join(pairs)}")
+    for record in prov.get("modality_override") or []:
+        if isinstance(record, dict):
+            lines.append(f"override:    input {text(record.get('input'))} was labelled "
+                         f"{text(record.get('labelled'))} ({text(record.get('evidence'))})")
+    run = [f"{k} {text(prov[k])}" for k in ("precision", "steps", "seed", "samples") if prov.get(k) is not None]
+    if run:
+        lines.append(f"run:         {', '.join(run)}")
+    return lines
+
+
 def describe(vol) -> str:
     """Lines describing a Volume (used by `info` and `convert`)."""
     import numpy as np
@@ -126,10 +171,12 @@ def describe(vol) -> str:
         f"shape:       {' x '.join(str(s) for s in vol.shape)}",
         f"spacing:     {sp} mm",
         f"orientation: {vol.orientation}",
-        f"modality:    {vol.modality or 'unknown'}",
+        f"modality:    {vol.modality or 'unknown'}{_evidence(vol)}",
         f"synthetic:   {'yes' if vol.synthetic else 'no'}",
         f"value range: {lo:.6g} to {hi:.6g}",
     ]
+    if vol.synthetic:
+        lines.extend(_made_by(vol.provenance or {}))
     if vol.source is not None and vol.source.kind == "dicom":
         lines.append(f"series UID:  {vol.source.series_instance_uid}")
     if "uneven_spacing_mm" in vol.provenance:
