@@ -17,6 +17,7 @@ from pathlib import Path
 
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -88,6 +89,10 @@ class TranslatePanel(QWidget):
         self.status.setWordWrap(True)
 
         self.inputs = InputPicker()
+        self.override_box = QCheckBox("Take the inputs as the model's contrasts (their labels are wrong)")
+        self.override_box.setToolTip(
+            "A volume whose header, sidecar, DICOM tags or file name name another contrast than the model takes is "
+            "refused. Tick this only when that label is wrong; the synthetic image's provenance records it.")
         form = QFormLayout()
         form.addRow("Model", self.model_box)
         form.addRow("", self.spec_label)
@@ -100,6 +105,7 @@ class TranslatePanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.inputs)
+        layout.addWidget(self.override_box)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -226,7 +232,8 @@ class TranslatePanel(QWidget):
         inputs = {m: (n, self.volume_provider(n)) for m, n in names.items()}
         return translation.TranslateRequest(
             choice=choice, inputs=inputs, device=self.device_box.currentText(),
-            steps=self.steps_box.value() or None, samples=self.samples_box.value(), seed=self.seed_box.value())
+            steps=self.steps_box.value() or None, samples=self.samples_box.value(), seed=self.seed_box.value(),
+            override_modality=self.override_box.isChecked())
 
     def run(self) -> Job | None:
         """Start a translation with the current settings; returns its job (None when one is running)."""

@@ -71,6 +71,8 @@ class TranslateRequest:
     seed: int | None = 0
     batch_size: int | str = "auto"
     threads: int | None = None
+    #: Take each input as the model's contrast even when its own label says otherwise (recorded in provenance).
+    override_modality: bool = False
 
     @property
     def input_label(self) -> str:
@@ -221,6 +223,7 @@ def _translate(job: Any, request: TranslateRequest):
         progress=job.report_progress,
         should_cancel=job.should_cancel,
         on_partial=partial,
+        override_modality=request.override_modality,
     )
 
 

@@ -456,3 +456,25 @@ def test_segment_comparison_refuses_a_real_target_of_another_contrast(qtbot, sub
     group.boxes["real"].setCurrentText("T2")
     images, _truth, _labels = group.picks(vols.__getitem__)
     assert set(images) == {"T1 (source)", "T2 (real)", "synth T2 (synthetic)"}
+
+
+def test_translate_panel_refuses_a_mislabelled_input_unless_the_override_is_ticked(qtbot, subject, tiny_model,
+                                                                                     messages):
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    vols = {"T1 s3": subject.images["T1"], "T2 s3": subject.images["T2"]}
+    panel.volume_provider = vols.__getitem__
+    panel.set_sources([("T2 s3", "T2"), ("T1 s3", "T1")])
+    panel.add_model_file(tiny_model)
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("unet"), timeout=20000)
+    panel.inputs._boxes["T1"].setCurrentText("T2 s3")
+    assert panel.inputs.contrast_text("T1") == "is T2, not T1"
+    results = []
+    panel.translated.connect(lambda req, result: results.append(result))
+    wait_job(qtbot, panel.run())
+    qtbot.waitUntil(lambda: bool(messages), timeout=20000)
+    assert results == [] and "is T2" in messages[0] and "expects T1" in messages[0]
+    panel.override_box.setChecked(True)
+    wait_job(qtbot, panel.run())
+    qtbot.waitUntil(lambda: bool(results), timeout=20000)
+    assert results[0].volume.provenance["modality_override"][0]["labelled"] == "T2"
