@@ -85,3 +85,64 @@ def test_simulate_then_report(tmp_path, capsys):
     assert main(["study", "simulate", "--db", str(tmp_path / "s.db"), "--readers", "3"]) == 0
     assert main(["study", "report", "--db", str(tmp_path / "s.db"), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").stat().st_size > 10000
+
+
+@pytest.fixture
+def small_study(tmp_path):
+    """A study of two cases of tiny images (no model to run) and Alice's bundle with one case answered."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    cases = []
+    for i in range(2):
+        for name in ("T2", "m1", "m2"):
+            nib.save(nib.Nifti1Image(rng.random((8, 8, 4)).astype(np.float32), np.eye(4)),
+                     str(tmp_path / f"c{i}-{name}.nii.gz"))
+        cases.append({"id": f"c{i}", "real": f"c{i}-T2.nii.gz",
+                      "candidates": {"m1": f"c{i}-m1.nii.gz", "m2": f"c{i}-m2.nii.gz"}})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"seed": 3, "readers": ["Alice"], "cases": cases}))
+    db = tmp_path / "s.db"
+    assert main(["study", "create", "--config", str(tmp_path / "s.yaml"), "--db", str(db)]) == 0
+    assert main(["study", "export-bundle", "--db", str(db), "--out", str(tmp_path / "b"), "--reader", "Alice"]) == 0
+    bundle = open_bundle(tmp_path / "b")
+    session = ReaderSession(bundle.store, "Alice", bundle.image_path)
+    case = session.case(0)
+    for code in case.candidates:
+        session.score(0, code, "structure", 3)
+    bundle.store.close()
+    return db, tmp_path / "b"
+
+
+def test_import_refuses_a_tampered_bundle_in_one_line(small_study, capsys):
+    import sqlite3
+
+    db, bundle = small_study
+    capsys.readouterr()
+    con = sqlite3.connect(bundle / "study.db")
+    with con:
+        con.execute("UPDATE scores SET value = 999 WHERE id = 1")
+        con.execute("UPDATE scores SET reader_key = 'ghost' WHERE id = 2")
+    con.close()
+    assert main(["study", "import-results", "--db", str(db), str(bundle)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err and "scores added" not in captured.out
+    assert err.startswith(f"medtrans study: error: {bundle}: refused, nothing merged: 2 problems: ")
+    assert "score row 1: value 999 outside 1-5 for criterion 'structure'" in err
+    assert "reader 'ghost' (score row 2) is not registered" in err
+    with StudyStore(db) as store:
+        assert store.history() == []
+
+
+def test_import_of_a_damaged_database_is_one_line(small_study, capsys):
+    db, bundle = small_study
+    capsys.readouterr()
+    (bundle / "study.db").write_bytes(b"this is no database" * 500)
+    assert main(["study", "import-results", "--db", str(db), str(bundle)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{bundle / 'study.db'}: cannot be read" in err and "not a database" in err
+    # Any command on a file that is no database says so in one line.
+    assert main(["study", "report", "--db", str(bundle / "study.db"), "--out", str(bundle.parent / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{bundle / 'study.db'}: cannot open the study database: file is not a database" in err

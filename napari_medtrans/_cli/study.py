@@ -15,7 +15,11 @@ diagnostic value 1-5, a ranking with ties, and "acquired or generated?" with a c
   export-bundle   pack what one or more readers need on another workstation: a blinded copy and images named
                   by random codes (no method, subject or file name); open it with `medtrans-app --study DIR`
   import-results  merge the scores of returned bundles (folders, zips, study.db files or a database URL);
-                  rows already merged are skipped
+                  rows already merged are skipped. A bundle is read, never written, and checked first: a
+                  bundle with a bad row or file (a symbolic link, a zip member outside it, a value out of
+                  range, an unknown reader, ...) is refused whole, with every problem listed. With
+                  `open_enrolment: false` in the study's configuration, a bundle only brings the scores of
+                  the readers it was made for.
   report          write report.html (mean +- sd, Friedman, Wilcoxon + Holm, Krippendorff's alpha, Kendall's W,
                   rank distributions, visual Turing test) and CSV tables
   simulate        fill a study with simulated readers (to try the report)

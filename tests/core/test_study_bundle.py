@@ -199,4 +199,7 @@ def test_shared_database_bundles_keep_the_key_at_home(master, tmp_path):
         with pytest.raises(StudyError, match="blinded"):
             store.key()
     summary = import_results(master, shared)
-    assert summary.added == 2 * (3 * 3 + 3) and import_results(master, site1).added == 0
+    assert summary.added == 2 * (3 * 3 + 3) and import_results(master, shared).added == 0
+    # A bundle folder never sends an import elsewhere: the organiser imports from the shared database itself.
+    with pytest.raises(StudyError, match="site1: this bundle has no study.db.*import from the shared database"):
+        import_results(master, site1)

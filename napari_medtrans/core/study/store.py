@@ -204,14 +204,18 @@ class StudyStore:
         self.engine = _make_engine(self.url, busy_timeout_s)
         try:
             self._open_schema(create)
-        except sa.exc.OperationalError as exc:
+            ids = self.study_ids()
+        except sa.exc.DBAPIError as exc:  # OperationalError, DatabaseError ("file is not a database"), ...
             self.engine.dispose()
             raise StudyError(f"cannot open the study database: {exc.orig}", self.where) from None
+        except StudyError:
+            self.engine.dispose()
+            raise
         self.study_id: str | None = None
         self._cache: dict[str, Any] = {}
-        ids = self.study_ids()
         if study_id is not None:
             if study_id not in ids:
+                self.engine.dispose()
                 raise StudyError(f"no study {study_id!r} in this database; it holds: {', '.join(ids) or 'none'}",
                                  self.where)
             self.study_id = study_id
@@ -333,7 +337,7 @@ class StudyStore:
 
     # -- what every copy knows ----------------------------------------------------------------------------
     def info(self) -> dict:
-        """Title, seed, blinded, open_enrolment, number of cases and readers of the current study."""
+        """Title, seed, blinded, open_enrolment, created_at, number of cases and readers of the current study."""
         sid = self._need_study()
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(S.studies).where(S.studies.c.study_id == sid)).one()
@@ -342,7 +346,8 @@ class StudyStore:
             n_readers = conn.execute(sa.select(sa.func.count()).select_from(S.readers)
                                      .where(S.readers.c.study_id == sid)).scalar()
         return {"study_id": sid, "title": row.title, "seed": int(row.seed), "blinded": bool(row.blinded),
-                "open_enrolment": bool(row.open_enrolment), "cases": int(n_cases), "readers": int(n_readers)}
+                "open_enrolment": bool(row.open_enrolment), "created_at": float(row.created_at),
+                "cases": int(n_cases), "readers": int(n_readers)}
 
     @property
     def blinded(self) -> bool:
@@ -426,18 +431,22 @@ class StudyStore:
             known = ", ".join(r.name for r in self.readers()) or "none"
             raise StudyError(f"no reader called {display!r} in this study, and it takes no new readers; "
                              f"known readers: {known}", self.where)
-        st = self._structure()
-        order = reader_order(info["seed"], key, st["cases"], st["candidates"])
+        assignments = self._assignment_rows(key, info["seed"])
         try:
             with self.engine.begin() as conn:
                 conn.execute(S.readers.insert().values(study_id=sid, reader_key=key, name=display,
                                                        created_at=time.time()))
-                conn.execute(S.assignments.insert(), [
-                    {"study_id": sid, "reader_key": key, "case_code": case, "position": i + 1,
-                     "candidate_order": json.dumps(cands)} for i, (case, cands) in enumerate(order)])
+                conn.execute(S.assignments.insert(), assignments)
         except sa.exc.IntegrityError:  # signed in at the same moment from elsewhere: theirs stands
             return ReaderInfo(key, display)
         return ReaderInfo(key, display, new=True)
+
+    def _assignment_rows(self, key: str, seed: int) -> list[dict]:
+        """The seeded order of reader ``key`` as rows of the assignments table."""
+        st = self._structure()
+        order = reader_order(seed, key, st["cases"], st["candidates"])
+        return [{"study_id": self._need_study(), "reader_key": key, "case_code": case, "position": i + 1,
+                 "candidate_order": json.dumps(cands)} for i, (case, cands) in enumerate(order)]
 
     def assignment(self, key: str) -> list[AssignedCase]:
         """A reader's cases in their order (codes only)."""
@@ -584,11 +593,20 @@ class StudyStore:
         return sorted(seen, key=lambda m: (m != REAL, seen.index(m)))
 
     # -- copying between databases ------------------------------------------------------------------------
-    def table_rows(self, table: sa.Table) -> list[dict]:
-        """All rows of one of :data:`schema.TABLES` for the current study, as dicts."""
+    def table_rows(self, table: sa.Table, *, raw: bool = False) -> list[dict]:
+        """All rows of one of :data:`schema.TABLES` for the current study, as dicts.
+
+        ``raw=True`` returns the values as the database holds them, without conversion to the column types (a
+        SQLite file may hold text in a number column; a converted read would fail on it).
+        """
         sid = self._need_study()
+        if raw:
+            cols = [sa.column(c.name) for c in table.c]
+            query = sa.select(*cols).select_from(sa.table(table.name)).where(sa.column("study_id") == sid)
+        else:
+            query = sa.select(table).where(table.c.study_id == sid)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(table).where(table.c.study_id == sid)).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [dict(r) for r in rows]
 
     def insert_rows(self, table: sa.Table, rows: Sequence[Mapping]) -> None:
@@ -626,6 +644,61 @@ class StudyStore:
             if new:
                 conn.execute(S.scores.insert(), new)
         return len(new), len(rows) - len(new)
+
+    def merge_results(self, readers: Sequence[Mapping], scores: Sequence[Mapping]) -> tuple[int, int, int]:
+        """Add new readers (with their seeded orders, computed here) and score rows in ONE transaction.
+
+        The caller has checked every row (:func:`~napari_medtrans.core.study.bundle.import_results` does);
+        readers already known and scores already here (same uid) are skipped. Only the columns of the schema
+        are written, and ``study_id`` is always the current study.
+
+        Returns
+        -------
+        (scores added, scores skipped, readers added)
+        """
+        sid = self._need_study()
+        seed = self.info()["seed"]
+        orders = {r["reader_key"]: self._assignment_rows(r["reader_key"], seed) for r in readers}
+        names = ("uid", "reader_key", "case_code", "image_code", "criterion", "value", "confidence", "opened_at",
+                 "saved_at", "seconds", "client")
+        with self.engine.begin() as conn:
+            known = {k for (k,) in conn.execute(sa.select(S.readers.c.reader_key)
+                                                .where(S.readers.c.study_id == sid))}
+            new_readers = [{"study_id": sid, "reader_key": r["reader_key"], "name": r["name"],
+                            "created_at": float(r["created_at"])} for r in readers if r["reader_key"] not in known]
+            if new_readers:
+                conn.execute(S.readers.insert(), new_readers)
+                conn.execute(S.assignments.insert(), [a for r in new_readers for a in orders[r["reader_key"]]])
+            have = {u for (u,) in conn.execute(sa.select(S.scores.c.uid).where(S.scores.c.study_id == sid))}
+            new = []
+            for r in scores:
+                if r["uid"] in have:
+                    continue
+                have.add(r["uid"])
+                new.append({**{k: r.get(k) for k in names}, "study_id": sid})
+            if new:
+                conn.execute(S.scores.insert(), new)
+        self._cache.clear()
+        return len(new), len(scores) - len(new), len(new_readers)
+
+    # -- bundles this database exported ---------------------------------------------------------------------
+    def record_bundle(self, bundle_id: str, reader_keys: Sequence[str]) -> None:
+        """Remember that a bundle ``bundle_id`` was made for ``reader_keys`` (the organiser's database only)."""
+        value = json.dumps({"study_id": self._need_study(), "readers": list(reader_keys)})
+        with self.engine.begin() as conn:
+            conn.execute(S.meta.insert().values(key=f"bundle:{bundle_id}", value=value))
+
+    def bundle_readers(self, bundle_id: str) -> list[str] | None:
+        """The reader keys bundle ``bundle_id`` of this study was made for, or None if this database did not
+        export it."""
+        if not isinstance(bundle_id, str) or len(bundle_id) > 56:
+            return None
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == f"bundle:{bundle_id}")).scalar()
+        if value is None:
+            return None
+        record = json.loads(value)
+        return list(record["readers"]) if record.get("study_id") == self.study_id else None
 
     def backup(self, path: str | os.PathLike) -> Path:
         """Copy a SQLite study database to ``path`` consistently while it may be in use (SQLite only)."""
