@@ -10,10 +10,17 @@ modality from other subjects):
 3. encoder/generator step: backbone losses, Eq. 4 and the cycle loss Eq. 12.
 
 Optimisers: Adam with betas (0.5, 0.9) and learning rate 1e-4 (Sec. 3.2).
+
+Mechanisms. :meth:`DisDiffRecipe.build` settles every mechanism key the model's config leaves unset (None, which
+builds what old checkpoints hold) to :data:`TRAINING_MECHANISMS`: the attribute modulates the generators (AdaIN)
+and the diffusion module is conditioned on the cross translation in training and on the source image at
+inference (see :mod:`napari_medtrans.translators.disdiff`). Set a key (``--config attr_injection=concat
+diff_condition=cycle``) to train the old mechanisms (ablations).
+
+Normalisation: as for HiFi-Syn (:mod:`.recipe_hifisyn`), both modalities per volume (``target_norm``).
 """
 
 from __future__ import annotations
-
 
 import torch
 
@@ -21,7 +28,10 @@ from ..translators.base import Translator
 from .recipe_hifisyn import ParameterGroup, TwoOptimizerRecipe
 from .recipes import OptimizerSpec, RecipeParts, register_recipe
 
-__all__ = ["DisDiffRecipe"]
+__all__ = ["DisDiffRecipe", "TRAINING_MECHANISMS"]
+
+#: What :meth:`DisDiffRecipe.build` sets where the model's config leaves a mechanism unset.
+TRAINING_MECHANISMS = {"attr_injection": "adain", "diff_condition": "cross"}
 
 
 @register_recipe("disdiff")
@@ -41,7 +51,9 @@ class DisDiffRecipe(TwoOptimizerRecipe):
     default_lr = 1e-4
 
     def build(self, model: Translator) -> RecipeParts:
+        """Settle the model's unset mechanisms (:data:`TRAINING_MECHANISMS`), then group its parameters."""
         self._check(model)
+        model.settle(TRAINING_MECHANISMS)
         net = model.net
         betas = (0.5, 0.9)
         return RecipeParts(

@@ -13,6 +13,17 @@ Without labels in the batch, SGD is zero and every pixel reads the global items.
 ``needs_labels = True`` and ``unpaired = True``: ``medtrans train`` feeds it an
 :class:`~napari_medtrans.training.datasets.UnpairedSliceDataset` with ``labels=True``, so every batch carries both
 label maps. Optimisers: Adam, learning rate 1e-4 as in the paper (Sec. 4.2), betas (0.5, 0.999) as in DRIT++.
+
+Mechanisms. :meth:`HiFiSynRecipe.build` settles every mechanism key the model's config leaves unset (None, which
+builds what old checkpoints hold) to :data:`TRAINING_MECHANISMS`: the attribute modulates the generator (AdaIN)
+and the memory read has the temperature 0.07 (see :mod:`napari_medtrans.translators.hifisyn`). Set a key
+(``--config attr_injection=concat read_tau=1``) to train the old, inert mechanisms (ablations).
+
+Normalisation. One checkpoint translates both ways, so each modality is the input of one direction, and the
+engine normalises every input volume from its own robust range. Both modalities must therefore be normalised
+per volume in training too: :attr:`TwoOptimizerRecipe.target_norm` is ``"volume"`` (``medtrans train
+--target-norm volume``, the default). ``--target-norm dataset`` would train the T2 encoder on another scale than
+the engine gives it in the T2 -> T1 direction (the shipped models were trained so).
 """
 
 from __future__ import annotations
@@ -25,7 +36,13 @@ from torch import nn
 from ..translators.base import Translator
 from .recipes import OptimizerSpec, RecipeParts, register_recipe
 
-__all__ = ["HiFiSynRecipe", "ParameterGroup", "TwoOptimizerRecipe"]
+__all__ = ["HiFiSynRecipe", "ParameterGroup", "TwoOptimizerRecipe", "TRAINING_MECHANISMS", "TWO_WAY_TARGET_NORM"]
+
+#: What :meth:`HiFiSynRecipe.build` sets where the model's config leaves a mechanism unset.
+TRAINING_MECHANISMS = {"attr_injection": "adain", "read_tau": 0.07}
+
+#: How a recipe of a two-way translator wants its targets normalised (see the module notes).
+TWO_WAY_TARGET_NORM = "volume"
 
 
 class ParameterGroup(nn.Module):
@@ -47,6 +64,9 @@ class TwoOptimizerRecipe:
     name = ""
     title = ""
     default_lr = 1e-4
+    #: Both modalities are inputs of one direction of the two-way checkpoint: normalise targets per volume, as
+    #: the engine normalises every input (``medtrans train --target-norm volume``).
+    target_norm = TWO_WAY_TARGET_NORM
 
     def __init__(self, *, d_lr_scale: float = 1.0):
         if not float(d_lr_scale) > 0:
@@ -84,7 +104,9 @@ class HiFiSynRecipe(TwoOptimizerRecipe):
     unpaired = True
 
     def build(self, model: Translator) -> RecipeParts:
+        """Settle the model's unset mechanisms (:data:`TRAINING_MECHANISMS`), then group its parameters."""
         self._check(model)
+        model.settle(TRAINING_MECHANISMS)
         net = model.net
         betas = (0.5, 0.999)
         return RecipeParts(

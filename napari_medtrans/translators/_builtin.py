@@ -6,3 +6,4 @@ from . import cdm  # noqa: F401
 from . import mrnet  # noqa: F401
 from . import hifisyn  # noqa: F401
 from . import disdiff  # noqa: F401
+from . import cyclegan  # noqa: F401

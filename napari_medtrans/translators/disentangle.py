@@ -10,8 +10,8 @@ Pieces (all in :class:`DisentangleNet`):
 * content encoders ``E_c^m`` (one per modality): 7x7 conv, ``n_down`` stride-2 convs, ``n_res`` residual blocks,
   instance norm; content is ``[B, width * 2**n_down, H / 2**n_down, W / 2**n_down]``;
 * attribute encoders ``E_a^m``: strided convs, global average pooling and a 1x1 conv to ``attr_dim`` numbers;
-* generators ``G^m``: the attribute is tiled over the content map and concatenated (DRIT's "concat"
-  generator), residual blocks, ``n_down`` transposed convs back to full size, 7x7 conv and tanh;
+* generators ``G^m``: the attribute enters the content map (``attr_injection``, below), residual blocks,
+  ``n_down`` transposed convs back to full size, 7x7 conv and tanh;
 * modality discriminators ``D^m``: the PatchGAN of :mod:`.blocks` (real images of ``m`` against translations);
 * the content discriminator ``D_c`` (DisDiff Eq. 7): tells the content of modality ``i`` from that of ``j``; the
   encoders are trained to make it unsure (DRIT++ target 0.5), so the content carries no modality.
@@ -32,6 +32,35 @@ Choices where the papers are silent
   so one set of weights serves both directions: :class:`TwoWayTranslatorMixin` rebuilds a translator with
   ``source`` and ``target`` swapped and loads the same state dict. Only the content discriminator's labels
   depend on the order (the first modality is "real", Eq. 7); that matters for training, not for translation.
+* **How the attribute enters the generator** (``attr_injection``). ``"concat"`` tiles the attribute over the
+  content grid, concatenates it and applies a conv and *instance norm*: the norm subtracts each channel's
+  spatial mean, so a spatially constant input (a tiled attribute vector) only survives at the zero-padded
+  borders. Measured on the shipped DisDiff model (issue 19): multiplying the attribute by -10 changed the output
+  by 0.066 (mean absolute, [-1, 1] units), and self-reconstruction with the image's own attribute was no better
+  than with the stored mean; at random initialisation swapping the T1 and T2 attributes changes it by 0.004
+  (``tests/translators/test_unpaired_mechanisms.py``). The content then has to carry the contrast, against the
+  content discriminator. This
+  mode is kept only so that checkpoints written before it was replaced load and translate as before (a config
+  without the key, or with None, builds it).
+
+  ``"adain"`` (what the training recipes build) modulates the normalisation instead, as MUNIT's AdaIN and
+  StyleGAN's modulated layers do: every conv of the generator at content resolution (the fusing conv and both
+  convs of each residual block) is followed by ``IN(h) * (1 + gamma) + beta``, with ``gamma, beta`` a learned
+  affine map of the attribute (StyleGAN's "A"; one per layer). The modulation is applied *after* the
+  normalisation, so nothing removes it. An attribute map (HiFi-Syn's per-pixel attributes, the memory read)
+  gives per-pixel ``gamma, beta`` through the same map as a 1x1 conv (a SPADE-like layer without spatial mixing,
+  so a pixel's appearance comes from its own attribute). The upsampling layers keep their layer norm, as in
+  MUNIT's decoder. Why AdaIN rather than DRIT++'s concat generator with layer norm: a layer norm keeps a
+  constant channel only through its coupling with the other channels' statistics, a weak and indirect path;
+  AdaIN acts on every feature map by construction and serves vectors (DisDiff) and per-pixel maps (HiFi-Syn)
+  alike.
+
+  Before the affine map the attribute is scaled to unit root-mean-square over its channels (per vector, or per
+  pixel of a map), as StyleGAN normalises its latent before the mapping network. The generator then responds to
+  the attribute's direction, not its length: the attribute encoder's output is unconstrained (HiFi-Syn's raw
+  maps grew to a mean absolute 13.6 in training) while the memory bank stores unit vectors (HiFi-Syn Eq. 5) and
+  reads convex combinations of them; with the scaling, self-reconstruction, the cycle and the memory read all
+  reach the generator on one scale. A zero attribute stays zero (``gamma, beta`` are then the biases).
 * A running mean of each modality's attribute is kept in buffers (``attr_mean_<m>``, momentum 0.01 per
   training batch) so that inference needs no image of the target modality (DisDiff's inference uses the target
   attribute; this stored mean is the default, a reference image overrides it).
@@ -50,6 +79,9 @@ from .blocks import ConvNormAct, PatchGANDiscriminator, check_batch
 
 __all__ = [
     "GAN_MODES",
+    "ATTR_INJECTIONS",
+    "AdaptiveNorm",
+    "unit_rms",
     "ResBlock",
     "ContentEncoder",
     "AttributeEncoder",
@@ -61,6 +93,8 @@ __all__ = [
 ]
 
 GAN_MODES = ("bce", "lsgan")
+#: How the attribute enters the generator: "concat" (inert, kept for old checkpoints) or "adain" (see above).
+ATTR_INJECTIONS = ("concat", "adain")
 
 
 def gan_loss(logits: torch.Tensor, target: float, mode: str = "bce") -> torch.Tensor:
@@ -134,15 +168,64 @@ class AttributeEncoder(nn.Module):
         return out if self.spatial else out.flatten(1)
 
 
+def unit_rms(attr: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``attr`` (``[B, A]`` or ``[B, A, h, w]``) scaled to unit root-mean-square over its channels (dim 1)."""
+    return attr * torch.rsqrt(attr.pow(2).mean(dim=1, keepdim=True) + eps)
+
+
+class AdaptiveNorm(nn.Module):
+    """``IN(h) * (1 + gamma) + beta`` with ``[gamma, beta]`` an affine map of the attribute (AdaIN, MUNIT).
+
+    ``attr`` is ``[B, A]`` (one scale and shift per channel) or ``[B, A, h, w]`` on ``h``'s grid (per pixel).
+    """
+
+    def __init__(self, channels: int, attr_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        self.affine = nn.Conv2d(attr_dim, 2 * channels, 1)
+
+    def forward(self, h: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        a = attr[:, :, None, None] if attr.ndim == 2 else attr
+        gamma, beta = self.affine(a.to(h.dtype)).chunk(2, dim=1)
+        return self.norm(h) * (1 + gamma) + beta
+
+
+class _ModulatedResBlock(nn.Module):
+    """:class:`ResBlock` with :class:`AdaptiveNorm` in place of both instance norms."""
+
+    def __init__(self, channels: int, attr_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm1 = AdaptiveNorm(channels, attr_dim)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm2 = AdaptiveNorm(channels, attr_dim)
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(x), attr))
+        return x + self.norm2(self.conv2(h), attr)
+
+
 class DisentangledGenerator(nn.Module):
-    """``G``: content ``[B, Cc, h, w]`` + attribute ``[B, A]`` -> image ``[B, C, h * 2**n_down, w * 2**n_down]``."""
+    """``G``: content ``[B, Cc, h, w]`` + attribute ``[B, A]`` -> image ``[B, C, h * 2**n_down, w * 2**n_down]``.
+
+    ``injection`` is ``"concat"`` (the attribute tiled and concatenated before an instance-normalised conv) or
+    ``"adain"`` (every conv at content resolution followed by :class:`AdaptiveNorm`); see the module notes.
+    """
 
     def __init__(self, content_channels: int, attr_dim: int, out_channels: int = 1, *, n_down: int = 2,
-                 n_res: int = 4):
+                 n_res: int = 4, injection: str = "concat"):
         super().__init__()
+        if injection not in ATTR_INJECTIONS:
+            raise UnknownChoiceError("attribute injection", str(injection), ATTR_INJECTIONS)
+        self.injection = injection
         ch = int(content_channels)
-        self.fuse = ConvNormAct(ch + attr_dim, ch, 3, norm="instance", act="relu")
-        self.res = nn.Sequential(*(ResBlock(ch) for _ in range(n_res)))
+        if injection == "concat":
+            self.fuse = ConvNormAct(ch + attr_dim, ch, 3, norm="instance", act="relu")
+            self.res = nn.Sequential(*(ResBlock(ch) for _ in range(n_res)))
+        else:
+            self.fuse_conv = nn.Conv2d(ch, ch, 3, padding=1, bias=False)
+            self.fuse_norm = AdaptiveNorm(ch, attr_dim)
+            self.res = nn.ModuleList(_ModulatedResBlock(ch, attr_dim) for _ in range(n_res))
         ups: list[nn.Module] = []
         for _ in range(n_down):
             ups.append(ConvNormAct(ch, ch // 2, 4, 2, 1, norm="layer", act="relu", transposed=True))
@@ -152,10 +235,16 @@ class DisentangledGenerator(nn.Module):
 
     def forward(self, content: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         """``attr`` is a vector ``[B, A]`` (tiled over the content grid) or a map ``[B, A, h, w]``."""
+        if attr.ndim == 4 and tuple(attr.shape[-2:]) != tuple(content.shape[-2:]):
+            attr = F.interpolate(attr, size=content.shape[-2:], mode="bilinear", align_corners=False)
+        if self.injection == "adain":
+            a = unit_rms(attr.to(content.dtype))
+            h = F.relu(self.fuse_norm(self.fuse_conv(content), a))
+            for block in self.res:
+                h = block(h, a)
+            return self.head(self.ups(h))
         if attr.ndim == 2:
             tiled = attr[:, :, None, None].expand(-1, -1, content.shape[2], content.shape[3])
-        elif tuple(attr.shape[-2:]) != tuple(content.shape[-2:]):
-            tiled = F.interpolate(attr, size=content.shape[-2:], mode="bilinear", align_corners=False)
         else:
             tiled = attr
         h = self.fuse(torch.cat([content, tiled.to(content.dtype)], dim=1))
@@ -213,12 +302,14 @@ class DisentangleNet(nn.Module):
         Momentum of the stored mean attribute per modality.
     attr_spatial : bool
         Attribute encoders return maps on the content grid instead of vectors (HiFi-Syn).
+    attr_injection : {"concat", "adain"}
+        How generators take the attribute (see the module notes); "concat" only for old checkpoints.
     """
 
     def __init__(self, modalities: Sequence[str] = ("T1", "T2"), *, channels: int = 1, width: int = 64,
                  n_down: int = 2, n_res: int = 4, attr_dim: int = 8, disc_width: int = 64, disc_layers: int = 3,
                  gan_mode: str = "bce", attr_momentum: float = 0.01,
-                 attr_spatial: bool = False):
+                 attr_spatial: bool = False, attr_injection: str = "concat"):
         super().__init__()
         self.modalities = _check_modalities(modalities)
         if gan_mode not in GAN_MODES:
@@ -240,7 +331,9 @@ class DisentangleNet(nn.Module):
         self.enc_a = nn.ModuleDict({m: AttributeEncoder(channels, width=width, attr_dim=attr_dim,
                                                      n_down=n_down if attr_spatial else 4, spatial=attr_spatial)
                                     for m in self.modalities})
-        self.gen = nn.ModuleDict({m: DisentangledGenerator(cc, attr_dim, channels, n_down=n_down, n_res=n_res)
+        self.attr_injection = str(attr_injection)
+        self.gen = nn.ModuleDict({m: DisentangledGenerator(cc, attr_dim, channels, n_down=n_down, n_res=n_res,
+                                                           injection=self.attr_injection)
                                   for m in self.modalities})
         self.dis = nn.ModuleDict({m: PatchGANDiscriminator(channels, width=disc_width, n_layers=disc_layers)
                                   for m in self.modalities})
@@ -401,6 +494,27 @@ class TwoWayTranslatorMixin:
 
     #: One set of weights translates both ways between the two modalities.
     bidirectional = True
+
+    def settle(self, choices: Mapping[str, object]) -> dict:
+        """Give every key of ``choices`` that :attr:`config` leaves unset (None) its value in ``choices``.
+
+        Mechanism keys default to None, which builds what checkpoints written before the key existed hold (so they
+        load and translate as before); a training recipe settles them to what it trains. The parts are rebuilt from
+        the new config with fresh random weights (``_build_parts``), and the spec follows the config. Keys the
+        config sets (also explicitly to the old value, for an ablation) are kept. Returns the keys it set.
+        """
+        unset = {k: v for k, v in choices.items() if self.config.get(k) is None}
+        if not unset:
+            return {}
+        from .base import translator_factory
+
+        with torch.device("meta"):  # validates the new config and computes its spec without allocating weights
+            template = translator_factory(self.spec.method)(**{**self.config, **unset})
+        self.spec, self.config = template.spec, dict(template.config)
+        training = self.training
+        self._build_parts()
+        self.train(training)
+        return unset
 
     def directions(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
         """``[(inputs, outputs), ...]`` this translator's weights serve: its own direction first."""

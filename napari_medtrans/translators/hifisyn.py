@@ -28,6 +28,23 @@ Choices where the paper is silent
   paper's reason for global items); ``"all"`` lets it read every item.
 * **Values.** The value written by a pixel (Eq. 5) is the attribute encoder's output at that pixel: the attribute
   encoder returns a map on the content grid (``attr_spatial``). Keys and values are L2-normalised (Eq. 4-5).
+* **Scale of the values against the attributes.** The generator takes, through the same inputs, the encoder's
+  raw attribute map (self-reconstruction, Eq. 14) and the bank's read, a convex combination of unit values
+  (Eq. 3, 5). With ``attr_injection="concat"`` (old checkpoints) those scales drifted apart in training (raw maps
+  mean abs 13.6, values 0.26 in the shipped model, issue 19) and the generator learned to work from the raw maps
+  only: zeroing the read changed the output by 0.004. With ``"adain"`` (what the recipe trains) the generator scales
+  every attribute to unit root-mean-square per pixel before it modulates (see
+  :mod:`~napari_medtrans.translators.disentangle`), so the read, the raw maps and the values all reach it on one
+  scale and the values can stay as Eq. 5 has them.
+* **Temperature of the read** (``read_tau``). Eq. 1 is a softmax over cosine similarities, which lie in
+  [-1, 1]: over the 10 global items the largest weight averaged 0.13 in the shipped model and the read was
+  spatially flat (SD 0.003; issue 19), one attribute for the whole image. The read here is
+  ``softmax(sim / read_tau)`` with ``read_tau = 0.07``: the temperature this module gives the contrastive losses
+  on the same cosine similarities of the same content pixels (Eq. 7, 11, 12; ``tau``, the SupCon default, as
+  the paper gives no value), so a pixel leans on the items its content is like as sharply as PGD makes contents
+  tell pixels apart. After 250 training steps on the benchmark the largest weight averaged 0.6 and zeroing the
+  read changed the output by 0.36. None (old checkpoints) is 1, Eq. 1 as printed. The update weights of Eq. 6 are
+  left as printed.
 * **Eq. 4-6 literally.** ``k <- ||alpha_p k + (1 - alpha_p) sum_n u^{n,t} q^n||`` with ``alpha_p`` on the *old*
   key, as printed. The queries that update item ``t`` are those whose largest affinity (Eq. 1) is ``t``; ``u``
   is the softmax of their similarities to ``k_t`` over those queries (Eq. 6). Items no query picks are kept.
@@ -58,7 +75,7 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import check_batch
-from .disentangle import DisentangleNet, TwoWayTranslatorMixin
+from .disentangle import ATTR_INJECTIONS, DisentangleNet, TwoWayTranslatorMixin
 
 __all__ = [
     "BrainMemoryBank",
@@ -107,12 +124,17 @@ class BrainMemoryBank(nn.Module):
         The update rate of Eq. 4-5 (0.01).
     unlabelled_read : {"global", "all"}
         Items an unlabelled query reads.
+    temperature : float
+        Divides the cosine similarities in the read's softmax (Eq. 1); 1 is Eq. 1 as printed.
     """
 
     def __init__(self, key_dim: int, value_dim: int, modalities: Sequence[str] = ("T1", "T2"), *,
                  structure_items: Sequence[int] = (2, 2, 3, 3), global_items: int | None = None,
-                 alpha_p: float = 0.01, unlabelled_read: str = "global"):
+                 alpha_p: float = 0.01, unlabelled_read: str = "global", temperature: float = 1.0):
         super().__init__()
+        if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+            raise ValueError(f'Argument "temperature" must be a positive number, got {temperature!r}.')
+        self.temperature = float(temperature)
         structure_items = [int(n) for n in structure_items]
         if any(n < 0 for n in structure_items):
             raise ValueError(f'Argument "structure_items" must hold counts >= 0, got {structure_items!r}.')
@@ -159,8 +181,10 @@ class BrainMemoryBank(nn.Module):
         return F.normalize(queries.float(), dim=1) @ F.normalize(self.keys.float(), dim=1).t()
 
     def affinity(self, queries: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Eq. 1: softmax over the readable items of the cosine similarity, ``[N, T]``."""
+        """Eq. 1: softmax over the readable items of the cosine similarity / temperature, ``[N, T]``."""
         sim = self.similarity(queries)
+        if self.temperature != 1.0:
+            sim = sim / self.temperature
         return sim.masked_fill(~self.allowed(labels, sim.shape[0]), float("-inf")).softmax(dim=1)
 
     def read_queries(self, queries: torch.Tensor, modality: str, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -312,14 +336,21 @@ class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
 
     def __init__(self, spec: TranslatorSpec, config: Mapping[str, Any]):
         super().__init__(spec, config)
+        self._build_parts()
+
+    def _build_parts(self) -> None:
+        """Every network and loss setting, from :attr:`config` (also after :meth:`settle`)."""
         c = self.config
         self.source, self.target = c["source"], c["target"]
         self.net = DisentangleNet((self.source, self.target), width=c["width"], n_down=c["n_down"],
                                   n_res=c["n_res"], attr_dim=c["attr_dim"], disc_width=c["disc_width"],
-                                  disc_layers=c["disc_layers"], attr_spatial=True)
+                                  disc_layers=c["disc_layers"], attr_spatial=True,
+                                  attr_injection=c.get("attr_injection") or "concat")
+        tau = c.get("read_tau")
         self.bank = BrainMemoryBank(self.net.content_channels, c["attr_dim"], (self.source, self.target),
                                     structure_items=c["structure_items"], global_items=c["global_items"],
-                                    alpha_p=c["alpha_p"], unlabelled_read=c["unlabelled_read"])
+                                    alpha_p=c["alpha_p"], unlabelled_read=c["unlabelled_read"],
+                                    temperature=1.0 if tau is None else tau)
         self.lambdas = dict(DEFAULT_LAMBDAS)
         self.lambdas.update(c["lambdas"])
 
@@ -415,7 +446,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
              structure_items: Sequence[int] = (2, 2, 3, 3), global_items: int | None = None,
              alpha_p: float = 0.01, alpha_s: float = 0.5, tau: float | Sequence[float] = 0.07,
              max_pixels: int = 256, unlabelled_read: str = "global", cycle_attr: str = "bank", use_bmb: bool = True,
-             use_labels: bool = True, lambdas: Mapping[str, float] | None = None) -> HiFiSynTranslator:
+             use_labels: bool = True, lambdas: Mapping[str, float] | None = None, attr_injection: str | None = None,
+             read_tau: float | None = None) -> HiFiSynTranslator:
     """Build HiFi-Syn with random weights.
 
     Parameters
@@ -443,7 +475,17 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
         without labels every pixel reads the global items only and SGD is off.
     lambdas : mapping
         Overrides of Eq. 17's weights, keys ``content, domain, cyc, rec, pgd, sgd, ggd``.
+    attr_injection : {"adain", "concat"} or None
+        How the generators take the attribute. None builds "concat", what checkpoints written before the key
+        existed hold; the training recipe sets "adain" (see the module notes).
+    read_tau : float or None
+        Temperature of the memory read (Eq. 1). None builds 1 (old checkpoints); the recipe sets 0.07.
     """
+    if attr_injection is not None and attr_injection not in ATTR_INJECTIONS:
+        raise UnknownChoiceError("HiFi-Syn attribute injection", str(attr_injection), ATTR_INJECTIONS)
+    if read_tau is not None and not (isinstance(read_tau, (int, float)) and not isinstance(read_tau, bool)
+                                     and math.isfinite(read_tau) and read_tau > 0):
+        raise ValueError(f'Argument "read_tau" must be a positive number or None, got {read_tau!r}.')
     if preset is not None and preset not in PRESETS:
         raise UnknownChoiceError("HiFi-Syn preset", str(preset), list(PRESETS))
     cfg = dict(PRESETS[preset or "paper"])
@@ -466,7 +508,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
                global_items=None if global_items is None else int(global_items), alpha_p=float(alpha_p),
                alpha_s=float(alpha_s), tau=taus, max_pixels=int(max_pixels), unlabelled_read=str(unlabelled_read),
                cycle_attr=str(cycle_attr), use_bmb=bool(use_bmb), use_labels=bool(use_labels),
-               lambdas={k: float(v) for k, v in lam.items()})
+               lambdas={k: float(v) for k, v in lam.items()}, attr_injection=attr_injection,
+               read_tau=None if read_tau is None else float(read_tau))
     if not cfg["use_labels"]:
         cfg["lambdas"].setdefault("sgd", 0.0)
     spec = TranslatorSpec(method="hifi-syn", inputs=(cfg["source"],), outputs=(cfg["target"],),

@@ -41,3 +41,34 @@ def test_steps_lower_the_diffusion_cycle_loss(step_ctx):
     assert all(torch.isfinite(v) for v in rows[0].values()) and float(rows[0]["d_gp"]) > 0
     assert float(rows[-1]["g_diff_cyc"]) < float(rows[0]["g_diff_cyc"])
     assert float(rows[-1]["g_rec"]) < float(rows[0]["g_rec"])
+
+
+class _Unpaired(torch.utils.data.Dataset):
+    def __init__(self, n=4, size=16):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.rand(n, 1, size, size, generator=g) * 2 - 1
+        self.y = torch.rand(n, 1, size, size, generator=g) * 2 - 1
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"input": self.x[i], "target": self.y[(i + 1) % len(self.y)], "mask": torch.ones_like(self.x[i])}
+
+
+def test_the_checkpoint_records_the_trained_mechanisms_and_a_run_resumes(tmp_path):
+    from napari_medtrans.training.trainer import Trainer
+    from napari_medtrans.translators.checkpoint import load_translator
+
+    def run(steps):
+        model = _model()
+        assert model.config["attr_injection"] is None  # settled by the recipe, inside the trainer
+        return Trainer(get_recipe("disdiff"), model, _Unpaired(), None, out_dir=tmp_path, steps=steps, batch_size=2,
+                       checkpoint_every=1, val_every=0, log_every=1, device="cpu", progress=False).fit()
+
+    assert run(2).step == 2
+    result = run(3)
+    assert result.resumed_from == 2 and result.step == 3
+    loaded = load_translator(result.checkpoint)
+    assert loaded.config["attr_injection"] == "adain" and loaded.config["diff_condition"] == "cross"
+    assert loaded.net.gen["T2"].injection == "adain" and loaded.diff_condition == "cross"
