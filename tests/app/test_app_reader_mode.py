@@ -43,7 +43,8 @@ def study(tmp_path_factory):
         cases.append({"id": f"patient-gamma{i}", "sources": {"T1": str(d / "t1_scan.nii.gz")},
                       "real": str(d / "t2_scan.nii.gz"), "candidates": cands})
     master = create_study(parse_config({"title": "leak check", "seed": 3, "target": "T2", "readers": ["Alice"],
-                                        "cases": cases}), root / "study.db", log=lambda s: None)
+                                        "open_enrolment": True, "cases": cases}), root / "study.db",
+                          log=lambda s: None)
     key = master.key()
     forbidden = set(METHODS) | set(list_translators()) | {c["id"] for c in cases}
     for k in key.values():

@@ -48,7 +48,8 @@ def images(tmp_path_factory):
             io.save(synth, cands[m])
         cases.append({"id": f"subject-alpha{i}", "sources": {"T1": str(d / "T1_acquired.nii.gz")},
                       "real": str(d / "T2_acquired.nii.gz"), "candidates": cands})
-    return root, {"title": "bundle test", "seed": 9, "target": "T2", "readers": ["Alice"], "cases": cases}
+    return root, {"title": "bundle test", "seed": 9, "target": "T2", "readers": ["Alice"], "cases": cases,
+                  "open_enrolment": True}
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ def config(tmp_path_factory):
 
 @pytest.fixture
 def master(config, tmp_path):
-    store = create_study(parse_config(config), tmp_path / "study.db", log=lambda s: None)
+    store = create_study(parse_config({**config, "open_enrolment": True}), tmp_path / "study.db",
+                         log=lambda s: None)
     yield store
     store.close()
 
@@ -363,7 +364,7 @@ def test_a_closed_study_refuses_a_bundle_it_did_not_export(closed_master, tmp_pa
 
 
 def test_an_open_study_still_lets_new_readers_in(master, tmp_path):
-    """With open enrolment (the default) anyone may sign into a bundle; their order is the study's own."""
+    """With open enrolment anyone may sign into a bundle; their order is the study's own."""
     bundle = answered(master, tmp_path / "alice", "Alice")
     opened = open_bundle(bundle)
     carol = ReaderSession(opened.store, "Carol", opened.image_path)

@@ -112,7 +112,7 @@ def test_stored_candidate_order_is_shuffled(db_url):
 
 def test_readers_get_their_seeded_order_and_stored_assignment(store):
     alice = store.sign_in("Alice")
-    bob = store.sign_in("Bob")
+    bob = store.sign_in("Bob", allow_new=True)  # the study lists Alice only: Bob is let in explicitly
     assert not alice.new and bob.new and bob.name == "Bob"
     a = store.assignment(alice.key)
     assert [c.position for c in a] == [1, 2, 3]
@@ -121,6 +121,12 @@ def test_readers_get_their_seeded_order_and_stored_assignment(store):
     assert [(c.case_code, list(c.candidates)) for c in a] == expected
     assert all(len(c.sources) == 1 and c.sources[0][1] == "T1" for c in a)
     assert store.sign_in("  ALICE ").key == "alice"  # signing in again finds the same reader
+
+
+def test_a_study_that_lists_its_readers_is_closed_unless_it_says_open(tmp_path):
+    assert parse_config(config()).open_enrolment is False
+    assert parse_config(config(open_enrolment=True)).open_enrolment is True
+    assert parse_config(config(readers=())).open_enrolment is True  # nobody listed: anyone may sign in
 
 
 def test_closed_enrolment_refuses_unknown_readers(db_url):

@@ -144,14 +144,16 @@ class StudySpec:
     criteria : list of Criterion
     cases : list of CaseSpec
     readers : list of str
-        Readers known in advance (others may sign in later unless ``open_enrolment`` is False).
+        Readers known in advance (others may sign in later only when ``open_enrolment`` is True).
     target : str or None
         Modality of the candidates ("T2").
     models : dict of str to str
         Models to run on the sources (method name -> checkpoint path or "demo") when the config asks the
         study to translate its own candidates.
     open_enrolment : bool
-        Whether a reader not listed may sign in.
+        Whether a reader not listed may sign in, and answer in a bundle made for someone else. A configuration
+        that lists readers defaults to False (closed, bundles bound to their readers); one that lists none, to
+        True.
     """
 
     title: str
@@ -217,7 +219,8 @@ def load_config(path: str | os.PathLike) -> StudySpec:
         target: T2
         include_real: true            # the acquired target is one of the candidates
         criteria: default             # or a list of {name, kind, label, question, min_value, max_value}
-        readers: [alice, bob]         # optional
+        readers: [alice, bob]         # optional; when given, only they may sign in (each in their bundle)
+        open_enrolment: false         # the default when readers are listed; true lets others in
         models: {unet: demo}          # optional: translate each case's sources with these
         cases:
           - id: sub-000
@@ -357,7 +360,9 @@ def parse_config(raw: Any, base: str | os.PathLike = ".") -> StudySpec:
         readers=readers,
         target=str(target) if target else None,
         models=dict(models),
-        open_enrolment=bool(raw.get("open_enrolment", True)),
+        # A study that names its readers is closed to others (and each bundle bound to its readers) unless the
+        # configuration says open_enrolment: true; a study naming none is open, or nobody could sign in.
+        open_enrolment=bool(raw.get("open_enrolment", not readers)),
     )
     if not models:
         spec.validate()
