@@ -161,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
         recipe = get_recipe(args.method, **recipe_options)
     except TypeError as exc:
         raise MedtransError(f"the {args.method} recipe does not take these options: {exc}") from None
+    required_norm = getattr(recipe, "target_norm", None)
+    if required_norm is not None and args.target_norm != required_norm:
+        # A two-way model translates either modality, and the engine normalises every input per volume: training
+        # the target another way would teach it intensities it never meets at inference.
+        raise MedtransError(f"the {args.method} recipe trains with --target-norm {required_norm} (both directions are "
+                            f"normalised as the engine does at inference), not {args.target_norm}")
 
     config = {"inputs": args.inputs, "outputs": args.outputs}
     params = inspect.signature(translator_factory(args.method)).parameters

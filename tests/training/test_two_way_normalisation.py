@@ -93,3 +93,12 @@ def test_the_check_fails_for_targets_normalised_over_the_dataset(phantom):
     reverse = _normalisation_for(ds.normalisation, ("T2",), ("T1",), "T1->T2", "test")
     assert ds.normalisation["targets"] != reverse["targets"]
     assert np.isfinite(worst["T2"])
+
+
+def test_medtrans_train_refuses_dataset_normalisation_for_two_way_methods(phantom, tmp_path, capsys):
+    from napari_medtrans.cli import main
+
+    assert main(["train", "--method", "hifi-syn", "--data", str(phantom), "--out", str(tmp_path / "run"),
+                 "--inputs", "T1", "--outputs", "T2", "--target-norm", "dataset", "--steps", "1"]) == 2
+    assert "--target-norm volume" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
