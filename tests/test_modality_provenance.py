@@ -273,3 +273,13 @@ def test_info_says_how_a_synthetic_file_was_made_and_where_its_contrast_comes_fr
     text = capsys.readouterr().out
     assert "modality:    T2 (from the NIfTI header)" in text
     assert f"made by:     unet, checkpoint {model.name}" in text and f"from:        T1 {data / 'T1.nii.gz'}" in text
+
+
+def test_convert_never_writes_over_its_input(data, tmp_path, capsys):
+    t1 = tmp_path / "T1.nii.gz"
+    t1.write_bytes((data / "T1.nii.gz").read_bytes())
+    before = t1.read_bytes()
+    assert main(["convert", str(t1), str(t1)]) == 2
+    assert "input" in capsys.readouterr().err and t1.read_bytes() == before
+    assert main(["convert", str(data / "dicom" / "T1"), str(data / "dicom" / "T1" / "x.nii.gz")]) == 2
+    assert not (data / "dicom" / "T1" / "x.nii.gz").exists()

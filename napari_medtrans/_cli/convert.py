@@ -34,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..core.io import check_output_path, is_nifti_path, load, save
+    from ..core.io.paths import refuse_overwriting_inputs
     from .info import describe
 
     if not is_nifti_path(args.output):
         print(f"medtrans convert: error: output {args.output!r} must end in .nii or .nii.gz", file=sys.stderr)
         return 2
+    refuse_overwriting_inputs(args.output, [args.input])
     check_output_path(args.output)  # before reading: a bad output location fails at once and leaves nothing
     vol = load(args.input, series_uid=args.series, modality=args.modality, allow_uneven=args.allow_uneven)
     out = save(vol, args.output)

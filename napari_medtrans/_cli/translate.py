@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -103,29 +102,6 @@ def _parse_inputs(items: list[str], spec_inputs: tuple[str, ...]) -> dict[str, s
     return {m: named[m] for m in spec_inputs}
 
 
-def _refuse_overwriting_inputs(out: Path, inputs) -> None:
-    """An output that is (or would be written into) one of the inputs is refused before anything runs."""
-    from ..core.errors import MedtransError
-
-    target = Path(out)
-    real_out = Path(os.path.realpath(target))
-    for item in inputs:
-        real_in = Path(os.path.realpath(item))
-        same = real_out == real_in
-        if not same and target.exists():
-            try:
-                same = os.path.samefile(target, item)
-            except OSError:
-                same = False
-        inside = real_in.is_dir() and (real_out == real_in or real_in in real_out.parents)
-        if same or inside:
-            raise MedtransError(
-                f"is an input of this translation ({item}); the output would overwrite the acquired image. "
-                "Choose another --out",
-                out,
-            )
-
-
 def _map_path(out: Path, name: str) -> Path:
     if not out.name.lower().endswith((".nii", ".nii.gz")):  # a DICOM folder: maps go next to it
         return out.with_name(f"{out.name}_{name}.nii.gz")
@@ -136,6 +112,7 @@ def _map_path(out: Path, name: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..core import io
     from ..core.engine import translate_volume
+    from ..core.io.paths import refuse_overwriting_inputs
     from ..translators.checkpoint import load_translator
     from ..training.evaluate import resolve_model
     from ._progress import TextProgress
@@ -152,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     translator = load_translator(model_path, direction=direction_from_args(args, model_path))
     paths = _parse_inputs(args.inputs, translator.spec.inputs)
-    _refuse_overwriting_inputs(args.out, paths.values())
+    refuse_overwriting_inputs(args.out, paths.values())
     io.check_output_path(args.out, folder=dicom)  # before the work, not after it
     # Each volume keeps the modality its own evidence gives; the engine refuses a mismatch.
     volumes = {m: io.load(p, series_uid=args.series) for m, p in paths.items()}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import OutputPathError
 
-__all__ = ["check_output_path", "missing_reason", "os_reason"]
+__all__ = ["check_output_path", "missing_reason", "os_reason", "refuse_overwriting_inputs"]
 
 _REASONS = {
     errno.EACCES: "permission denied",
@@ -127,3 +127,25 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
     os.close(fd)
     os.unlink(probe)
     return p
+
+
+def refuse_overwriting_inputs(out: str | os.PathLike, inputs) -> None:
+    """Raise :class:`OutputPathError` when ``out`` is one of ``inputs`` (the same file by path, link or hard
+    link) or lies inside an input folder (a DICOM series): nothing is ever written over what was read."""
+    target = Path(out)
+    real_out = Path(os.path.realpath(target))
+    for item in inputs:
+        real_in = Path(os.path.realpath(item))
+        same = real_out == real_in
+        if not same and target.exists():
+            try:
+                same = os.path.samefile(target, item)
+            except OSError:
+                same = False
+        inside = real_in.is_dir() and real_in in real_out.parents
+        if same or inside:
+            raise OutputPathError(
+                f"is {'inside ' if inside and not same else ''}an input of this command ({item}); writing there "
+                "would overwrite what was read. Choose another output",
+                out,
+            )
