@@ -167,6 +167,8 @@ def test_provenance_survives_a_rename_and_reaches_export(data, model, tmp_path, 
 
     text = derivation_description(vol)
     assert prov["checkpoint_sha256"] in text and "SYNTHETIC T2" in text and "from T1" in text
+    assert f"checkpoint file {model.name}" in text and f"seed {prov['seed']}" in text
+    assert str(data) not in text  # no input path (it may name the patient)
 
 
 def test_dicom_input_series_uids_and_patient_are_recorded(data, model, tmp_path):

@@ -103,7 +103,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,11 +294,32 @@ def derivation_description(
     sha = checkpoint_sha256 or prov.get("checkpoint_sha256") or "none (untrained or unknown model)"
     inputs = prov.get("input_modalities") or []
     src = f" from {'+'.join(str(m) for m in inputs)}" if inputs else ""
+    run = _run_text(prov)
     text = (
-        f"SYNTHETIC {volume.modality or 'image'} computed{src} by {method}; checkpoint sha256 {sha}; "
+        f"SYNTHETIC {volume.modality or 'image'} computed{src} by {method}; checkpoint sha256 {sha}{run}; "
         f"napari-medtrans {__version__}. Not an acquired image."
     )
     return text[:1024]
+
+
+def _run_text(prov: Mapping[str, Any]) -> str:
+    """How the run went, from the provenance: checkpoint file name, steps, seed, samples, precision, and any
+    modality override. Nothing identifying (no input paths or UIDs: they may name the patient, and de-identified
+    exports replace UIDs)."""
+
+    def clean(value: Any) -> str:
+        return "".join(ch for ch in " ".join(str(value).split()) if ch.isprintable() and ch != "\\")[:64]
+
+    parts = []
+    if prov.get("checkpoint_name"):
+        parts.append(f"checkpoint file {clean(prov['checkpoint_name'])}")
+    for key in ("steps", "seed", "samples", "precision"):
+        if prov.get(key) is not None:
+            parts.append(f"{key} {clean(prov[key])}")
+    for record in prov.get("modality_override") or []:
+        if isinstance(record, Mapping):
+            parts.append(f"input {clean(record.get('input'))} overridden (labelled {clean(record.get('labelled'))})")
+    return ("; " + ", ".join(parts)) if parts else ""
 
 
 def export_dicom_series(
