@@ -17,6 +17,12 @@ subjects per direction and writes one CSV row per subject and method. Next to th
 zero-parameter floors on the same subjects, fitted on the dataset's training subjects: identity (the input
 rescaled), unpaired histogram mapping (by rank, reversed for anti-correlated contrasts) and a per-voxel lookup.
 
+Maps that are images of the output contrast (by name: regression, diffusion, fused, coarse, refined; e.g.
+EDTS-Trans's regression and diffusion branches, which it fuses into its output) are scored too, as rows
+"map: <name>" between the model and the floors, and written beside the synthetic volumes as
+<modality>_map-<name>.nii.gz: a branch ablation needs no Python. Other maps (the TSM map, MRNet's masks) are not
+images of the output and are left out unless named with --map; --no-maps scores the model alone.
+
 A two-modality model (HiFi-Syn, DisDiff) is evaluated in any direction from one checkpoint: --direction "T2->T1"
 (quoted, or T2:T1) or --reverse; repeat --direction for one row per direction. Synthetic volumes of a direction
 the model was not saved for are named <modality>_from_<source>_synthetic.nii.gz, and the default CSV is then
@@ -24,6 +30,7 @@ metrics_<SRC>_to_<DST>.csv, so the directions share OUT without overwriting each
 
 examples:
   medtrans evaluate --model demo --data phantom-data/
+  medtrans evaluate --model resources/models/edts-t1-t2.safetensors --data phantom-data/   # + its branches
   medtrans evaluate --model hifisyn.safetensors --data phantom-data/ --direction T1:T2 --direction T2:T1
 """
 
@@ -48,6 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-floors", dest="floors", action="store_false",
                    help="skip the zero-parameter floors (identity, histogram mapping, per-voxel lookup fitted on the "
                         "training subjects) that are otherwise scored on the same subjects")
+    p.add_argument("--map", dest="maps", action="append", default=None, metavar="NAME",
+                   help="score this map of the translator as an image of the output (repeatable; default: the maps "
+                        "named regression, diffusion, fused, coarse or refined that the translator returns)")
+    p.add_argument("--no-maps", dest="maps", action="store_const", const=[],
+                   help="score the model's output alone, none of its maps")
     add_direction_arguments(p, several=True)
 
 
@@ -66,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
                               steps=args.steps, samples=args.samples, seed=args.seed, direction=direction,
-                              floors=args.floors,
+                              floors=args.floors, maps=args.maps,
                               log=lambda s: print(s, flush=True))
     print()
     print(format_table(report, by_tumour=args.by_tumour))

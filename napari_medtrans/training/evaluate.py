@@ -11,6 +11,20 @@ Directions. A two-modality checkpoint (HiFi-Syn, DisDiff) translates both ways; 
 direction it was not saved for. Its outputs are named after the source too (``T1_from_T2_synthetic.nii.gz``,
 against ``T2_synthetic.nii.gz`` for the saved direction), so runs in the two directions into one folder never
 skip or overwrite each other's files, and ``evaluate_dataset`` can report several directions in one table.
+
+Maps. A translator may return, next to its image, maps of its own (``spec.maps``, ``TranslationOutput.maps``).
+Some are **images of the output contrast**: intermediate results in the same [-1, 1] intensity space as the
+image, such as EDTS-Trans's regression branch ``T2_bar`` and diffusion branch ``T2_tilde`` (Eq. 1, 3), which the
+method fuses into its image (Eq. 4). Others are not: the TSM probability map (in [0, 1]), MRNet's masks, the
+spread of repeated samples. Which is which is decided **by name**: a map is an image when its name is in
+:data:`IMAGE_MAPS` (``"regression"``, ``"diffusion"``, ``"fused"``, ``"coarse"``, ``"refined"``: names the
+translators of this project give only to images of the output) and has one channel per output modality; every
+other map is left alone unless asked for by name (``maps=[...]``, ``medtrans evaluate --map NAME``), which takes
+the caller's word that it is an image. ``translate_dataset`` writes each image map it is asked for next to the
+synthetic image (:func:`map_path`), mapped into the output contrast's intensity range exactly as the image is
+(clipped to [-1, 1], then the output range the engine used), and ``evaluate_dataset`` scores it like the model,
+one row per subject with the method ``"map: <name>"`` (:func:`map_method`): a branch ablation (regression vs
+diffusion vs fused) from one command, without Python.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import numpy as np
 from ..core import io
 from ..core.dataset import Dataset, load_dataset
 from ..core.errors import MedtransError, WeightsError
+from ..core.volume import Volume
 
 __all__ = [
     "resolve_model",
@@ -38,6 +53,10 @@ __all__ = [
     "reverse_direction",
     "translate_dataset",
     "evaluate_dataset",
+    "IMAGE_MAPS",
+    "image_maps",
+    "map_path",
+    "map_method",
     "evaluate_floors",
     "EvaluationReport",
     "format_table",
@@ -119,6 +138,51 @@ def output_path(out_dir: Path, subject_id: str, modality: str, source: str | Non
     return Path(out_dir) / _safe_name(subject_id, "subject") / f"{modality}{tag}_synthetic.nii.gz"
 
 
+#: Names of maps that are images of the output contrast in the image's [-1, 1] space (module notes): scored by
+#: ``evaluate_dataset`` by default. Anything else (``"tsm"``, ``"masks"``, ``"std"``, ...) only when named.
+IMAGE_MAPS = ("regression", "diffusion", "fused", "coarse", "refined")
+
+
+def image_maps(declared: Sequence[str], requested: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Which of a translator's maps (``declared``, its ``spec.maps``) to treat as images of the output contrast.
+
+    ``requested`` None: the declared maps whose name is in :data:`IMAGE_MAPS`, in the declared order. Otherwise
+    exactly the requested names (an empty sequence: none), each of which must be declared.
+
+    Raises
+    ------
+    ValueError
+        A requested name the translator does not return; the message lists those it does.
+    """
+    declared = tuple(declared)
+    if requested is None:
+        return tuple(m for m in declared if m in IMAGE_MAPS)
+    if isinstance(requested, str):
+        requested = [requested]
+    out = tuple(dict.fromkeys(str(m) for m in requested))
+    unknown = [m for m in out if m not in declared]
+    if unknown:
+        raise ValueError(f"the translator returns no map {', '.join(repr(m) for m in unknown)}; it returns "
+                         + (", ".join(repr(m) for m in declared) if declared else "no maps"))
+    return out
+
+
+def map_path(out_dir: Path, subject_id: str, modality: str, name: str, source: str | None = None) -> Path:
+    """Where the image map ``name`` of the synthetic ``modality`` goes: beside :func:`output_path`'s file,
+    ``<subject>/<modality>[_from_<source>]_map-<name>.nii.gz``."""
+    return _map_path_for(output_path(out_dir, subject_id, modality, source), name)
+
+
+def _map_path_for(output: Path, name: str) -> Path:
+    stem = output.name[: -len("_synthetic.nii.gz")]
+    return output.with_name(f"{stem}_map-{_safe_name(name, 'map')}.nii.gz")
+
+
+def map_method(name: str) -> str:
+    """The ``method`` of an image map's rows in an :class:`EvaluationReport` (``"map: regression"``)."""
+    return f"map: {name}"
+
+
 def reverse_direction(model: str | os.PathLike) -> str:
     """The direction opposite to a one-input, one-output model's own (``"T1->T2"`` -> ``"T2->T1"``).
 
@@ -161,6 +225,7 @@ def translate_dataset(
     seed: int | None = 0,
     overwrite: bool = False,
     direction: str | None = None,
+    maps: Sequence[str] | None = (),
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[str, str, str, Path]]:
@@ -175,7 +240,31 @@ def translate_dataset(
     ``direction`` (``"T2->T1"``; None: the checkpoint's own) picks the direction of a two-modality checkpoint;
     outputs of a direction other than the saved one are named after their source too (:func:`output_path`).
     ``precision`` is the engine's (:func:`~napari_medtrans.core.engine.resolve_precision`).
+
+    ``maps``: image maps to write too, one file per output modality at :func:`map_path` in the output's
+    intensity range (module notes): names, None for those :func:`image_maps` picks by name, or ``()`` (default)
+    for none. A subject counts as translated only when its images and these maps are all there.
     """
+    records = _translate(model, data, out_dir, split=split, device=device, precision=precision, steps=steps,
+                         samples=samples, seed=seed, overwrite=overwrite, direction=direction, maps=maps, log=log,
+                         progress=progress)
+    return [(r.subject, r.direction, r.modality, r.path) for r in records]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    """One synthetic volume written by :func:`_translate` and the image maps written beside it."""
+
+    subject: str
+    direction: str
+    modality: str
+    path: Path
+    maps: tuple[tuple[str, Path], ...] = ()
+
+
+def _translate(model, data, out_dir, *, split, device, precision, steps, samples, seed, overwrite, direction,
+               maps, log, progress) -> list[_Record]:
+    """:func:`translate_dataset`, returning the map files too."""
     from ..core.engine import translate_volume
     from ..translators.checkpoint import load_translator, parse_direction, redirect_translator
 
@@ -188,16 +277,21 @@ def translate_dataset(
     subjects = ds.split(split)[info.rank :: info.world_size]
     model_path = resolve_model(model)
     translator = None
-    written: list[tuple[str, str, str, Path]] = []
+    names: tuple[str, ...] = ()
+    written: list[_Record] = []
     for n, subject in enumerate(subjects, 1):
         if translator is None:
             saved = load_translator(model_path)
             translator = saved if direction is None else redirect_translator(saved, direction, where=model_path)
             source = None if translator is saved else "+".join(translator.spec.inputs)
+            names = _image_map_names(translator, maps, model_path, log)
         spec = translator.spec
         targets = {m: output_path(out_dir, subject.id, m, source) for m in spec.outputs}
-        records = [(subject.id, f"{'+'.join(spec.inputs)}->{m}", m, p) for m, p in targets.items()]
-        if not overwrite and all(p.exists() for p in targets.values()):
+        records = [_Record(subject.id, f"{'+'.join(spec.inputs)}->{m}", m, p,
+                           tuple((name, _map_path_for(p, name)) for name in names))
+                   for m, p in targets.items()]
+        wanted = [p for r in records for p in (r.path, *(mp for _, mp in r.maps))]
+        if not overwrite and all(p.exists() for p in wanted):
             log(f"[{n}/{len(subjects)}] {subject.id}: already translated, skipped")
             written.extend(records)
             continue
@@ -216,14 +310,52 @@ def translate_dataset(
             seed=seed,
         )
         outputs = getattr(result, "outputs", None) or {spec.outputs[0]: result.volume}
-        for modality, path in targets.items():
-            io.write_nifti(outputs[modality], path)
+        for record in records:
+            io.write_nifti(outputs[record.modality], record.path)
+            for name, path in record.maps:
+                io.write_nifti(_map_volume(result, spec, name, record.modality, outputs[record.modality]), path)
         written.extend(records)
         log(f"[{n}/{len(subjects)}] {subject.id}: {'+'.join(spec.inputs)} -> {'+'.join(spec.outputs)} "
-            f"in {time.perf_counter() - t0:.1f} s")
+            + (f"(and the maps {', '.join(names)}) " if names else "")
+            + f"in {time.perf_counter() - t0:.1f} s")
         if progress is not None:
             progress(n, len(subjects))
     return written
+
+
+def _image_map_names(translator, maps, where, log) -> tuple[str, ...]:
+    """The image maps to write for ``translator``: named ones checked, the default ones by :data:`IMAGE_MAPS`."""
+    spec = translator.spec
+    try:
+        names = image_maps(spec.maps, maps)
+    except ValueError as exc:
+        raise MedtransError(str(exc), where) from None
+    # an image of the outputs has one channel per output; the channels are only known once it runs, so the
+    # check happens in _map_volume (a map with another layout has names "<name>_<c>" for the wrong c)
+    if maps is None and names:
+        log(f"maps of {spec.method} scored as images of {'+'.join(spec.outputs)}: {', '.join(names)} "
+            f"(not: {', '.join(m for m in spec.maps if m not in names) or 'none'})")
+    return names
+
+
+def _map_volume(result, spec, name: str, modality: str, image: Volume) -> Volume:
+    """The image map ``name`` for output ``modality`` in that output's intensity range (as the engine maps the
+    image: clipped to [-1, 1], then ``(m + 1) * (hi - lo) / 2 + lo``)."""
+    n_out = len(spec.outputs)
+    c = list(spec.outputs).index(modality)
+    key = name if n_out == 1 else f"{name}_{c}"
+    have = sorted(k for k in result.maps if k == name or k.startswith(f"{name}_"))
+    if key not in result.maps or (n_out == 1 and len(have) != 1):
+        raise MedtransError(f"map {name!r} of {spec.method} is not an image of its {n_out} output(s) "
+                            f"{'+'.join(spec.outputs)} (it came as {', '.join(have) or 'nothing'}); "
+                            "score only maps with one channel per output")
+    m = result.maps[key]
+    rng = image.provenance.get("output_range") or {}
+    lo, hi = float(rng.get("lo", 0.0)), float(rng.get("hi", 1.0))
+    data = (np.clip(m.data, -1.0, 1.0) + np.float32(1.0)) * np.float32((hi - lo) / 2.0) + np.float32(lo)
+    prov = {**image.provenance, "map": name, "map_of": modality}
+    return Volume(data.astype(np.float32), image.affine.copy(), modality=modality, source=image.source,
+                  synthetic=True, provenance=prov)
 
 
 MODEL = "model"
@@ -234,7 +366,9 @@ class EvaluationReport:
     """Per-subject metrics and their summary.
 
     ``rows``: dicts with subject, direction, method, psnr, ssim, mae. ``method`` is :data:`MODEL` for the model's
-    own outputs and ``"floor: <name>"`` for the zero-parameter floors on the same subjects.
+    own outputs, ``"map: <name>"`` for a map of the translator scored as an image of the output (a branch such
+    as EDTS-Trans's ``"map: regression"``; module notes) and ``"floor: <name>"`` for the zero-parameter floors on
+    the same subjects.
     """
 
     rows: list[dict]
@@ -262,7 +396,7 @@ class EvaluationReport:
 
     @property
     def methods(self) -> list[str]:
-        """The model first, then the floors in the order they were scored."""
+        """The model first, then its image maps, then the floors, in the order they were scored."""
         return list(dict.fromkeys([MODEL] + [r.get("method", MODEL) for r in self.rows]))
 
     def write_csv(self, path: str | os.PathLike) -> Path:
@@ -291,6 +425,7 @@ def evaluate_dataset(
     seed: int | None = 0,
     direction: str | Sequence[str] | None = None,
     floors: bool = True,
+    maps: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> EvaluationReport:
     """Translate the subjects of ``split`` into ``out_dir`` (resuming) and score them against the real images.
@@ -302,6 +437,11 @@ def evaluate_dataset(
     dataset's training subjects and scored on the same subjects, one row each per subject; a dataset without
     training subjects gets none (and the log says so).
 
+    ``maps``: the translator's maps scored as images of the output contrast, one row each per subject with the
+    method ``"map: <name>"``, after the model's rows and before the floors' (module notes). None (default): the
+    maps :func:`image_maps` picks by name (EDTS-Trans: ``"regression"`` and ``"diffusion"``, not ``"tsm"``);
+    ``()``: none; names: those maps.
+
     ``direction`` is one direction (``"T2->T1"``) or several (``["T1->T2", "T2->T1"]``: one row each in the
     table) of a two-modality checkpoint; None is the checkpoint's own direction.
     """
@@ -312,29 +452,33 @@ def evaluate_dataset(
     precision = resolve_precision(precision, resolve_device(_device_for_rank(device, dist_info())))
     ds = load_dataset(data)
     model_path = resolve_model(model)
-    records = []
+    records: list[_Record] = []
     for d in _directions(direction):
-        records += translate_dataset(model_path, ds, out_dir, split=split, device=device, precision=precision,
-                                     steps=steps, samples=samples, seed=seed, direction=d, log=log)
+        records += _translate(model_path, ds, out_dir, split=split, device=device, precision=precision,
+                              steps=steps, samples=samples, seed=seed, overwrite=False, direction=d, maps=maps,
+                              log=log, progress=None)
     by_id = {s.id: s for s in ds.subjects}
-    rows = []
-    for subject_id, label, modality, path in records:
-        subject = by_id[subject_id]
-        if modality not in subject.images:
+    rows, map_rows = [], []
+    for record in records:
+        subject = by_id[record.subject]
+        if record.modality not in subject.images:
             continue  # no reference to compare with
-        ref = io.load(ds.path(subject.images[modality]), modality=modality)
-        synth = io.load(path, modality=modality)
-        scores = evaluate_volumes(synth.data, ref.data, mask=_mask_of(ds, subject, ref))
-        rows.append({"subject": subject_id, "direction": label, "method": MODEL, "tumour": _has_tumour(ds, subject),
-                     **scores})
+        ref = io.load(ds.path(subject.images[record.modality]), modality=record.modality)
+        mask = _mask_of(ds, subject, ref)
+        tumour = _has_tumour(ds, subject)
+        for method, path in ((MODEL, record.path), *((map_method(n), p) for n, p in record.maps)):
+            synth = io.load(path, modality=record.modality)
+            row = {"subject": record.subject, "direction": record.direction, "method": method, "tumour": tumour,
+                   **evaluate_volumes(synth.data, ref.data, mask=mask)}
+            (rows if method == MODEL else map_rows).append(row)
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
     n_floor = None
+    floor_rows: list[dict] = []
     if floors:
         floor_rows, n_floor = _floor_rows(ds, rows, log)
-        rows += floor_rows
-    return EvaluationReport(rows=rows, model=str(model_path), split=split, precision=precision,
-                            floor_subjects=n_floor)
+    return EvaluationReport(rows=rows + map_rows + floor_rows, model=str(model_path), split=split,
+                            precision=precision, floor_subjects=n_floor)
 
 
 def evaluate_floors(
@@ -421,7 +565,7 @@ def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None])
 
 
 def format_table(report: EvaluationReport, *, by_tumour: bool = False) -> str:
-    """A paper-style table: per direction, the model and then its floors, mean +- sd over subjects.
+    """A paper-style table: per direction, the model, its image maps and its floors, mean +- sd over subjects.
 
     ``by_tumour`` adds the same table over the subjects with tumours and over those without (from the label
     maps), when the dataset has both."""
@@ -434,6 +578,10 @@ def format_table(report: EvaluationReport, *, by_tumour: bool = False) -> str:
     if report.floor_subjects:
         lines.append(f"floors: zero-parameter, fitted on the {report.floor_subjects} training subjects "
                      "(identity rescaled, unpaired histogram mapping, per-voxel lookup)")
+    shown = [m[len(map_method("")):] for m in report.methods if m.startswith(map_method(""))]
+    if shown:
+        lines.append(f"maps: {', '.join(shown)}: images the translator returns beside its output (e.g. its "
+                     "branches before fusion), scored like the model")
     groups: list[tuple[str, bool | None]] = [("", None)]
     if by_tumour:
         for flag, name in ((True, "with a tumour"), (False, "without a tumour")):
