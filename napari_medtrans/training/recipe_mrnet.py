@@ -18,10 +18,17 @@ default). The discriminator is the pix2pix PatchGAN (:class:`~napari_medtrans.tr
 conditioned on the input; the paper's "patch size 30" is closest to ``d_layers=2`` (34 x 34 receptive field,
 the default; ``d_layers=1`` gives 16). Optimiser: Adam, learning rate 1e-4, betas (0.5, 0.999) (Sec. IV-B;
 the trainer's AdamW with weight decay 0 is Adam), for both networks. The paper trains 40 epochs at batch size 4.
+
+Field of view. The generator works on ``tile`` x ``tile`` views of a slice in training and at inference alike
+(:mod:`napari_medtrans.translators.mrnet`, module notes), so its encoder sees one scale in both. Crops of
+``tile`` x ``tile`` (``--size 64 64`` for the cpu preset) are one view each and cost nothing extra; other crop
+sizes are tiled or padded the same way, and the recipe warns once, since a crop smaller than the tile trains
+on background padding and a larger one costs several views per crop.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,6 +130,7 @@ class MRNetRecipe:
             "lambda_mask": self.lambda_mask, "d_layers": self.d_layers, "d_width": self.d_width,
             "d_norm": self.d_norm, "d_lr_scale": self.d_lr_scale,
         }
+        self._warned_tile = False
 
     def build(self, model: Translator) -> RecipeParts:
         if getattr(getattr(model, "spec", None), "method", None) != "mrnet":
@@ -140,8 +148,19 @@ class MRNetRecipe:
             },
         )
 
+    def _check_crop(self, model, x: torch.Tensor) -> None:
+        """Warn once when the training crops are not one view of the generator (module notes)."""
+        tile = int(getattr(model, "config", {}).get("tile") or 0)
+        if self._warned_tile or not tile or tuple(x.shape[-2:]) == (tile, tile):
+            return
+        self._warned_tile = True
+        warnings.warn(f"MRNet works on {tile} x {tile} views (config 'tile'); training crops of "
+                      f"{x.shape[-2]} x {x.shape[-1]} are {'padded' if max(x.shape[-2:]) < tile else 'tiled'} "
+                      f"to them. Train with --size {tile} {tile} to give it one view per crop", stacklevel=2)
+
     def training_step(self, batch, model, modules, ctx) -> dict[str, torch.Tensor]:
         x, y = batch["input"], batch["target"]
+        self._check_crop(model, x)
         disc = modules["discriminator"]
         with ctx.autocast():
             out = model(x, details=True)

@@ -56,6 +56,21 @@ Choices where the paper is open
   ``u_0 = (y_hat_0 + 1) / 2`` in [0, 1] instead, where a closed mask discards towards black (background), as in
   StegoGAN whose masks MRNet adopts; the image is ``2 u_n - 1`` and Eq. 9 penalises ``u_i * M_bar_i``. Both forms
   are the same network and losses; the config records which one a checkpoint was trained with.
+* **Field of view (``tile``, issue 20).** The generator always works on square views of ``tile`` x ``tile``
+  pixels of the slice, in training and at inference alike, and its encoder sees each view resized to
+  ``sam_image_size``: one scale, ``sam_image_size / tile`` encoder pixels per image pixel, whatever the slice size.
+  A batch of exactly ``tile`` x ``tile`` (the training crops) is one view and runs as it is. A larger slice is cut
+  into views every ``tile / 2`` pixels (the last flush with the far edge), all run as one batch and blended with a
+  tent window (weight ``min(i + 1/2, tile - i - 1/2)`` along each axis, positive everywhere, normalised by the
+  sum of the weights; a pixel covered by one view only gets that view's value). A side shorter than ``tile`` is
+  padded with background (-1, as the engine pads) around the slice and cut back afterwards. The masks and every
+  ``y_hat_k`` are blended the same way (Eq. 4-5 are per pixel). Before this, inference resized the whole slice
+  to the encoder's input (on the phantom's 128 x 128 slices, half the scale of the 64 x 64 training crops the
+  cpu preset's model was trained on); ``tile=0`` still does that, for old figures. Defaults: 64 for the cpu
+  preset (its training crops; the encoder at native scale), 256 for the paper's (a whole 256 x 256 slice into
+  SAM's 1024, as the paper). A checkpoint saved before the key existed gets its preset's tile (the cpu preset's
+  64 for every one made so far). Train on crops of ``tile`` x ``tile``: other crops work, but are tiled or
+  padded the same way.
 * **No ground-truth masks.** The text mentions masks "compared against their respective ground truth masks";
   Eq. 6-11 contain no such term and none is given, so the recipe implements Eq. 6-11 only.
 """
@@ -81,6 +96,8 @@ __all__ = [
     "SoftClamp",
     "apply_masks",
     "masked_image",
+    "run_tiled",
+    "tile_starts",
     "MASK_SPACES",
     "MaskHead",
     "SamAdaptor",
@@ -103,13 +120,16 @@ MASK_BIAS_INIT = 3.0
 
 #: Named sizes. "paper": 8 stages from 64 to 512 channels (pix2pix's generator, 256 x 256 slices) and SAM's
 #: ViT-B, frozen, at its native 1024 x 1024 input. "cpu": 5 stages of 16 ... 128 channels and the reduced "tiny"
-#: encoder on a 64 x 64 view of the slice, trained with the rest.
+#: encoder on 64 x 64 views of the slice at their native scale, trained with the rest. ``tile``: the view's side
+#: (module notes).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(width=64, depth=8, max_mult=8, encoder="sam_vit_b", sam_image_size=1024, freeze_encoder=True,
-                  adaptor_ratio=0.5, mask_width=32),
+                  adaptor_ratio=0.5, mask_width=32, tile=256),
     "cpu": dict(width=16, depth=5, max_mult=8, encoder="tiny", sam_image_size=64, freeze_encoder=False,
-                adaptor_ratio=0.5, mask_width=8),
+                adaptor_ratio=0.5, mask_width=8, tile=64),
 }
+#: Padding of views beyond the slice: background, as the engine pads (core.preprocess.PAD_VALUE).
+TILE_PAD_VALUE = -1.0
 
 
 # -- Eq. 3 -----------------------------------------------------------------------------------------------
@@ -314,6 +334,76 @@ class MRNetGenerator(nn.Module):
         return apply_masks(self.decode(x), self.mask_heads, space=self.mask_space)
 
 
+# -- field of view ---------------------------------------------------------------------------------------
+def tile_starts(size: int, tile: int) -> list[int]:
+    """Starts of the views along one side: every ``tile // 2`` pixels, the last flush with the end (``[0]`` when
+    ``size <= tile``)."""
+    if size <= tile:
+        return [0]
+    step = max(1, tile // 2)
+    starts = list(range(0, size - tile + 1, step))
+    if starts[-1] != size - tile:
+        starts.append(size - tile)
+    return starts
+
+
+def _tent(tile: int, device, dtype) -> torch.Tensor:
+    """The blending window: ``min(i + 1/2, tile - i - 1/2)`` along each axis, positive everywhere."""
+    i = torch.arange(tile, device=device, dtype=torch.float32) + 0.5
+    w = torch.minimum(i, tile - i)
+    return (w[:, None] * w[None, :]).to(dtype)
+
+
+def run_tiled(net, x: torch.Tensor, tile: int, *, pad_value: float = TILE_PAD_VALUE,
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``net(x)`` on ``tile`` x ``tile`` views of ``x``, blended (the module notes' field of view).
+
+    Parameters
+    ----------
+    net : callable
+        Takes ``[N, C, tile, tile]`` and returns ``(ys, masks)``, two lists of ``[N, C_k, tile, tile]`` tensors
+        (:class:`MRNetGenerator`).
+    x : torch.Tensor
+        ``[B, C, H, W]``; a side shorter than ``tile`` is padded with ``pad_value`` around the slice.
+    tile : int
+        Side of the views.
+
+    Returns
+    -------
+    (ys, masks)
+        As ``net`` returns them, ``[B, C_k, H, W]`` each. With one view (``H = W = tile``) exactly ``net(x)``.
+    """
+    _, _, h, w = x.shape
+    ph, pw = max(tile - h, 0), max(tile - w, 0)
+    top, left = ph // 2, pw // 2
+    if ph or pw:
+        x = F.pad(x, (left, pw - left, top, ph - top), value=pad_value)
+    hh, ww = x.shape[-2:]
+    places = [(r, c) for r in tile_starts(hh, tile) for c in tile_starts(ww, tile)]
+    if len(places) == 1:
+        ys, masks = net(x)
+    else:
+        b = x.shape[0]
+        views = torch.cat([x[..., r:r + tile, c:c + tile] for r, c in places], 0)
+        ys_v, masks_v = net(views)
+        win = _tent(tile, x.device, torch.float32)  # blended in float32 whatever the autocast
+        total = x.new_zeros((1, 1, hh, ww), dtype=torch.float32)
+        for r, c in places:
+            total[..., r:r + tile, c:c + tile] += win
+
+        def blend(v: torch.Tensor) -> torch.Tensor:
+            out = v.new_zeros((b, v.shape[1], hh, ww), dtype=torch.float32)
+            for k, (r, c) in enumerate(places):
+                out[..., r:r + tile, c:c + tile] += v[k * b:(k + 1) * b] * win
+            return out / total
+
+        ys, masks = [blend(v) for v in ys_v], [blend(m) for m in masks_v]
+    if ph or pw:
+        ys = [v[..., top:top + h, left:left + w] for v in ys]
+        masks = [m[..., top:top + h, left:left + w] for m in masks]
+    return ys, masks
+
+
 class MRNetTranslator(Translator):
     """MRNet's generator behind the Translator protocol (the discriminator lives in the recipe)."""
 
@@ -325,7 +415,8 @@ class MRNetTranslator(Translator):
         """One pass for the losses: ``image`` (``y_hat_n`` in [-1, 1]), ``ys`` (``y_hat_0 ... y_hat_n`` in the
         space the masks act on, what Eq. 9 penalises), ``masks``."""
         check_batch(x, len(self.spec.inputs), self.spec.size_multiple)
-        ys, masks = self.net(x)
+        tile = int(self.config.get("tile") or 0)
+        ys, masks = run_tiled(self.net, x, tile) if tile else self.net(x)  # the same views in training and use
         return {"image": masked_image(ys[-1], self.net.mask_space), "ys": ys, "masks": masks}
 
     def forward(self, x: torch.Tensor, *, details: bool = False):
@@ -355,6 +446,7 @@ def mrnet(
     freeze_encoder: bool | None = None,
     adaptor_ratio: float | None = None,
     mask_width: int | None = None,
+    tile: int | None = None,
     n_masks: int = 2,
     alpha: float = 0.001,
     mask_space: str = "signed",
@@ -381,6 +473,11 @@ def mrnet(
         SAM adaptor channels per stage as a fraction of the stage's channels (Eq. 2).
     mask_width : int
         Hidden channels of each mask network ``psi_i`` (Eq. 4).
+    tile : int
+        Side of the square views of the slice the generator works on, in training and at inference; the encoder
+        sees each view resized to ``sam_image_size`` (module notes). A multiple of ``2**depth``; 0: the whole
+        slice at once, resized to the encoder's input (the behaviour before issue 20). Default: the preset's
+        (cpu 64, paper 256).
     n_masks : int
         Number of masks (Eq. 4-5): 2 in the paper, 1-7 (Table IV).
     alpha : float
@@ -399,7 +496,7 @@ def mrnet(
         raise UnknownChoiceError("MRNet preset", str(preset), list(PRESETS))
     base = PRESETS[preset or "cpu"]
     given = dict(width=width, depth=depth, max_mult=max_mult, encoder=encoder, sam_image_size=sam_image_size,
-                 freeze_encoder=freeze_encoder, adaptor_ratio=adaptor_ratio, mask_width=mask_width)
+                 freeze_encoder=freeze_encoder, adaptor_ratio=adaptor_ratio, mask_width=mask_width, tile=tile)
     size = {k: (base[k] if v is None else v) for k, v in given.items()}
     if size["encoder"] not in VIT_CONFIGS:
         raise UnknownChoiceError("SAM encoder", str(size["encoder"]), list(VIT_CONFIGS))
@@ -407,6 +504,10 @@ def mrnet(
     depth_i = _int_arg("depth", size["depth"])
     max_mult_i = _int_arg("max_mult", size["max_mult"])
     mask_width_i = _int_arg("mask_width", size["mask_width"])
+    tile_i = size["tile"]
+    if isinstance(tile_i, bool) or not isinstance(tile_i, int) or tile_i < 0 or tile_i % 2**depth_i:
+        raise ValueError(f'Argument "tile" must be 0 or a positive multiple of 2**depth = {2**depth_i}, '
+                         f"got {tile_i!r}.")
     n_masks_i = _int_arg("n_masks", n_masks)
     if n_masks_i > MAX_MASKS:
         raise ValueError(f'Argument "n_masks" must be between 1 and {MAX_MASKS} (Table IV), got {n_masks!r}.')
@@ -426,7 +527,7 @@ def mrnet(
     outputs = _as_tuple(outputs, "outputs")
     config = dict(inputs=list(inputs), outputs=list(outputs), width=width_i, depth=depth_i, max_mult=max_mult_i,
                   encoder=str(size["encoder"]), sam_image_size=img, freeze_encoder=bool(size["freeze_encoder"]),
-                  adaptor_ratio=ratio, mask_width=mask_width_i, n_masks=n_masks_i, alpha=float(alpha),
+                  adaptor_ratio=ratio, mask_width=mask_width_i, tile=tile_i, n_masks=n_masks_i, alpha=float(alpha),
                   mask_space=str(mask_space), sam_weights=None,
                   sam_pretrained=None if sam_pretrained is None else str(sam_pretrained))
     vit = build_sam_vit(config["encoder"], img_size=img)

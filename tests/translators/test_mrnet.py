@@ -48,10 +48,10 @@ def test_soft_clamp_sits_on_the_bottleneck():
     m = tiny()
     seen = {}
     m.net.clamp.register_forward_hook(lambda mod, inp, out: seen.update(inp=inp[0], out=out))
-    m.translate(batch())
+    m.translate(batch(size=64))  # one view of the default tile (64 x 64)
     assert m.net.clamp.alpha == pytest.approx(0.001)
     assert seen["inp"].shape[1] == m.net.downs[-1].out_channels + m.net.adaptors[-1].conv.out_channels
-    assert seen["inp"].shape[-1] == 32 // 2**3
+    assert seen["inp"].shape[-1] == 64 // 2**3
     torch.testing.assert_close(seen["out"], soft_clamp(seen["inp"]))
 
 
@@ -163,9 +163,9 @@ def test_encoder_stages_concatenate_sam_features():
     seen = []
     for t in m.net.transforms:
         t.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape))
-    m.translate(batch())
-    # stage i: c_i = 4 * 2**i own channels + c_i / 2 SAM channels, at 32 / 2**(i+1)
-    assert [tuple(s[1:]) for s in seen] == [(6, 16, 16), (12, 8, 8), (24, 4, 4)]
+    m.translate(batch(size=64))  # one view of the default tile (64 x 64)
+    # stage i: c_i = 4 * 2**i own channels + c_i / 2 SAM channels, at 64 / 2**(i+1)
+    assert [tuple(s[1:]) for s in seen] == [(6, 32, 32), (12, 16, 16), (24, 8, 8)]
     # the SAM features reach the output: changing the encoder changes the translation
     x = batch()
     a = m.translate(x).image
