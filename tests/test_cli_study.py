@@ -63,8 +63,14 @@ def test_study_commands_end_to_end(study_yaml, tmp_path, capsys):
     assert main(["study", "report", "--db", str(db), "--out", str(tmp_path / "rep")]) == 0
     with open(tmp_path / "rep" / "summary.csv") as f:
         rows = {(r["method"], r["criterion"]): r for r in csv.DictReader(f)}
-    assert float(rows[("tinyunet", "diagnostic")]["mean"]) == 4.0 and rows[("real", "ranking")]["mean"] == "1.0"
-    assert "Visual Turing test" in (tmp_path / "rep" / "report.html").read_text()
+    # a full tie of two candidates: both share places 1 and 2, mid-rank 1.5 (one tie convention everywhere)
+    assert float(rows[("tinyunet", "diagnostic")]["mean"]) == 4.0 and rows[("real", "ranking")]["mean"] == "1.5"
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Visual Turing test" in html
+    # one reader: the MRMC analysis (readers random) says why it has no p
+    with open(tmp_path / "rep" / "mrmc_global.csv") as f:
+        glob = list(csv.DictReader(f))
+    assert glob and all(r["p"] == "" and "1 reader" in r["note"] for r in glob)
 
 
 def test_study_errors_are_one_line(tmp_path, capsys):
@@ -146,3 +152,27 @@ def test_import_of_a_damaged_database_is_one_line(small_study, capsys):
     assert main(["study", "report", "--db", str(bundle / "study.db"), "--out", str(bundle.parent / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{bundle / 'study.db'}: cannot open the study database: file is not a database" in err
+
+
+def test_simulate_effects_and_mrmc_variants(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "seed": 1, "cases": [{"id": f"c{i}", "real": "r", "candidates": {"m1": "a", "m2": "b"}} for i in range(6)]}))
+    from napari_medtrans.core.study import create_study, load_config
+
+    create_study(load_config(tmp_path / "s.yaml"), tmp_path / "s.db", check_images=False).close()
+    db = str(tmp_path / "s.db")
+    assert main(["study", "simulate", "--db", db, "--readers", "5", "--equal", "--effect", "m1=1.0",
+                 "--case-method-sd", "0.5", "--reader-method-sd", "0.3", "--seed", "4"]) == 0
+    assert "every method at 3.0, m1 +1.0" in capsys.readouterr().out
+    for variant in ("random", "fixed-readers", "fixed-cases"):
+        out = tmp_path / variant
+        assert main(["study", "report", "--db", db, "--out", str(out), "--mrmc", variant]) == 0
+        with open(out / "mrmc_pairwise.csv") as f:
+            pairs = {(r["criterion"], r["method_a"], r["method_b"]): r for r in csv.DictReader(f)}
+        d = pairs[("structure", "m1", "m2")]
+        assert 0.3 < float(d["difference"]) < 1.7 and float(d["ci_low"]) < float(d["difference"])
+    assert "readers fixed" in (tmp_path / "fixed-readers" / "report.html").read_text()
+    assert main(["study", "simulate", "--db", db, "--effect", "nope=1"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["study", "simulate", "--db", db, "--effect", "m1"]) == 2
+    assert "METHOD=POINTS" in capsys.readouterr().err

@@ -20,15 +20,21 @@ diagnostic value 1-5, a ranking with ties, and "acquired or generated?" with a c
                   range, an unknown reader, ...) is refused whole, with every problem listed. With
                   `open_enrolment: false` in the study's configuration, a bundle only brings the scores of
                   the readers it was made for.
-  report          write report.html (mean +- sd, Friedman, Wilcoxon + Holm, Krippendorff's alpha, Kendall's W,
-                  rank distributions, visual Turing test) and CSV tables
-  simulate        fill a study with simulated readers (to try the report)
+  report          write report.html and CSV tables: first the multi-reader multi-case analysis
+                  (Obuchowski-Rockette with Hillis degrees of freedom, readers and cases random; --mrmc
+                  fixed-readers / fixed-cases for the variants): 95 % CIs per method, global tests, pairwise
+                  differences, the visual Turing test's AUC, sensitivity, specificity and balanced accuracy;
+                  then descriptive tables (mean +- sd, rank distributions, Friedman and Wilcoxon over cases,
+                  Krippendorff's alpha, Kendall's W)
+  simulate        fill a study with simulated readers (to try the report, or the analysis's power and level
+                  for a design: --equal, --effect METHOD=POINTS, --case-method-sd, --reader-method-sd)
 
 examples:
   medtrans study create --config study.yaml --db study.db
   medtrans study export-bundle --db study.db --out bundle-alice --reader Alice
   medtrans study import-results --db study.db bundle-alice bundle-bob.zip
   medtrans study report --db study.db --out report/
+  medtrans study simulate --db trial.db --readers 5 --equal --effect hifi=0.3 --case-method-sd 0.5
   medtrans study create --config study.yaml --db postgresql://user:pw@127.0.0.1/study
 """
 
@@ -57,12 +63,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = sub.add_parser("report", help="write report.html and CSV tables")
     r.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
     r.add_argument("--out", required=True, type=Path, help="output folder")
+    r.add_argument("--mrmc", default="random", choices=("random", "fixed-readers", "fixed-cases"),
+                   help="which factors the MRMC analysis treats as random: both (default; conclusions for new "
+                        "readers and cases), fixed-readers (for these readers only), fixed-cases (these cases only)")
 
     s = sub.add_parser("simulate", help="answer the study with simulated readers")
     s.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
     s.add_argument("--readers", type=int, default=4, help="number of simulated readers (default 4)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=0.5, help="sd of each simulated answer (default 0.5)")
+    s.add_argument("--equal", action="store_true",
+                   help="every method starts at the same latent quality (3.0), so only --effect separates them")
+    s.add_argument("--effect", action="append", default=[], metavar="METHOD=POINTS",
+                   help="add POINTS to METHOD's latent quality (repeatable), e.g. hifi=0.3")
+    s.add_argument("--case-sd", type=float, default=0.4, help="sd of the case effect shared by all (default 0.4)")
+    s.add_argument("--reader-sd", type=float, default=0.2, help="sd of each reader's bias (default 0.2)")
+    s.add_argument("--case-method-sd", type=float, default=0.0,
+                   help="sd of the case x method interaction: a method suits some cases, for every reader "
+                        "(default 0)")
+    s.add_argument("--reader-method-sd", type=float, default=0.0,
+                   help="sd of the reader x method interaction: a reader's own preference, on every case "
+                        "(default 0)")
+
+
+def _effects(items: list[str]) -> dict[str, float]:
+    from ..core.errors import StudyError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise StudyError(f"--effect {item!r}: expected METHOD=POINTS, e.g. hifi=0.3")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,9 +125,17 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{source}: {s.added} scores added, {s.skipped} already present, "
                       f"{s.readers_added} new readers")
         elif cmd == "report":
-            paths = write_report(analyse(store), args.out)
+            paths = write_report(analyse(store, mrmc=args.mrmc), args.out)
             print(f"wrote {paths['html']} and {len(paths) - 1} CSV tables in {args.out}")
         elif cmd == "simulate":
-            keys = simulate_readers(store, args.readers, seed=args.seed, noise=args.noise)
-            print(f"{len(keys)} simulated readers answered every case: {', '.join(keys)}")
+            effects = _effects(args.effect)
+            quality = {m: 3.0 for m in store.methods()} if args.equal else None
+            keys = simulate_readers(store, args.readers, seed=args.seed, noise=args.noise, quality=quality,
+                                    effects=effects, case_sd=args.case_sd, reader_sd=args.reader_sd,
+                                    case_method_sd=args.case_method_sd, reader_method_sd=args.reader_method_sd)
+            truth = "every method at 3.0" if args.equal else "default qualities"
+            truth += "".join(f", {m} {v:+.1f}" for m, v in effects.items())
+            print(f"{len(keys)} simulated readers answered every case ({truth}; sd: noise {args.noise}, case "
+                  f"{args.case_sd}, reader {args.reader_sd}, case x method {args.case_method_sd}, reader x method "
+                  f"{args.reader_method_sd}): {', '.join(keys)}")
     return 0

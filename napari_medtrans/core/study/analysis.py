@@ -1,18 +1,40 @@
-"""Analysis of a reader study: scores per method, tests between methods, agreement between readers.
+"""Analysis of a reader study: a multi-reader multi-case (MRMC) analysis first, then descriptive tables.
 
-* mean +- sd per method and criterion (every reader's latest answer for every case);
-* Friedman test per criterion over blocks (reader, case) that have an answer for every method, then pairwise
-  Wilcoxon signed-rank tests on the same blocks with Holm's step-down correction;
+Readers of the same case are not independent observations: a case that suits one method suits it for every
+reader, and a reader who prefers a method prefers it on every case. The inference therefore treats readers
+and cases as random (:mod:`.mrmc`: Obuchowski-Rockette with Hillis's degrees of freedom, covariances by the
+jackknife over cases), per criterion:
+
+* ``mean score`` per method for a scale criterion, ``mean rank`` for a ranking (1 best);
+* for the visual Turing test (needs the acquired image among the candidates), per synthetic method: the AUC of
+  telling its images from acquired ones, with the answer and its confidence as a 10-point rating (generated
+  with confidence 5 = 10 ... acquired with confidence 5 = 1; an answer without a confidence counts as
+  confidence 1), the sensitivity (its images called generated), the balanced accuracy (sensitivity and the
+  specificity averaged) and, once, the specificity (acquired images called acquired). 0.5 is chance: a reader
+  who answers "generated" to everything has AUC 0.5 and balanced accuracy 0.5.
+
+Each gives a global test, every pairwise difference with its 95 % CI and p (and Holm's adjustment), and a 95 % CI
+per method. The analysis needs every kept reader to have answered every kept method on every kept case: readers
+or cases that would leave holes are left out (the one with the fewest complete readings first) and listed in
+``dropped`` with the reason, as is a method nobody answered.
+
+Descriptive tables follow, on the same data:
+
+* mean +- sd per method and criterion (every reader's latest answer);
+* Friedman and pairwise Wilcoxon signed-rank tests (Holm-adjusted) over *cases*, each case's answers averaged
+  over its readers: readers fixed, so they speak for these readers only; Wilcoxon is exact up to 25 non-zero
+  differences, zero differences dropped (Wilcoxon's own rule);
 * inter-rater agreement: Krippendorff's alpha (ordinal for scales, nominal for acquired-or-generated; units
-  are the candidate images, coders the readers) and Kendall's W for rankings (per case, with the tie
-  correction), summarised over cases;
-* rank distributions as in HiFi-Syn Fig. 6: within each block the methods are ranked (ties share the best
-  rank) by a scale criterion, or taken as the reader ranked them, and the ranks are counted per method;
-* realism (a visual Turing test): per method, how often readers judged the image acquired, and how often they
-  were right.
+  are the candidate images, coders the readers) and Kendall's W for rankings per case, with its chance level;
+* rank distributions as in HiFi-Syn Fig. 6;
+* the visual Turing test's plain shares (judged acquired, judged correctly).
 
-The statistics are plain functions on arrays (:func:`krippendorff_alpha`, :func:`kendall_w`, :func:`holm`)
-so that they can be checked against published examples.
+One tie convention everywhere: tied candidates share the mean of the places they span (mid-ranks). A reader's
+"1, 1, 3" (a tie for first) becomes 1.5, 1.5, 3; scale scores become ranks the same way; in the rank
+distributions a tie over places 1-2 counts one half at each.
+
+The statistics are plain functions on arrays (:func:`krippendorff_alpha`, :func:`kendall_w`, :func:`holm`,
+:func:`wilcoxon_signed_rank`) so that they can be checked against published examples.
 """
 
 from __future__ import annotations
@@ -20,12 +42,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import StudyError, UnknownChoiceError
 from .model import REAL
+from .mrmc import VARIANTS, jackknife_covariance, mann_whitney_kernel, obuchowski_rockette
 
 __all__ = [
     "holm",
@@ -33,6 +56,7 @@ __all__ = [
     "kendall_w",
     "rank_with_ties",
     "friedman_test",
+    "wilcoxon_signed_rank",
     "wilcoxon_test",
     "ScoreRecord",
     "StudyAnalysis",
@@ -178,18 +202,70 @@ def friedman_test(matrix) -> tuple[float, float]:
     return float(stat), float(p)
 
 
-def wilcoxon_test(a, b) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank test on paired samples (statistic, p); p = 1 when all pairs are equal."""
-    from scipy.stats import wilcoxon
+#: Wilcoxon's exact distribution is used up to this many non-zero differences, the normal one above.
+EXACT_MAX = 25
+#: The report warns below these numbers of readers and cases.
+SMALL_READERS = 4
+SMALL_CASES = 10
+ZERO_HANDLING = "zero differences dropped (Wilcoxon)"
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) < 1:
-        return float("nan"), float("nan")
-    if np.all(a == b):
-        return 0.0, 1.0
-    with np.errstate(all="ignore"):
-        res = wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
-    return float(res.statistic), float(res.pvalue)
+
+def wilcoxon_signed_rank(a, b, *, exact_max: int = EXACT_MAX) -> dict:
+    """Two-sided Wilcoxon signed-rank test of paired samples.
+
+    Zero differences are dropped (Wilcoxon 1945; the ``"wilcox"`` rule), tied absolute differences share
+    mid-ranks. With at most ``exact_max`` non-zero differences the p-value is exact: the distribution of W+ over
+    the 2^n equally likely sign flips of the mid-ranks, counted on doubled ranks (whole numbers, so ties are
+    exact too). Above that, the normal approximation with the tie-corrected variance ``sum(rank^2) / 4`` and no
+    continuity correction.
+
+    Returns
+    -------
+    dict
+        n (pairs), n_nonzero, statistic (W+, the rank sum of the positive differences), p, method ("exact" or
+        "normal approximation"), rank_biserial ((W+ - W-) / (W+ + W-), an effect size from -1 to 1). p is NaN
+        with fewer than 2 pairs.
+    """
+    from scipy.stats import norm, rankdata
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise StudyError(f"wilcoxon_signed_rank expects two 1D samples of one length, got {x.shape} and {y.shape}")
+    out = {"n": int(len(x)), "n_nonzero": 0, "statistic": float("nan"), "p": float("nan"), "method": "",
+           "rank_biserial": float("nan")}
+    if len(x) < 2:
+        return out
+    d = x - y
+    nz = d[d != 0]
+    out["n_nonzero"] = int(len(nz))
+    if len(nz) == 0:
+        out.update(statistic=0.0, p=1.0, method="exact", rank_biserial=0.0)
+        return out
+    ranks = rankdata(np.abs(nz))
+    w_plus, total = float(ranks[nz > 0].sum()), float(ranks.sum())
+    out.update(statistic=w_plus, rank_biserial=(2 * w_plus - total) / total)
+    if len(nz) <= exact_max:
+        doubled = np.rint(2 * ranks).astype(np.int64)
+        counts = np.zeros(int(doubled.sum()) + 1)
+        counts[0] = 1.0
+        for r in doubled:
+            shifted = np.zeros_like(counts)
+            shifted[r:] = counts[:-r]
+            counts = counts + shifted
+        sums = np.arange(len(counts))
+        centre = doubled.sum() / 2.0
+        extreme = np.abs(sums - centre) >= abs(round(2 * w_plus) - centre)
+        out.update(p=float(min(1.0, counts[extreme].sum() / counts.sum())), method="exact")
+    else:
+        z = (w_plus - total / 2.0) / math.sqrt(float((ranks ** 2).sum()) / 4.0)
+        out.update(p=float(2 * norm.sf(abs(z))), method="normal approximation")
+    return out
+
+
+def wilcoxon_test(a, b) -> tuple[float, float]:
+    """(W+, two-sided p) of :func:`wilcoxon_signed_rank`; p = 1 when all pairs are equal, NaN below 2 pairs."""
+    res = wilcoxon_signed_rank(a, b)
+    return res["statistic"], res["p"]
 
 
 # -- the study ---------------------------------------------------------------------------------------------
@@ -210,7 +286,8 @@ class ScoreRecord:
 
 @dataclasses.dataclass
 class StudyAnalysis:
-    """Everything :func:`analyse` computes (tables are lists of dicts, ready for CSV and HTML).
+    """Everything :func:`analyse` computes (tables are lists of dicts, ready for CSV and HTML; NaN = n/a, with
+    the reason in the row's ``note``).
 
     Attributes
     ----------
@@ -219,19 +296,35 @@ class StudyAnalysis:
     criteria : list of Criterion
     readers, cases : list of str
     summary : list of dict
-        method, criterion, n, mean, sd.
+        method, criterion, n (answers), readers, cases, mean, sd.
     friedman : list of dict
-        criterion, blocks, chi2, p.
+        criterion, methods, blocks (cases), readers, chi2, p.
     pairwise : list of dict
-        criterion, method_a, method_b, n, mean_difference, statistic, p, p_holm.
+        criterion, method_a, method_b, n (cases), n_nonzero, mean_difference, statistic (W+), p, p_holm,
+        method ("exact" / "normal approximation"), zero_handling, rank_biserial.
     agreement : list of dict
         criterion, statistic ("krippendorff_alpha_ordinal", "krippendorff_alpha_nominal", "kendall_w_mean"),
-        value, n (units or cases), detail.
+        value, chance, n (units or cases), detail.
     realism : list of dict
-        method, n, judged_acquired, accuracy, mean_confidence.
+        method, n, judged_acquired, accuracy (share judged correctly: the sensitivity of a generated method, the
+        specificity of the acquired images), mean_confidence. Empty without acquired images.
     rank_distribution : dict
-        criterion -> method -> counts of rank 1..len(methods).
+        criterion -> method -> counts of places 1..len(methods) (ties split over the places they span).
     records : list of ScoreRecord
+    mrmc_variant : {"random", "fixed-readers", "fixed-cases"}
+    mrmc_global : list of dict
+        criterion, metric, methods, n_readers, n_cases, statistic ("F" or "chi2"), value, df1, df2, p,
+        var_error, cov1, cov2, cov3, var_reader, var_test_reader, covariance, note, warning.
+    mrmc_methods : list of dict
+        criterion, metric, method, n_readers, n_cases, estimate, se, df, ci_low, ci_high, note.
+    mrmc_pairwise : list of dict
+        criterion, metric, method_a, method_b, n_readers, n_cases, difference (a - b), se, df, ci_low,
+        ci_high, p, p_holm, note.
+    mrmc_readers : list of dict
+        criterion, metric, method, reader, value: every reader's figure of merit.
+    dropped : list of dict
+        criterion, what, reason: what the analysis left out.
+    warnings : list of str
     """
 
     methods: list
@@ -246,6 +339,13 @@ class StudyAnalysis:
     rank_distribution: dict
     records: list
     title: str = ""
+    mrmc_variant: str = "random"
+    mrmc_global: list = dataclasses.field(default_factory=list)
+    mrmc_methods: list = dataclasses.field(default_factory=list)
+    mrmc_pairwise: list = dataclasses.field(default_factory=list)
+    mrmc_readers: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
 
     def mean(self, method: str, criterion: str) -> float:
         """The mean of one method on one criterion (NaN when unanswered)."""
@@ -269,80 +369,322 @@ def collect_records(store) -> list[ScoreRecord]:
     return out
 
 
-def analyse(store) -> StudyAnalysis:
-    """Analyse the study in ``store`` (see the module notes); raises StudyError on a blinded copy."""
-    return analyse_records(collect_records(store), store.criteria(), store.methods(), title=store.info()["title"])
+def analyse(store, *, mrmc: str = "random") -> StudyAnalysis:
+    """Analyse the study in ``store`` (see the module notes); raises StudyError on a blinded copy.
+
+    ``mrmc``: "random" (readers and cases random, the default), "fixed-readers" (conclusions for these readers
+    only) or "fixed-cases" (for these cases only).
+    """
+    return analyse_records(collect_records(store), store.criteria(), store.methods(), title=store.info()["title"],
+                           mrmc=mrmc)
 
 
-def _blocks(records: Sequence[ScoreRecord], criterion: str, methods: Sequence[str]) -> tuple[list, np.ndarray]:
-    """(reader, case) blocks answering ``criterion`` for every method, and their blocks x methods values."""
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for r in records:
-        if r.criterion == criterion:
-            table.setdefault((r.reader, r.case), {})[r.method] = r.value
-    keys = sorted(k for k, v in table.items() if all(m in v for m in methods))
-    matrix = np.array([[table[k][m] for m in methods] for k in keys], dtype=np.float64).reshape(len(keys),
-                                                                                               len(methods))
-    return keys, matrix
+def _mid_ranks(records: Sequence[ScoreRecord], ranking: set[str]) -> list[ScoreRecord]:
+    """Rankings as mid-ranks within each reading (tied candidates share the mean of the places they span)."""
+    from scipy.stats import rankdata
+
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, r in enumerate(records):
+        if r.criterion in ranking:
+            groups.setdefault((r.reader, r.case, r.criterion), []).append(i)
+    out = list(records)
+    for idx in groups.values():
+        for i, v in zip(idx, rankdata([records[i].value for i in idx])):
+            out[i] = dataclasses.replace(records[i], value=float(v))
+    return out
+
+
+@dataclasses.dataclass
+class _Crossed:
+    """One criterion's fully crossed data: every kept reader answered every kept method on every kept case."""
+
+    methods: list
+    readers: list
+    cases: list
+    values: np.ndarray  # (methods, readers, cases)
+    confidence: np.ndarray  # (methods, readers, cases), NaN where not given
+    dropped: list
+
+
+def _crossed(recs: Sequence[ScoreRecord], methods: Sequence[str], criterion: str) -> _Crossed:
+    """Keep readers and cases with every method answered; drop the line with the fewest complete readings first
+    (cases before readers on a tie), so that as few answers as possible are lost."""
+    present = [m for m in methods if any(r.method == m for r in recs)]
+    dropped = [{"criterion": criterion, "what": f"method {m}", "reason": "no answers"}
+               for m in methods if m not in present]
+    cell: dict[tuple[str, str], dict[str, ScoreRecord]] = {}
+    for r in recs:
+        cell.setdefault((r.reader, r.case), {})[r.method] = r
+    readers = sorted({r.reader for r in recs})
+    cases = sorted({r.case for r in recs})
+    complete = {k for k, v in cell.items() if all(m in v for m in present)}
+    answered = {rd: {r.method for r in recs if r.reader == rd} for rd in readers}
+    kept_r, kept_c = list(readers), list(cases)
+    while True:
+        done_r = {rd: sum((rd, cs) in complete for cs in kept_c) for rd in kept_r}
+        done_c = {cs: sum((rd, cs) in complete for rd in kept_r) for cs in kept_c}
+        options = ([(n, 0, cs) for cs, n in done_c.items() if n < len(kept_r)]
+                   + [(n, 1, rd) for rd, n in done_r.items() if n < len(kept_c)])
+        if not options:
+            break
+        n, is_reader, name = min(options)
+        if is_reader:
+            missing = [m for m in present if m not in answered[name]]
+            why = f"answered every method on {n} of {len(kept_c)} cases"
+            if missing:
+                why += f" (no answer at all for {', '.join(missing)})"
+            dropped.append({"criterion": criterion, "what": f"reader {name}", "reason": why})
+            kept_r.remove(name)
+        else:
+            dropped.append({"criterion": criterion, "what": f"case {name}",
+                            "reason": f"answered for every method by {n} of {len(kept_r)} readers"})
+            kept_c.remove(name)
+    shape = (len(present), len(kept_r), len(kept_c))
+    values, conf = np.full(shape, np.nan), np.full(shape, np.nan)
+    for j, rd in enumerate(kept_r):
+        for k, cs in enumerate(kept_c):
+            for i, m in enumerate(present):
+                rec = cell[(rd, cs)][m]
+                values[i, j, k] = rec.value
+                if rec.confidence is not None:
+                    conf[i, j, k] = rec.confidence
+    return _Crossed(present, kept_r, kept_c, values, conf, dropped)
+
+
+def _small(n_readers: int, n_cases: int) -> str:
+    parts = []
+    if 0 < n_readers < SMALL_READERS:
+        parts.append(f"few readers ({n_readers}, fewer than {SMALL_READERS})")
+    if 0 < n_cases < SMALL_CASES:
+        parts.append(f"few cases ({n_cases}, fewer than {SMALL_CASES})")
+    return "; ".join(parts)
+
+
+class _Tables:
+    """The MRMC tables being filled, and the one function that fills them for a figure of merit."""
+
+    def __init__(self, variant: str):
+        self.variant = variant
+        self.glob: list[dict] = []
+        self.methods: list[dict] = []
+        self.pairwise: list[dict] = []
+        self.readers: list[dict] = []
+
+    def nothing(self, criterion: str, metric: str, methods: Sequence[str], reason: str, r: int = 0,
+                c: int = 0) -> None:
+        """Rows saying n/a, with the reason, for a figure of merit that cannot be analysed at all."""
+        nan = float("nan")
+        base = {"criterion": criterion, "metric": metric, "n_readers": r, "n_cases": c}
+        self.glob.append({**base, "methods": ", ".join(methods), "statistic": "", "value": nan, "df1": nan,
+                          "df2": nan, "p": nan, "note": reason, "warning": ""})
+        for m in methods:
+            self.methods.append({**base, "method": m, "estimate": nan, "se": nan, "df": nan, "ci_low": nan,
+                                 "ci_high": nan, "note": reason})
+        for a, b in itertools.combinations(methods, 2):
+            self.pairwise.append({**base, "method_a": a, "method_b": b, "difference": nan, "se": nan, "df": nan,
+                                  "ci_low": nan, "ci_high": nan, "p": nan, "p_holm": nan, "note": reason})
+
+    def add(self, criterion: str, metric: str, row_methods: Sequence[str], tests: Sequence[str],
+            statistic: Callable[[np.ndarray], np.ndarray], readers: Sequence[str], n_cases: int,
+            absent: dict[str, str], *, compare: bool = True) -> None:
+        """Analyse one figure of merit (``statistic(keep)`` -> tests x readers) and append its rows.
+
+        ``row_methods`` are the methods the tables list; those not in ``tests`` get n/a with ``absent[m]``.
+        ``compare=False`` adds the per-method rows only (a figure of one test: its CI is the result).
+        """
+        nan = float("nan")
+        r, c = len(readers), n_cases
+        if self.variant != "fixed-cases" and c >= 2:
+            theta, cov = jackknife_covariance(statistic, c)
+        else:
+            theta, cov = np.asarray(statistic(np.arange(c)), dtype=np.float64), None
+        res = obuchowski_rockette(theta, cov, tests, variant=self.variant, covariance="jackknife", n_cases=c)
+        base = {"criterion": criterion, "metric": metric, "n_readers": r, "n_cases": c}
+        g = res.global_test
+        if compare:
+            self.glob.append({**base, "methods": ", ".join(tests), "statistic": g["statistic"], "value": g["value"],
+                              "df1": g["df1"], "df2": g["df2"], "p": g["p"], "var_error": res.var_error,
+                              "cov1": res.cov1, "cov2": res.cov2, "cov3": res.cov3, "var_reader": res.var_reader,
+                              "var_test_reader": res.var_test_reader, "covariance": res.covariance,
+                              "note": g["note"], "warning": _small(r, c)})
+        per = {row["method"]: row for row in res.per_test}
+        for m in row_methods:
+            self.methods.append({**base, **per[m]} if m in per else
+                                {**base, "method": m, "estimate": nan, "se": nan, "df": nan, "ci_low": nan,
+                                 "ci_high": nan, "note": absent.get(m, "not analysed")})
+        pairs = {(p["method_a"], p["method_b"]): p for p in res.pairwise}
+        rows = []
+        for a, b in itertools.combinations(row_methods, 2):
+            if (a, b) in pairs:
+                rows.append({**base, **pairs[(a, b)]})
+            else:
+                gone = a if a not in tests else b
+                rows.append({**base, "method_a": a, "method_b": b, "difference": nan, "se": nan, "df": nan,
+                             "ci_low": nan, "ci_high": nan, "p": nan,
+                             "note": f"{gone}: {absent.get(gone, 'not analysed')}"})
+        for row, adj in zip(rows, holm([row["p"] for row in rows])):
+            row["p_holm"] = float(adj)
+        self.pairwise += rows
+        for i, m in enumerate(tests):
+            for j, rd in enumerate(readers):
+                self.readers.append({"criterion": criterion, "metric": metric, "method": m, "reader": rd,
+                                     "value": float(theta[i, j])})
+
+
+def _turing(t: _Tables, crit: str, x: _Crossed, methods: Sequence[str]) -> None:
+    """Turing AUC, sensitivity and balanced accuracy per synthetic method; specificity once (see module notes)."""
+    synth_rows = [m for m in methods if m != REAL]
+    synth = [m for m in x.methods if m != REAL]
+    absent = {m: "no answers" for m in synth_rows if m not in synth}
+    real = x.methods.index(REAL)
+    idx = [x.methods.index(m) for m in synth]
+    generated = x.values == 0.0
+    conf = np.nan_to_num(x.confidence, nan=1.0)
+    rating = np.where(generated, 5.0 + conf, 6.0 - conf)  # 10 = surely generated ... 1 = surely acquired
+    pos, neg = rating[idx], rating[real]
+    sens_all = generated[idx].astype(np.float64)
+    spec_all = (~generated[real]).astype(np.float64)
+
+    def auc(keep):
+        return mann_whitney_kernel(pos[:, :, keep], neg[None, :, keep]).mean(axis=(2, 3))
+
+    def sensitivity(keep):
+        return sens_all[:, :, keep].mean(axis=2)
+
+    def specificity(keep):
+        return spec_all[None, :, keep].mean(axis=2)
+
+    def balanced(keep):
+        return (sensitivity(keep) + specificity(keep)) / 2.0
+
+    c = len(x.cases)
+    for metric, fn in (("Turing AUC", auc), ("sensitivity", sensitivity), ("balanced accuracy", balanced)):
+        if synth:
+            t.add(crit, metric, synth_rows, synth, fn, x.readers, c, absent, compare=len(synth_rows) > 1)
+        else:
+            t.nothing(crit, metric, synth_rows, "no synthetic method was answered", len(x.readers), c)
+    t.add(crit, "specificity", [REAL], [REAL], specificity, x.readers, c, {}, compare=False)
+
+
+def _rank_counts(values: np.ndarray, higher_is_better: bool, k: int) -> np.ndarray:
+    """Places 1..k of each candidate of one reading, ties split equally over the places they span."""
+    from scipy.stats import rankdata
+
+    mid = rankdata(-values if higher_is_better else values)
+    out = np.zeros((len(values), k))
+    for i, m in enumerate(mid):
+        g = int(np.sum(mid == m))
+        first = int(round(m - (g - 1) / 2.0))
+        out[i, first - 1:first - 1 + g] = 1.0 / g
+    return out
 
 
 def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods: Sequence[str],
-                    title: str = "") -> StudyAnalysis:
+                    title: str = "", *, mrmc: str = "random") -> StudyAnalysis:
     """The analysis of already unblinded records (see :func:`analyse`)."""
+    if mrmc not in VARIANTS:
+        raise UnknownChoiceError("MRMC variant", mrmc, VARIANTS)
     methods = list(methods)
     readers = sorted({r.reader for r in records})
     cases = sorted({r.case for r in records})
-    summary, friedman, pairwise, agreement, realism = [], [], [], [], []
-    rank_distribution: dict[str, dict[str, list[int]]] = {}
+    ranked = _mid_ranks(records, {c.name for c in criteria if c.kind == "ranking"})
+    summary, friedman, pairwise, agreement, realism, dropped = [], [], [], [], [], []
+    rank_distribution: dict[str, dict[str, list[float]]] = {}
+    tables = _Tables(mrmc)
     for crit in criteria:
-        recs = [r for r in records if r.criterion == crit.name]
+        recs = [r for r in ranked if r.criterion == crit.name]
         for m in methods:
-            v = np.array([r.value for r in recs if r.method == m], dtype=np.float64)
+            mine = [r for r in recs if r.method == m]
+            v = np.array([r.value for r in mine], dtype=np.float64)
             summary.append({"method": m, "criterion": crit.name, "n": int(len(v)),
+                            "readers": len({r.reader for r in mine}), "cases": len({r.case for r in mine}),
                             "mean": float(v.mean()) if len(v) else float("nan"),
                             "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")})
-        if crit.kind == "realism":
-            for m in methods:
-                mine = [r for r in recs if r.method == m]
-                if not mine:
-                    continue
-                acquired = np.array([r.value for r in mine]) == 1.0
-                truth = m == REAL
-                conf = [r.confidence for r in mine if r.confidence is not None]
-                realism.append({"method": m, "n": len(mine), "judged_acquired": float(acquired.mean()),
-                                "accuracy": float((acquired == truth).mean()),
-                                "mean_confidence": float(np.mean(conf)) if conf else float("nan")})
-            units = sorted({r.image for r in recs})
-            agreement.append(_alpha(recs, readers, units, "nominal", crit.name))
+        turing = crit.kind == "realism"
+        if turing and REAL not in methods:
+            dropped.append({"criterion": crit.name, "what": "visual Turing test",
+                            "reason": "no acquired images in the study: nothing to tell generated images from"})
+        metric = {"scale": "mean score", "ranking": "mean rank"}.get(crit.kind)
+        if not recs:
+            dropped.append({"criterion": crit.name, "what": f"criterion {crit.name}", "reason": "no answers"})
+            if metric:
+                tables.nothing(crit.name, metric, methods, "no answers for this criterion")
+            elif REAL in methods:
+                for name in ("Turing AUC", "sensitivity", "balanced accuracy"):
+                    tables.nothing(crit.name, name, [m for m in methods if m != REAL],
+                                   "no answers for this criterion")
+            if crit.kind == "ranking" or crit.kind == "scale":
+                friedman.append({"criterion": crit.name, "methods": ", ".join(methods), "blocks": 0, "readers": 0,
+                                 "chi2": float("nan"), "p": float("nan")})
+                rank_distribution[crit.name] = {m: [0.0] * len(methods) for m in methods}
             continue
-        keys, matrix = _blocks(recs, crit.name, methods)
+        x = _crossed(recs, methods, crit.name)
+        dropped += x.dropped
+        r, c = len(x.readers), len(x.cases)
+        if turing:
+            if REAL in methods:
+                _turing_descriptive(realism, recs, methods)
+                if REAL not in x.methods or not x.readers or not x.cases:
+                    why = ("no answers for the acquired images" if REAL not in x.methods
+                           else "no reader answered every method of any case")
+                    for name in ("Turing AUC", "sensitivity", "balanced accuracy"):
+                        tables.nothing(crit.name, name, [m for m in methods if m != REAL], why, r, c)
+                else:
+                    _turing(tables, crit.name, x, methods)
+            agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "nominal", crit.name))
+            continue
+        absent = {m: "no answers" for m in methods if m not in x.methods}
+        if r and c:
+            vals = x.values
+            tables.add(crit.name, metric, methods, x.methods, lambda keep: vals[:, :, keep].mean(axis=2),
+                       x.readers, c, absent)
+        else:
+            tables.nothing(crit.name, metric, methods, "no reader answered every method of any case", r, c)
         higher = crit.kind == "scale"
-        stat, p = friedman_test(matrix if higher else -matrix)
-        friedman.append({"criterion": crit.name, "blocks": len(keys), "chi2": stat, "p": p})
+        blocks = x.values.mean(axis=1).T if r else np.zeros((0, len(x.methods)))  # cases x methods
+        stat, p = friedman_test(blocks)
+        friedman.append({"criterion": crit.name, "methods": ", ".join(x.methods), "blocks": c, "readers": r,
+                         "chi2": stat, "p": p})
         rows = []
-        for i, j in itertools.combinations(range(len(methods)), 2):
-            if len(keys) == 0:
+        for i, j in itertools.combinations(range(len(x.methods)), 2):
+            w = wilcoxon_signed_rank(blocks[:, i], blocks[:, j]) if c else None
+            if w is None:
                 continue
-            s, pv = wilcoxon_test(matrix[:, i], matrix[:, j])
-            rows.append({"criterion": crit.name, "method_a": methods[i], "method_b": methods[j], "n": len(keys),
-                         "mean_difference": float((matrix[:, i] - matrix[:, j]).mean()), "statistic": s, "p": pv})
-        for row, adj in zip(rows, holm([r["p"] for r in rows])):
+            rows.append({"criterion": crit.name, "method_a": x.methods[i], "method_b": x.methods[j], "n": c,
+                         "n_nonzero": w["n_nonzero"],
+                         "mean_difference": float((blocks[:, i] - blocks[:, j]).mean()),
+                         "statistic": w["statistic"], "p": w["p"], "method": w["method"],
+                         "zero_handling": ZERO_HANDLING, "rank_biserial": w["rank_biserial"]})
+        for row, adj in zip(rows, holm([row["p"] for row in rows])):
             row["p_holm"] = float(adj)
         pairwise += rows
-        counts = {m: [0] * len(methods) for m in methods}
-        for block in matrix:
-            ranks = rank_with_ties(block, higher_is_better=higher) if higher else block
-            for m, rank in zip(methods, ranks):
-                if 1 <= int(rank) <= len(methods):
-                    counts[m][int(rank) - 1] += 1
-        rank_distribution[crit.name] = counts
+        counts = {m: np.zeros(len(methods)) for m in methods}
+        for j in range(r):
+            for k in range(c):
+                places = _rank_counts(x.values[:, j, k], higher, len(methods))
+                for i, m in enumerate(x.methods):
+                    counts[m] += places[i]
+        rank_distribution[crit.name] = {m: [float(v) for v in counts[m]] for m in methods}
         if crit.kind == "scale":
-            units = sorted({r.image for r in recs})
-            agreement.append(_alpha(recs, readers, units, "ordinal", crit.name))
+            agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "ordinal", crit.name))
         else:
             agreement.append(_kendall(recs, crit.name))
+    warnings = sorted({row["warning"] for row in tables.glob if row.get("warning")})
     return StudyAnalysis(methods, list(criteria), readers, cases, summary, friedman, pairwise, agreement,
-                         realism, rank_distribution, list(records), title)
+                         realism, rank_distribution, list(records), title, mrmc, tables.glob, tables.methods,
+                         tables.pairwise, tables.readers, dropped, warnings)
+
+
+def _turing_descriptive(out: list, recs: Sequence[ScoreRecord], methods: Sequence[str]) -> None:
+    for m in methods:
+        mine = [r for r in recs if r.method == m]
+        if not mine:
+            continue
+        acquired = np.array([r.value for r in mine]) == 1.0
+        conf = [r.confidence for r in mine if r.confidence is not None]
+        out.append({"method": m, "n": len(mine), "judged_acquired": float(acquired.mean()),
+                    "accuracy": float((acquired == (m == REAL)).mean()),
+                    "mean_confidence": float(np.mean(conf)) if conf else float("nan")})
 
 
 def _alpha(recs, readers, units, level, name) -> dict:
@@ -353,22 +695,41 @@ def _alpha(recs, readers, units, level, name) -> dict:
         x[ri[r.reader], ui[r.image]] = r.value
     pairable = int((np.isfinite(x).sum(axis=0) >= 2).sum())
     value = krippendorff_alpha(x, level) if len(readers) >= 2 else float("nan")
-    return {"criterion": name, "statistic": f"krippendorff_alpha_{level}", "value": value, "n": pairable,
-            "detail": f"{pairable} images answered by 2+ of {len(readers)} readers"}
+    return {"criterion": name, "statistic": f"krippendorff_alpha_{level}", "value": value, "chance": 0.0,
+            "n": pairable, "detail": f"{pairable} images answered by 2+ of {len(readers)} readers"}
 
 
 def _kendall(recs, name) -> dict:
+    """Kendall's W per case over the readers who ranked all its images; its chance level is about 1/m for m
+    readers (E[W] = 1/m for independent random rankings without ties)."""
     by_case: dict[str, dict[str, dict[str, float]]] = {}
     for r in recs:
         by_case.setdefault(r.case, {}).setdefault(r.reader, {})[r.image] = r.value
-    ws = []
+    ws, chance, all_tied = [], [], 0
     for case, per_reader in by_case.items():
         images = sorted({i for v in per_reader.values() for i in v})
         rows = [[v[i] for i in images] for v in per_reader.values() if all(i in v for i in images)]
-        w = kendall_w(np.array(rows)) if len(rows) >= 2 else float("nan")
+        if len(rows) < 2:
+            continue
+        w = kendall_w(np.array(rows))
         if math.isfinite(w):
             ws.append(w)
+            chance.append(1.0 / len(rows))
+        else:
+            all_tied += 1
     value = float(np.mean(ws)) if ws else float("nan")
-    detail = (f"mean over {len(ws)} cases ranked by 2+ readers (median {np.median(ws):.3f})" if ws
-              else "no case ranked by 2+ readers")
-    return {"criterion": name, "statistic": "kendall_w_mean", "value": value, "n": len(ws), "detail": detail}
+    level = float(np.mean(chance)) if chance else float("nan")
+    parts = []
+    if ws:
+        parts.append(f"mean over {len(ws)} cases ranked by 2+ readers (median {np.median(ws):.3f}); chance level "
+                     f"about {level:.2f} (1 / readers)")
+    if all_tied:
+        parts.append(f"{all_tied} case(s) where every reader tied every image (W undefined) left out")
+        if not ws:
+            m = len({r.reader for r in recs})
+            level = 1.0 / m if m else float("nan")
+            parts.append(f"chance level about {level:.2f} (1 / readers)")
+    if not parts:
+        parts.append("no case ranked by 2+ readers")
+    return {"criterion": name, "statistic": "kendall_w_mean", "value": value, "chance": level, "n": len(ws),
+            "detail": "; ".join(parts)}

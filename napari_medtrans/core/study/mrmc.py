@@ -58,6 +58,7 @@ from ..errors import StudyError, UnknownChoiceError
 __all__ = [
     "VARIANTS",
     "ORResult",
+    "mann_whitney_kernel",
     "empirical_auc",
     "delong_covariance",
     "jackknife_covariance",
@@ -73,8 +74,11 @@ NAN = float("nan")
 
 
 # -- covariance estimators ---------------------------------------------------------------------------------
-def _psi(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """The Mann-Whitney kernel over the last axes: 1 if pos > neg, 1/2 if equal, 0 otherwise."""
+def mann_whitney_kernel(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """The Mann-Whitney kernel of every positive-negative pair: 1 if pos > neg, 1/2 if equal, 0 otherwise.
+
+    ``pos`` (..., m) and ``neg`` (..., n) broadcast over their leading axes; the result is (..., m, n).
+    """
     p, n = pos[..., :, None], neg[..., None, :]
     return (p > n) + 0.5 * (p == n)
 
@@ -87,7 +91,7 @@ def empirical_auc(positive, negative) -> float:
     pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
     if pos.size == 0 or neg.size == 0:
         return NAN
-    return float(_psi(pos.ravel(), neg.ravel()).mean())
+    return float(mann_whitney_kernel(pos.ravel(), neg.ravel()).mean())
 
 
 def delong_covariance(ratings, truth) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +121,7 @@ def delong_covariance(ratings, truth) -> tuple[np.ndarray, np.ndarray]:
     m, n = int(d.sum()), int((~d).sum())
     if m < 2 or n < 2:
         raise StudyError(f"DeLong's covariance needs 2 or more positive and negative cases, got {m} and {n}")
-    kernel = _psi(y[:, :, d], y[:, :, ~d])  # (t, r, m, n)
+    kernel = mann_whitney_kernel(y[:, :, d], y[:, :, ~d])  # (t, r, m, n)
     v10 = kernel.mean(axis=3).reshape(t * r, m)
     v01 = kernel.mean(axis=2).reshape(t * r, n)
     theta = v10.mean(axis=1).reshape(t, r)
@@ -402,7 +406,7 @@ def auc_analysis(ratings, truth, tests: Sequence[str] | None = None, *, covarian
     else:
         def auc(keep):
             dk = d[keep]
-            return _psi(y[:, :, keep][:, :, dk], y[:, :, keep][:, :, ~dk]).mean(axis=(2, 3))
+            return mann_whitney_kernel(y[:, :, keep][:, :, dk], y[:, :, keep][:, :, ~dk]).mean(axis=(2, 3))
 
         theta, cov = jackknife_covariance(auc, y.shape[2])
         label = "jackknife"
