@@ -44,11 +44,41 @@ Choices where the paper is open (documented here; each is a parameter)
   produces features at the resolution VGG16 has at that layer (the image, mapped to [0, 1], average-pooled by
   2 per max-pool before the layer): the responses of four oriented first-derivative filters (0, 45, 90 and 135
   degrees, 3x3 Sobel-type), half-wave rectified into positive and negative parts (8 non-negative channels,
-  like ReLU features), times ``ANALYTIC_GAIN``. Flat and linearly varying regions give ``gamma = 0``; edges and
-  texture give ``gamma > 0``. The gain sets how strong a contrast must be to count as structure (var/mean
-  scales with feature amplitude). 12 was calibrated on the phantom (T2, SNR 30, 128^2 and 256^2 slices): with the
-  default window, tissue boundaries reach ``p_0 >= t`` while air beyond a few pixels from the head and large
-  homogeneous tissue stay below ``t``.
+  like ReLU features), times a ``gain``. Flat and linearly varying regions give ``gamma = 0``; edges and
+  texture give ``gamma > 0``. var/mean scales with the feature amplitude, so ``gamma`` is proportional to the
+  gain: the gain sets how strong a contrast must be to count as structure, i.e. which pixels cross ``t`` in
+  Eq. 8. It is the backbone's one free parameter, and it is calibrated (below).
+* **Calibration of the analytic gain (issue 20): ``ANALYTIC_GAIN = 7``.** Goal: on the benchmark
+  (docs/benchmark.md; T2, 120 x 144 slices at 1.5 mm, each volume normalised to [-1, 1] from its 0.5-99.5
+  percentile range as the engine does) the share of brain voxels above 0.5 lies between 20 % and 60 %, and the
+  map is higher at tissue edges and on the tumour than on flat white matter. Because Eq. 8 is a soft
+  binarisation (below), that share is the share of brain pixels whose ``p_0`` reaches ``t``, and it rises
+  steeply with the gain. Measured on whole volumes of the benchmark's 12 test subjects (all axial slices; "flat
+  white matter": the white-matter label eroded by 2 pixels in the slice; "edges": brain pixels with another
+  label in their 3 x 3 neighbourhood):
+
+  ======  ==========================  =================  =======  =====  ======
+  gain    share of brain > 0.5        mean in the brain  flat WM  edges  tumour
+  ======  ==========================  =================  =======  =====  ======
+  12      95.4 % (90.9-98.2 %)        0.686              0.617    0.699  0.714
+  7.5     53.7 % (46.1-58.1 %)        0.407              0.150    0.489  0.476
+  7       45.9 % (39.3-49.5 %)        0.355              0.110    0.442  0.389
+  6.5     38.3 % (32.9-41.3 %)        0.303              0.081    0.393  0.295
+  ======  ==========================  =================  =======  =====  ======
+
+  (mean over the 12 volumes; in brackets the lowest and highest volume.)
+
+  The gain was then checked on what EDTS-Trans feeds the TSM, its regression output ``T2_bar``, which is less
+  noisy than the real T2: on 15 slices of 4 test subjects (through the tumour and 3 levels of the brain), the
+  real T2 smoothed with a Gaussian of 0.8 pixels gave 28 % (20-36 % per slice) at gain 7 and 15 % at gain 6;
+  the regression output of the shipped EDTS model (trained on the older phantom) gave 48 % (37-64 %). 7 keeps
+  all three inside the band, near its middle; 12, the value calibrated before on the older phantom, saturates
+  (mean 0.68, 95 % above 0.4 and above 0.5, maximum 0.72: Eq. 4 became a near-constant 0.7 / 0.3 blend), so
+  the map singled out nothing. The gain is tied to the pixel scale: on the same phantom at 3 mm pixels (60 x 72
+  slices, two tumour slices) gain 7 marks 82-88 % of the brain. ``LEGACY_ANALYTIC_GAIN = 12`` is the old value; EDTS-Trans
+  checkpoints saved before the calibration keep it (``tsm_gain`` in their config, see
+  :mod:`napari_medtrans.translators.edts`). The calibration is asserted on benchmark-like slices in
+  ``tests/core/test_tsm.py``.
 * **What the dispersion index favours.** var/mean is large where responses are sparse and strong (an edge or a
   small structure in flat surroundings) and small where they are dense and even (a uniform fine texture), and
   Eq. 7 multiplies the scales, so structure must show at every scale to reach ``t``: a fine texture that
@@ -85,6 +115,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "EPS",
     "ANALYTIC_GAIN",
+    "LEGACY_ANALYTIC_GAIN",
     "VGG_WEIGHTS_NAME",
     "compute_tsm",
     "tsm_from_features",
@@ -103,7 +134,10 @@ PAPER_EQ5_LAYERS: tuple[int, ...] = (4, 9, 16, 23)
 DEFAULT_WINDOW = 3
 DEFAULT_THRESHOLD = 0.05
 EPS = 1e-12
-ANALYTIC_GAIN = 12.0
+#: Gain of the analytic backbone, calibrated on the benchmark (module notes, issue 20).
+ANALYTIC_GAIN = 7.0
+#: The gain before that calibration (set on the older phantom); it saturates the map on the benchmark.
+LEGACY_ANALYTIC_GAIN = 12.0
 #: Name of torchvision's ImageNet VGG16 in the weights store (:mod:`napari_medtrans.core.weights`).
 VGG_WEIGHTS_NAME = "vgg16"
 
@@ -131,6 +165,8 @@ class TSMResult:
         ``t`` of Eq. 8.
     candidate : torch.Tensor or None
         ``p_0`` of Eq. 7 (before the threshold refinement of Eq. 8), ``[B, 1, H, W]``: grows with texture.
+    gain : float or None
+        The analytic backbone's gain (None for VGG16).
     """
 
     map: torch.Tensor
@@ -139,6 +175,7 @@ class TSMResult:
     window: int | None = DEFAULT_WINDOW
     threshold: float = DEFAULT_THRESHOLD
     candidate: torch.Tensor | None = None
+    gain: float | None = None
 
     @property
     def label(self) -> str:
@@ -494,6 +531,7 @@ def compute_tsm(
     threshold: float = DEFAULT_THRESHOLD,
     window: int | None = DEFAULT_WINDOW,
     weights_path: str | os.PathLike | None = None,
+    gain: float | None = None,
 ) -> TSMResult:
     """The TSM probability map of a batch of grey images (EDTS-Trans Eq. 5-8).
 
@@ -512,6 +550,9 @@ def compute_tsm(
         Gaussian window of the local statistics (None: global statistics as printed in Eq. 6).
     weights_path : path-like, optional
         VGG16 state dict to use instead of the store's (ignored by the analytic backbone).
+    gain : float, optional
+        The analytic backbone's gain (default :data:`ANALYTIC_GAIN`, calibrated on the benchmark; module notes).
+        Refused for VGG16, whose features have their own scale.
 
     Returns
     -------
@@ -539,12 +580,18 @@ def compute_tsm(
     if not torch.isfinite(x).all():
         raise ValueError('Argument "image" holds NaN or infinite values.')
     layers = check_layers(layers)
+    if gain is not None:
+        if backbone != "analytic":
+            raise ValueError(f'Argument "gain" is for the analytic backbone only, not {backbone!r}.')
+        if isinstance(gain, bool) or not float(gain) > 0 or not float(gain) < float("inf"):
+            raise ValueError(f'Argument "gain" must be a positive finite number, got {gain!r}.')
+    used = (ANALYTIC_GAIN if gain is None else float(gain)) if backbone == "analytic" else None
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         if backbone == "analytic":
-            feats = analytic_features(x, layers)
+            feats = analytic_features(x, layers, gain=used)
         else:
             feats = vgg16_features(x, layers, weights_path)
         m, p0 = _tsm(feats, x.shape[-2:], threshold, window, EPS)
     return TSMResult(map=m, backbone=backbone, layers=layers, window=window, threshold=float(threshold),
-                     candidate=p0)
+                     candidate=p0, gain=used)
 

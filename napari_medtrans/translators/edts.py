@@ -39,6 +39,18 @@ Choices where the paper is open
   trainable parameters), one map per output channel. The TSM backbone is part of the config: ``"analytic"``
   (default, works offline) or ``"vgg16-imagenet"`` (the paper's; needs the VGG16 weights in the weights store).
   VGG weights are never part of the checkpoint.
+* **TSM calibration (``tsm_gain``, issue 20).** The analytic backbone's gain is part of the config. New models
+  get :data:`~napari_medtrans.core.tsm.ANALYTIC_GAIN` (7, calibrated on the benchmark so that the map marks
+  20-60 % of the brain and is higher at edges and on tumours than on flat white matter; see
+  :mod:`napari_medtrans.core.tsm`). Before, the gain was 12 and not recorded, and on the benchmark the map
+  saturated (0.68 on average in the brain, 95 % above 0.4), making Eq. 4 a near-constant blend. A checkpoint's
+  network was trained with the map it had, so a checkpoint whose config lacks the key keeps the old calibration
+  (:data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN`) and gives the outputs it always gave: a call with a
+  saved config (no ``preset`` and every size key given: ``width``, ``depth``, ``blocks``, ``latent_blocks``,
+  ``refine_blocks``, ``heads``, ``max_heads``, ``expansion``, ``default_steps``, as every saved config has them
+  and ``load_translator`` passes them) and no ``tsm_gain`` is such a checkpoint; any other call without it is a
+  new model (pass ``tsm_gain`` to be explicit). The shipped ``edts-t1-t2`` is such a checkpoint and is
+  unchanged. The VGG16 backbone ignores the gain.
 * **Ablations (Table IV).** ``mask="none"``: the diffusion model is conditioned on ``T2_bar`` alone and its output
   is the result (no fusion); ``mask="hard"``: ``M`` is replaced by ``M > 0.4`` (``hard_threshold``) in the
   conditioning and the fusion; ``mask="dynamic"``: the method. ``ssim_loss`` is a recipe option.
@@ -205,9 +217,11 @@ class EdtsTranslator(Translator):
     def tsm(self, image: torch.Tensor) -> torch.Tensor:
         """Eq. 2: ``M = TSM(T2_bar)``, one map per channel of ``image``, ``[B, C, H, W]`` in [0, 1], no gradients."""
         b, ch, h, w = image.shape
-        res = _tsm.compute_tsm(image.detach().float().reshape(b * ch, 1, h, w), backbone=self.config["tsm_backbone"],
+        backbone = self.config["tsm_backbone"]
+        res = _tsm.compute_tsm(image.detach().float().reshape(b * ch, 1, h, w), backbone=backbone,
                                layers=self.config["tsm_layers"], threshold=self.config["tsm_threshold"],
-                               window=self.config["tsm_window"])
+                               window=self.config["tsm_window"],
+                               gain=self.config["tsm_gain"] if backbone == "analytic" else None)
         return res.map.reshape(b, ch, h, w).to(image.dtype)
 
     def fusion_mask(self, m: torch.Tensor) -> torch.Tensor | None:
@@ -316,6 +330,7 @@ def edts_trans(
     tsm_layers: Sequence[int] = _tsm.DEFAULT_LAYERS,
     tsm_window: int | None = _tsm.DEFAULT_WINDOW,
     tsm_threshold: float = _tsm.DEFAULT_THRESHOLD,
+    tsm_gain: float | None = None,
     timesteps: int = 1000,
     schedule: str = "linear",
     sampler: str = "ddim",
@@ -355,6 +370,10 @@ def edts_trans(
         Features of the TSM (:func:`napari_medtrans.core.tsm.compute_tsm`).
     tsm_layers, tsm_window, tsm_threshold
         TSM layers, local window and the ``t`` of Eq. 8.
+    tsm_gain : float or None
+        Gain of the analytic TSM backbone. None: :data:`~napari_medtrans.core.tsm.ANALYTIC_GAIN` for a new
+        model, :data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN` when the other arguments are a config
+        saved before the key existed: no ``preset`` and every size argument given (module notes).
     timesteps : int
         T of the diffusion process.
     schedule : {"linear", "cosine"}
@@ -390,6 +409,12 @@ def edts_trans(
         raise ValueError(f'Argument "hard_threshold" must be in [0, 1], got {hard_threshold!r}.')
     if float(eta) < 0:
         raise ValueError(f'Argument "eta" must be >= 0, got {eta!r}.')
+    if tsm_gain is None:  # a saved config names every size key and no preset (module notes)
+        saved = preset is None and all(v is not None for v in (width, depth, blocks, latent_blocks, refine_blocks,
+                                                                heads, max_heads, expansion, default_steps))
+        tsm_gain = _tsm.LEGACY_ANALYTIC_GAIN if saved else _tsm.ANALYTIC_GAIN
+    if isinstance(tsm_gain, bool) or not 0.0 < float(tsm_gain) < float("inf"):
+        raise ValueError(f'Argument "tsm_gain" must be a positive finite number, got {tsm_gain!r}.')
     steps = int(size["default_steps"])
     if not 1 <= steps <= int(timesteps):
         raise ValueError(f'Argument "default_steps" must be in [1, timesteps={timesteps}], got {steps!r}.')
@@ -405,7 +430,8 @@ def edts_trans(
         diff_width=None if diff_width is None else int(diff_width), mask=str(mask),
         hard_threshold=float(hard_threshold), tsm_backbone=str(tsm_backbone),
         tsm_layers=[int(i) for i in tsm_layers], tsm_window=None if tsm_window is None else int(tsm_window),
-        tsm_threshold=float(tsm_threshold), timesteps=int(timesteps), schedule=str(schedule),
+        tsm_threshold=float(tsm_threshold), tsm_gain=float(tsm_gain), timesteps=int(timesteps),
+        schedule=str(schedule),
         sampler=str(sampler), eta=float(eta), default_steps=steps, diff_residual=bool(diff_residual),
     )
     _tsm.check_layers(config["tsm_layers"])

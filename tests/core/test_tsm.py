@@ -127,7 +127,8 @@ def test_map_is_high_on_structure_and_low_on_flat_regions():
         cx = 84 + cx % 44
         rad = int(torch.randint(1, 7, (1,), generator=g))
         blobs |= (yy - cy) ** 2 + (xx - cx) ** 2 <= rad**2
-    img = torch.where(blobs, 0.3, -0.4)[None, None]
+    # discs 0.7 of the range above their surroundings (in [0, 1]; CSF against tissue on T2 is about as much)
+    img = torch.where(blobs, 0.6, -0.8)[None, None]
     res = T.compute_tsm(img, backbone="analytic")
     m = res.map[0, 0].numpy()
     assert res.backbone == "analytic"
@@ -136,6 +137,11 @@ def test_map_is_high_on_structure_and_low_on_flat_regions():
     assert (m[rims] > 0.5).mean() > 0.9
     cand = res.candidate[0, 0].numpy()
     assert cand[rims].mean() > 2 * cand[:, :32].mean()
+    # a weak contrast (0.35 of the range) is structure only for the old, saturating gain (issue 20)
+    weak = torch.where(blobs, 0.3, -0.4)[None, None]
+    assert (T.compute_tsm(weak, backbone="analytic").map[0, 0].numpy()[rims] > 0.5).mean() < 0.5
+    old = T.compute_tsm(weak, backbone="analytic", gain=T.LEGACY_ANALYTIC_GAIN).map[0, 0].numpy()
+    assert (old[rims] > 0.5).mean() > 0.9
 
 
 def test_map_marks_phantom_edges_and_not_air():
@@ -152,11 +158,14 @@ def test_map_marks_phantom_edges_and_not_air():
     m = T.compute_tsm(x, backbone="analytic").map[0, 0].numpy()
     head = ndimage.binary_fill_holes(ndimage.binary_closing(t2 > 0.05 * hi, iterations=3))
     air = ndimage.binary_erosion(~head, iterations=6)
-    edges = (ndimage.morphological_gradient(lab.astype(int), size=3) > 0) & (lab > 0)
-    assert air.sum() > 200 and edges.sum() > 200
+    lab = lab.astype(int)
+    edges = (ndimage.morphological_gradient(lab, size=3) > 0) & (lab > 0)
+    # the boundaries of CSF, the strongest contrast on T2
+    csf = ndimage.maximum_filter(lab == 1, 3) & ndimage.maximum_filter((lab == 2) | (lab == 3), 3) & (lab > 0)
+    assert air.sum() > 200 and edges.sum() > 200 and csf.sum() > 200
     assert (m[air] < 0.05).mean() > 0.9
-    assert (m[edges] > 0.5).mean() > 0.9
-    assert m[edges].mean() > 10 * m[air].mean()
+    assert (m[csf] > 0.5).mean() > 0.9
+    assert m[csf].mean() > 10 * m[air].mean() and m[edges].mean() > 5 * m[air].mean()
 
 
 def test_compute_tsm_input_checks():
@@ -226,3 +235,49 @@ def test_vgg_wrong_file_is_reported(tmp_path):
         T.compute_tsm(torch.zeros(1, 1, 32, 32), backbone="vgg16-imagenet", weights_path=bad)
     with pytest.raises(WeightsError, match="no such file"):
         T.compute_tsm(torch.zeros(1, 1, 32, 32), backbone="vgg16-imagenet", weights_path=tmp_path / "absent.pth")
+
+
+# -- calibration of the analytic backbone on the benchmark (issue 20) ---------------------------------
+def _benchmark_slice(seed):
+    """The axial slice through the tumour of a benchmark subject: the benchmark's 120 x 144 grid at 1.5 mm
+    in-plane and 2 mm slices, only 22 slices (a 44 mm slab through the centre, where the tumours sit)."""
+    from scipy import ndimage
+
+    from napari_medtrans.core.preprocess import normalise, robust_range
+    from napari_medtrans.phantom import make_subject
+
+    s = make_subject(seed, tumour=True, shape=(120, 144, 22), spacing=(1.5, 1.5, 2.0), contrasts=("T2",))
+    lab = s.labels.data.astype(int)
+    tumour = np.isin(lab, (4, 5, 6))
+    assert tumour.any()
+    k = int(np.argmax(tumour.sum(axis=(0, 1))))
+    t2 = s.images["T2"].data
+    x = normalise(t2, robust_range(t2))[:, :, k]  # as the engine normalises a volume
+    lab, brain, tumour = lab[:, :, k], s.brain_mask.data[:, :, k] > 0, tumour[:, :, k]
+    flat_wm = ndimage.binary_erosion(lab == 3, iterations=2)
+    edges = (ndimage.maximum_filter(lab, 3) != ndimage.minimum_filter(lab, 3)) & brain
+    return torch.from_numpy(np.ascontiguousarray(x)).float()[None, None], brain, tumour, flat_wm, edges
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_analytic_tsm_discriminates_on_a_benchmark_slice(seed):
+    x, brain, tumour, flat_wm, edges = _benchmark_slice(seed)
+    assert tumour.sum() > 50 and flat_wm.sum() > 200 and edges.sum() > 200
+    res = T.compute_tsm(x, backbone="analytic")
+    m = res.map[0, 0].numpy()
+    share = float((m[brain] > 0.5).mean())
+    assert 0.2 <= share <= 0.6, share
+    assert m[tumour].mean() > 2 * m[flat_wm].mean(), (m[tumour].mean(), m[flat_wm].mean())
+    assert m[edges].mean() > 2 * m[flat_wm].mean(), (m[edges].mean(), m[flat_wm].mean())
+    assert res.gain == T.ANALYTIC_GAIN
+    # the calibration before issue 20 saturates: nearly every brain voxel above 0.5, flat white matter included
+    old = T.compute_tsm(x, backbone="analytic", gain=T.LEGACY_ANALYTIC_GAIN).map[0, 0].numpy()
+    assert (old[brain] > 0.5).mean() > 0.9 and old[flat_wm].mean() > 0.6
+
+
+def test_gain_is_for_the_analytic_backbone_only():
+    x = torch.zeros(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="gain"):
+        T.compute_tsm(x, backbone="analytic", gain=0.0)
+    with pytest.raises(ValueError, match="gain"):
+        T.compute_tsm(x, backbone="vgg16-imagenet", gain=3.0)
