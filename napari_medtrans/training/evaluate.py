@@ -12,19 +12,19 @@ direction it was not saved for. Its outputs are named after the source too (``T1
 against ``T2_synthetic.nii.gz`` for the saved direction), so runs in the two directions into one folder never
 skip or overwrite each other's files, and ``evaluate_dataset`` can report several directions in one table.
 
-Maps. A translator may return, next to its image, maps of its own (``spec.maps``, ``TranslationOutput.maps``).
-Some are **images of the output contrast**: intermediate results in the same [-1, 1] intensity space as the
-image, such as EDTS-Trans's regression branch ``T2_bar`` and diffusion branch ``T2_tilde`` (Eq. 1, 3), which the
-method fuses into its image (Eq. 4). Others are not: the TSM probability map (in [0, 1]), MRNet's masks, the
-spread of repeated samples. Which is which is decided **by name**: a map is an image when its name is in
-:data:`IMAGE_MAPS` (``"regression"``, ``"diffusion"``, ``"fused"``, ``"coarse"``, ``"refined"``: names the
-translators of this project give only to images of the output) and has one channel per output modality; every
-other map is left alone unless asked for by name (``maps=[...]``, ``medtrans evaluate --map NAME``), which takes
-the caller's word that it is an image. ``translate_dataset`` writes each image map it is asked for next to the
-synthetic image (:func:`map_path`), mapped into the output contrast's intensity range exactly as the image is
-(clipped to [-1, 1], then the output range the engine used), and ``evaluate_dataset`` scores it like the model,
-one row per subject with the method ``"map: <name>"`` (:func:`map_method`): a branch ablation (regression vs
-diffusion vs fused) from one command, without Python.
+Maps. A translator may return, next to its image, maps of its own (``spec.maps``, ``TranslationOutput.maps``). Some
+are **images of the output contrast**: intermediate results in the same [-1, 1] intensity space as the image, such
+as EDTS-Trans's regression branch ``T2_bar`` and diffusion branch ``T2_tilde`` (Eq. 1, 3), which the method fuses
+into its image (Eq. 4). Others are not: the TSM probability map (in [0, 1]), MRNet's masks, the spread of repeated
+samples. Which is which is decided **by name**: a map is an image when its name is in :data:`IMAGE_MAPS`
+(``"regression"``, ``"diffusion"``, ``"fused"``, ``"coarse"``, ``"refined"``: names the translators of this project
+give only to images of the output; such a map must have one channel per output modality, else the run stops with an
+error naming it); every other map is left alone unless asked for by name (``maps=[...]``, ``medtrans evaluate --map
+NAME``), which takes the caller's word that it is an image. ``translate_dataset`` writes each image map it is asked
+for next to the synthetic image (:func:`map_path`), mapped into the output contrast's intensity range exactly as
+the image is (clipped to [-1, 1], then the output range the engine used), and ``evaluate_dataset`` scores it like
+the model, one row per subject with the method ``"map: <name>"`` (:func:`map_method`): a branch ablation
+(regression vs diffusion vs fused) from one command, without Python.
 """
 
 from __future__ import annotations
