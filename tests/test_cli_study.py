@@ -172,6 +172,8 @@ def test_simulate_effects_and_mrmc_variants(tmp_path, capsys):
         d = pairs[("structure", "m1", "m2")]
         assert 0.3 < float(d["difference"]) < 1.7 and float(d["ci_low"]) < float(d["difference"])
     assert "readers fixed" in (tmp_path / "fixed-readers" / "report.html").read_text()
+    assert main(["study", "report", "--db", db, "--out", str(tmp_path / "h"), "--ddf", "hillis"]) == 0
+    assert "take the case covariances as known" in (tmp_path / "h" / "report.html").read_text()
     assert main(["study", "simulate", "--db", db, "--effect", "nope=1"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["study", "simulate", "--db", db, "--effect", "m1"]) == 2

@@ -21,8 +21,10 @@ diagnostic value 1-5, a ranking with ties, and "acquired or generated?" with a c
                   `open_enrolment: false` in the study's configuration, a bundle only brings the scores of
                   the readers it was made for.
   report          write report.html and CSV tables: first the multi-reader multi-case analysis
-                  (Obuchowski-Rockette with Hillis degrees of freedom, readers and cases random; --mrmc
-                  fixed-readers / fixed-cases for the variants): 95 % CIs per method, global tests, pairwise
+                  (Obuchowski-Rockette, Hillis's denominator, readers and cases random; --mrmc
+                  fixed-readers / fixed-cases for the variants; --ddf hillis for Hillis's published degrees
+                  of freedom instead of the default Satterthwaite ones that count the case terms too): 95 %
+                  CIs per method, global tests, pairwise
                   differences, the visual Turing test's AUC, sensitivity, specificity and balanced accuracy;
                   then descriptive tables (mean +- sd, rank distributions, Friedman and Wilcoxon over cases,
                   Krippendorff's alpha, Kendall's W)
@@ -66,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--mrmc", default="random", choices=("random", "fixed-readers", "fixed-cases"),
                    help="which factors the MRMC analysis treats as random: both (default; conclusions for new "
                         "readers and cases), fixed-readers (for these readers only), fixed-cases (these cases only)")
+    r.add_argument("--ddf", default="satterthwaite", choices=("satterthwaite", "hillis"),
+                   help="MRMC denominator degrees of freedom: satterthwaite (default; counts the uncertainty of the "
+                        "case covariances, needed with few cases) or hillis (as published; suits many cases)")
 
     s = sub.add_parser("simulate", help="answer the study with simulated readers")
     s.add_argument("--db", required=True, help="the organiser's study database (file or URL)")
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{source}: {s.added} scores added, {s.skipped} already present, "
                       f"{s.readers_added} new readers")
         elif cmd == "report":
-            paths = write_report(analyse(store, mrmc=args.mrmc), args.out)
+            paths = write_report(analyse(store, mrmc=args.mrmc, ddf=args.ddf), args.out)
             print(f"wrote {paths['html']} and {len(paths) - 1} CSV tables in {args.out}")
         elif cmd == "simulate":
             effects = _effects(args.effect)

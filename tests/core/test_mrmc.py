@@ -154,3 +154,53 @@ def test_edge_cases_give_a_reason_never_a_p():
     with pytest.raises(ValueError, match="variant"):
         obuchowski_rockette(theta, None, ["a", "b"], variant="mixed", n_cases=3)
     assert VARIANTS == ("random", "fixed-readers", "fixed-cases")
+
+
+def three_way_mean_squares(y):
+    """MS(T), MS(T*R), MS(T*C), MS(T*R*C) of a tests x readers x cases table, one value per cell."""
+    t, r, c = y.shape
+    g = y.mean()
+    mi, mj, mk = y.mean((1, 2)), y.mean((0, 2)), y.mean((0, 1))
+    mij, mik, mjk = y.mean(2), y.mean(1), y.mean(0)
+    ms_t = r * c * ((mi - g) ** 2).sum() / (t - 1)
+    ms_tr = c * ((mij - mi[:, None] - mj[None, :] + g) ** 2).sum() / ((t - 1) * (r - 1))
+    ms_tc = r * ((mik - mi[:, None] - mk[None, :] + g) ** 2).sum() / ((t - 1) * (c - 1))
+    res = (y - mij[:, :, None] - mik[:, None, :] - mjk[None, :, :] + mi[:, None, None] + mj[None, :, None]
+           + mk[None, None, :] - g)
+    ms_trc = (res ** 2).sum() / ((t - 1) * (r - 1) * (c - 1))
+    return ms_t, ms_tr, ms_tc, ms_trc
+
+
+def test_satterthwaite_df_is_the_dbm_df_of_the_three_way_anova():
+    """For mean scores the jackknife OR analysis is the Dorfman-Berbaum-Metz ANOVA of the raw scores: the same F
+    (with Hillis's max), and with ddf="satterthwaite" the DBM Satterthwaite df over MS(T*R), MS(T*C), MS(T*R*C)."""
+    rng = np.random.default_rng(11)
+    t, r, c = 3, 5, 10
+    y = (rng.normal(size=(t, 1, c)) * 0.6 + rng.normal(size=(1, r, c)) + rng.normal(size=(t, r, c))).round()
+    theta, cov = jackknife_covariance(lambda keep: y[:, :, keep].mean(-1), c)
+    ms_t, ms_tr, ms_tc, ms_trc = three_way_mean_squares(y)
+    assert ms_tc > ms_trc
+    den = ms_tr + ms_tc - ms_trc
+    dbm_df = den ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1)) + ms_tc ** 2 / ((t - 1) * (c - 1))
+                         + ms_trc ** 2 / ((t - 1) * (r - 1) * (c - 1)))
+    hillis_df = den ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1)))
+    s = obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="satterthwaite")
+    h = obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="hillis")
+    assert s.global_test["value"] == pytest.approx(ms_t / den) == h.global_test["value"]
+    assert s.global_test["df2"] == pytest.approx(dbm_df) and h.global_test["df2"] == pytest.approx(hillis_df)
+    assert s.global_test["p"] > h.global_test["p"] and s.ddf == "satterthwaite"
+    # fixed readers: F on the case df (the two-way test x case ANOVA of reader-averaged scores), not chi2
+    f = obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="satterthwaite", variant="fixed-readers")
+    assert f.global_test["statistic"] == "F" and f.global_test["df2"] == (t - 1) * (c - 1)
+    assert f.global_test["value"] == pytest.approx(ms_t / ms_tc)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="kenward-roger")
+
+
+def test_satterthwaite_df_approach_hillis_on_van_dyke(van_dyke):
+    y, truth = van_dyke
+    h = auc_analysis(y, truth, ["1", "2"], covariance="delong", ddf="hillis")
+    s = auc_analysis(y, truth, ["1", "2"], covariance="delong", ddf="satterthwaite")
+    assert s.global_test["value"] == h.global_test["value"]
+    assert 0.85 < s.global_test["df2"] / h.global_test["df2"] < 1.0  # 13.8 vs 15.1 with 114 cases
+    assert s.global_test["p"] == pytest.approx(h.global_test["p"], abs=0.003)

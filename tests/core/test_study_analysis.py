@@ -281,6 +281,14 @@ def test_mrmc_tables_cover_every_metric_with_confidence_intervals():
     assert len(rows(a.mrmc_pairwise, criterion="structure")) == 6
     for r in a.mrmc_pairwise:
         assert r["p_holm"] >= r["p"] and r["ci_low"] <= r["difference"] <= r["ci_high"]
+    # the default df count the case terms too; Hillis's published df on request give a smaller p
+    assert a.mrmc_ddf == "satterthwaite" and one(a.mrmc_global, metric="mean score", criterion="structure")["ddf"] \
+        == "satterthwaite"
+    h = analyse_records(recs, crits, METHODS, ddf="hillis")
+    for g, gh in zip(a.mrmc_global, h.mrmc_global):
+        assert gh["value"] == pytest.approx(g["value"]) and gh["df2"] >= g["df2"] - 1e-9
+    with pytest.raises(UnknownChoiceError):
+        analyse_records(recs, crits, METHODS, ddf="exact")
     # fixed-reader and fixed-case variants
     for variant in ("fixed-readers", "fixed-cases"):
         b = analyse_records(recs, crits, METHODS, mrmc=variant)
@@ -363,9 +371,9 @@ def test_wilcoxon_exact_for_small_n_with_zeros_dropped():
 
 def test_simulator_takes_effects_and_interactions():
     base = {m: 3.0 for m in METHODS}
-    recs, _ = sim(seed=1, quality=base, effects={"m1": 1.5}, noise=0.0, case_sd=0.0, reader_sd=0.0)
+    recs, _ = sim(seed=1, quality=base, effects={"m1": 1.0}, noise=0.0, case_sd=0.0, reader_sd=0.0)
     vals = {m: {r.value for r in recs if r.method == m} for m in METHODS}
-    assert vals["m1"] == {4.0 + 0.0} or vals["m1"] == {5.0} or vals["m1"] == {4.0}  # 4.5 rounds to even
+    assert vals["m1"] == {4.0}
     assert vals[REAL] == vals["m2"] == vals["m3"] == {3.0}
     # reader x method interaction: readers disagree about the methods, consistently over cases
     recs, _ = sim(n_readers=6, n_cases=30, seed=2, quality=base, noise=0.0, case_sd=0.0, reader_sd=0.0,
@@ -374,6 +382,10 @@ def test_simulator_takes_effects_and_interactions():
     for r in recs:
         per[(r.reader, r.method)].add(r.value)
     assert all(len(v) == 1 for v in per.values()) and len({v.pop() for v in per.values()}) > 1
+    with pytest.raises(StudyError, match="nope"):
+        sim(effects={"nope": 1.0})
+    with pytest.raises(StudyError, match="case_method_sd"):
+        sim(case_method_sd=-1.0)
     # case x method: the same for every reader of a case
     recs, _ = sim(n_readers=4, seed=3, quality=base, noise=0.0, case_sd=0.0, reader_sd=0.0, case_method_sd=1.0)
     per = {}

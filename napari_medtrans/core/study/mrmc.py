@@ -57,6 +57,7 @@ from ..errors import StudyError, UnknownChoiceError
 
 __all__ = [
     "VARIANTS",
+    "DDF",
     "ORResult",
     "mann_whitney_kernel",
     "empirical_auc",
@@ -69,6 +70,17 @@ __all__ = [
 
 #: Which factors are random: both, readers fixed (cases random), cases fixed (readers random).
 VARIANTS = ("random", "fixed-readers", "fixed-cases")
+
+#: Denominator degrees of freedom. "hillis": Hillis 2007 (module notes), as published and as MRMC software gives
+#: them; they treat the case covariances as known, which suits studies of many cases. "satterthwaite": the same
+#: statistic, with Satterthwaite's df over every mean square in its denominator, the case terms included. With
+#: jackknife covariances the OR quantities are the Dorfman-Berbaum-Metz mean squares over c (Hillis et al. 2005):
+#: MS(T*C) / c = var_error - cov1 + (r - 1)(cov2 - cov3) on (t - 1)(c - 1) df and MS(T*R*C) / c = var_error - cov1
+#: - cov2 + cov3 on (t - 1)(r - 1)(c - 1) df, so the random-reader denominator MS(T*R) + r (cov2 - cov3) is
+#: MS(T*R) + MS(T*C) / c - MS(T*R*C) / c, whose Satterthwaite df is the original DBM df (Dorfman, Berbaum & Metz
+#: 1992); with Hillis's max(cov2 - cov3, 0) at 0 it is Hillis's df. Fixed readers get F on the case df instead of
+#: chi2; single tests the same treatment (c - 1 and (r - 1)(c - 1) df). Both tend to Hillis's df as cases grow.
+DDF = ("hillis", "satterthwaite")
 
 NAN = float("nan")
 
@@ -210,6 +222,8 @@ class ORResult:
         method, estimate, se, df, ci_low, ci_high, note.
     note : str
         Why nothing could be tested (empty when the analysis ran).
+    ddf : str
+        Which denominator degrees of freedom (:data:`DDF`).
     """
 
     tests: list
@@ -232,6 +246,7 @@ class ORResult:
     pairwise: list
     per_test: list
     note: str = ""
+    ddf: str = "hillis"
 
 
 def _t_interval(estimate: float, se: float, df: float, alpha: float) -> tuple[float, float]:
@@ -254,6 +269,13 @@ def _hillis_df(denominator: float, ms: float, df_ms: int) -> float:
     return denominator ** 2 / (ms ** 2 / df_ms)
 
 
+def _satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
+    """Satterthwaite's df of a sum of mean squares ``sum w M`` given as (w M, df) pairs (inf when all are 0)."""
+    total = sum(v for v, _ in terms)
+    spread = sum(v * v / df for v, df in terms if v != 0)
+    return total * total / spread if spread > 0 else math.inf
+
+
 def _why_not(variant: str, r: int, c: int, has_cov: bool, theta: np.ndarray) -> str:
     if variant in ("random", "fixed-cases") and r < 2:
         return (f"1 reader: reader-to-reader variation cannot be estimated (needs 2 or more readers"
@@ -269,7 +291,8 @@ def _why_not(variant: str, r: int, c: int, has_cov: bool, theta: np.ndarray) -> 
 
 
 def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, variant: str = "random",
-                        covariance: str = "jackknife", n_cases: int, alpha: float = 0.05) -> ORResult:
+                        covariance: str = "jackknife", n_cases: int, alpha: float = 0.05,
+                        ddf: str = "hillis") -> ORResult:
     """The OR analysis of a tests x readers table of figures of merit (see the module notes).
 
     Parameters
@@ -286,11 +309,16 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
     n_cases : int
     alpha : float
         1 - the confidence level of the intervals.
+    ddf : {"hillis", "satterthwaite"}
+        ``"hillis"``: the published degrees of freedom (module notes), which take the case covariances as known;
+        ``"satterthwaite"``: also count the case terms' own degrees of freedom (see :data:`DDF`).
     """
     from scipy import stats
 
     if variant not in VARIANTS:
         raise UnknownChoiceError("MRMC variant", variant, VARIANTS)
+    if ddf not in DDF:
+        raise UnknownChoiceError("MRMC degrees of freedom", ddf, DDF)
     th = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     t, r = th.shape
     names = [str(x) for x in (tests if tests is not None else range(1, t + 1))]
@@ -317,7 +345,7 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
     var_tr = ms_tr - v + c1 + c2 - c3 if t > 1 else NAN
     var_r = ((ms_r - ms_tr) / t - c1 + c3) if t > 1 else ms_r - v + (c2 if r > 1 else 0.0)
     result = ORResult(names, variant, covariance if variant != "fixed-cases" else "none", r, c, th, est, v, c1, c2,
-                      c3, ms_t, ms_r, ms_tr, var_r, var_tr, {}, [], [])
+                      c3, ms_t, ms_r, ms_tr, var_r, var_tr, {}, [], [], "", ddf)
     why = _why_not(variant, r, c, has_cov, th)
     if variant == "fixed-cases":
         result.var_error = result.cov1 = result.cov2 = result.cov3 = NAN
@@ -330,9 +358,18 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
     elif variant == "random":
         den = ms_tr + r * max(c2 - c3, 0.0) if t > 1 else NAN
         df2 = _hillis_df(den, ms_tr, (t - 1) * (r - 1)) if t > 1 else NAN
+        if ddf == "satterthwaite" and t > 1 and c2 > c3:
+            df2 = _satterthwaite([(ms_tr, (t - 1) * (r - 1)), (v - c1 + (r - 1) * (c2 - c3), (t - 1) * (c - 1)),
+                                  (-(v - c1 - c2 + c3), (t - 1) * (r - 1) * (c - 1))])
     elif variant == "fixed-readers":
         den = v - c1 + (r - 1) * max(c2 - c3, 0.0) if r > 1 else v - c1
         df2 = math.inf
+        if ddf == "satterthwaite" and t > 1:
+            if c2 > c3 or r == 1:
+                df2 = float((t - 1) * (c - 1))
+            else:  # v - c1 = (MS(T*C) + (r - 1) MS(T*R*C)) / (r c)
+                df2 = _satterthwaite([((v - c1 + (r - 1) * (c2 - c3)) / r, (t - 1) * (c - 1)),
+                                      ((r - 1) * (v - c1 - c2 + c3) / r, (t - 1) * (r - 1) * (c - 1))])
     else:
         den, df2 = ms_tr, float((t - 1) * (r - 1))
 
@@ -341,12 +378,16 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
         row = {"method": name, "estimate": float(est[i]), "se": NAN, "df": NAN, "ci_low": NAN, "ci_high": NAN,
                "note": why}
         if not why:
+            v_i, c2_i = oc["var_i"][i], oc["cov2_i"][i]
             if variant == "random":
-                d_i = ms_r_i[i] + r * max(oc["cov2_i"][i], 0.0)
+                d_i = ms_r_i[i] + r * max(c2_i, 0.0)
                 var_i, df_i = d_i / r, _hillis_df(d_i, ms_r_i[i], r - 1)
+                if ddf == "satterthwaite" and c2_i > 0:
+                    df_i = _satterthwaite([(ms_r_i[i], r - 1), (v_i + (r - 1) * c2_i, c - 1),
+                                           (-(v_i - c2_i), (r - 1) * (c - 1))])
             elif variant == "fixed-readers":
-                var_i = oc["var_i"][i] / r + ((r - 1) / r * oc["cov2_i"][i] if r > 1 else 0.0)
-                df_i = math.inf
+                var_i = v_i / r + ((r - 1) / r * c2_i if r > 1 else 0.0)
+                df_i = float(c - 1) if ddf == "satterthwaite" else math.inf
             else:
                 var_i, df_i = ms_r_i[i] / r, float(r - 1)
             if var_i > 0 and math.isfinite(var_i):
@@ -358,7 +399,7 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
         result.per_test.append(row)
 
     # -- the global test and the pairs ---------------------------------------------------------------------
-    stat_name = "chi2" if variant == "fixed-readers" else "F"
+    stat_name = "chi2" if variant == "fixed-readers" and ddf == "hillis" else "F"
     g = {"statistic": stat_name, "value": NAN, "df1": t - 1, "df2": NAN, "p": NAN, "note": why}
     if t < 2:
         g["note"] = "1 method: nothing to compare"
@@ -366,7 +407,7 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
         g["note"] = "no variation between readers or cases: the test is undefined"
     elif not why:
         f = ms_t / den
-        if variant == "fixed-readers":
+        if stat_name == "chi2":
             value, p = f * (t - 1), float(stats.chi2.sf(f * (t - 1), t - 1))
         else:
             value, p = f, float(stats.f.sf(f, t - 1, df2))
@@ -386,7 +427,7 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
 
 
 def auc_analysis(ratings, truth, tests: Sequence[str] | None = None, *, covariance: str = "delong",
-                 variant: str = "random", alpha: float = 0.05) -> ORResult:
+                 variant: str = "random", alpha: float = 0.05, ddf: str = "hillis") -> ORResult:
     """OR analysis of the empirical AUC of a fully crossed ROC study (one image per case).
 
     Parameters
@@ -411,4 +452,4 @@ def auc_analysis(ratings, truth, tests: Sequence[str] | None = None, *, covarian
         theta, cov = jackknife_covariance(auc, y.shape[2])
         label = "jackknife"
     return obuchowski_rockette(theta, cov, tests, variant=variant, covariance=label, n_cases=y.shape[2],
-                               alpha=alpha)
+                               alpha=alpha, ddf=ddf)

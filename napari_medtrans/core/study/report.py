@@ -55,7 +55,8 @@ def _write(path: Path, rows: list[dict], columns: list[str]) -> Path:
 
 
 MRMC_GLOBAL = ["criterion", "metric", "methods", "n_readers", "n_cases", "statistic", "value", "df1", "df2", "p",
-               "var_error", "cov1", "cov2", "cov3", "var_reader", "var_test_reader", "covariance", "note", "warning"]
+               "var_error", "cov1", "cov2", "cov3", "var_reader", "var_test_reader", "covariance", "ddf", "note",
+               "warning"]
 MRMC_METHODS = ["criterion", "metric", "method", "n_readers", "n_cases", "estimate", "se", "df", "ci_low", "ci_high",
                 "note"]
 MRMC_PAIRWISE = ["criterion", "metric", "method_a", "method_b", "n_readers", "n_cases", "difference", "se", "df",
@@ -216,9 +217,13 @@ def _ci_cell(row: dict) -> str:
 
 
 def _mrmc_section(a: StudyAnalysis, crit_label: dict) -> list[str]:
+    df_text = ("Hillis's denominator (Hillis 2007, 2008) on Satterthwaite's degrees of freedom over its reader and "
+               "case terms (the case covariances are estimated too, which matters with few cases; with many cases "
+               "this is Hillis's df)" if a.mrmc_ddf == "satterthwaite" else
+               "Hillis's denominator degrees of freedom (Hillis 2007, 2008), which take the case covariances as "
+               "known (suited to many cases)")
     parts = [f"<h2>Multi-reader multi-case analysis</h2><p class='note'>Obuchowski-Rockette analysis (Obuchowski "
-             f"&amp; Rockette 1995) with Hillis's denominator degrees of freedom (Hillis 2007, 2008); "
-             f"{_VARIANT_TEXT[a.mrmc_variant]}. Each figure of merit (a mean score, a mean rank, ...) is computed "
+             f"&amp; Rockette 1995) with {df_text}; {_VARIANT_TEXT[a.mrmc_variant]}. Each figure of merit (a mean score, a mean rank, ...) is computed "
              "per reader and method; its variation between readers and its covariance over cases (jackknife: "
              "the study re-analysed leaving out one case at a time) give the 95 % confidence intervals and the "
              "tests. Readers of one case are not counted as independent observations. A reader or case that "
