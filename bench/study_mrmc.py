@@ -23,14 +23,14 @@ Runs single-threaded (BLAS threads set to 1 before numpy loads).
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import time
 
+# numpy loads inside the functions, after this
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:

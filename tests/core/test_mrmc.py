@@ -204,3 +204,12 @@ def test_satterthwaite_df_approach_hillis_on_van_dyke(van_dyke):
     assert s.global_test["value"] == h.global_test["value"]
     assert 0.85 < s.global_test["df2"] / h.global_test["df2"] < 1.0  # 13.8 vs 15.1 with 114 cases
     assert s.global_test["p"] == pytest.approx(h.global_test["p"], abs=0.003)
+
+
+def test_jackknife_takes_every_leave_one_out_figure_at_once():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3, 9))
+    slow = jackknife_covariance(lambda keep: x[:, :, keep].mean(-1), 9)
+    loo = np.stack([np.delete(x, k, axis=2).mean(-1) for k in range(9)])
+    fast = jackknife_covariance(lambda keep: x[:, :, keep].mean(-1), 9, leave_one_out=lambda: loo)
+    np.testing.assert_allclose(fast[1], slow[1])

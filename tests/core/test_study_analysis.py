@@ -14,6 +14,8 @@ from scipy.stats import friedmanchisquare
 from napari_medtrans.core.errors import StudyError, UnknownChoiceError
 from napari_medtrans.core.study import analyse, write_report
 from napari_medtrans.core.study.analysis import (
+    ScoreRecord,
+    analyse_records,
     friedman_test,
     holm,
     kendall_w,
@@ -21,8 +23,8 @@ from napari_medtrans.core.study.analysis import (
     rank_with_ties,
     wilcoxon_test,
 )
-from napari_medtrans.core.study.model import REAL, parse_config
-from napari_medtrans.core.study.simulate import default_qualities, simulate_readers
+from napari_medtrans.core.study.model import DEFAULT_CRITERIA, REAL, parse_config
+from napari_medtrans.core.study.simulate import default_qualities, simulate_readers, simulate_records
 from napari_medtrans.core.study.store import StudyStore
 
 nan = np.nan
@@ -180,9 +182,6 @@ def test_default_qualities_and_analysis_needs_the_key(tmp_path):
 
 
 # -- multi-reader multi-case analysis (issue 25) ---------------------------------------------------------
-from napari_medtrans.core.study.analysis import ScoreRecord, analyse_records  # noqa: E402
-from napari_medtrans.core.study.model import DEFAULT_CRITERIA  # noqa: E402
-from napari_medtrans.core.study.simulate import simulate_records  # noqa: E402
 
 CRIT = {c.name: c for c in DEFAULT_CRITERIA}
 METHODS = [REAL, "m1", "m2", "m3"]
@@ -415,3 +414,22 @@ def test_report_leads_with_mrmc_and_warns_when_small(tmp_path):
     c = analyse_records([r for r in recs if not (r.reader == "r1" and r.method == "m2")], crits, METHODS)
     html = write_report(c, tmp_path / "t")["html"].read_text()
     assert "Left out" in html and "reader r1" in html
+
+
+def test_turing_auc_jackknife_shortcut_matches_the_direct_jackknife():
+    from napari_medtrans.core.study.mrmc import jackknife_covariance, mann_whitney_kernel
+
+    recs, crits = sim(criteria=("realism",), seed=9, n_cases=7)
+    a = analyse_records(recs, crits, METHODS, mrmc="fixed-readers")
+    # the same figure computed directly: rating 10 = surely generated ... 1 = surely acquired
+    readers, cases = sorted({r.reader for r in recs}), sorted({r.case for r in recs})
+    rating = np.zeros((4, 5, 7))
+    for r in recs:
+        rating[METHODS.index(r.method), readers.index(r.reader), cases.index(r.case)] = (
+            5 + r.confidence if r.value == 0 else 6 - r.confidence)
+    theta, cov = jackknife_covariance(
+        lambda keep: mann_whitney_kernel(rating[1:][:, :, keep], rating[0][None, :, keep]).mean(axis=(2, 3)), 7)
+    for i, m in enumerate(("m1", "m2", "m3")):
+        row = one(a.mrmc_methods, metric="Turing AUC", method=m)
+        assert row["estimate"] == pytest.approx(theta[i].mean())
+        assert row["se"] ** 2 == pytest.approx(cov[i, :, i, :].sum() / 25)  # fixed readers: Var of the average

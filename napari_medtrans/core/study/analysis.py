@@ -17,9 +17,11 @@ Each gives a global test, every pairwise difference with its 95 % CI and p (and 
 per method. The denominator degrees of freedom default to Satterthwaite's over the reader *and* case terms
 (``ddf="satterthwaite"``): Hillis's df (``ddf="hillis"``, as published) treat the case covariances as known and
 rejected 7-9 % of simulated null studies of ten cases with a case x method interaction (bench/study_mrmc.py);
-both agree as cases grow. The analysis needs every kept reader to have answered every kept method on every kept case: readers
-or cases that would leave holes are left out (the one with the fewest complete readings first) and listed in
-``dropped`` with the reason, as is a method nobody answered.
+both agree as cases grow.
+
+The analysis needs every kept reader to have answered every kept method on every kept case: readers or cases that
+would leave holes are left out (the one with the fewest complete readings first) and listed in ``dropped`` with
+the reason, as is a method nobody answered.
 
 Descriptive tables follow, on the same data:
 
@@ -211,6 +213,8 @@ EXACT_MAX = 25
 SMALL_READERS = 4
 SMALL_CASES = 10
 ZERO_HANDLING = "zero differences dropped (Wilcoxon)"
+#: The MRMC figure of merit of a scale and of a ranking criterion.
+METRIC = {"scale": "mean score", "ranking": "mean rank"}
 
 
 def wilcoxon_signed_rank(a, b, *, exact_max: int = EXACT_MAX) -> dict:
@@ -494,7 +498,8 @@ class _Tables:
 
     def add(self, criterion: str, metric: str, row_methods: Sequence[str], tests: Sequence[str],
             statistic: Callable[[np.ndarray], np.ndarray], readers: Sequence[str], n_cases: int,
-            absent: dict[str, str], *, compare: bool = True) -> None:
+            absent: dict[str, str], *, compare: bool = True,
+            leave_one_out: Callable[[], np.ndarray] | None = None) -> None:
         """Analyse one figure of merit (``statistic(keep)`` -> tests x readers) and append its rows.
 
         ``row_methods`` are the methods the tables list; those not in ``tests`` get n/a with ``absent[m]``.
@@ -503,7 +508,7 @@ class _Tables:
         nan = float("nan")
         r, c = len(readers), n_cases
         if self.variant != "fixed-cases" and c >= 2:
-            theta, cov = jackknife_covariance(statistic, c)
+            theta, cov = jackknife_covariance(statistic, c, leave_one_out=leave_one_out)
         else:
             theta, cov = np.asarray(statistic(np.arange(c)), dtype=np.float64), None
         res = obuchowski_rockette(theta, cov, tests, variant=self.variant, covariance="jackknife", n_cases=c,
@@ -558,6 +563,18 @@ def _turing(t: _Tables, crit: str, x: _Crossed, methods: Sequence[str]) -> None:
     def auc(keep):
         return mann_whitney_kernel(pos[:, :, keep], neg[None, :, keep]).mean(axis=(2, 3))
 
+    def auc_leave_one_out():
+        # leaving case k out removes its generated image (row k) and its acquired one (column k) of the kernel
+        c = pos.shape[2]
+        out = np.empty((c, len(idx), pos.shape[1]))
+        for i in range(len(idx)):
+            kern = mann_whitney_kernel(pos[i], neg)  # (readers, c, c)
+            total = kern.sum(axis=(1, 2))
+            rows, cols = kern.sum(axis=2), kern.sum(axis=1)
+            diag = np.diagonal(kern, axis1=1, axis2=2)
+            out[:, i, :] = ((total[:, None] - rows - cols + diag) / (c - 1) ** 2).T
+        return out
+
     def sensitivity(keep):
         return sens_all[:, :, keep].mean(axis=2)
 
@@ -570,7 +587,8 @@ def _turing(t: _Tables, crit: str, x: _Crossed, methods: Sequence[str]) -> None:
     c = len(x.cases)
     for metric, fn in (("Turing AUC", auc), ("sensitivity", sensitivity), ("balanced accuracy", balanced)):
         if synth:
-            t.add(crit, metric, synth_rows, synth, fn, x.readers, c, absent, compare=len(synth_rows) > 1)
+            t.add(crit, metric, synth_rows, synth, fn, x.readers, c, absent, compare=len(synth_rows) > 1,
+                  leave_one_out=auc_leave_one_out if fn is auc else None)
         else:
             t.nothing(crit, metric, synth_rows, "no synthetic method was answered", len(x.readers), c)
     t.add(crit, "specificity", [REAL], [REAL], specificity, x.readers, c, {}, compare=False)
@@ -584,7 +602,7 @@ def _rank_counts(values: np.ndarray, higher_is_better: bool, k: int) -> np.ndarr
     out = np.zeros((len(values), k))
     for i, m in enumerate(mid):
         g = int(np.sum(mid == m))
-        first = int(round(m - (g - 1) / 2.0))
+        first = round(m - (g - 1) / 2.0)
         out[i, first - 1:first - 1 + g] = 1.0 / g
     return out
 
@@ -598,93 +616,106 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
         raise UnknownChoiceError("MRMC degrees of freedom", ddf, DDF)
     methods = list(methods)
     readers = sorted({r.reader for r in records})
-    cases = sorted({r.case for r in records})
     ranked = _mid_ranks(records, {c.name for c in criteria if c.kind == "ranking"})
-    summary, friedman, pairwise, agreement, realism, dropped = [], [], [], [], [], []
-    rank_distribution: dict[str, dict[str, list[float]]] = {}
+    a = StudyAnalysis(methods, list(criteria), readers, sorted({r.case for r in records}), [], [], [], [], [], {},
+                      list(records), title, mrmc, ddf)
     tables = _Tables(mrmc, ddf)
+    synth = [m for m in methods if m != REAL]
+    turing_metrics = ("Turing AUC", "sensitivity", "balanced accuracy")
     for crit in criteria:
         recs = [r for r in ranked if r.criterion == crit.name]
-        for m in methods:
-            mine = [r for r in recs if r.method == m]
-            v = np.array([r.value for r in mine], dtype=np.float64)
-            summary.append({"method": m, "criterion": crit.name, "n": int(len(v)),
-                            "readers": len({r.reader for r in mine}), "cases": len({r.case for r in mine}),
-                            "mean": float(v.mean()) if len(v) else float("nan"),
-                            "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")})
+        a.summary += _summary(recs, crit.name, methods)
         turing = crit.kind == "realism"
         if turing and REAL not in methods:
-            dropped.append({"criterion": crit.name, "what": "visual Turing test",
-                            "reason": "no acquired images in the study: nothing to tell generated images from"})
-        metric = {"scale": "mean score", "ranking": "mean rank"}.get(crit.kind)
+            a.dropped.append({"criterion": crit.name, "what": "visual Turing test",
+                              "reason": "no acquired images in the study: nothing to tell generated images from"})
         if not recs:
-            dropped.append({"criterion": crit.name, "what": f"criterion {crit.name}", "reason": "no answers"})
-            if metric:
-                tables.nothing(crit.name, metric, methods, "no answers for this criterion")
+            a.dropped.append({"criterion": crit.name, "what": f"criterion {crit.name}", "reason": "no answers"})
+            why = "no answers for this criterion"
+            if not turing:
+                tables.nothing(crit.name, METRIC[crit.kind], methods, why)
+                a.friedman.append({"criterion": crit.name, "methods": ", ".join(methods), "blocks": 0,
+                                   "readers": 0, "chi2": float("nan"), "p": float("nan")})
+                a.rank_distribution[crit.name] = {m: [0.0] * len(methods) for m in methods}
             elif REAL in methods:
-                for name in ("Turing AUC", "sensitivity", "balanced accuracy"):
-                    tables.nothing(crit.name, name, [m for m in methods if m != REAL],
-                                   "no answers for this criterion")
-            if crit.kind == "ranking" or crit.kind == "scale":
-                friedman.append({"criterion": crit.name, "methods": ", ".join(methods), "blocks": 0, "readers": 0,
-                                 "chi2": float("nan"), "p": float("nan")})
-                rank_distribution[crit.name] = {m: [0.0] * len(methods) for m in methods}
+                for name in turing_metrics:
+                    tables.nothing(crit.name, name, synth, why)
             continue
         x = _crossed(recs, methods, crit.name)
-        dropped += x.dropped
+        a.dropped += x.dropped
         r, c = len(x.readers), len(x.cases)
         if turing:
             if REAL in methods:
-                _turing_descriptive(realism, recs, methods)
-                if REAL not in x.methods or not x.readers or not x.cases:
+                _turing_descriptive(a.realism, recs, methods)
+                if REAL in x.methods and r and c:
+                    _turing(tables, crit.name, x, methods)
+                else:
                     why = ("no answers for the acquired images" if REAL not in x.methods
                            else "no reader answered every method of any case")
-                    for name in ("Turing AUC", "sensitivity", "balanced accuracy"):
-                        tables.nothing(crit.name, name, [m for m in methods if m != REAL], why, r, c)
-                else:
-                    _turing(tables, crit.name, x, methods)
-            agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "nominal", crit.name))
+                    for name in turing_metrics:
+                        tables.nothing(crit.name, name, synth, why, r, c)
+            a.agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "nominal", crit.name))
             continue
-        absent = {m: "no answers" for m in methods if m not in x.methods}
         if r and c:
-            vals = x.values
-            tables.add(crit.name, metric, methods, x.methods, lambda keep: vals[:, :, keep].mean(axis=2),
-                       x.readers, c, absent)
+            tables.add(crit.name, METRIC[crit.kind], methods, x.methods,
+                       lambda keep, vals=x.values: vals[:, :, keep].mean(axis=2), x.readers, c,
+                       {m: "no answers" for m in methods if m not in x.methods})
         else:
-            tables.nothing(crit.name, metric, methods, "no reader answered every method of any case", r, c)
-        higher = crit.kind == "scale"
-        blocks = x.values.mean(axis=1).T if r else np.zeros((0, len(x.methods)))  # cases x methods
-        stat, p = friedman_test(blocks)
-        friedman.append({"criterion": crit.name, "methods": ", ".join(x.methods), "blocks": c, "readers": r,
-                         "chi2": stat, "p": p})
-        rows = []
-        for i, j in itertools.combinations(range(len(x.methods)), 2):
-            w = wilcoxon_signed_rank(blocks[:, i], blocks[:, j]) if c else None
-            if w is None:
-                continue
-            rows.append({"criterion": crit.name, "method_a": x.methods[i], "method_b": x.methods[j], "n": c,
-                         "n_nonzero": w["n_nonzero"],
-                         "mean_difference": float((blocks[:, i] - blocks[:, j]).mean()),
-                         "statistic": w["statistic"], "p": w["p"], "method": w["method"],
-                         "zero_handling": ZERO_HANDLING, "rank_biserial": w["rank_biserial"]})
-        for row, adj in zip(rows, holm([row["p"] for row in rows])):
-            row["p_holm"] = float(adj)
-        pairwise += rows
-        counts = {m: np.zeros(len(methods)) for m in methods}
-        for j in range(r):
-            for k in range(c):
-                places = _rank_counts(x.values[:, j, k], higher, len(methods))
-                for i, m in enumerate(x.methods):
-                    counts[m] += places[i]
-        rank_distribution[crit.name] = {m: [float(v) for v in counts[m]] for m in methods}
-        if crit.kind == "scale":
-            agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "ordinal", crit.name))
-        else:
-            agreement.append(_kendall(recs, crit.name))
-    warnings = sorted({row["warning"] for row in tables.glob if row.get("warning")})
-    return StudyAnalysis(methods, list(criteria), readers, cases, summary, friedman, pairwise, agreement,
-                         realism, rank_distribution, list(records), title, mrmc, ddf, tables.glob, tables.methods,
-                         tables.pairwise, tables.readers, dropped, warnings)
+            tables.nothing(crit.name, METRIC[crit.kind], methods, "no reader answered every method of any case", r,
+                           c)
+        friedman, pairwise = _tests_over_cases(crit.name, x)
+        a.friedman.append(friedman)
+        a.pairwise += pairwise
+        a.rank_distribution[crit.name] = _rank_distribution(x, crit.kind == "scale", methods)
+        a.agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "ordinal", crit.name)
+                           if crit.kind == "scale" else _kendall(recs, crit.name))
+    a.mrmc_global, a.mrmc_methods = tables.glob, tables.methods
+    a.mrmc_pairwise, a.mrmc_readers = tables.pairwise, tables.readers
+    a.warnings = sorted({row["warning"] for row in tables.glob if row.get("warning")})
+    return a
+
+
+def _summary(recs: Sequence[ScoreRecord], criterion: str, methods: Sequence[str]) -> list[dict]:
+    """Mean and sd per method over every answer, with how many answers, readers and cases they come from."""
+    out = []
+    for m in methods:
+        mine = [r for r in recs if r.method == m]
+        v = np.array([r.value for r in mine], dtype=np.float64)
+        out.append({"method": m, "criterion": criterion, "n": int(len(v)),
+                    "readers": len({r.reader for r in mine}), "cases": len({r.case for r in mine}),
+                    "mean": float(v.mean()) if len(v) else float("nan"),
+                    "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")})
+    return out
+
+
+def _tests_over_cases(criterion: str, x: _Crossed) -> tuple[dict, list[dict]]:
+    """Friedman across methods and pairwise Wilcoxon (Holm) over cases, each case averaged over its readers."""
+    r, c = len(x.readers), len(x.cases)
+    blocks = x.values.mean(axis=1).T if r else np.zeros((0, len(x.methods)))  # cases x methods
+    stat, p = friedman_test(blocks)
+    friedman = {"criterion": criterion, "methods": ", ".join(x.methods), "blocks": c, "readers": r, "chi2": stat,
+                "p": p}
+    rows = []
+    for i, j in itertools.combinations(range(len(x.methods)) if c else (), 2):
+        w = wilcoxon_signed_rank(blocks[:, i], blocks[:, j])
+        rows.append({"criterion": criterion, "method_a": x.methods[i], "method_b": x.methods[j], "n": c,
+                     "n_nonzero": w["n_nonzero"], "mean_difference": float((blocks[:, i] - blocks[:, j]).mean()),
+                     "statistic": w["statistic"], "p": w["p"], "method": w["method"],
+                     "zero_handling": ZERO_HANDLING, "rank_biserial": w["rank_biserial"]})
+    for row, adj in zip(rows, holm([row["p"] for row in rows])):
+        row["p_holm"] = float(adj)
+    return friedman, rows
+
+
+def _rank_distribution(x: _Crossed, higher_is_better: bool, methods: Sequence[str]) -> dict[str, list[float]]:
+    """How often each method took each place over the readings, ties split over the places they span."""
+    counts = {m: np.zeros(len(methods)) for m in methods}
+    for j in range(len(x.readers)):
+        for k in range(len(x.cases)):
+            places = _rank_counts(x.values[:, j, k], higher_is_better, len(methods))
+            for i, m in enumerate(x.methods):
+                counts[m] += places[i]
+    return {m: [float(v) for v in counts[m]] for m in methods}
 
 
 def _turing_descriptive(out: list, recs: Sequence[ScoreRecord], methods: Sequence[str]) -> None:
@@ -718,7 +749,7 @@ def _kendall(recs, name) -> dict:
     for r in recs:
         by_case.setdefault(r.case, {}).setdefault(r.reader, {})[r.image] = r.value
     ws, chance, all_tied = [], [], 0
-    for case, per_reader in by_case.items():
+    for per_reader in by_case.values():
         images = sorted({i for v in per_reader.values() for i in v})
         rows = [[v[i] for i in images] for v in per_reader.values() if all(i in v for i in images)]
         if len(rows) < 2:

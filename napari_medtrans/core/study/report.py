@@ -222,13 +222,14 @@ def _mrmc_section(a: StudyAnalysis, crit_label: dict) -> list[str]:
                "this is Hillis's df)" if a.mrmc_ddf == "satterthwaite" else
                "Hillis's denominator degrees of freedom (Hillis 2007, 2008), which take the case covariances as "
                "known (suited to many cases)")
-    parts = [f"<h2>Multi-reader multi-case analysis</h2><p class='note'>Obuchowski-Rockette analysis (Obuchowski "
-             f"&amp; Rockette 1995) with {df_text}; {_VARIANT_TEXT[a.mrmc_variant]}. Each figure of merit (a mean score, a mean rank, ...) is computed "
-             "per reader and method; its variation between readers and its covariance over cases (jackknife: "
-             "the study re-analysed leaving out one case at a time) give the 95 % confidence intervals and the "
-             "tests. Readers of one case are not counted as independent observations. A reader or case that "
-             "lacks an answer is left out of that criterion (listed below); n/a says why a figure cannot be "
-             "given.</p>"]
+    intro = (f"<h2>Multi-reader multi-case analysis</h2><p class='note'>Obuchowski-Rockette analysis (Obuchowski "
+             f"&amp; Rockette 1995) with {df_text}; {_VARIANT_TEXT[a.mrmc_variant]}. Each figure of merit (a mean "
+             "score, a mean rank, ...) is computed per reader and method; its variation between readers and its "
+             "covariance over cases (jackknife: the study re-analysed leaving out one case at a time) give the "
+             "95 % confidence intervals and the tests. Readers of one case are not counted as independent "
+             "observations. A reader or case that lacks an answer is left out of that criterion (listed below); "
+             "n/a says why a figure cannot be given.</p>")
+    parts = [intro]
     if a.warnings:
         parts.append("<p class='warn'>" + "<br>".join(
             f"Caution: {html.escape(w)}: intervals are wide and the tests' level less certain; a study for "
@@ -312,12 +313,12 @@ def write_report(analysis: StudyAnalysis, out_dir: str | os.PathLike) -> dict[st
     paths = write_csv_tables(analysis, out)
     a = analysis
     crit_label = {c.name: c.label for c in a.criteria}
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(a.title)} - reader study "
-             f"report</title><style>{_CSS}</style></head><body>",
+    parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(a.title)} - reader study "
+              f"report</title><style>{_CSS}</style></head><body>"),
              f"<h1>{html.escape(a.title)}</h1>",
-             f"<p>{len(a.readers)} readers, {len(a.cases)} cases, {len(a.methods)} candidates per case "
-             f"({html.escape(', '.join(_label(m) for m in a.methods))}), {len(a.records)} answers counted "
-             f"(each reader's latest answer). Written {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+             (f"<p>{len(a.readers)} readers, {len(a.cases)} cases, {len(a.methods)} candidates per case "
+              f"({html.escape(', '.join(_label(m) for m in a.methods))}), {len(a.records)} answers counted "
+              f"(each reader's latest answer). Written {time.strftime('%Y-%m-%d %H:%M')}.</p>")]
     parts += _mrmc_section(a, crit_label)
     parts.append("<h2>Descriptive tables</h2><p class='note'>What the readers answered, on the same data; the "
                  "tests here treat the readers as fixed and are no substitute for the analysis above.</p>")
