@@ -128,6 +128,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(width=16, depth=5, max_mult=8, encoder="tiny", sam_image_size=64, freeze_encoder=False,
                 adaptor_ratio=0.5, mask_width=8, tile=64),
 }
+#: Largest view side: a slice smaller than the view is padded up to it, so a checkpoint must not ask for more.
+MAX_TILE = 4096
 #: Padding of views beyond the slice: background, as the engine pads (core.preprocess.PAD_VALUE).
 TILE_PAD_VALUE = -1.0
 
@@ -505,8 +507,9 @@ def mrnet(
     max_mult_i = _int_arg("max_mult", size["max_mult"])
     mask_width_i = _int_arg("mask_width", size["mask_width"])
     tile_i = size["tile"]
-    if isinstance(tile_i, bool) or not isinstance(tile_i, int) or tile_i < 0 or tile_i % 2**depth_i:
-        raise ValueError(f'Argument "tile" must be 0 or a positive multiple of 2**depth = {2**depth_i}, '
+    if isinstance(tile_i, bool) or not isinstance(tile_i, int) or not 0 <= tile_i <= MAX_TILE \
+            or tile_i % 2**depth_i:
+        raise ValueError(f'Argument "tile" must be 0 or a multiple of 2**depth = {2**depth_i} up to {MAX_TILE}, '
                          f"got {tile_i!r}.")
     n_masks_i = _int_arg("n_masks", n_masks)
     if n_masks_i > MAX_MASKS:

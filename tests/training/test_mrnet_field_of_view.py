@@ -110,6 +110,8 @@ def test_tile_is_checked_and_kept_in_checkpoints(tmp_path):
         tiny(tile=60)  # not a multiple of 2**depth = 8
     with pytest.raises(ValueError, match="tile"):
         tiny(tile=-8)
+    with pytest.raises(ValueError, match="tile"):
+        tiny(tile=2**16)  # every slice would be padded to 65536 x 65536
     path = save_checkpoint(tiny(tile=96), tmp_path / "m.safetensors")
     assert load_translator(path).config["tile"] == 96
     # a checkpoint from before the key existed gets its preset's tile (the cpu preset: its 64 x 64 crops)
