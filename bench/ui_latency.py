@@ -25,7 +25,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_medtrans._napari._translate import TranslateWidget
-    from napari_medtrans.training.evaluate import demo_model_path
+    from napari_medtrans.translators.lookup import demo_model_path
 
     viewer = napari.Viewer(show=True)
     viewer.open_sample("napari-medtrans", "phantom")

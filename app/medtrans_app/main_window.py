@@ -477,7 +477,7 @@ class MainWindow(QMainWindow):
     def setup_demo(self, shape=(120, 144, 88)):
         """Open a phantom subject and select the shipped demo model (or say clearly that it is missing)."""
         from napari_medtrans.core.errors import WeightsError
-        from napari_medtrans.training.evaluate import resolve_model
+        from napari_medtrans.translators.lookup import resolve_model
 
         self.translate_panel.refresh_models()  # list what is installed now, not at start-up
         try:

@@ -29,7 +29,7 @@ def run_self_test(timeout_s: float = 180.0, shape=(48, 48, 6), out=print) -> int
     from qtpy.QtWidgets import QApplication
 
     from napari_medtrans.core.errors import WeightsError
-    from napari_medtrans.training.evaluate import resolve_model
+    from napari_medtrans.translators.lookup import resolve_model
 
     from .main_window import MainWindow
     from .settings import AppSettings

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.metrics import evaluate_volumes
     from ..phantom import make_subject
     from ..translators.checkpoint import load_translator
-    from ..training.evaluate import demo_model_path
+    from ..translators.lookup import demo_model_path
     from ._progress import TextProgress
 
     model_path = demo_model_path()

@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.evaluate import evaluate_dataset, format_table, resolve_model
+    from ..training.evaluate import evaluate_dataset, format_table
+    from ..translators.lookup import resolve_model
 
     model = resolve_model(args.model)
     data_root = args.data if args.data.is_dir() else args.data.parent

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     sha = None
     if args.model:
         from ..core.weights import sha256_file
-        from ..training.evaluate import resolve_model
+        from ..translators.lookup import resolve_model
 
         sha = sha256_file(resolve_model(args.model))
     method = args.method or (volume.provenance or {}).get("method") or _method_from_header(volume)

@@ -137,7 +137,7 @@ def _prompts(args, truth):
 def _translate(args, source) -> dict:
     from ..core.engine import translate_volume
     from ..translators.checkpoint import load_translator
-    from ..training.evaluate import resolve_model
+    from ..translators.lookup import resolve_model
     from ._progress import TextProgress
 
     translator = load_translator(resolve_model(args.translator))

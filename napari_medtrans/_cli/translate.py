@@ -52,7 +52,7 @@ def add_direction_arguments(p: argparse.ArgumentParser, *, several: bool = False
 def direction_from_args(args: argparse.Namespace, model) -> str | list[str] | None:
     """The ``direction`` argument of the library calls from ``--direction``/``--reverse``."""
     if getattr(args, "reverse", False):
-        from ..training.evaluate import reverse_direction
+        from ..translators.lookup import reverse_direction
 
         return reverse_direction(model)
     return getattr(args, "direction", None)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.engine import translate_volume
     from ..core.io.paths import refuse_overwriting_inputs
     from ..translators.checkpoint import load_translator
-    from ..training.evaluate import resolve_model
+    from ..translators.lookup import resolve_model
     from ._progress import TextProgress
 
     dicom = getattr(args, "format", "nifti") == "dicom"

@@ -92,7 +92,7 @@ def _model_files(folder: Path) -> list[Path]:
 def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
     """Shipped checkpoints, weights-store models, ``extra_files``, then registered methods (untrained)."""
     from ..core import weights
-    from ..training.evaluate import resources_dir
+    from ..translators.lookup import resources_dir
     from ..translators import list_translators
 
     out: list[ModelChoice] = []

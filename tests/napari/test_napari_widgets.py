@@ -76,7 +76,7 @@ def choose_model(qtbot, widget, path, method):
 
 
 def test_sample_translate_inspect_export(make_napari_viewer, qtbot, tmp_path, notifications):
-    from napari_medtrans.training.evaluate import demo_model_path
+    from napari_medtrans.translators.lookup import demo_model_path
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-medtrans", "phantom")

@@ -80,7 +80,8 @@ def _code_rule() -> str:
 def _translate_cases(spec: StudySpec, out_dir: Path, device: str, log: Callable[[str], None]) -> None:
     from .. import io
     from ..engine import translate_volume
-    from ...training.evaluate import output_path, resolve_model
+    from ...training.evaluate import output_path
+    from ...translators.lookup import resolve_model
     from ...translators.checkpoint import load_translator
 
     for method, model in spec.models.items():
