@@ -110,10 +110,10 @@ class AdversarialSchedule:
         if not 0 <= beta_min < beta_max:
             raise ValueError(f'Arguments "beta_min" < "beta_max" must hold, got {beta_min!r} and {beta_max!r}.')
         self.n_steps = n = int(n_steps)
-        s = torch.arange(1, n + 1, dtype=torch.float64)
+        s = torch.arange(1, n + 1, dtype=torch.float64, device="cpu")  # a fixed CPU table, also under a meta build
         # Eq. 3 (SynDiff / DDGAN discretisation of the VP SDE)
         self.gammas = 1 - torch.exp(-beta_min / n - (beta_max - beta_min) * (2 * s - 1) / (2 * n * n))
-        self.alpha_bars = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - self.gammas, 0)])
+        self.alpha_bars = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), torch.cumprod(1 - self.gammas, 0)])
 
     def _abar(self, s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.alpha_bars.to(like.device)[s.long()].to(like.dtype).view(-1, 1, 1, 1)

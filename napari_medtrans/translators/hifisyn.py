@@ -153,9 +153,11 @@ class BrainMemoryBank(nn.Module):
         cls = [s for s, n in enumerate(structure_items) for _ in range(n)] + [-1] * n_global
         self.register_buffer("item_class", torch.tensor(cls, dtype=torch.long))
         t = len(cls)
-        self.register_buffer("keys", F.normalize(torch.randn(t, key_dim), dim=1))
+        # Random unit rows made on the CPU even under a "meta" build (the loader's shape check): they are small, a
+        # checkpoint overwrites them, and normalising meta tensors would cost a second of decomposition imports.
+        self.register_buffer("keys", F.normalize(torch.randn(t, key_dim, device="cpu"), dim=1))
         for m in self.modalities:
-            self.register_buffer(f"values_{m}", F.normalize(torch.randn(t, value_dim), dim=1))
+            self.register_buffer(f"values_{m}", F.normalize(torch.randn(t, value_dim, device="cpu"), dim=1))
 
     @property
     def n_items(self) -> int:
