@@ -114,19 +114,13 @@ def describe_checkpoint(info) -> str:
     return "\n".join(lines)
 
 
-_EVIDENCE = {
-    "header": "from the NIfTI header",
-    "sidecar": "from the JSON sidecar",
-    "dicom": "from the DICOM header",
-    "filename": "from the file name",
-    "override": "as given",
-    "derived": "derived",
-}
-
-
 def _evidence(vol) -> str:
-    how = _EVIDENCE.get(getattr(vol, "modality_evidence", None) or "")
-    return f" ({how})" if how and vol.modality else ""
+    from ..core.modality import EVIDENCE
+
+    evidence = getattr(vol, "modality_evidence", None)
+    if not vol.modality or evidence not in EVIDENCE:
+        return ""
+    return " (as given)" if evidence == "override" else f" (from {EVIDENCE[evidence]})"
 
 
 def _made_by(prov: dict) -> list[str]:

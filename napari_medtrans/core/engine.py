@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -52,6 +51,7 @@ from .errors import (
     TranslatorError,
     UnknownChoiceError,
 )
+from .modality import EVIDENCE
 from .preprocess import (
     IntensityRange,
     acquisition_axis,
@@ -60,7 +60,7 @@ from .preprocess import (
     to_slices,
     unfit,
 )
-from .volume import MODALITIES, SourceInfo, Volume, normalise_modality
+from .volume import MODALITIES, SourceInfo, Volume, normalise_modality, patient_id_sha256
 
 __all__ = ["TranslationResult", "translate_volume", "resolve_device", "resolve_precision", "cpu_has_native_bf16",
            "PRECISIONS"]
@@ -265,16 +265,6 @@ def _gather_inputs(volume: Any, spec: Any) -> list[Volume]:
     return [_as_volume(volume, wanted[0])]
 
 
-_EVIDENCE_WORDS = {
-    "header": "its header",
-    "sidecar": "its JSON sidecar",
-    "dicom": "its DICOM header",
-    "filename": "its file name",
-    "override": "the caller",
-    "derived": "its derivation",
-}
-
-
 def _check_modalities(inputs: list[Volume], wanted: list[str], spec: Any, override: bool) -> list[dict]:
     """Refuse an input whose own modality is another contrast than the model's (unless ``override``), and one
     file given for two inputs. Returns the overrides made, for the provenance."""
@@ -284,7 +274,7 @@ def _check_modalities(inputs: list[Volume], wanted: list[str], spec: Any, overri
             if override:
                 overrides.append({"input": m, "labelled": v.modality, "evidence": v.modality_evidence})
                 continue
-            how = _EVIDENCE_WORDS.get(v.modality_evidence or "", "its label")
+            how = EVIDENCE.get(v.modality_evidence or "", "its label")
             raise InputModalityError(
                 f"is {v.modality} (from {how}) but translator {spec.method!r} expects {m} there "
                 f"(inputs: {', '.join(wanted)}); give a {m} volume, or --override-modality "
@@ -361,9 +351,7 @@ def _input_identity(inputs: list[Volume]) -> dict:
         study = study or getattr(src, "study_instance_uid", None)
         datasets = getattr(src, "dicom_datasets", None) or []
         if patient is None and datasets:
-            pid = str(datasets[0].get("PatientID", "") or "")
-            if pid:
-                patient = hashlib.sha256(pid.encode("utf-8")).hexdigest()
+            patient = patient_id_sha256(datasets[0].get("PatientID", None))
     return {"input_series_uids": series, "input_study_uid": study, "input_patient_sha256": patient}
 
 

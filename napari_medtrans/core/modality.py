@@ -32,7 +32,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["modality_from_text", "modality_from_timing", "modality_from_fields", "CONTRAST_AGENT_WORDS"]
+__all__ = ["modality_from_text", "modality_from_timing", "modality_from_fields", "CONTRAST_AGENT_WORDS", "EVIDENCE"]
+
+#: Where a Volume's ``modality_evidence`` says its contrast came from, in words for messages.
+EVIDENCE = {
+    "header": "the NIfTI header",
+    "sidecar": "the JSON sidecar",
+    "dicom": "the DICOM header",
+    "filename": "the file name",
+    "override": "the caller",
+    "derived": "a derivation",
+}
 
 #: Words (upper case tokens) that mean a T1 image was taken after a contrast agent.
 CONTRAST_AGENT_WORDS = frozenset({

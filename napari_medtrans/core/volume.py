@@ -15,6 +15,7 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,11 @@ import numpy as np
 
 from .errors import GeometryError, InvalidVolumeError
 
-__all__ = ["Volume", "SourceInfo", "MODALITIES", "normalise_modality"]
+__all__ = ["Volume", "SourceInfo", "MODALITIES", "MAX_VOXELS", "normalise_modality", "patient_id_sha256"]
+
+#: The most voxels one volume may hold (2**31: 8 GiB of float32). The NIfTI and DICOM readers refuse a header that
+#: claims more before anything is allocated.
+MAX_VOXELS = 1 << 31
 
 #: Canonical modality names. Other spellings are mapped by :func:`normalise_modality`.
 MODALITIES = ("T1", "T1c", "T2", "FLAIR", "PD")
@@ -56,6 +61,13 @@ def normalise_modality(name: str | None) -> str | None:
         return None
     key = str(name).strip().lower().replace("_", "").replace(" ", "")
     return _ALIASES.get(key, str(name).strip())
+
+
+def patient_id_sha256(patient_id: Any) -> str | None:
+    """Hex sha256 of a PatientID's text (UTF-8), as provenance ``"input_patient_sha256"`` records it (the ID itself
+    is never stored); None when the ID is empty or missing. Export compares it with its source's."""
+    text = "" if patient_id is None else str(patient_id)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text.strip() else None
 
 
 @dataclasses.dataclass

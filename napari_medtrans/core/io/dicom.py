@@ -58,7 +58,7 @@ from ..errors import (
     NotAVolumeError,
     UnevenSpacingError,
 )
-from ..volume import SourceInfo, Volume, normalise_modality
+from ..volume import MAX_VOXELS, SourceInfo, Volume, normalise_modality
 from .orientation import affine_from_dicom, slice_normal
 from .paths import missing_reason, os_reason
 
@@ -76,9 +76,6 @@ _HEAD_BYTES = 256 * 1024
 _BLOB_BUDGET = 512 * 1024 * 1024
 #: Slices closer than this along the normal (mm) are taken to be at the same position.
 _DUPLICATE_TOL_MM = 1e-3
-#: The most voxels one series may hold (2**31: 8 GiB of float32, as for NIfTI); headers that claim more are
-#: refused before anything is allocated.
-MAX_VOXELS = 1 << 31
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

@@ -101,7 +101,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,7 +109,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, GeometryError, InvalidVolumeError
-from ..volume import MODALITIES, Volume
+from ..volume import MODALITIES, Volume, patient_id_sha256
 from .orientation import dicom_geometry_from_affine
 
 __all__ = [
@@ -251,13 +250,6 @@ class ExportResult:
     deidentified: bool
     n_referenced: int
     geometry_matches_source: bool
-
-
-def patient_id_sha256(patient_id: Any) -> str | None:
-    """Hex sha256 of a PatientID's text (UTF-8), as provenance ``"input_patient_sha256"`` records it; None when
-    the ID is empty or missing."""
-    text = "" if patient_id is None else str(patient_id)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text.strip() else None
 
 
 def is_map(volume: Volume) -> bool:

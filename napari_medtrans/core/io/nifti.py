@@ -7,24 +7,24 @@ what every other NIfTI tool shows. A singular or non-finite affine, NaNs in the 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import uuid
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import GeometryError, InvalidVolumeError, MedtransError, NotAVolumeError, VolumeReadError
-from ..volume import SourceInfo, Volume
+from ..volume import MAX_VOXELS, SourceInfo, Volume
 
 __all__ = ["read_nifti", "write_nifti", "is_nifti_path", "read_provenance", "sidecar_json_path", "PROVENANCE_PREFIX"]
 
 _SUFFIXES = (".nii", ".nii.gz")
-#: The most voxels one volume may hold (2**31: 8 GiB of float32); a header claiming more is refused before
-#: anything is allocated.
-MAX_VOXELS = 1 << 31
 
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
@@ -130,26 +130,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-class _quiet_nibabel:
+@contextlib.contextmanager
+def _quiet_nibabel():
     """Silence nibabel's logger ("sizeof_hdr should be 348") and warnings while one file is read: what is wrong
     with the file is reported once, by the error raised."""
-
-    def __enter__(self):
-        import logging
-        import warnings
-
-        self._logger = logging.getLogger("nibabel.global")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.CRITICAL)
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore")
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.setLevel(self._level)
-        self._warnings.__exit__(*exc)
-        return False
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _modality_evidence(path: Path, descrip: str, synthetic: bool) -> tuple[str | None, str | None]:
