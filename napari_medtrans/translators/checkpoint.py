@@ -465,7 +465,7 @@ def _build(p: Path, info: CheckpointInfo, expected_method: str | None) -> Transl
     if expected_method is not None and expected_method != info.method:
         raise MethodMismatchError(p, expected=expected_method, found=info.method)
     try:
-        model = create_translator(info.method, **info.config)
+        model = create_translator(info.method, **_with_legacy_config(info.method, info.config))
     except UnknownChoiceError as exc:
         raise CheckpointError(
             f"was written by method {info.method!r}, which is not installed here; known: {', '.join(exc.choices)}",
@@ -584,6 +584,18 @@ def _check_finite_weights(p: Path, state: Mapping[str, torch.Tensor]) -> None:
             "diverged or the file is damaged",
             p,
         )
+
+
+def _with_legacy_config(method: str, config: Mapping[str, Any]) -> dict:
+    """``config`` with the values a factory's ``legacy_config`` names for keys a saved config lacks: a checkpoint
+    written before a key existed was made with those values, whatever a new model's default is now."""
+    from .base import translator_factory
+
+    try:
+        legacy = getattr(translator_factory(method), "legacy_config", None) or {}
+    except UnknownChoiceError:
+        legacy = {}
+    return {**legacy, **config}
 
 
 def _fit(

@@ -45,12 +45,9 @@ Choices where the paper is open
   :mod:`napari_medtrans.core.tsm`). Before, the gain was 12 and not recorded, and on the benchmark the map
   saturated (0.68 on average in the brain, 95 % above 0.4), making Eq. 4 a near-constant blend. A checkpoint's
   network was trained with the map it had, so a checkpoint whose config lacks the key keeps the old calibration
-  (:data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN`) and gives the outputs it always gave: a call with a
-  saved config (no ``preset`` and every size key given: ``width``, ``depth``, ``blocks``, ``latent_blocks``,
-  ``refine_blocks``, ``heads``, ``max_heads``, ``expansion``, ``default_steps``, as every saved config has them
-  and ``load_translator`` passes them) and no ``tsm_gain`` is such a checkpoint; any other call without it is a
-  new model (pass ``tsm_gain`` to be explicit). The shipped ``edts-t1-t2`` is such a checkpoint and is
-  unchanged. The VGG16 backbone ignores the gain.
+  (:data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN`) and gives the outputs it always gave: the factory's
+  ``legacy_config`` names the value, and the checkpoint loader fills it in for a saved config that lacks the key
+  (``translators.checkpoint``). The shipped ``edts-t1-t2`` is such a checkpoint and is unchanged. The VGG16 backbone ignores the gain.
 * **Ablations (Table IV).** ``mask="none"``: the diffusion model is conditioned on ``T2_bar`` alone and its output
   is the result (no fusion); ``mask="hard"``: ``M`` is replaced by ``M > 0.4`` (``hard_threshold``) in the
   conditioning and the fusion; ``mask="dynamic"``: the method. ``ssim_loss`` is a recipe option.
@@ -409,10 +406,8 @@ def edts_trans(
         raise ValueError(f'Argument "hard_threshold" must be in [0, 1], got {hard_threshold!r}.')
     if float(eta) < 0:
         raise ValueError(f'Argument "eta" must be >= 0, got {eta!r}.')
-    if tsm_gain is None:  # a saved config names every size key and no preset (module notes)
-        saved = preset is None and all(v is not None for v in (width, depth, blocks, latent_blocks, refine_blocks,
-                                                                heads, max_heads, expansion, default_steps))
-        tsm_gain = _tsm.LEGACY_ANALYTIC_GAIN if saved else _tsm.ANALYTIC_GAIN
+    if tsm_gain is None:
+        tsm_gain = _tsm.ANALYTIC_GAIN
     if isinstance(tsm_gain, bool) or not 0.0 < float(tsm_gain) < float("inf"):
         raise ValueError(f'Argument "tsm_gain" must be a positive finite number, got {tsm_gain!r}.')
     steps = int(size["default_steps"])
@@ -531,3 +526,7 @@ def format_complexity(c: Mapping[str, Any], steps: Sequence[int] = (10, 50)) -> 
         total = c["flops_regression"] + s * c["flops_diffusion_step"]
         lines.append(f"  whole pipeline with {s} sampling steps: {total / g:.4g} GFLOPs per slice")
     return "\n".join(lines)
+
+
+#: Values a checkpoint saved before a config key existed was made with; the loader fills them in (issue 20).
+edts_trans.legacy_config = {"tsm_gain": _tsm.LEGACY_ANALYTIC_GAIN}
