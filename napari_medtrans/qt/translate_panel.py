@@ -62,7 +62,7 @@ class TranslatePanel(QWidget):
         self.volume_provider: Callable[[str], object] | None = None
         self.job: Job | None = None
         self._extra_files: list[str] = []
-        self._specs: dict[str, dict] = {}
+        self._specs: dict[tuple[str, str | None], dict] = {}  # by (file or method, direction)
         self._request = None
         self._partials: list = []
         self._last_partial = 0.0
@@ -170,7 +170,7 @@ class TranslatePanel(QWidget):
         choice = self.current_choice()
         if choice is None:
             return
-        spec = self._specs.get(choice.value)
+        spec = self._specs.get((choice.value, choice.direction))
         if spec is not None:
             self._apply_spec(spec)
         elif choice.kind == "checkpoint":
@@ -188,7 +188,7 @@ class TranslatePanel(QWidget):
 
     def _on_spec(self, described) -> None:
         choice, spec = described
-        self._specs[choice.value] = spec
+        self._specs[(choice.value, choice.direction)] = spec
         if self.current_choice() == choice:
             self._apply_spec(spec)
 
@@ -210,7 +210,7 @@ class TranslatePanel(QWidget):
         """The contrasts the chosen model makes, once its spec is known (empty before); hosts use it to pick
         the reference a result will be compared with."""
         choice = self.current_choice()
-        spec = self._specs.get(choice.value) if choice is not None else None
+        spec = self._specs.get((choice.value, choice.direction)) if choice is not None else None
         return tuple(spec.get("outputs") or ()) if spec else ()
 
     def input_names(self) -> dict[str, str]:

@@ -47,11 +47,15 @@ class ModelChoice:
         A model file, or a registered method built with random weights.
     value : str
         The file path or the method name.
+    direction : str or None
+        ``"SRC->DST"`` for a direction of a two-way checkpoint (HiFi-Syn, DisDiff, CycleGAN) other than the one
+        it was saved in; None runs it as saved.
     """
 
     label: str
     kind: str
     value: str
+    direction: str | None = None
 
 
 @dataclasses.dataclass
@@ -102,7 +106,12 @@ def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
         key = str(Path(path).resolve())
         if key not in seen:
             seen.add(key)
-            out.append(ModelChoice(f"{Path(path).name} ({where})", "checkpoint", str(path)))
+            directions = checkpoint_directions(path)
+            own = f", {directions[0].replace('->', ' -> ')}" if len(directions) > 1 else ""
+            out.append(ModelChoice(f"{Path(path).name}{own} ({where})", "checkpoint", str(path)))
+            for d in directions[1:]:
+                out.append(ModelChoice(f"{Path(path).name}, {d.replace('->', ' -> ')} ({where})", "checkpoint",
+                                       str(path), d))
 
     # the demo model first (the default a clinician sees), then the other shipped models by name
     for p in sorted(_model_files(resources_dir() / "models"), key=lambda f: (f.name != DEMO_MODEL_FILE, f.name)):
@@ -116,6 +125,43 @@ def model_choices(extra_files: list[str | Path] = ()) -> list[ModelChoice]:
     for name in list_translators():
         out.append(ModelChoice(f"{name} (untrained: random weights)", "method", name))
     return out
+
+
+_directions_cache: dict[tuple[str, int, int], list[str]] = {}
+
+
+def checkpoint_directions(path: str | Path) -> list[str]:
+    """Directions a model file translates in, its own first; one entry for a one-way model.
+
+    Read from the file's metadata and a weightless (meta-device) build, cached by path, size and modification
+    time. A direction is offered only when the file holds the intensity statistics of its output contrast (without
+    them the engine could not map the output into that contrast's range). A file that cannot be read gives
+    ``[]``: it is still listed, and loading it reports the problem.
+    """
+    import torch
+
+    from ..translators import create_translator, read_checkpoint_metadata
+    from ..translators.checkpoint import parse_direction, translator_directions
+
+    p = Path(path)
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _directions_cache:
+            return _directions_cache[key]
+        info = read_checkpoint_metadata(p)
+        found: list[str] = []
+        if info.format == "safetensors" and info.method and info.config:
+            with torch.device("meta"):
+                found = translator_directions(create_translator(info.method, **info.config))
+            stats = {**dict((info.normalisation or {}).get("inputs") or {}),
+                     **dict((info.normalisation or {}).get("outputs") or {})}
+            found = found[:1] + [d for d in found[1:]
+                                 if all(m in stats for m in parse_direction(d)[1])]
+    except Exception:  # noqa: BLE001 - listing must not fail on one bad file; loading it names the problem
+        return []
+    _directions_cache[key] = found
+    return found
 
 
 def device_choices() -> list[str]:
@@ -136,7 +182,8 @@ def build_translator(choice: ModelChoice, device: str = "cpu"):
     from ..translators import create_translator, load_translator
 
     if choice.kind == "checkpoint":
-        return load_translator(choice.value, device="cpu" if device == "auto" else device)
+        return load_translator(choice.value, device="cpu" if device == "auto" else device,
+                               direction=choice.direction)
     return create_translator(choice.value)
 
 
@@ -144,7 +191,7 @@ def describe_choice(job: Any, choice: ModelChoice) -> dict:
     """The spec of a choice as a dict (read from the file's metadata when possible); a job function."""
     from ..translators import TranslatorSpec, read_checkpoint_metadata
 
-    if choice.kind == "checkpoint" and choice.value.lower().endswith(".safetensors"):
+    if choice.kind == "checkpoint" and choice.value.lower().endswith(".safetensors") and choice.direction is None:
         info = read_checkpoint_metadata(choice.value)
         if info.spec:
             return dict(TranslatorSpec.from_dict(info.spec).to_dict(), sha256=info.sha256)

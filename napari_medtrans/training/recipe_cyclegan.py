@@ -14,6 +14,11 @@ The paper's settings are the defaults: ``lambda_cyc = 10``, ``lambda_id = 0.5``,
 (:class:`~napari_medtrans.translators.blocks.PatchGANDiscriminator`, instance norm), a pool of 50, Adam with
 betas (0.5, 0.999) and learning rate 2e-4 (the trainer's cosine schedule stands in for the paper's linear decay).
 
+Two options not in the paper, shared with the other unpaired recipes: the contrast prior's warm start
+(``prior_steps=400``, on by default; :mod:`.contrast_prior`: without it most runs keep the source's tissue order)
+and ``other_negatives`` (off by default: real images of the other modality as extra "fake" examples for each
+discriminator). ``--recipe-option prior_steps=0`` trains the paper's CycleGAN.
+
 The discriminators and the pools are the recipe's modules: the checkpoint holds the generators only; the
 training state holds everything, the pools included (they are buffers), so a resumed run continues exactly.
 
@@ -32,7 +37,8 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 from ..translators.base import Translator
 from ..translators.blocks import PatchGANDiscriminator, init_normal
-from .recipe_hifisyn import TWO_WAY_TARGET_NORM
+from .contrast_prior import prior_weight, rank_prior, resolve_sign
+from .recipe_hifisyn import TWO_WAY_TARGET_NORM, _prior_options
 from .recipes import GAN_LOSSES, OptimizerSpec, RecipeParts, gan_loss, register_recipe
 
 __all__ = ["CycleGANRecipe", "CycleDiscriminators", "ImagePool"]
@@ -130,6 +136,11 @@ class CycleGANRecipe:
         Discriminator normalisation.
     d_lr_scale : float
         Discriminator learning rate as a multiple of the generators'.
+    other_negatives : bool
+        Each discriminator also learns real images of the other modality as "fake" (not in the paper; see the
+        module notes). False trains the paper's discriminators.
+    prior_steps, prior_weight, prior_sign
+        The contrast prior's warm start (:mod:`.contrast_prior`; not in the paper); ``prior_steps=0`` is off.
     """
 
     name = "cyclegan"
@@ -142,7 +153,8 @@ class CycleGANRecipe:
 
     def __init__(self, *, lambda_cyc: float = 10.0, lambda_id: float = 0.5, gan_loss: str = "lsgan",
                  pool_size: int = 50, d_layers: int = 3, d_width: int | None = None, d_norm: str = "instance",
-                 d_lr_scale: float = 1.0):
+                 d_lr_scale: float = 1.0, other_negatives: bool = False, prior_steps: int = 400,
+                 prior_weight: float = 10.0, prior_sign: int | None = None):
         if gan_loss not in GAN_LOSSES:
             raise UnknownChoiceError("GAN loss", str(gan_loss), GAN_LOSSES)
         for key, value in (("lambda_cyc", lambda_cyc), ("lambda_id", lambda_id)):
@@ -159,9 +171,15 @@ class CycleGANRecipe:
         self.d_width = None if d_width is None else int(d_width)
         self.d_norm = str(d_norm)
         self.d_lr_scale = float(d_lr_scale)
+        if not isinstance(other_negatives, bool):
+            raise ValueError(f'Argument "other_negatives" must be true or false, got {other_negatives!r}.')
+        self.other_negatives = other_negatives
+        self.prior_steps, self.prior_weight, self.prior_sign = _prior_options(prior_steps, prior_weight, prior_sign)
         self.config: dict[str, Any] = {"lambda_cyc": self.lambda_cyc, "lambda_id": self.lambda_id,
                                        "gan_loss": gan_loss, "pool_size": self.pool_size, "d_layers": self.d_layers,
-                                       "d_width": self.d_width, "d_norm": self.d_norm, "d_lr_scale": self.d_lr_scale}
+                                       "d_width": self.d_width, "d_norm": self.d_norm, "d_lr_scale": self.d_lr_scale,
+                                       "other_negatives": self.other_negatives, "prior_steps": self.prior_steps,
+                                       "prior_weight": self.prior_weight, "prior_sign": self.prior_sign}
 
     def build(self, model: Translator) -> RecipeParts:
         if getattr(getattr(model, "spec", None), "method", None) != self.name:
@@ -190,18 +208,28 @@ class CycleGANRecipe:
         idt = (F.l1_loss(out["idt_t"].float(), x_t) + F.l1_loss(out["idt_s"].float(), x_s)) if identity \
             else cyc.new_zeros(())
         loss_g = adv + self.lambda_cyc * cyc + self.lambda_id * self.lambda_cyc * idt
+        w = prior_weight(ctx.step, self.prior_steps, self.prior_weight)
+        prior = cyc.new_zeros(())
+        if w > 0:
+            sign = resolve_sign(m.source, m.target, self.prior_sign, self.prior_steps)
+            ms, mt = batch.get("mask"), batch.get("target_mask")
+            prior = F.l1_loss(out["fake_t"].float(), rank_prior(x_s, ms, x_t, mt, sign).float()) + \
+                F.l1_loss(out["fake_s"].float(), rank_prior(x_t, mt, x_s, ms, sign).float())
+            loss_g = loss_g + w * prior
         ctx.optimise("generator", loss_g)
 
         pool = modules["pool"]
         fake_s = pool.query(m.source, out["fake_s"])
         fake_t = pool.query(m.target, out["fake_t"])
+        neg = self.other_negatives
         with ctx.autocast():
-            d_s, d_t = modules["discriminator"](torch.cat([x_s, fake_s.to(x_s.dtype)]),
-                                                torch.cat([x_t, fake_t.to(x_t.dtype)]))
-        real_s, fake_ls = d_s.chunk(2)
-        real_t, fake_lt = d_t.chunk(2)
-        loss_d = 0.5 * (gan_loss(real_s, True, self.gan_loss) + gan_loss(fake_ls, False, self.gan_loss)) + \
-            0.5 * (gan_loss(real_t, True, self.gan_loss) + gan_loss(fake_lt, False, self.gan_loss))
+            d_s, d_t = modules["discriminator"](torch.cat([x_s, fake_s.to(x_s.dtype), *([x_t] if neg else [])]),
+                                                torch.cat([x_t, fake_t.to(x_t.dtype), *([x_s] if neg else [])]))
+        parts_s = d_s.chunk(3 if neg else 2)
+        parts_t = d_t.chunk(3 if neg else 2)
+        loss_d = sum(0.5 * (gan_loss(p[0], True, self.gan_loss)
+                            + sum(gan_loss(q, False, self.gan_loss) for q in p[1:]))
+                     for p in (parts_s, parts_t))
         ctx.optimise("discriminator", loss_d)
         return {"loss": loss_g.detach(), "g_adv": adv.detach(), "g_cyc": cyc.detach(), "g_idt": idt.detach(),
-                "d_loss": loss_d.detach()}
+                "g_prior": prior.detach(), "d_loss": loss_d.detach()}

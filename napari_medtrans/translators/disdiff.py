@@ -72,7 +72,7 @@ from ..core.errors import UnknownChoiceError
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import ConvNormAct, check_batch, make_norm
 from .diffusion import TimeEmbedding
-from .disentangle import ATTR_INJECTIONS, DisentangleNet, TwoWayTranslatorMixin, unit_rms
+from .disentangle import ATTR_INJECTIONS, GAN_MODES, DisentangleNet, TwoWayTranslatorMixin, unit_rms
 
 __all__ = [
     "AdversarialSchedule",
@@ -269,7 +269,9 @@ class DisDiffTranslator(TwoWayTranslatorMixin, Translator):
         self.source, self.target = c["source"], c["target"]
         self.net = DisentangleNet((self.source, self.target), width=c["width"], n_down=c["n_down"],
                                   n_res=c["n_res"], attr_dim=c["attr_dim"], disc_width=c["disc_width"],
-                                  disc_layers=c["disc_layers"], attr_injection=c.get("attr_injection") or "concat")
+                                  disc_layers=c["disc_layers"], attr_injection=c.get("attr_injection") or "concat",
+                                  gan_mode=c.get("gan_mode", "bce"),
+                                  other_negatives=bool(c.get("other_negatives")))
         mods = (self.source, self.target)
         cross = self.diff_condition == "cross"
         self.diff = nn.ModuleDict({m: DiffusionGenerator(self.net.content_channels, width=c["diff_width"],
@@ -415,7 +417,8 @@ def disdiff(*, source: str = "T1", target: str = "T2", preset: str | None = None
             diff_depth: int | None = None, cond_channels: int | None = None, n_steps: int = 4,
             beta_min: float = 0.1, beta_max: float = 20.0, eta: float = 1.0, use_diffusion: bool = True,
             use_content_disc: bool = True, lambdas: Mapping[str, float] | None = None,
-            attr_injection: str | None = None, diff_condition: str | None = None) -> DisDiffTranslator:
+            attr_injection: str | None = None, diff_condition: str | None = None,
+            gan_mode: str = "bce", other_negatives: bool | None = None) -> DisDiffTranslator:
     """Build DisDiff with random weights.
 
     Parameters
@@ -445,7 +448,11 @@ def disdiff(*, source: str = "T1", target: str = "T2", preset: str | None = None
         the key existed hold; the training recipe sets "adain" (see the module notes).
     diff_condition : {"cross", "cycle"} or None
         What conditions the diffusion module. None builds "cycle" (old checkpoints); the recipe sets "cross".
+    gan_mode : {"bce", "lsgan"}
+        Loss of the backbone's modality and content discriminators (Eq. 7 is BCE, the default); training only.
     """
+    if gan_mode not in GAN_MODES:
+        raise UnknownChoiceError("DisDiff GAN loss", str(gan_mode), GAN_MODES)
     if preset is not None and preset not in PRESETS:
         raise UnknownChoiceError("DisDiff preset", str(preset), list(PRESETS))
     if attr_injection is not None and attr_injection not in ATTR_INJECTIONS:
@@ -472,7 +479,8 @@ def disdiff(*, source: str = "T1", target: str = "T2", preset: str | None = None
                beta_min=float(beta_min), beta_max=float(beta_max), eta=float(eta),
                use_diffusion=bool(use_diffusion), use_content_disc=bool(use_content_disc),
                lambdas={k: float(v) for k, v in lam.items()}, attr_injection=attr_injection,
-               diff_condition=diff_condition)
+               diff_condition=diff_condition, gan_mode=str(gan_mode),
+               other_negatives=None if other_negatives is None else bool(other_negatives))
     AdversarialSchedule(cfg["n_steps"], cfg["beta_min"], cfg["beta_max"])  # validates
     multiple = 2 ** max(cfg["n_down"], cfg["diff_depth"])
     spec = TranslatorSpec(method="disdiff", inputs=(cfg["source"],), outputs=(cfg["target"],),

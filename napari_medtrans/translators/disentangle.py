@@ -61,6 +61,13 @@ Choices where the papers are silent
   maps grew to a mean absolute 13.6 in training) while the memory bank stores unit vectors (HiFi-Syn Eq. 5) and
   reads convex combinations of them; with the scaling, self-reconstruction, the cycle and the memory read all
   reach the generator on one scale. A zero attribute stays zero (``gamma, beta`` are then the biases).
+* **Extra negatives for the modality discriminators** (``other_negatives``, off unless set). ``D^m`` can also be
+  trained to call real images of the *other* modality fake, as StarGAN's domain classifier tells domains apart,
+  so that a translation that still looks like its source is rejected from the first steps. Measured on the
+  benchmark phantom it did not settle which way the contrast runs (issue 19; see
+  :mod:`napari_medtrans.training.contrast_prior`, which does), so the recipes leave it off; it stays for
+  experiments. ``gan_mode`` (BCE as in DisDiff Eq. 7, or least squares) is a config key of both methods for the
+  same reason.
 * A running mean of each modality's attribute is kept in buffers (``attr_mean_<m>``, momentum 0.01 per
   training batch) so that inference needs no image of the target modality (DisDiff's inference uses the target
   attribute; this stored mean is the default, a reference image overrides it).
@@ -304,12 +311,15 @@ class DisentangleNet(nn.Module):
         Attribute encoders return maps on the content grid instead of vectors (HiFi-Syn).
     attr_injection : {"concat", "adain"}
         How generators take the attribute (see the module notes); "concat" only for old checkpoints.
+    other_negatives : bool
+        Each modality discriminator also learns real images of the *other* modality as "fake" (see the module
+        notes); training only.
     """
 
     def __init__(self, modalities: Sequence[str] = ("T1", "T2"), *, channels: int = 1, width: int = 64,
                  n_down: int = 2, n_res: int = 4, attr_dim: int = 8, disc_width: int = 64, disc_layers: int = 3,
                  gan_mode: str = "bce", attr_momentum: float = 0.01,
-                 attr_spatial: bool = False, attr_injection: str = "concat"):
+                 attr_spatial: bool = False, attr_injection: str = "concat", other_negatives: bool = False):
         super().__init__()
         self.modalities = _check_modalities(modalities)
         if gan_mode not in GAN_MODES:
@@ -323,6 +333,7 @@ class DisentangleNet(nn.Module):
         self.channels = int(channels)
         self.n_down = int(n_down)
         self.gan_mode = gan_mode
+        self.other_negatives = bool(other_negatives)
         self.attr_momentum = float(attr_momentum)
         self.enc_c = nn.ModuleDict({m: ContentEncoder(channels, width=width, n_down=n_down, n_res=n_res)
                                     for m in self.modalities})
@@ -464,12 +475,16 @@ class DisentangleNet(nn.Module):
 
     def discriminator_losses(self, out: Mapping[str, torch.Tensor], *, use_content: bool = True
                              ) -> dict[str, torch.Tensor]:
-        """Discriminator losses: real images of each modality "1", translations "0"; ``D_c`` by Eq. 7."""
+        """Discriminator losses: real images of each modality "1", translations "0"; ``D_c`` by Eq. 7.
+
+        With :attr:`other_negatives`, real images of the other modality are "0" for ``D^m`` too.
+        """
         mi, mj = self.modalities
         mode = self.gan_mode
         dis = sum(
             gan_loss(self.dis[m](out[f"x_{s}"]), 1.0, mode) + gan_loss(self.dis[m](out[f"fake_{s}"].detach()), 0.0, mode)
-            for s, m in (("i", mi), ("j", mj))
+            + (gan_loss(self.dis[m](out[f"x_{o}"]), 0.0, mode) if self.other_negatives else 0.0)
+            for s, o, m in (("i", "j", mi), ("j", "i", mj))
         )
         losses = {"dis": dis}
         losses["content"] = self.content_loss_d(out["zc_i"], out["zc_j"]) if use_content else dis.new_zeros(())

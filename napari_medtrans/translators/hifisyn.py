@@ -75,7 +75,7 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import check_batch
-from .disentangle import ATTR_INJECTIONS, DisentangleNet, TwoWayTranslatorMixin
+from .disentangle import ATTR_INJECTIONS, GAN_MODES, DisentangleNet, TwoWayTranslatorMixin
 
 __all__ = [
     "BrainMemoryBank",
@@ -347,7 +347,9 @@ class HiFiSynTranslator(TwoWayTranslatorMixin, Translator):
         self.net = DisentangleNet((self.source, self.target), width=c["width"], n_down=c["n_down"],
                                   n_res=c["n_res"], attr_dim=c["attr_dim"], disc_width=c["disc_width"],
                                   disc_layers=c["disc_layers"], attr_spatial=True,
-                                  attr_injection=c.get("attr_injection") or "concat")
+                                  attr_injection=c.get("attr_injection") or "concat",
+                                  gan_mode=c.get("gan_mode", "bce"),
+                                  other_negatives=bool(c.get("other_negatives")))
         tau = c.get("read_tau")
         self.bank = BrainMemoryBank(self.net.content_channels, c["attr_dim"], (self.source, self.target),
                                     structure_items=c["structure_items"], global_items=c["global_items"],
@@ -449,7 +451,7 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
              alpha_p: float = 0.01, alpha_s: float = 0.5, tau: float | Sequence[float] = 0.07,
              max_pixels: int = 256, unlabelled_read: str = "global", cycle_attr: str = "bank", use_bmb: bool = True,
              use_labels: bool = True, lambdas: Mapping[str, float] | None = None, attr_injection: str | None = None,
-             read_tau: float | None = None) -> HiFiSynTranslator:
+             read_tau: float | None = None, gan_mode: str = "bce", other_negatives: bool | None = None) -> HiFiSynTranslator:
     """Build HiFi-Syn with random weights.
 
     Parameters
@@ -482,7 +484,11 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
         existed hold; the training recipe sets "adain" (see the module notes).
     read_tau : float or None
         Temperature of the memory read (Eq. 1). None builds 1 (old checkpoints); the recipe sets 0.07.
+    gan_mode : {"bce", "lsgan"}
+        Loss of the modality and content discriminators (BCE, Eq. 15-16, the default); training only.
     """
+    if gan_mode not in GAN_MODES:
+        raise UnknownChoiceError("HiFi-Syn GAN loss", str(gan_mode), GAN_MODES)
     if attr_injection is not None and attr_injection not in ATTR_INJECTIONS:
         raise UnknownChoiceError("HiFi-Syn attribute injection", str(attr_injection), ATTR_INJECTIONS)
     if read_tau is not None and not (isinstance(read_tau, (int, float)) and not isinstance(read_tau, bool)
@@ -511,7 +517,8 @@ def hifi_syn(*, source: str = "T1", target: str = "T2", preset: str | None = Non
                alpha_s=float(alpha_s), tau=taus, max_pixels=int(max_pixels), unlabelled_read=str(unlabelled_read),
                cycle_attr=str(cycle_attr), use_bmb=bool(use_bmb), use_labels=bool(use_labels),
                lambdas={k: float(v) for k, v in lam.items()}, attr_injection=attr_injection,
-               read_tau=None if read_tau is None else float(read_tau))
+               read_tau=None if read_tau is None else float(read_tau), gan_mode=str(gan_mode),
+               other_negatives=None if other_negatives is None else bool(other_negatives))
     if not cfg["use_labels"]:
         cfg["lambdas"].setdefault("sgd", 0.0)
     spec = TranslatorSpec(method="hifi-syn", inputs=(cfg["source"],), outputs=(cfg["target"],),

@@ -478,3 +478,35 @@ def test_translate_panel_refuses_a_mislabelled_input_unless_the_override_is_tick
     wait_job(qtbot, panel.run())
     qtbot.waitUntil(lambda: bool(results), timeout=20000)
     assert results[0].volume.provenance["modality_override"][0]["labelled"] == "T2"
+
+
+def test_a_two_way_model_offers_both_directions_and_runs_the_reverse(qtbot, tmp_path, subject, messages):
+    """Issue 21 item 4: HiFi-Syn, DisDiff and CycleGAN checkpoints translate both ways; the list offers each
+    direction the file has intensity statistics for, and the reverse one takes the T2 volume and makes a
+    synthetic T1."""
+    model = create_translator("cyclegan", preset="cpu", width=4, n_blocks=1)
+    path = tmp_path / "two-way.safetensors"
+    norm = {"scheme": "percentile", "inputs": {"T1": {"lo": 0.0, "hi": 600.0}},
+            "outputs": {"T2": {"lo": 0.0, "hi": 500.0}}, "targets": "volume"}
+    save_checkpoint(model, path, normalisation=norm)
+    one_way = tmp_path / "no-stats.safetensors"
+    save_checkpoint(model, one_way)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    vols = {"T1 s3": subject.images["T1"], "T2 s3": subject.images["T2"]}
+    panel.volume_provider = vols.__getitem__
+    panel.set_sources([("T1 s3", "T1"), ("T2 s3", "T2")])
+    panel.add_model_file(one_way)
+    panel.add_model_file(path)
+    labels = [panel.model_box.itemText(i) for i in range(panel.model_box.count())]
+    assert "two-way.safetensors, T1 -> T2 (file)" in labels and "two-way.safetensors, T2 -> T1 (file)" in labels
+    assert "no-stats.safetensors (file)" in labels and not any(t.startswith("no-stats.safetensors,") for t in labels)
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("cyclegan: T1 -> T2"), timeout=20000)
+    panel.model_box.setCurrentIndex(labels.index("two-way.safetensors, T2 -> T1 (file)"))
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("cyclegan: T2 -> T1"), timeout=20000)
+    assert panel.input_names() == {"T2": "T2 s3"} and panel.output_modalities() == ("T1",)
+    results = []
+    panel.translated.connect(lambda req, result: results.append(result))
+    wait_job(qtbot, panel.run())
+    assert messages == [] and results[0].volume.modality == "T1" and results[0].volume.synthetic
+    assert results[0].volume.provenance["input_modalities"] == ["T2"]
