@@ -7,9 +7,10 @@ acquired/generated hint appears in any title, label or tooltip (a test walks eve
 Keys (see the reader's guide): 1-5 answer the highlighted question and move to the next; A / G answer
 "acquired or generated?" (then 1-5 for the confidence); Tab / Shift+Tab move between questions; N / P next
 or previous image; R the ranking; in the ranking, Alt+Up / Alt+Down move the selected image, T ties it with
-the one above, Enter saves; Ctrl+Right / Ctrl+Left next or previous case. Every answer is saved the moment it
-is given ("saved" in the status line); closing the window stops, signing in again resumes at the first case
-not finished.
+the one above, Enter saves; Ctrl+Right / Ctrl+Left next or previous case; Ctrl+Z undoes the last answer (an
+answer that replaced an earlier one brings the earlier one back; the audit trail keeps both). Every answer is
+saved the moment it is given ("saved" in the status line); closing the window stops, signing in again resumes at
+the first case not finished, on its first image and question without an answer.
 """
 
 from __future__ import annotations
@@ -216,6 +217,8 @@ class ReaderWindow(QMainWindow):
         self.case_opened_at = time.time()
         self.per_image = [c for c in session.criteria if c.per_image]
         self.ranking = next((c for c in session.criteria if c.kind == "ranking"), None)
+        #: Answers given in this window, newest last: (case index, image code, criterion, the answer it replaced).
+        self.undo_stack: list[tuple[int, str, str, object]] = []
 
         self.viewer = LinkedViewer(2)
         self.viewer.set_reader_mode(True)
@@ -318,8 +321,7 @@ class ReaderWindow(QMainWindow):
         if not 0 <= index < s.total:
             return
         self.index = index
-        self.candidate = 0
-        self.question = 0
+        self.candidate, self.question = self.first_unanswered(index)
         self.case_opened_at = time.time()
         case = s.case(index)
         letters = s.letters(index)
@@ -346,6 +348,16 @@ class ReaderWindow(QMainWindow):
         self.job = workers.start_job(_load_images, paths, name="loading the case")
         self.job.succeeded.connect(lambda images, index=index: self._on_loaded(index, images))
         self._update_labels()
+
+    def first_unanswered(self, index: int) -> tuple[int, int]:
+        """``(candidate, question)`` of the first image of case ``index`` with a question not answered, in the
+        reader's order; ``(0, 0)`` when every image is answered."""
+        case = self.session.case(index)
+        for i, code in enumerate(case.candidates):
+            for j, q in enumerate(self.questions):
+                if self.session.answer(index, code, q.criterion.name) is None:
+                    return i, j
+        return 0, 0
 
     def _on_loaded(self, index: int, images: dict) -> None:
         if index != self.index:
@@ -420,13 +432,42 @@ class ReaderWindow(QMainWindow):
         from napari_medtrans.core.errors import MedtransError
 
         code = self.session.case(self.index).candidates[self.candidate]
+        previous = self.session.answer(self.index, code, criterion)
         try:
             self.session.score(self.index, code, criterion, value, confidence=confidence, opened_at=self.opened_at)
         except MedtransError as exc:
             self.show_error(str(exc))
             return False
-        self.saved_label.setText(f"saved ({time.strftime('%H:%M:%S')})")
+        self.undo_stack.append((self.index, code, criterion, previous))
+        self.saved_label.setText(f"saved ({time.strftime('%H:%M:%S')}; Ctrl+Z undoes)")
         self._update_labels()
+        return True
+
+    def undo(self) -> bool:
+        """Undo the last answer given in this window: go back to its image and question and, when it replaced an
+        earlier answer, save that one again. True when an earlier answer was restored."""
+        from napari_medtrans.core.errors import MedtransError
+
+        if not self.undo_stack:
+            self.saved_label.setText("nothing to undo")
+            return False
+        index, code, criterion, previous = self.undo_stack.pop()
+        if index != self.index:
+            self.go_to_case(index)
+        case = self.session.case(index)
+        self.question = next((j for j, q in enumerate(self.questions) if q.criterion.name == criterion), 0)
+        self.show_candidate(case.candidates.index(code))
+        if previous is None:
+            self.saved_label.setText("that was the first answer to this question: answer it again to change it")
+            return False
+        try:
+            self.session.score(index, code, criterion, previous.value, confidence=previous.confidence,
+                               opened_at=self.opened_at)
+        except MedtransError as exc:
+            self.show_error(str(exc))
+            return False
+        self.show_candidate(self.candidate)
+        self.saved_label.setText(f"undone: the earlier answer is back ({time.strftime('%H:%M:%S')})")
         return True
 
     def save_ranking(self) -> bool:
@@ -489,7 +530,9 @@ class ReaderWindow(QMainWindow):
     def keyPressEvent(self, event) -> None:  # noqa: N802
         key, mods = event.key(), event.modifiers()
         ranking_page = self.pages.currentIndex() == 1
-        if mods & Qt.KeyboardModifier.ControlModifier and key in (Qt.Key.Key_Right, Qt.Key.Key_Left):
+        if mods & Qt.KeyboardModifier.ControlModifier and key == Qt.Key.Key_Z:
+            self.undo()
+        elif mods & Qt.KeyboardModifier.ControlModifier and key in (Qt.Key.Key_Right, Qt.Key.Key_Left):
             self.go_to_case(self.index + (1 if key == Qt.Key.Key_Right else -1))
         elif ranking_page and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             if self.save_ranking() and self.index + 1 < self.session.total:

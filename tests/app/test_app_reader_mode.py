@@ -252,3 +252,35 @@ def test_closed_bundle_refuses_unknown_names(qtbot, study, tmp_path, monkeypatch
     assert ReaderWindow.from_bundle(path, name="Mallory") is None
     assert "Mallory" in shown[0] and "takes no new readers" in shown[0]
     np.testing.assert_equal(len(shown), 1)
+
+
+def test_resume_lands_on_the_first_unanswered_image_and_ctrl_z_brings_an_overwritten_answer_back(qtbot, bundle):
+    """Issue 21 item 7: signing in again opens the first image and question without an answer (not Image A); a
+    stray digit that replaced an answer is undone with Ctrl+Z (the earlier answer saved again, both kept)."""
+    window = ReaderWindow.from_bundle(bundle, name="Erin")
+    qtbot.addWidget(window)
+    wait_loaded(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_4, Qt.Key.Key_3, Qt.Key.Key_A, Qt.Key.Key_5)  # Image A complete
+    press(qtbot, window, Qt.Key.Key_2)  # Image B: structure only
+    b = window.session.case(0).candidates[1]
+    window.close()
+
+    again = ReaderWindow.from_bundle(bundle, name="erin")
+    qtbot.addWidget(again)
+    wait_loaded(qtbot, again)
+    assert (again.index, again.candidate, again.question) == (0, 1, 1)  # Image B, second question
+    assert again.viewer.panes[1].title == "Image B"
+    press(qtbot, again, Qt.Key.Key_Backtab, mods=Qt.KeyboardModifier.ShiftModifier)
+    assert again.question == 0
+    press(qtbot, again, Qt.Key.Key_5)  # a stray digit replaces the 2
+    assert again.session.answer(0, b, "structure").value == 5 and again.question == 1
+    press(qtbot, again, Qt.Key.Key_Z, mods=Qt.KeyboardModifier.ControlModifier)
+    assert again.session.answer(0, b, "structure").value == 2
+    assert (again.candidate, again.question) == (1, 0) and again.questions[0].choice.checkedId() == 2
+    assert "undone" in again.saved_label.text()
+    press(qtbot, again, Qt.Key.Key_Z, mods=Qt.KeyboardModifier.ControlModifier)
+    assert "nothing to undo" in again.saved_label.text()
+    trail = [r.value for r in again.session.store.history(again.session.reader.key)
+             if r.image_code == b and r.criterion == "structure"]
+    assert trail == [2, 5, 2]
+    again.close()
