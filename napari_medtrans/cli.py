@@ -26,6 +26,7 @@ from .core.errors import MedtransError
 COMMANDS = (
     "info",
     "phantom",
+    "dataset",
     "convert",
     "translate",
     "translate_dataset",

@@ -1,0 +1,130 @@
+"""`medtrans dataset index` (issue 24, item 1-2): BraTS 2021, BraTS 2023, BIDS and IXI folders made here index with
+no hand-editing, unknown files are listed, and contrasts on different grids are reported."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_medtrans.cli import main
+from napari_medtrans.core.dataset import load_dataset
+from napari_medtrans.training.layouts import check_alignment, detect_layout, index_folder
+
+AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
+
+
+def _nii(path, shape=(6, 7, 5), affine=AFFINE, value=1.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.full(shape, value, np.float32), affine), str(path))
+
+
+def _brats2021(root):
+    for sid in ("BraTS2021_00000", "BraTS2021_00002"):
+        for c in ("t1", "t1ce", "t2", "flair", "seg"):
+            _nii(root / sid / f"{sid}_{c}.nii.gz")
+    (root / "README.txt").write_text("not an image")
+    _nii(root / "BraTS2021_00000" / "BraTS2021_00000_t1_brainmask.nii.gz")  # no rule: listed
+
+
+def _brats2023(root):
+    for sid in ("BraTS-GLI-00000-000", "BraTS-GLI-00003-001"):
+        for c in ("t1n", "t1c", "t2w", "t2f", "seg"):
+            _nii(root / sid / f"{sid}-{c}.nii.gz")
+
+
+def _bids(root):
+    _nii(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    _nii(root / "sub-01" / "anat" / "sub-01_ce-gadolinium_T1w.nii.gz")
+    _nii(root / "sub-01" / "anat" / "sub-01_T2w.nii.gz")
+    _nii(root / "sub-01" / "anat" / "sub-01_FLAIR.nii")
+    _nii(root / "sub-01" / "anat" / "sub-01_run-2_T2w.nii.gz")  # a second T2w: kept aside
+    _nii(root / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_T1w.nii.gz")
+    _nii(root / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_PDw.nii.gz")
+    _nii(root / "sub-02" / "ses-2" / "anat" / "sub-02_ses-2_T1w.nii.gz")
+    _nii(root / "sub-02" / "ses-1" / "func" / "sub-02_ses-1_task-rest_bold.nii.gz")
+
+
+def _ixi(root):
+    for sid in ("IXI002-Guys-0828", "IXI012-HH-1211"):
+        # IXI's T1 is its own acquisition: another grid than the T2/PD dual echo
+        _nii(root / "IXI-T1" / f"{sid}-T1.nii.gz", shape=(8, 8, 5), affine=np.diag([1.2, 0.9, 0.9, 1.0]))
+        _nii(root / "IXI-T2" / f"{sid}-T2.nii.gz")
+        _nii(root / "IXI-PD" / f"{sid}-PD.nii.gz")
+    _nii(root / "IXI-MRA" / "IXI002-Guys-0828-MRA.nii.gz")
+
+
+@pytest.mark.parametrize("layout, make, subjects, images", [
+    ("brats2021", _brats2021, ["BraTS2021_00000", "BraTS2021_00002"], {"T1", "T1c", "T2", "FLAIR"}),
+    ("brats2023", _brats2023, ["BraTS-GLI-00000-000", "BraTS-GLI-00003-001"], {"T1", "T1c", "T2", "FLAIR"}),
+    ("bids", _bids, ["sub-01", "sub-02_ses-1", "sub-02_ses-2"], None),
+    ("ixi", _ixi, ["IXI002-Guys-0828", "IXI012-HH-1211"], {"T1", "T2", "PD"}),
+])
+def test_each_layout_indexes_with_no_hand_editing(tmp_path, capsys, layout, make, subjects, images):
+    root = tmp_path / layout
+    make(root)
+    assert detect_layout(root) == layout
+    assert main(["dataset", "index", str(root)]) == 0
+    out = capsys.readouterr()
+    assert f"layout {layout}: {len(subjects)} subjects" in out.out
+    ds = load_dataset(root)
+    assert [s.id for s in ds.subjects] == subjects
+    ds.check_files()
+    if images is not None:
+        assert all(set(s.images) == images for s in ds.subjects)
+    if layout.startswith("brats"):
+        assert all(s.labels is not None and s.labels.endswith(("_seg.nii.gz", "-seg.nii.gz")) for s in ds.subjects)
+    again = index_folder(root)  # the same split every time
+    assert [s.split for s in again.dataset.subjects] == [s.split for s in ds.subjects]
+    assert main(["dataset", "index", str(root)]) == 2  # an existing manifest is not replaced silently
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bids_entities_and_unplaced_files_are_reported_not_guessed(tmp_path, capsys):
+    _bids(tmp_path)
+    result = index_folder(tmp_path)
+    sub1 = result.dataset.subjects[0]
+    assert sub1.images == {"FLAIR": "sub-01/anat/sub-01_FLAIR.nii", "T1": "sub-01/anat/sub-01_T1w.nii.gz",
+                           "T1c": "sub-01/anat/sub-01_ce-gadolinium_T1w.nii.gz",
+                           "T2": "sub-01/anat/sub-01_T2w.nii.gz"}
+    assert result.duplicates == ["sub-01/anat/sub-01_run-2_T2w.nii.gz"]
+    assert result.unknown == ["sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii.gz"]
+    main(["dataset", "index", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii.gz" in out and "run-2_T2w" in out
+
+
+def test_misregistered_contrasts_are_detected_and_recorded(tmp_path, capsys):
+    _ixi(tmp_path)
+    problems = check_alignment(index_folder(tmp_path).dataset)
+    assert {(p.subject, p.modality) for p in problems} == {("IXI002-Guys-0828", "T2"), ("IXI002-Guys-0828", "PD"),
+                                                           ("IXI012-HH-1211", "T2"), ("IXI012-HH-1211", "PD")}
+    assert main(["dataset", "index", str(tmp_path), "--out", str(tmp_path / "manifests" / "ixi.json")]) == 0
+    err = capsys.readouterr().err
+    assert "2 subject(s) whose contrasts do not share one voxel grid" in err and "IXI002-Guys-0828: T2 vs T1" in err
+    doc = json.loads((tmp_path / "manifests" / "ixi.json").read_text())
+    assert sorted(doc["misaligned"]) == ["IXI002-Guys-0828", "IXI012-HH-1211"]
+    ds = load_dataset(tmp_path / "manifests" / "ixi.json")  # paths relative to the manifest's folder
+    ds.check_files()
+    assert "MRA" in " ".join(index_folder(tmp_path).unknown)
+
+
+def test_a_shifted_affine_on_the_same_grid_is_caught(tmp_path):
+    _brats2021(tmp_path)
+    shifted = AFFINE.copy()
+    shifted[0, 3] = 2.0  # 2 mm off
+    _nii(tmp_path / "BraTS2021_00002" / "BraTS2021_00002_t2.nii.gz", affine=shifted)
+    (p,) = check_alignment(index_folder(tmp_path).dataset)
+    assert (p.subject, p.modality, p.reason) == ("BraTS2021_00002", "T2", "affines differ")
+    assert p.max_mm == pytest.approx(2.0)
+
+
+def test_a_folder_of_unknown_files_gets_a_clear_error(tmp_path, capsys):
+    _nii(tmp_path / "scan_a.nii.gz")
+    assert main(["dataset", "index", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no file follows a known layout" in err and "scan_a.nii.gz" in err
+    assert main(["dataset", "index", str(tmp_path / "missing")]) == 2
+    assert "not a folder" in capsys.readouterr().err
