@@ -122,7 +122,7 @@ def _train(method, prior_steps, steps):
 
 @pytest.mark.parametrize("method", ["cyclegan", "disdiff", "hifi-syn"])
 def test_the_recipes_add_the_prior_only_during_the_warm_start(method):
-    model, rows = _train(method, prior_steps=2, steps=3)
+    _, rows = _train(method, prior_steps=2, steps=3)
     key = "g_prior"
     assert float(rows[0][key]) > 0.1 and float(rows[1][key]) > 0.1
     assert float(rows[2][key]) == 0.0  # step 2 = prior_steps: the papers' losses alone
