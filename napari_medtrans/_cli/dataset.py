@@ -19,11 +19,13 @@ from a hash of its id: the same on every run.
 
 Then every subject's contrasts are checked for a shared voxel grid (headers only): paired training needs it.
 Subjects whose grids differ are listed (IXI's T1 against its T2/PD, for one) and recorded in the manifest under
-"misaligned"; they still index, for unpaired methods.
+"misaligned"; they still index, for unpaired methods. --register aligns them (rigid, mutual information,
+SimpleITK), writes the aligned images under registered/ beside the manifest, names those in the manifest and
+records each transform with the normalised mutual information before and after under "registration".
 
 examples:
   medtrans dataset index ~/data/BraTS2021_Training_Data
-  medtrans dataset index ~/data/ixi --layout ixi --out ~/data/ixi/dataset.json
+  medtrans dataset index ~/data/ixi --layout ixi --out ~/data/ixi/dataset.json --register
 """
 
 
@@ -37,11 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="dataset name in the manifest (default: the folder's name)")
     p.add_argument("--reference", default="T1", help="contrast the others are checked against (default: T1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
+    p.add_argument("--register", action="store_true",
+                   help="align each misaligned contrast rigidly to the reference contrast (SimpleITK, mutual "
+                        "information), write it on the reference's grid under the manifest's folder in "
+                        "registered/, and name that file in the manifest")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.errors import MedtransError
-    from ..training.layouts import check_alignment, index_folder
+    from ..training.layouts import check_alignment, index_folder, register_misaligned
 
     out = args.out or args.folder / "dataset.json"
     if out.exists() and not args.overwrite:
@@ -77,13 +83,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ... and {len(problems) - 20} more", file=sys.stderr)
     else:
         print("co-registration: every subject's contrasts share one voxel grid")
+    registered: dict = {}
+    if problems and args.register:
+        print(f"registering {len(problems)} image(s) (rigid, mutual information):", flush=True)
+        registered = register_misaligned(ds, problems, out.resolve().parent / "registered",
+                                         log=lambda s: print(s, flush=True))
+        problems = check_alignment(ds, reference=args.reference)
+        bad = sorted({p.subject for p in problems})
+        print(f"after registration: {len(bad)} subject(s) still misaligned")
     doc = ds.to_dict()
     base = out.resolve().parent
-    if base != ds.root.resolve():  # manifest paths are relative to the manifest's folder
-        for row in doc["subjects"]:
-            row["images"] = {m: os.path.relpath(ds.root.resolve() / rel, base) for m, rel in row["images"].items()}
-            if row.get("labels"):
-                row["labels"] = os.path.relpath(ds.root.resolve() / row["labels"], base)
+    for row in doc["subjects"]:  # manifest paths are relative to the manifest's folder
+        row["images"] = {m: Path(os.path.relpath(ds.path(rel).resolve(), base)).as_posix()
+                         for m, rel in row["images"].items()}
+        if row.get("labels"):
+            row["labels"] = Path(os.path.relpath(ds.path(row["labels"]).resolve(), base)).as_posix()
+    if registered:
+        doc["registration"] = registered
     if bad:  # recorded beside the subjects; load_dataset ignores the key
         doc["misaligned"] = {sid: [str(p) for p in problems if p.subject == sid] for sid in bad}
     out.parent.mkdir(parents=True, exist_ok=True)

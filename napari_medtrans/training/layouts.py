@@ -29,7 +29,9 @@ Co-registration. Paired training takes slice ``k`` of each contrast of a subject
 right when the contrasts share one voxel grid. :func:`check_alignment` reads each image's header (no voxel
 data) and compares its shape and affine with the subject's reference contrast (T1 when present); a subject whose
 grids differ by more than ``tol_mm`` anywhere in the volume is reported, with the largest displacement in mm.
-Unpaired methods do not need aligned contrasts.
+Unpaired methods do not need aligned contrasts. :func:`register_misaligned` fixes what the check finds: a rigid
+registration onto the reference contrast, resampled onto its grid (:mod:`.registration`), and the manifest then
+names the registered file.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import numpy as np
 from ..core.dataset import Dataset, Subject, assign_split
 from ..core.errors import MedtransError, UnknownChoiceError
 
-__all__ = ["LAYOUTS", "IndexResult", "Misalignment", "index_folder", "detect_layout", "check_alignment"]
+__all__ = ["LAYOUTS", "IndexResult", "Misalignment", "index_folder", "detect_layout", "check_alignment",
+           "register_misaligned"]
 
 LAYOUTS = ("brats2021", "brats2023", "bids", "ixi")
 
@@ -244,3 +247,37 @@ def check_alignment(dataset: Dataset, *, reference: str = "T1", tol_mm: float = 
             if d > tol_mm:
                 out.append(Misalignment(s.id, m, ref, "affines differ", d))
     return out
+
+
+def _safe_name(text: str) -> str:
+    """A file-name part made from ``text`` (ids come from file names: nothing else of them is trusted)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")
+    return name or "subject"
+
+
+def register_misaligned(dataset: Dataset, problems: Iterable[Misalignment], out_dir: str | os.PathLike, *,
+                        log=print) -> dict[str, dict[str, dict]]:
+    """Rigidly register each misaligned contrast onto its subject's reference and point the manifest at the result.
+
+    Each ``(subject, modality)`` of ``problems`` is aligned to the reference contrast
+    (:func:`~napari_medtrans.training.registration.register_rigid`) and written, on the reference's grid, to
+    ``out_dir/<subject>/<modality>.nii.gz``; ``dataset`` then names that file (an absolute path; the caller makes
+    paths relative when it writes the manifest). Unreadable headers are left as they are. Returns, per subject and
+    modality, the transform, the NMI before and after, and the original file.
+    """
+    from .registration import register_rigid
+
+    out_dir = Path(out_dir)
+    by_id = {s.id: s for s in dataset.subjects}
+    done: dict[str, dict[str, dict]] = {}
+    for p in problems:
+        s = by_id.get(p.subject)
+        if s is None or p.modality not in s.images or p.reference not in s.images or p.reason.startswith("header"):
+            continue
+        source = s.images[p.modality]
+        target = out_dir / _safe_name(s.id) / f"{_safe_name(p.modality)}.nii.gz"
+        result = register_rigid(dataset.path(source), dataset.path(s.images[p.reference]), target)
+        s.images[p.modality] = str(target.resolve())
+        done.setdefault(s.id, {})[p.modality] = {**result.to_dict(), "reference": p.reference, "source": source}
+        log(f"  {s.id}: {p.modality} -> {p.reference}: NMI {result.nmi_before:.3f} -> {result.nmi_after:.3f}")
+    return done
