@@ -169,3 +169,31 @@ def test_register_aligns_a_misregistered_phantom_contrast_below_half_a_voxel(tmp
     assert err_mm.max() / voxel < 0.5
     aligned = io.load(tmp_path / "registered" / sid / "T2.nii.gz")
     assert aligned.shape == t1.shape and np.allclose(aligned.affine, t1.affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout, values", [("brats2021", (1, 2, 4)), ("brats2023", (1, 2, 3))])
+def test_brats_labels_are_read_as_the_projects_tumour_compartments(tmp_path, layout, values):
+    """Issue 24 item 3: BraTS necrotic core / oedema / enhancing tumour become the project's 6 / 4 / 5 wherever a
+    label map is read (the training slices, evaluate's tumour split); a value outside the scheme is refused."""
+    from napari_medtrans.core.dataset import DatasetError
+    from napari_medtrans.training.datasets import UnpairedSliceDataset
+    from napari_medtrans.training.evaluate import _has_tumour
+
+    (_brats2021 if layout == "brats2021" else _brats2023)(tmp_path)
+    seg = np.zeros((6, 7, 5), np.float32)
+    seg[1:5, 1:6, 1:4] = values[1]  # oedema
+    seg[2:4, 2:5, 2] = values[2]  # enhancing
+    seg[3, 3, 2] = values[0]  # necrosis
+    for s in index_folder(tmp_path).dataset.subjects:
+        nib.save(nib.Nifti1Image(seg, AFFINE), str(tmp_path / s.labels))
+    assert main(["dataset", "index", str(tmp_path)]) == 0
+    ds = load_dataset(tmp_path)
+    assert ds.label_scheme == layout
+    mapped = ds.convert_labels(seg.astype(np.int32))
+    assert mapped[3, 3, 2] == 6 and mapped[2, 2, 2] == 5 and mapped[1, 1, 1] == 4 and mapped[0, 0, 0] == 0
+    assert _has_tumour(ds, ds.subjects[0]) is True
+    train = UnpairedSliceDataset(ds, None, inputs="T1", outputs="T2", labels=True, min_foreground=0.0)
+    got = set(np.unique(np.concatenate([np.asarray(train[i]["labels"]).ravel() for i in range(len(train))])))
+    assert got <= {0, 4, 5, 6} and {4, 5} <= got
+    with pytest.raises(DatasetError, match=r"label values \[7\].*" + layout):
+        ds.convert_labels(np.full((2, 2, 2), 7, np.int32), "seg.nii.gz")

@@ -7,6 +7,11 @@ A dataset is a folder with a manifest, ``dataset.json``::
                    "images": {"T1": "sub-000/T1.nii.gz", "T2": "sub-000/dicom/T2"},
                    "labels": "sub-000/labels.nii.gz", "mask": "sub-000/brain_mask.nii.gz"}]}
 
+A JSON manifest may name its ``"label_scheme"``: ``"medtrans"`` (the default: the phantom's values, 1 CSF, 2 GM,
+3 WM, 4 oedema, 5 enhancing rim, 6 necrosis), ``"brats2021"`` (1 necrotic core, 2 oedema, 4 enhancing) or
+``"brats2023"`` (1, 2, 3 likewise); :meth:`Dataset.convert_labels` maps a label map onto the project's values, so
+the tumour compartments mean the same everywhere (training, ``evaluate --by-tumour``, segment-eval).
+
 or ``dataset.csv`` with columns ``subject, split, <one column per modality>, labels, mask`` (labels, mask and split
 optional). Paths are relative to the manifest's folder and may name a NIfTI file or a DICOM folder. Subjects without
 a split are assigned one deterministically from a hash of their id, so the split never depends on the order of
@@ -26,11 +31,18 @@ from pathlib import Path
 from .errors import MedtransError, UnknownChoiceError
 from .volume import normalise_modality
 
-__all__ = ["Subject", "Dataset", "load_dataset", "SPLITS", "DatasetError"]
+__all__ = ["Subject", "Dataset", "load_dataset", "SPLITS", "DatasetError", "LABEL_SCHEMES"]
 
 SPLITS = ("train", "val", "test")
 FORMAT = "medtrans-dataset/1"
 _RESERVED = {"subject", "id", "split", "labels", "mask"}
+
+#: Label value maps onto the project's values (see the module notes); None: already the project's.
+LABEL_SCHEMES: dict[str, dict[int, int] | None] = {
+    "medtrans": None,
+    "brats2021": {1: 6, 2: 4, 4: 5},  # necrotic core -> necrosis, oedema -> oedema, enhancing -> enhancing rim
+    "brats2023": {1: 6, 2: 4, 3: 5},
+}
 
 
 class DatasetError(MedtransError):
@@ -55,9 +67,12 @@ class Dataset:
     root: Path
     subjects: list[Subject]
     name: str = "dataset"
+    label_scheme: str = "medtrans"
 
     def __post_init__(self):
         self.root = Path(self.root)
+        if self.label_scheme not in LABEL_SCHEMES:
+            raise UnknownChoiceError("label scheme", str(self.label_scheme), list(LABEL_SCHEMES))
         seen = set()
         for s in self.subjects:
             if s.id in seen:
@@ -92,14 +107,40 @@ class Dataset:
                 raise UnknownChoiceError("split", n, SPLITS)
         return [s for s in self.subjects if s.split in names]
 
+    def convert_labels(self, labels, where: str | os.PathLike | None = None):
+        """A label map (integer-valued array) in the project's values (see :data:`LABEL_SCHEMES`).
+
+        Raises
+        ------
+        DatasetError
+            The map holds a non-zero value the scheme does not know (names ``where``).
+        """
+        import numpy as np
+
+        scheme = LABEL_SCHEMES[self.label_scheme]
+        if scheme is None:
+            return labels
+        values = np.unique(labels)
+        unknown = [int(v) for v in values if v != 0 and int(v) not in scheme]
+        if unknown:
+            raise DatasetError(f"label values {unknown} are not part of the {self.label_scheme} scheme "
+                               f"({', '.join(str(k) for k in sorted(scheme))} and 0)", where or self.root)
+        out = np.zeros_like(labels)
+        for src, dst in scheme.items():
+            out[labels == src] = dst
+        return out
+
     def to_dict(self) -> dict:
-        return {
+        doc = {
             "format": FORMAT,
             "name": self.name,
             "subjects": [
                 {k: v for k, v in dataclasses.asdict(s).items() if v is not None} for s in self.subjects
             ],
         }
+        if self.label_scheme != "medtrans":
+            doc["label_scheme"] = self.label_scheme
+        return doc
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the manifest as JSON (default ``root/dataset.json``)."""
@@ -143,8 +184,9 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
     if not p.exists():
         raise DatasetError("no such manifest", p)
     try:
+        scheme = "medtrans"
         if p.suffix.lower() == ".json":
-            subjects, name = _read_json(p)
+            subjects, name, scheme = _read_json(p)
         elif p.suffix.lower() == ".csv":
             subjects, name = _read_csv(p)
         else:
@@ -156,10 +198,10 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             s.split = assign_split(s.id)
     if not subjects:
         raise DatasetError("manifest lists no subjects", p)
-    return Dataset(root=p.parent, subjects=subjects, name=name)
+    return Dataset(root=p.parent, subjects=subjects, name=name, label_scheme=scheme)
 
 
-def _read_json(p: Path) -> tuple[list[Subject], str]:
+def _read_json(p: Path) -> tuple[list[Subject], str, str]:
     doc = json.loads(p.read_text())
     if doc.get("format", FORMAT) != FORMAT:
         raise DatasetError(f"unsupported manifest format {doc.get('format')!r} (expected {FORMAT})", p)
@@ -176,7 +218,10 @@ def _read_json(p: Path) -> tuple[list[Subject], str]:
                 mask=row.get("mask"),
             )
         )
-    return subjects, str(doc.get("name", p.parent.name))
+    scheme = str(doc.get("label_scheme", "medtrans"))
+    if scheme not in LABEL_SCHEMES:
+        raise DatasetError(f"unknown label_scheme {scheme!r} (known: {', '.join(LABEL_SCHEMES)})", p)
+    return subjects, str(doc.get("name", p.parent.name)), scheme
 
 
 def _read_csv(p: Path) -> tuple[list[Subject], str]:

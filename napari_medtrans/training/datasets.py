@@ -193,7 +193,7 @@ class _SlicePool:
             raise DatasetError(f"subject {subject.id}: the label map holds non-integer values", path)
         if lab.size and (lab.min() < np.iinfo(np.int32).min or lab.max() > np.iinfo(np.int32).max):
             raise DatasetError(f"subject {subject.id}: label values do not fit 32-bit integers", path)
-        return lab.astype(np.int32)
+        return self.ds.convert_labels(lab.astype(np.int32), path)
 
     @staticmethod
     def _foreground(arrays: dict[str, np.ndarray], ranges: dict[str, IntensityRange]) -> np.ndarray:

@@ -470,7 +470,9 @@ def _has_tumour(ds: Dataset, subject) -> bool | None:
     """Whether the subject's label map holds tumour labels; None without a label map."""
     if not subject.labels:
         return None
-    return bool(np.isin(io.load(ds.path(subject.labels)).data, TUMOUR_LABELS).any())
+    path = ds.path(subject.labels)
+    labels = ds.convert_labels(np.rint(io.load(path).data).astype(np.int32), path)
+    return bool(np.isin(labels, TUMOUR_LABELS).any())
 
 
 def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None]) -> tuple[list[dict], int | None]:

@@ -22,6 +22,9 @@ Layouts (the rules, with the datasets' own names):
     DTI are not structural contrasts and are listed as unknown. IXI's T1 was acquired separately from the T2/PD
     dual echo, so its grid differs: :func:`check_alignment` reports it.
 
+BraTS segmentations are recorded with their label scheme (``label_scheme`` in the manifest), so their values are
+read as the project's tumour compartments (:data:`~napari_medtrans.core.dataset.LABEL_SCHEMES`).
+
 Splits are by subject, from a hash of the subject id (:func:`~napari_medtrans.core.dataset.assign_split`), so
 indexing the same folder twice gives the same split and adding subjects does not move the others.
 
@@ -201,8 +204,9 @@ def index_folder(root: str | os.PathLike, layout: str | None = None, *, name: st
                                 labels=labels))
     if not subjects:
         raise LayoutError(f"no subject with an image follows the {layout} layout", root)
-    return IndexResult(Dataset(root=root, subjects=subjects, name=name or root.name), layout, sorted(unknown),
-                       sorted(duplicates))
+    scheme = layout if layout.startswith("brats") else "medtrans"
+    return IndexResult(Dataset(root=root, subjects=subjects, name=name or root.name, label_scheme=scheme), layout,
+                       sorted(unknown), sorted(duplicates))
 
 
 def _grid_corners(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
