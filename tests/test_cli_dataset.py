@@ -197,3 +197,31 @@ def test_brats_labels_are_read_as_the_projects_tumour_compartments(tmp_path, lay
     assert got <= {0, 4, 5, 6} and {4, 5} <= got
     with pytest.raises(DatasetError, match=r"label values \[7\].*" + layout):
         ds.convert_labels(np.full((2, 2, 2), 7, np.int32), "seg.nii.gz")
+
+
+@pytest.mark.parametrize("layout", ["brats2021", "brats2023", "bids"])
+def test_the_phantom_writes_a_public_layout_that_indexes_and_evaluates(tmp_path, capsys, layout):
+    """Issue 24 item 4: `medtrans phantom --layout` writes BraTS / BIDS file names; the manifest comes from the
+    indexer, the tumour keeps its compartments through BraTS's label values, and the floors run on it."""
+    from napari_medtrans.phantom import make_subject
+
+    out = tmp_path / layout
+    assert main(["phantom", str(out), "--subjects", "3", "--tumour", "--shape", "24", "24", "16",
+                 "--anatomy", "procedural", "--layout", layout, "--split", "0.34", "0.33", "0.33"]) == 0
+    ds = load_dataset(out)
+    assert len(ds.subjects) == 3 and detect_layout(out) == layout
+    assert {"T1", "T2", "FLAIR", "T1c"} <= set(ds.modalities)
+    if layout == "bids":
+        assert ds.subjects[0].images["T1c"].endswith("_ce-gadolinium_T1w.nii.gz") and ds.subjects[0].labels is None
+    else:
+        assert ds.label_scheme == layout
+        seed = json.loads((out / ds.subjects[0].id / "phantom.json").read_text())["seed"]
+        sub0 = make_subject(seed, shape=(24, 24, 16), anatomy="procedural", tumour=True)
+        ours = np.rint(sub0.labels.data).astype(int)
+        theirs = ds.convert_labels(np.rint(nib.load(str(ds.path(ds.subjects[0].labels))).get_fdata()).astype(int))
+        tumour = ours >= 4
+        assert np.array_equal(theirs[tumour], ours[tumour]) and not theirs[~tumour].any()
+    train = [s for s in ds.subjects if s.split == "train"]
+    if train and any(s.split == "test" for s in ds.subjects):
+        assert main(["floors", "--data", str(out), "--direction", "T1:T2"]) == 0
+    assert main(["phantom", str(tmp_path / "x"), "--layout", layout, "--dicom"]) == 2

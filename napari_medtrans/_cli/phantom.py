@@ -86,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gibbs", type=_gibbs, default=None, metavar="KEEP",
                    help="Gibbs ringing: keep this central fraction of k-space in-plane (e.g. 0.6; default off)")
     p.add_argument("--dicom", action="store_true", help="also write each contrast as a DICOM series")
+    p.add_argument("--layout", choices=("medtrans", "brats2021", "brats2023", "bids"), default="medtrans",
+                   help="file names: the project's (default) or a public dataset's, to try the path a BraTS or "
+                        "BIDS folder takes (see docs/datasets.md; the split is then by subject hash)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--snr", type=_snr, nargs="+", default=[30.0], metavar="SNR",
                    help="white-matter SNR of T1 (default 30); the others follow a 3 T protocol's ratios (T2 0.9, "
@@ -120,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"medtrans phantom: error: {exc}", file=sys.stderr)
         return 2
+    if args.layout != "medtrans" and args.dicom:
+        print(f"medtrans phantom: error: --dicom writes the medtrans layout only, not {args.layout}", file=sys.stderr)
+        return 2
     tumour = True if args.tumour >= 1.0 else (False if args.tumour <= 0.0 else args.tumour)
     what = f"{n} {args.anatomy} phantom subject{'s' if n != 1 else ''}" + (
         "" if tumour is False else " with tumours" if tumour is True else f" (tumour probability {tumour:g})")
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         now = time.perf_counter()
         k = done - 1
-        print(f"  [{done}/{total}] sub-{k:03d} ({splits[k]}) written in {now - last[0]:.1f} s", flush=True)
+        where = f"sub-{k:03d} ({splits[k]})" if args.layout == "medtrans" else f"subject {k}"
+        print(f"  [{done}/{total}] {where} written in {now - last[0]:.1f} s", flush=True)
         last[0] = now
 
     manifest = write_phantom_dataset(
@@ -149,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         mass_effect=args.mass_effect,
         split=tuple(args.split),
         progress=progress,
+        layout=args.layout,
     )
     ds = load_dataset(manifest)
     counts = ", ".join(f"{len(ds.split(name))} {name}" for name in ("train", "val", "test"))

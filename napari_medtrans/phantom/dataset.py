@@ -89,6 +89,7 @@ def write_phantom_dataset(
     progress: Callable[[int, int], None] | None = None,
     contrasts: Sequence[str] = CONTRASTS,
     name: str = "phantom",
+    layout: str = "medtrans",
 ) -> Path:
     """Write ``n_subjects`` phantom subjects and a dataset manifest; return the manifest's path.
 
@@ -117,6 +118,14 @@ def write_phantom_dataset(
         Called as ``progress(done, total)`` after each subject.
     name : str
         Dataset name written into the manifest.
+    layout : {"medtrans", "brats2021", "brats2023", "bids"}
+        File names: the project's (above), or those of a public dataset, so the paths a researcher's data takes
+        (:mod:`napari_medtrans.training.layouts`) are exercised without it. ``brats*``: one folder per subject
+        (``BraTS2021_00000`` / ``BraTS-GLI-00000-000``) with T1, T1c, T2 and FLAIR under BraTS's names and the
+        tumour in BraTS's label values (no tissue labels, no brain mask, as BraTS ships); ``bids``:
+        ``sub-000/anat/sub-000_T1w.nii.gz``, ``_ce-gadolinium_T1w``, ``_T2w``, ``_FLAIR``, ``_PDw`` (no labels).
+        The manifest is then written by :func:`~napari_medtrans.training.layouts.index_folder`, and the split is
+        its hash of the subject id; DICOM is not written.
 
     Returns
     -------
@@ -126,6 +135,12 @@ def write_phantom_dataset(
     from ..core import io
     from ..core.dataset import Dataset, Subject
 
+    if layout not in ("medtrans", *_LAYOUT_NAMES):
+        from ..core.errors import UnknownChoiceError
+
+        raise UnknownChoiceError("phantom layout", str(layout), ["medtrans", *_LAYOUT_NAMES])
+    if layout != "medtrans" and dicom:
+        raise ValueError(f"DICOM series are written in the medtrans layout only, not {layout}")
     n = int(n_subjects)
     if n < 1:
         raise ValueError(f'Argument "n_subjects" should be at least 1, got {n_subjects!r}.')
@@ -144,6 +159,11 @@ def write_phantom_dataset(
         subj = make_subject(s_seed, shape=shape, anatomy=anatomy, snr=snr, tumour=has_tumour(s_seed, tumour),
                             registered=registered, gibbs=gibbs, mass_effect=mass_effect, contrasts=contrasts,
                             subject_id=sid)
+        if layout != "medtrans":
+            _write_in_layout(subj, out, k, layout, dict(subj.params, dataset_seed=int(seed), index=k))
+            if progress is not None:
+                progress(k + 1, n)
+            continue
         folder = out / sid
         folder.mkdir(parents=True, exist_ok=True)
         images = {}
@@ -170,4 +190,47 @@ def write_phantom_dataset(
                                 mask=f"{sid}/brain_mask.nii.gz"))
         if progress is not None:
             progress(k + 1, n)
+    if layout != "medtrans":
+        from ..training.layouts import index_folder
+
+        return index_folder(out, layout, name=name).dataset.save(out / "dataset.json")
     return Dataset(root=out, subjects=subjects, name=name).save(out / "dataset.json")
+
+
+#: Per layout: subject folder name, file name per contrast, label file name, project label -> layout label.
+_LAYOUT_NAMES = {
+    "brats2021": (lambda k: f"BraTS2021_{k:05d}",
+                  lambda sid, c: f"{sid}_{ {'T1': 't1', 'T1c': 't1ce', 'T2': 't2', 'FLAIR': 'flair'}[c] }.nii.gz",
+                  lambda sid: f"{sid}_seg.nii.gz", {6: 1, 4: 2, 5: 4}),
+    "brats2023": (lambda k: f"BraTS-GLI-{k:05d}-000",
+                  lambda sid, c: f"{sid}-{ {'T1': 't1n', 'T1c': 't1c', 'T2': 't2w', 'FLAIR': 't2f'}[c] }.nii.gz",
+                  lambda sid: f"{sid}-seg.nii.gz", {6: 1, 4: 2, 5: 3}),
+    "bids": (lambda k: f"sub-{k:03d}",
+             lambda sid, c: "anat/" + sid + {"T1": "_T1w", "T1c": "_ce-gadolinium_T1w", "T2": "_T2w",
+                                             "FLAIR": "_FLAIR", "PD": "_PDw"}[c] + ".nii.gz",
+             None, None),
+}
+_LAYOUT_CONTRASTS = {"brats2021": ("T1", "T1c", "T2", "FLAIR"), "brats2023": ("T1", "T1c", "T2", "FLAIR"),
+                     "bids": ("T1", "T1c", "T2", "FLAIR", "PD")}
+
+
+def _write_in_layout(subj, out: Path, k: int, layout: str, params: dict) -> None:
+    """One phantom subject under a public dataset's file names (see :func:`write_phantom_dataset`)."""
+    from ..core import io
+
+    folder_name, image_name, seg_name, values = _LAYOUT_NAMES[layout]
+    sid = folder_name(k)
+    folder = out / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    for c, vol in subj.images.items():
+        if c in _LAYOUT_CONTRASTS[layout]:
+            path = folder / image_name(sid, c)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            io.write_nifti(vol, path)
+    if seg_name is not None:
+        lab = np.rint(subj.labels.data).astype(np.int32)
+        seg = np.zeros_like(lab)
+        for src, dst in values.items():
+            seg[lab == src] = dst
+        io.write_nifti(subj.labels.derive(seg.astype(np.float32)), folder / seg_name(sid))
+    (folder / "phantom.json").write_text(json.dumps(params, indent=1))
