@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", default="project",
+                   choices=["project", "hifisyn", "disdiff", "edts", "cdm", "mrnet"],
+                   help="how images are scored: the project's (3-D volumes inside the brain mask, per subject; "
+                        "default) or a paper's (axial 2-D slices, normalised, per slice; see docs/datasets.md)")
     p.add_argument("--no-floors", dest="floors", action="store_false",
                    help="skip the zero-parameter floors (identity, histogram mapping, per-voxel lookup fitted on the "
                         "training subjects) that are otherwise scored on the same subjects")
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
                               steps=args.steps, samples=args.samples, seed=args.seed, direction=direction,
-                              floors=args.floors, maps=args.maps,
+                              floors=args.floors, maps=args.maps, protocol=args.protocol,
                               log=lambda s: print(s, flush=True))
     print()
     print(format_table(report, by_tumour=args.by_tumour))

@@ -30,12 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by-tumour", action="store_true",
                    help="also give the table over the subjects with tumours and over those without (label maps)")
     p.add_argument("--csv", type=Path, default=None, help="also write one row per subject and floor")
+    p.add_argument("--protocol", default="project",
+                   choices=["project", "hifisyn", "disdiff", "edts", "cdm", "mrnet"],
+                   help="how images are scored (see medtrans evaluate --help)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..training.evaluate import evaluate_floors, format_table
 
-    report = evaluate_floors(args.data, args.direction, split=args.split, log=lambda s: print(s, flush=True))
+    report = evaluate_floors(args.data, args.direction, split=args.split, protocol=args.protocol,
+                             log=lambda s: print(s, flush=True))
     print()
     print(format_table(report, by_tumour=args.by_tumour))
     if args.csv:

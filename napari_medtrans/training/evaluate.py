@@ -324,6 +324,9 @@ class EvaluationReport:
     split: str | None
     precision: str | None = None
     floor_subjects: int | None = None
+    #: The :mod:`.protocols` name the rows were scored with ("project": whole volumes, one row per subject;
+    #: a paper's protocol: one row per scored slice, with its "slice" index).
+    protocol: str = "project"
 
     def summary(self, method: str = MODEL, tumour: bool | None = None) -> dict[str, dict[str, tuple[float, float]]]:
         """{direction: {metric: (mean, sd)}} over subjects for one method (sample sd, ddof=1; 0 for one subject).
@@ -351,7 +354,10 @@ class EvaluationReport:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["subject", "direction", "method", "tumour", "psnr", "ssim", "mae"])
+            fields = ["subject", "direction", "method", "tumour", "psnr", "ssim", "mae"]
+            if any("slice" in r for r in self.rows):
+                fields.insert(1, "slice")
+            w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
             for r in self.rows:
                 row = {k: r.get(k, MODEL) for k in w.fieldnames}
@@ -374,9 +380,13 @@ def evaluate_dataset(
     direction: str | Sequence[str] | None = None,
     floors: bool = True,
     maps: Sequence[str] | None = None,
+    protocol: str = "project",
     log: Callable[[str], None] = print,
 ) -> EvaluationReport:
     """Translate the subjects of ``split`` into ``out_dir`` (resuming) and score them against the real images.
+
+    ``protocol``: how images are scored (:mod:`.protocols`); the default, "project", is described here. A paper's
+    protocol scores the slices it picks, one row per slice, the floors likewise.
 
     Metrics are computed on whole volumes inside the brain mask (the dataset's mask, else voxels where the
     reference is > 0). The data range for PSNR/SSIM is the reference's intensity range inside the mask.
@@ -394,8 +404,9 @@ def evaluate_dataset(
     table) of a two-modality checkpoint; None is the checkpoint's own direction.
     """
     from ..core.engine import resolve_device, resolve_precision
-    from ..core.metrics import evaluate_volumes
+    from .protocols import get_protocol
 
+    proto = get_protocol(protocol)  # an unknown name fails before any translation
     # resolved once, so the table names the precision every volume was translated in
     precision = resolve_precision(precision, resolve_device(_device_for_rank(device, dist_info())))
     ds = load_dataset(data)
@@ -416,17 +427,18 @@ def evaluate_dataset(
         tumour = _has_tumour(ds, subject)
         for method, path in ((MODEL, record.path), *((map_method(n), p) for n, p in record.maps)):
             synth = io.load(path, modality=record.modality)
-            row = {"subject": record.subject, "direction": record.direction, "method": method, "tumour": tumour,
-                   **evaluate_volumes(synth.data, ref.data, mask=mask)}
-            (rows if method == MODEL else map_rows).append(row)
+            for scored in proto.score(synth.data, ref.data, mask, ref.affine):
+                row = {"subject": record.subject, "direction": record.direction, "method": method, "tumour": tumour,
+                       **scored}
+                (rows if method == MODEL else map_rows).append(row)
     if not rows:
         raise MedtransError(f"no subject with a reference image in split {split!r}", ds.root)
     n_floor = None
     floor_rows: list[dict] = []
     if floors:
-        floor_rows, n_floor = _floor_rows(ds, rows, log)
+        floor_rows, n_floor = _floor_rows(ds, rows, log, proto)
     return EvaluationReport(rows=rows + map_rows + floor_rows, model=str(model_path), split=split,
-                            precision=precision, floor_subjects=n_floor)
+                            precision=precision, floor_subjects=n_floor, protocol=proto.name)
 
 
 def evaluate_floors(
@@ -434,6 +446,7 @@ def evaluate_floors(
     directions: Sequence[str],
     *,
     split: str | None = "test",
+    protocol: str = "project",
     log: Callable[[str], None] = print,
 ) -> EvaluationReport:
     """The zero-parameter floors alone (no model) for ``directions`` (``"T1->T2"``, ``"T1+T2->T1c"``).
@@ -452,10 +465,14 @@ def evaluate_floors(
                         if out in s.images and all(m in s.images for m in inputs)]
     if not targets:
         raise MedtransError(f"no subject in split {split!r} has the images of {', '.join(directions)}", ds.root)
-    rows, n_fit = _floor_rows(ds, targets, log)
+    from .protocols import get_protocol
+
+    proto = get_protocol(protocol)
+    rows, n_fit = _floor_rows(ds, targets, log, proto)
     if not rows:
         raise MedtransError("no training subjects to fit the floors on", ds.root)
-    return EvaluationReport(rows=rows, model="(none: floors only)", split=split, floor_subjects=n_fit)
+    return EvaluationReport(rows=rows, model="(none: floors only)", split=split, floor_subjects=n_fit,
+                            protocol=proto.name)
 
 
 def _mask_of(ds: Dataset, subject, ref) -> np.ndarray:
@@ -475,10 +492,14 @@ def _has_tumour(ds: Dataset, subject) -> bool | None:
     return bool(np.isin(labels, TUMOUR_LABELS).any())
 
 
-def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None]) -> tuple[list[dict], int | None]:
-    """Rows of the floors for every direction and subject of ``model_rows``, fitted on the training split."""
-    from ..core.metrics import evaluate_volumes
+def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None], proto=None
+                ) -> tuple[list[dict], int | None]:
+    """Rows of the floors for every direction and subject of ``model_rows``, fitted on the training split and
+    scored with ``proto`` (a :class:`~.protocols.Protocol`; None: the project's)."""
     from .floors import FLOORS, fit_floors, predict_floor
+    from .protocols import get_protocol
+
+    proto = proto or get_protocol("project")
 
     train = ds.split("train")
     by_id = {s.id: s for s in ds.subjects}
@@ -509,8 +530,8 @@ def _floor_rows(ds: Dataset, model_rows: list[dict], log: Callable[[str], None])
             images = {m: io.load(ds.path(subject.images[m]), modality=m).data for m in inputs}
             for kind in FLOORS:
                 pred = predict_floor(model, kind, images, mask)
-                out.append({"subject": subject_id, "direction": label, "method": f"floor: {kind}", "tumour": tumour,
-                            **evaluate_volumes(pred, ref.data, mask=mask)})
+                out += [{"subject": subject_id, "direction": label, "method": f"floor: {kind}", "tumour": tumour,
+                         **scored} for scored in proto.score(pred, ref.data, mask, ref.affine)]
     return out, n_fit
 
 
@@ -519,10 +540,14 @@ def format_table(report: EvaluationReport, *, by_tumour: bool = False) -> str:
 
     ``by_tumour`` adds the same table over the subjects with tumours and over those without (from the label
     maps), when the dataset has both."""
+    from .protocols import get_protocol
+
+    proto = get_protocol(report.protocol)
+    n_slices = sum(1 for r in report.rows if r.get("method", MODEL) == MODEL and "slice" in r)
     lines = [
         f"model: {report.model}",
-        f"split: {report.split or 'all'} ({len({r['subject'] for r in report.rows})} subjects; "
-        "whole volumes inside the brain mask)"
+        f"split: {report.split or 'all'} ({len({r['subject'] for r in report.rows})} subjects"
+        + (f", {n_slices} slices" if n_slices else "") + f"; {proto.description})"
         + (f"; inference precision {report.precision}" if report.precision else ""),
     ]
     if report.floor_subjects:
