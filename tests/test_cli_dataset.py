@@ -221,7 +221,14 @@ def test_the_phantom_writes_a_public_layout_that_indexes_and_evaluates(tmp_path,
         theirs = ds.convert_labels(np.rint(nib.load(str(ds.path(ds.subjects[0].labels))).get_fdata()).astype(int))
         tumour = ours >= 4
         assert np.array_equal(theirs[tumour], ours[tumour]) and not theirs[~tumour].any()
-    train = [s for s in ds.subjects if s.split == "train"]
-    if train and any(s.split == "test" for s in ds.subjects):
-        assert main(["floors", "--data", str(out), "--direction", "T1:T2"]) == 0
     assert main(["phantom", str(tmp_path / "x"), "--layout", layout, "--dicom"]) == 2
+    if layout == "brats2021":  # the README's path: index, train, evaluate with a paper's protocol
+        for s in ds.subjects:
+            s.split = "train" if s is ds.subjects[0] else "test"
+        ds.save()
+        assert main(["train", "--method", "unet", "--data", str(out), "--out", str(tmp_path / "run"), "--width", "4",
+                     "--depth", "2", "--steps", "2", "--size", "16", "16", "--val-every", "0", "--threads", "1"]) == 0
+        assert main(["evaluate", "--model", str(tmp_path / "run" / "model.safetensors"), "--data", str(out),
+                     "--protocol", "hifisyn", "--by-tumour", "--precision", "fp32"]) == 0
+        report = capsys.readouterr().out
+        assert "HiFi-Syn protocol" in report and "floor: histogram" in report
