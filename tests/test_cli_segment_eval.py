@@ -211,3 +211,32 @@ def test_help_documents_the_prompt_file_and_its_coordinates():
     text = sub.choices["segment-eval"].format_help()
     assert "--prompts FILE.json" in text and "x column" in text and "[x, y, label]" in text
     assert "from the most inferior" in text and '"slices"' in text
+
+
+def test_a_brats_label_map_runs_the_table_iii_regions_directly(tmp_path, tiny_models, capsys):
+    """Issue 24 item 3: a BraTS 2021 seg (1 necrotic core, 2 oedema, 4 enhancing) with --label-scheme brats2021:
+    --region whole / core / enhancing pick the same voxels as BraTS's WT (1 2 4), TC (1 4) and ET (4)."""
+    from napari_medtrans.core import io
+    from napari_medtrans.core.volume import Volume
+
+    affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    rng = np.random.default_rng(0)
+    io.save(Volume(rng.random((32, 32, 8)).astype(np.float32) * 100, affine, modality="T2"), tmp_path / "t2.nii.gz")
+    seg = np.zeros((32, 32, 8), np.float32)
+    seg[8:24, 8:24, 2:6] = 2
+    seg[11:21, 11:21, 3:5] = 4
+    seg[14:18, 14:18, 3:5] = 1
+    io.save(Volume(seg, affine), tmp_path / "seg.nii.gz")
+    sizes = {}
+    for region, brats in (("whole", (1, 2, 4)), ("core", (1, 4)), ("enhancing", (4,))):
+        out = tmp_path / f"{region}.csv"
+        assert main(["segment-eval", "--target", str(tmp_path / "t2.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+                     "--label-scheme", "brats2021", "--region", region, "--csv", str(out)]) == 0
+        (row,) = _rows(out)
+        sizes[region] = row["labels"]
+        assert int(row["n_slices"]) == len({k for k in range(8) if np.isin(seg[..., k], brats).any()})
+    assert sizes == {"whole": "4 5 6", "core": "5 6", "enhancing": "5"}
+    capsys.readouterr()
+    assert main(["segment-eval", "--target", str(tmp_path / "t2.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+                 "--region", "core", "--label", "1"]) == 2
+    assert "not both" in capsys.readouterr().err

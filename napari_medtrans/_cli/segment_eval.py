@@ -41,6 +41,8 @@ examples:
   medtrans segment-eval --phantom 1 --shape 80 96 60 --translator demo --model medsam2 --model sam2.1_hiera_tiny
   medtrans segment-eval --subject tumours/sub-000 --synthetic t2_synthetic.nii.gz --mode propagate
   medtrans segment-eval --source t1.nii.gz --target t2.nii.gz --synthetic syn.nii.gz --labels seg.nii.gz --label 1 2 4
+  medtrans segment-eval --source BraTS2021_00000_t1.nii.gz --target BraTS2021_00000_t2.nii.gz \
+      --labels BraTS2021_00000_seg.nii.gz --label-scheme brats2021 --region core
   medtrans segment-eval --subject tumours/sub-000 --synthetic syn.nii.gz --prompts clicks.json --mode propagate
 """
 
@@ -52,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--synthetic", type=Path, action="append", default=[],
                      help="a synthetic image of the target contrast (repeatable)")
     src.add_argument("--labels", type=Path, help="ground-truth label map")
+    src.add_argument("--label-scheme", choices=("medtrans", "brats2021", "brats2023"), default="medtrans",
+                     help="values of --labels: the project's (4 oedema, 5 enhancing rim, 6 necrosis; default) or "
+                          "BraTS's, mapped onto the project's so --region and --label mean the same for both")
+    src.add_argument("--region", choices=("whole", "core", "enhancing"), default=None,
+                     help="the object as BraTS defines it (Table III): whole tumour (labels 4 5 6), tumour core "
+                          "(5 6) or enhancing tumour (5), in the project's values; instead of --label")
     src.add_argument("--subject", type=Path, help="a phantom subject folder (source, target and labels.nii.gz)")
     src.add_argument("--pair", nargs=2, default=("T1", "T2"), metavar=("SOURCE", "TARGET"),
                      help="contrasts taken from --subject or --phantom (default: T1 T2)")
@@ -104,6 +112,15 @@ def _images(args) -> tuple[dict, object, list[int] | None]:
         source = io.load(args.source) if args.source else None
         target = io.load(args.target) if args.target else None
         truth = io.load(args.labels, modality="labels")
+        if args.label_scheme != "medtrans":
+            import numpy as np
+
+            from ..core.dataset import Dataset
+
+            scheme = Dataset(root=args.labels.parent, subjects=[], label_scheme=args.label_scheme)
+            values = scheme.convert_labels(np.rint(truth.data).astype(np.int32), args.labels)
+            truth = truth.derive(values.astype(np.float32))
+            labels_default = [4, 5, 6]
     if source is not None:
         images[f"{source.modality or 'source'} (source)"] = source
     if target is not None:
@@ -158,7 +175,12 @@ def run(args: argparse.Namespace) -> int:
         print("medtrans segment-eval: error: --weights goes with exactly one --model", file=sys.stderr)
         return 2
     images, truth, labels_default = _images(args)
-    labels = args.label if args.label is not None else labels_default
+    if args.region is not None and args.label is not None:
+        from ..core.errors import MedtransError
+
+        raise MedtransError("give --region or --label, not both")
+    regions = {"whole": [4, 5, 6], "core": [5, 6], "enhancing": [5]}
+    labels = regions[args.region] if args.region else (args.label if args.label is not None else labels_default)
     prompts = _prompts(args, truth)
     reports = []
     for name in models:
