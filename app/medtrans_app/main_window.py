@@ -49,6 +49,11 @@ OVERLAYS = ("No overlay", "Trust map (TSM)", "Error vs reference")
 DEMO_MISSING = "demo model not installed"
 
 
+#: The order contrasts fill the panes in when the translator does not say (T1 as source, T2 as reference: what a
+#: radiologist reads first), before volumes without a known contrast (label maps, masks).
+CLINICAL_ORDER = ("T1", "T2", "T1c", "FLAIR", "PD")
+
+
 def leave_a_core_to_the_gui(threads: int | None = None) -> int:
     """Let torch use every core but one (or ``threads``), so the event loop always finds a free core while a
     translation runs (with all cores busy, scrolling stalls by 100+ ms). Returns the thread count set."""
@@ -285,9 +290,10 @@ class MainWindow(QMainWindow):
         acquired = [(n, v.modality) for n, v in entries if not getattr(v, "synthetic", False)]
         synthetic = [n for n, v in entries if getattr(v, "synthetic", False)]
         empty = [self.pane_boxes[i].currentText() in ("", NONE) for i in range(3)]
+        acquired.sort(key=lambda nm: CLINICAL_ORDER.index(nm[1]) if nm[1] in CLINICAL_ORDER else len(CLINICAL_ORDER))
         if empty[0] and acquired:
-            wanted = self.translate_panel.inputs.modalities()[:1]
-            same = [n for n, m in acquired if wanted and same_modality(m, wanted[0])]
+            wanted = self.translate_panel.inputs.modalities()[:1] or ["T1"]
+            same = [n for n, m in acquired if same_modality(m, wanted[0])]
             self.pane_boxes[0].setCurrentText((same or [acquired[0][0]])[0])
         if empty[1] and synthetic:
             self.pane_boxes[1].setCurrentText(synthetic[0])  # its reference follows (show_in_pane)
@@ -296,7 +302,10 @@ class MainWindow(QMainWindow):
             source = self.pane_boxes[0].currentText()
             others = [(n, m) for n, m in acquired if n != source]
             output = self.translate_panel.output_modalities()[:1]
-            pick = pick_reference(("", output[0]), others) if output else (others[0][0] if others else None)
+            if output:  # the model's output contrast: a reference of that contrast or none
+                pick = pick_reference(("", output[0]), others)
+            else:  # no model yet: T2, else the next in clinical order
+                pick = pick_reference(("", "T2"), others) or (others[0][0] if others else None)
             if pick:
                 self.pane_boxes[2].setCurrentText(pick)
         self.status_label.setText(f"{len(entries)} volume(s) loaded")

@@ -23,8 +23,28 @@ def _nifti_name(path: Path) -> str:
     return path.stem
 
 
+def _copy_of_a_series(vol, series) -> bool:
+    """Whether an acquired NIfTI volume is the same scan as one of the DICOM ``series`` beside it (the same
+    contrast and grid size): a subject folder written with both (``medtrans phantom --dicom``, a converted
+    archive) then shows each scan once, as its DICOM series, which carries the study for export."""
+    if getattr(vol, "synthetic", False) or not vol.modality:
+        return False
+    shape = sorted(vol.shape)
+    for s in series:
+        if s.modality != vol.modality or not s.headers:
+            continue
+        h = s.headers[0]
+        frames = int(getattr(h, "NumberOfFrames", 0) or 0) or s.n_files
+        if sorted((int(getattr(h, "Rows", 0)), int(getattr(h, "Columns", 0)), frames)) == shape:
+            return True
+    return False
+
+
 def load_case(job, path: str | os.PathLike) -> list[tuple[str, object]]:
     """Read every volume of a case as ``[(name, Volume), ...]`` (a job function; progress per volume).
+
+    A NIfTI file that is a copy of a DICOM series in the same folder (same contrast, same grid size) is left out:
+    each scan is shown once.
 
     Raises
     ------
@@ -50,7 +70,9 @@ def load_case(job, path: str | os.PathLike) -> list[tuple[str, object]]:
         series = []
     total = len(niftis) + len(series)
     for i, q in enumerate(niftis):
-        out.append((_nifti_name(q), io.load(q)))
+        vol = io.load(q)
+        if not _copy_of_a_series(vol, series):
+            out.append((_nifti_name(q), vol))
         if job is not None:
             job.report_progress(i + 1, total)
     for j, s in enumerate(series):

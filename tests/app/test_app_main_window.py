@@ -317,3 +317,18 @@ def test_app_never_imports_napari():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "napari" not in loaded and "magicgui" not in loaded and "vispy" not in loaded
+
+
+def test_a_subject_folder_with_nifti_and_dicom_opens_each_scan_once_t1_and_t2_in_the_panes(qtbot, window, tmp_path):
+    """Issue 21 item 5: `medtrans phantom --dicom` writes every contrast as NIfTI and as DICOM; opening the folder
+    shows each scan once (its DICOM series) and, before a model is chosen, T1 as the source and T2 as the
+    reference, not FLAIR and PD (alphabetical)."""
+    from napari_medtrans.phantom import write_phantom_dataset
+
+    write_phantom_dataset(tmp_path / "ph", 1, shape=(24, 24, 8), dicom=True, anatomy="procedural")
+    window.translate_panel.model_box.setCurrentIndex(-1)  # no model: nothing says which contrasts it takes
+    wait_job(qtbot, window.open_case(str(tmp_path / "ph" / "sub-000")))
+    contrasts = [v.modality for v in window.volumes.values() if v.modality in ("T1", "T2", "FLAIR", "PD", "T1c")]
+    assert sorted(contrasts) == ["FLAIR", "PD", "T1", "T1c", "T2"]  # once each
+    shown = [window.volumes[window.pane_boxes[i].currentText()].modality for i in (0, 2)]
+    assert shown == ["T1", "T2"] and not window.errors
