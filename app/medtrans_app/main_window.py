@@ -341,7 +341,8 @@ class MainWindow(QMainWindow):
                 box.setItemData(i, f"{n}: {modality_text(self.volumes[n].modality)}", Qt.ItemDataRole.ToolTipRole)
             box.setCurrentText(current if current in names else NONE)
             box.blockSignals(False)
-        self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired + synthetic])
+        # a translation is made from acquired images: synthetic volumes are not offered as inputs
+        self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired])
         self.export_panel.set_sources(synthetic + acquired)
         if getattr(self, "segmentation", None) is not None:
             self.segmentation.set_sources(acquired + synthetic)
@@ -459,23 +460,30 @@ class MainWindow(QMainWindow):
         self.viewer.panes[1].refresh()
 
     def _on_translated(self, request, result) -> None:
+        """Add every output of the run (a multi-output model such as CDM makes T1c and FLAIR), each marked
+        SYNTHETIC; the first is shown and offered for export."""
         self.preview = None
-        vol = result.volume
-        method = vol.provenance.get("method") or request.choice.label
-        name = f"SYNTHETIC {vol.modality or ''} by {method} from {request.input_label}".replace("  ", " ")
-        n = 2
-        base = name
-        while name in self.volumes:
-            name = f"{base} ({n})"
-            n += 1
-        self.volumes[name] = vol
-        self.methods[name] = method
-        self.maps[name] = dict(result.maps)
+        outputs = dict(getattr(result, "outputs", None) or {}) or {result.volume.modality: result.volume}
+        first = None
+        for vol in outputs.values():
+            method = vol.provenance.get("method") or request.choice.label
+            name = f"SYNTHETIC {vol.modality or ''} by {method} from {request.input_label}".replace("  ", " ")
+            n = 2
+            base = name
+            while name in self.volumes:
+                name = f"{base} ({n})"
+                n += 1
+            self.volumes[name] = vol
+            self.methods[name] = method
+            # the maps belong to the run; each output keeps those of its own contrast and the shared ones
+            self.maps[name] = dict(result.maps)
+            first = first or name
         self._refresh_sources()
-        self.export_panel.volume_box.setCurrentText(name)  # what was just made is what one exports
-        self.pane_boxes[1].setCurrentText(name)  # its reference follows (show_in_pane)
-        self.show_in_pane(1, name)
-        self.status_label.setText(f"{name}: {result.seconds:.1f} s on {result.device}")
+        self.export_panel.volume_box.setCurrentText(first)  # what was just made is what one exports
+        self.pane_boxes[1].setCurrentText(first)  # its reference follows (show_in_pane)
+        self.show_in_pane(1, first)
+        extra = f" (+{len(outputs) - 1} more output{'s' if len(outputs) > 2 else ''})" if len(outputs) > 1 else ""
+        self.status_label.setText(f"{first}{extra}: {result.seconds:.1f} s on {result.device}")
 
     def _on_translation_stopped(self, _request, what: str) -> None:
         self.preview = None

@@ -23,10 +23,13 @@ def install_error_handler() -> None:
     set_error_handler(_notify)
 
 
-def image_layer_items(viewer, kinds=("image",)) -> list[tuple[str, str | None]]:
-    """``(name, modality)`` of every 3D layer of the given kinds, top of the layer list first."""
+def image_layer_items(viewer, kinds=("image",), *, acquired_only: bool = False) -> list[tuple[str, str | None]]:
+    """``(name, modality)`` of every 3D layer of the given kinds, top of the layer list first; with
+    ``acquired_only`` the layers marked synthetic (translations, their previews) are left out."""
     items = []
     for layer in reversed(list(viewer.layers)):
+        if acquired_only and (layer.metadata or {}).get("synthetic"):
+            continue
         if type(layer).__name__.lower() in kinds and layer.ndim == 3 and not getattr(layer, "multiscale", False):
             items.append((layer.name, (layer.metadata or {}).get("modality")))
     return items

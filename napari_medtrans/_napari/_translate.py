@@ -55,7 +55,8 @@ class TranslateWidget(QWidget):
         self._refresh_sources()
 
     def _refresh_sources(self, event=None) -> None:
-        self.panel.set_sources(image_layer_items(self.viewer))
+        # a translation is made from acquired images: synthetic layers are not offered as inputs
+        self.panel.set_sources(image_layer_items(self.viewer, acquired_only=True))
 
     # -- preview --------------------------------------------------------------------------------------
     def _on_started(self, request) -> None:

@@ -141,6 +141,7 @@ def checkpoint_directions(path: str | Path) -> list[str]:
     import torch
 
     from ..translators import create_translator, read_checkpoint_metadata
+    from ..translators.base import meta_device
     from ..translators.checkpoint import parse_direction, translator_directions
 
     p = Path(path)
@@ -152,7 +153,7 @@ def checkpoint_directions(path: str | Path) -> list[str]:
         info = read_checkpoint_metadata(p)
         found: list[str] = []
         if info.format == "safetensors" and info.method and info.config:
-            with torch.device("meta"):
+            with meta_device():
                 found = translator_directions(create_translator(info.method, **info.config))
             stats = {**dict((info.normalisation or {}).get("inputs") or {}),
                      **dict((info.normalisation or {}).get("outputs") or {})}

@@ -23,6 +23,7 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 
 __all__ = [
+    "meta_device",
     "TranslatorSpec",
     "TranslationOutput",
     "Translator",
@@ -224,3 +225,44 @@ def create_translator(name: str, **config: Any) -> Translator:
     if not isinstance(model, Translator):
         raise TypeError(f"factory for {name!r} returned {type(model).__name__}, not a Translator")
     return model
+
+
+_meta_lock = threading.Lock()
+_meta_depth = 0
+_tensor_normal = torch.Tensor.normal_
+
+
+def _normal_skipping_meta(self, *args, **kwargs):
+    if self.device.type == "meta":
+        return self  # nothing to draw: a meta tensor has no values
+    return _tensor_normal(self, *args, **kwargs)
+
+
+class meta_device:  # noqa: N801 - used like torch.device("meta"), as a context manager
+    """``with meta_device():`` builds modules on the "meta" device (shapes only: no memory, no arithmetic).
+
+    Unlike a bare ``torch.device("meta")`` it skips normal-distribution initialisation (``Tensor.normal_``, which
+    ``nn.init.normal_`` and ``kaiming_normal_`` call): on meta tensors torch runs that through its Python
+    reference implementation, which imports ``torch._dynamo`` and with it triton. That import takes seconds, and
+    in a process that has napari's OpenGL canvas open it crashed the interpreter (a segmentation fault while
+    listing models in the translate panel). Re-entrant and thread-safe; other tensors draw as usual meanwhile.
+    """
+
+    def __enter__(self):
+        global _meta_depth
+        with _meta_lock:
+            if _meta_depth == 0:
+                torch.Tensor.normal_ = _normal_skipping_meta
+            _meta_depth += 1
+        self._device = torch.device("meta")
+        self._device.__enter__()
+        return self._device
+
+    def __exit__(self, *exc):
+        global _meta_depth
+        self._device.__exit__(*exc)
+        with _meta_lock:
+            _meta_depth -= 1
+            if _meta_depth == 0:
+                torch.Tensor.normal_ = _tensor_normal
+        return False

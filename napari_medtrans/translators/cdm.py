@@ -80,7 +80,7 @@ from torch import nn
 
 from ..core.errors import UnknownChoiceError
 from .attention import LayerNorm2d
-from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
+from .base import TranslationOutput, Translator, TranslatorSpec, meta_device, register_translator
 from .blocks import _as_tuple, _int_arg, check_batch, make_norm
 from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding
 
@@ -682,7 +682,7 @@ def model_complexity(model: CdmTranslator | None = None, *, size: int = 256, **c
     import copy
 
     if model is None:
-        with torch.device("meta"):
+        with meta_device():
             model = cdm(**config)
     meta = model if all(p.device.type == "meta" for p in model.parameters()) else copy.deepcopy(model).to("meta")
     m = model.spec.size_multiple

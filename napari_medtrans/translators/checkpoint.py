@@ -58,7 +58,7 @@ from ..core.errors import (
     UnknownChoiceError,
 )
 from ..core.weights import safe_torch_load, sha256_file
-from .base import Translator, create_translator
+from .base import Translator, create_translator, meta_device
 
 __all__ = [
     "FORMAT",
@@ -560,7 +560,7 @@ def _build_checked(
     (no memory, no arithmetic), match the file's. Then build it for real."""
     check_config_bounds(p, info.method, info.config)
     try:
-        with torch.device("meta"):
+        with meta_device():
             skeleton = _build(p, info, method)
     except MedtransError:
         raise

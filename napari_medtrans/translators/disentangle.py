@@ -521,9 +521,9 @@ class TwoWayTranslatorMixin:
         unset = {k: v for k, v in choices.items() if self.config.get(k) is None}
         if not unset:
             return {}
-        from .base import translator_factory
+        from .base import meta_device, translator_factory
 
-        with torch.device("meta"):  # validates the new config and computes its spec without allocating weights
+        with meta_device():  # validates the new config and computes its spec without allocating weights
             template = translator_factory(self.spec.method)(**{**self.config, **unset})
         self.spec, self.config = template.spec, dict(template.config)
         training = self.training

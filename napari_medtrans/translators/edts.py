@@ -67,7 +67,7 @@ from torch import nn
 from ..core import tsm as _tsm
 from ..core.errors import UnknownChoiceError
 from .attention import Downsample, TransformerBlock, Upsample
-from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
+from .base import TranslationOutput, Translator, TranslatorSpec, meta_device, register_translator
 from .blocks import _as_tuple, check_batch
 from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding
 
@@ -468,7 +468,7 @@ def model_complexity(model: EdtsTranslator | None = None, *, size: int = 256, **
         ``paper_params_m``, ``paper_gflops``, ``size``, ``config``.
     """
     if model is None:
-        with torch.device("meta"):
+        with meta_device():
             model = edts_trans(**config)
     cfg = model.config
     n_in, n_out = len(model.spec.inputs), len(model.spec.outputs)

@@ -332,3 +332,25 @@ def test_a_subject_folder_with_nifti_and_dicom_opens_each_scan_once_t1_and_t2_in
     assert sorted(contrasts) == ["FLAIR", "PD", "T1", "T1c", "T2"]  # once each
     shown = [window.volumes[window.pane_boxes[i].currentText()].modality for i in (0, 2)]
     assert shown == ["T1", "T2"] and not window.errors
+
+
+def test_every_output_of_a_multi_output_model_is_added(qtbot, window, subject_dir, tmp_path):
+    """Issue 21 item 4: a model with two outputs (CDM makes T1c and FLAIR) gives two SYNTHETIC volumes in the
+    app, not one."""
+    path = tmp_path / "two-out.safetensors"
+    save_checkpoint(create_translator("unet", inputs=("T1",), outputs=("T1c", "FLAIR"), width=4, depth=2), path,
+                    normalisation={"scheme": "percentile", "lower_pct": 0.5, "upper_pct": 99.5,
+                                   "outputs": {"T1c": {"lo": 0.0, "hi": 2.0}, "FLAIR": {"lo": 0.0, "hi": 3.0}}})
+    wait_job(qtbot, window.open_case(str(subject_dir)))
+    panel = window.translate_panel
+    panel.add_model_file(path)
+    qtbot.waitUntil(lambda: panel.spec_label.text().startswith("unet: T1 -> T1c+FLAIR"), timeout=20000)
+    wait_job(qtbot, panel.run())
+    made = sorted(v.modality for v in window.volumes.values() if v.synthetic)
+    assert made == ["FLAIR", "T1c"] and not window.errors
+    names = [n for n, v in window.volumes.items() if v.synthetic]
+    assert all(n.startswith("SYNTHETIC") for n in names)
+    assert window.export_panel.volume_box.findText(names[1]) >= 0
+    box = panel.inputs._boxes["T1"]  # a new run is made from acquired images only
+    assert [box.itemText(i) for i in range(box.count())] and \
+        not any(box.itemText(i).startswith("SYNTHETIC") for i in range(box.count()))

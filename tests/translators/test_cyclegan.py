@@ -82,3 +82,25 @@ def test_bad_config_is_named():
         _model(norm="fancy")
     with pytest.raises(UnknownChoiceError):
         _model().generator("T1", "FLAIR")
+
+
+def test_a_meta_device_build_draws_nothing_and_imports_no_compiler():
+    """Listing models builds them on the meta device; torch's meta `normal_` imports torch._dynamo and triton,
+    which crashed the napari process. `meta_device()` skips those draws and puts `normal_` back afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from napari_medtrans.translators import create_translator\n"
+        "from napari_medtrans.translators.base import meta_device\n"
+        "before = torch.Tensor.normal_\n"
+        "with meta_device():\n"
+        "    m = create_translator('cyclegan', preset='cpu')\n"
+        "assert next(m.parameters()).device.type == 'meta'\n"
+        "assert torch.Tensor.normal_ is before\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
