@@ -7,7 +7,8 @@ from collections.abc import Callable
 from ..core.volume import Volume
 from ._layers import layer_to_volume, volume_layer_data
 
-__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume"]
+__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume",
+           "synthetic_banner", "show_synthetic_banner", "text_overlay"]
 
 
 def _notify(message: str, exc: BaseException) -> None:
@@ -62,6 +63,64 @@ def watch_layers(viewer, callback: Callable[[], None], owner) -> None:
                 pass
 
     owner.destroyed.connect(disconnect)
+
+
+def synthetic_banner(viewer) -> str:
+    """The text the canvas shows: "SYNTHETIC ..." when the top-most visible image layer is synthetic, else ""."""
+    for layer in reversed(list(viewer.layers)):
+        if type(layer).__name__ != "Image" or not layer.visible or layer.opacity == 0:
+            continue
+        if (layer.metadata or {}).get("synthetic"):
+            return f"SYNTHETIC - {layer.name} - not an acquired image"
+        return ""
+    return ""
+
+
+def text_overlay(viewer):
+    """The canvas's text overlay (``viewer.canvas.overlays.text`` since napari 0.9, ``viewer.text_overlay`` before)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    found = getattr(overlays, "text", None) if overlays is not None else None
+    return found if found is not None else viewer.text_overlay
+
+
+def show_synthetic_banner(viewer) -> None:
+    """Keep napari's canvas text overlay saying SYNTHETIC (in red, boxed, bottom left) while the top-most visible
+    image layer is a synthetic one, as the app's panes do: a layer name alone is easily missed. Installed once per
+    viewer by the dock widgets; follows layers added, removed, moved, shown, hidden and renamed."""
+    if getattr(viewer, "_medtrans_banner", False):
+        return
+
+    def update(event=None):
+        text = synthetic_banner(viewer)
+        overlay = text_overlay(viewer)
+        if text:
+            overlay.text = text
+            overlay.color = (1.0, 0.2, 0.2, 1.0)
+            overlay.font_size = 12
+            overlay.position = "bottom_left"
+            try:
+                overlay.box = True
+            except (AttributeError, ValueError):  # older napari: no box
+                pass
+        overlay.visible = bool(text)
+
+    def watch(layer):
+        for name in ("visible", "opacity", "name"):
+            getattr(layer.events, name).connect(update)
+
+    def on_inserted(event=None):
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            watch(layer)
+        update()
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    viewer.layers.events.removed.connect(update)
+    viewer.layers.events.moved.connect(update)
+    for layer in viewer.layers:
+        watch(layer)
+    viewer._medtrans_banner = True
+    update()
 
 
 def map_style(name: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.export_panel import ExportPanel
-from ._common import get_volume, image_layer_items, install_error_handler, watch_layers
+from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers
 
 __all__ = ["ExportWidget"]
 
@@ -24,6 +24,7 @@ class ExportWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.panel)
         watch_layers(self.viewer, self._refresh_sources, self)
+        show_synthetic_banner(self.viewer)
         self._refresh_sources()
 
     def _refresh_sources(self, event=None) -> None:

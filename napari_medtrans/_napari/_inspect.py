@@ -14,7 +14,7 @@ import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.inspect_panel import InspectPanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, watch_layers
+from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers
 from ._layers import index_to_world, world_to_index
 
 __all__ = ["InspectWidget"]
@@ -38,6 +38,7 @@ class InspectWidget(QWidget):
         self.viewer.dims.events.point.connect(self._on_point)
         self.destroyed.connect(lambda *_: _disconnect(napari_viewer.dims.events.point, self._on_point))
         watch_layers(self.viewer, self._refresh_sources, self)
+        show_synthetic_banner(self.viewer)
         self._refresh_sources()
 
     def _refresh_sources(self, event=None) -> None:

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.segment import FrameGeometry, SlicePrompt
 from ..qt.segment_panel import SegmentPanel
-from ._common import get_volume, image_layer_items, install_error_handler, watch_layers
+from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers
 from ._layers import layer_to_volume, volume_layer_data, world_to_index
 
 __all__ = ["SegmentWidget", "POINTS_LAYER", "BOXES_LAYER"]
@@ -53,6 +53,7 @@ class SegmentWidget(QWidget):
         self.panel.segmented.connect(self._on_segmented)
         self.panel.evaluated.connect(self._on_evaluated)
         watch_layers(self.viewer, self._refresh_sources, self)
+        show_synthetic_banner(self.viewer)
         self._refresh_sources()
 
     # -- prompt layers ------------------------------------------------------------------------------------

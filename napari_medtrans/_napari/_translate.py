@@ -13,7 +13,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.translate_panel import TranslatePanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, map_style, watch_layers
+from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, map_style, watch_layers
 from ._layers import volume_layer_data
 
 __all__ = ["TranslateWidget", "result_name"]
@@ -52,6 +52,7 @@ class TranslateWidget(QWidget):
         self.panel.translated.connect(self._on_translated)
         self.panel.stopped.connect(self._on_stopped)
         watch_layers(self.viewer, self._refresh_sources, self)
+        show_synthetic_banner(self.viewer)
         self._refresh_sources()
 
     def _refresh_sources(self, event=None) -> None:

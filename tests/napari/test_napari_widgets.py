@@ -97,6 +97,15 @@ def test_sample_translate_inspect_export(make_napari_viewer, qtbot, tmp_path, no
     np.testing.assert_allclose(syn.affine.affine_matrix, t2.affine.affine_matrix)
     assert not any("running" in layer.name for layer in viewer.layers)
     assert not np.array_equal(np.asarray(syn.data), np.asarray(t1.data))
+    # the canvas says SYNTHETIC while the synthetic layer is the one on top (issue 21 item 8)
+    from napari_medtrans._napari._common import text_overlay
+
+    banner = text_overlay(viewer)
+    assert banner.visible and banner.text.startswith(f"SYNTHETIC - {syn.name}")
+    syn.visible = False
+    assert not banner.visible  # the acquired T2 below is what shows now
+    syn.visible = True
+    assert banner.visible
     offered = [n for box in tw.panel.inputs._boxes.values() for n in (box.itemText(i) for i in range(box.count()))]
     assert offered and syn.name not in offered  # inputs are acquired layers only (issue 21 item 4)
 
