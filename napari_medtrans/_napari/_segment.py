@@ -110,7 +110,9 @@ class SegmentWidget(QWidget):
 
     # -- sources and results ------------------------------------------------------------------------------
     def _refresh_sources(self, event=None) -> None:
-        images = [n for n, _ in image_layer_items(self.viewer)]
+        # images to segment: not the maps (error maps, TSM) or a running preview, which sit on top after a run
+        images = [n for n, _ in image_layer_items(self.viewer)
+                  if not {"map", "preview"} & set(self.viewer.layers[n].metadata or {})]
         labels = [n for n, _ in image_layer_items(self.viewer, kinds=("labels",))]
         self.panel.set_sources(images, labels)
 

@@ -317,3 +317,14 @@ def test_export_button_sends_the_hand_edited_segmentation(widget, qtbot, tmp_pat
     ds = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
     assert {s.SegmentAlgorithmType for s in ds.SegmentSequence} == {"MANUAL"}
     assert int(np.asarray(ds.pixel_array).astype(bool).sum()) == int(edited.sum())
+
+
+def test_error_maps_on_top_are_not_offered_for_segmentation(widget):
+    """Issue 21 item 5: after Inspect an error map sits on top of the layer list; Segment must not default to it
+    (nor offer it): maps and previews are not images to segment."""
+    vol = _volume(widget, T1)
+    widget.viewer.add_image(np.asarray(vol.data), name="abs error of x", metadata={"map": "abs error"},
+                            affine=widget.viewer.layers[T1].affine)
+    box = widget.panel.image_box
+    offered = [box.itemText(i) for i in range(box.count())]
+    assert "abs error of x" not in offered and T1 in offered and T2 in offered
