@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QLinearGradient, QPainter
 from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -45,13 +46,63 @@ __all__ = ["MainWindow", "NONE", "DEMO_MISSING", "leave_a_core_to_the_gui", "qui
 
 NONE = "(none)"
 PANE_TITLES = ("Source", "Synthetic", "Reference")
-OVERLAYS = ("No overlay", "Trust map (TSM)", "Error vs reference")
+#: Overlays on the synthetic pane, by index: none, the TSM, the error against the reference, the spread across
+#: diffusion samples. The TSM is not a trust map: it marks texture and structure, not where the image is right.
+OVERLAYS = ("No overlay", "TSM: texture/structure map", "Error vs reference", "Spread across samples (SD)")
+#: What each overlay's colours mean, shown beside its colour bar.
+LEGENDS = (
+    "",
+    "TSM (EDTS-Trans Eq. 5-8): high where the synthetic image has texture and fine structure, low on flat "
+    "regions. It is not a measure of error: a tumour can look as 'structured' as healthy tissue.",
+    "Absolute difference from the reference, 0 to its 99th percentile.",
+    "Standard deviation across the diffusion samples of this run: where the model is unsure. Run with "
+    "samples > 1 to get it.",
+)
+#: One colour table per kind of overlay, the same in napari (napari_medtrans._napari._common.map_style).
+OVERLAY_LUTS = (None, "viridis", "inferno", "viridis")
 DEMO_MISSING = "demo model not installed"
 
 
 #: The order contrasts fill the panes in when the translator does not say (T1 as source, T2 as reference: what a
 #: radiologist reads first), before volumes without a known contrast (label maps, masks).
 CLINICAL_ORDER = ("T1", "T2", "T1c", "FLAIR", "PD")
+
+
+class ColourBar(QWidget):
+    """A horizontal colour bar with its low and high values, for the synthetic pane's overlay."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.lut: np.ndarray | None = None
+        self.low_text, self.high_text = "", ""
+        self.setMinimumSize(160, 18)
+        self.setMaximumHeight(22)
+
+    def set_scale(self, lut: np.ndarray | None, low: float = 0.0, high: float = 1.0) -> None:
+        self.lut = lut
+        self.low_text, self.high_text = f"{low:.3g}", f"{high:.3g}"
+        self.setVisible(lut is not None)
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        if self.lut is None:
+            return
+        painter = QPainter(self)
+        metrics = painter.fontMetrics()
+        left = metrics.horizontalAdvance(self.low_text) + 6
+        right = self.width() - metrics.horizontalAdvance(self.high_text) - 6
+        grad = QLinearGradient(left, 0, right, 0)
+        for i in range(0, 256, 32):
+            r, g, b = (int(v) for v in self.lut[i])
+            grad.setColorAt(i / 255, QColor(r, g, b))
+        r, g, b = (int(v) for v in self.lut[255])
+        grad.setColorAt(1.0, QColor(r, g, b))
+        painter.fillRect(left, 3, max(right - left, 1), self.height() - 6, grad)
+        painter.drawText(0, 0, left - 3, self.height(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight),
+                         self.low_text)
+        painter.drawText(right + 3, 0, self.width() - right, self.height(), int(Qt.AlignmentFlag.AlignVCenter),
+                         self.high_text)
+        painter.end()
 
 
 def leave_a_core_to_the_gui(threads: int | None = None) -> int:
@@ -124,6 +175,11 @@ class MainWindow(QMainWindow):
         self.opacity.setValue(50)
         self.opacity.setToolTip("Overlay opacity")
         self.status_label = QLabel("")
+        self.colour_bar = ColourBar()
+        self.colour_bar.setVisible(False)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setVisible(False)
 
         top = QHBoxLayout()
         top.addWidget(self.pane_count)
@@ -135,6 +191,10 @@ class MainWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addLayout(top)
+        legend_row = QHBoxLayout()
+        legend_row.addWidget(self.colour_bar)
+        legend_row.addWidget(self.legend, 1)
+        layout.addLayout(legend_row)
         layout.addWidget(self.viewer, 1)
         self.setCentralWidget(central)
         for title, widget, area in (("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -381,16 +441,25 @@ class MainWindow(QMainWindow):
         kind = self.overlay_box.currentIndex()
         name = self.pane_boxes[1].currentText()
         synth = self.volumes.get(name)
+        self._set_legend(None)
         if kind == 0 or synth is None:
             pane.set_overlay(None)
             return None
-        if kind == 1:
-            tsm = self.maps.get(name, {}).get("tsm")
-            if tsm is None:
-                self.status_label.setText("this synthetic volume has no TSM map (its model does not make one)")
+        if kind in (1, 3):
+            maps = self.maps.get(name, {})
+            found = maps.get("tsm") if kind == 1 else next(
+                (m for k, m in maps.items() if k == "std" or k == f"std_{synth.modality}"), None)
+            if found is None:
+                self.status_label.setText(
+                    "this synthetic volume has no TSM map (its model does not make one)" if kind == 1 else
+                    "this synthetic volume has no spread: translate it with samples > 1 (a diffusion model)")
                 pane.set_overlay(None)
                 return None
-            pane.set_overlay(tsm, (0.0, 1.0), colour_lut("viridis"), self.opacity.value() / 100)
+            data = np.asarray(getattr(found, "data", found), dtype=np.float32)
+            high = 1.0 if kind == 1 else (float(np.percentile(data, 99)) or 1.0)
+            lut = colour_lut(OVERLAY_LUTS[kind])
+            pane.set_overlay(found, (0.0, high), lut, self.opacity.value() / 100)
+            self._set_legend(kind, lut, 0.0, high)
             return None
         ref = self.volumes.get(self.pane_boxes[2].currentText())
         if ref is None or not synth.same_grid(ref):
@@ -430,8 +499,15 @@ class MainWindow(QMainWindow):
                 or self.overlay_box.currentIndex() != 2):
             return
         limit = float(np.percentile(err, 99)) or 1.0
-        self.viewer.panes[1].set_overlay(synth.derive(err), (0.0, limit), colour_lut("inferno"),
-                                         self.opacity.value() / 100)
+        lut = colour_lut(OVERLAY_LUTS[2])
+        self.viewer.panes[1].set_overlay(synth.derive(err), (0.0, limit), lut, self.opacity.value() / 100)
+        self._set_legend(2, lut, 0.0, limit)
+
+    def _set_legend(self, kind: int | None, lut=None, low: float = 0.0, high: float = 1.0) -> None:
+        """Show the colour bar and the legend of overlay ``kind`` (None hides them)."""
+        self.colour_bar.set_scale(lut if kind else None, low, high)
+        self.legend.setText(LEGENDS[kind] if kind else "")
+        self.legend.setVisible(bool(kind))
 
     def _on_opacity(self, value: int) -> None:
         self.viewer.panes[1].set_overlay_opacity(value / 100)

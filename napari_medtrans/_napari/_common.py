@@ -124,9 +124,9 @@ def show_synthetic_banner(viewer) -> None:
 
 
 def map_style(name: str) -> dict:
-    """How a translator map is shown: TSM as a colormapped overlay with a colour bar, spread in viridis."""
+    """How a translator map is shown: TSM and spread as viridis overlays with a colour bar (the app's colours)."""
     if name.startswith("tsm"):
-        return dict(colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0), blending="translucent")
+        return dict(colormap="viridis", opacity=0.5, contrast_limits=(0.0, 1.0), blending="translucent")
     if name.startswith("std"):
         return dict(colormap="viridis", opacity=0.6, blending="translucent")
     return dict(colormap="gray", visible=False)

@@ -78,7 +78,9 @@ class InspectPanel(QWidget):
         form.addRow(self.override_box)
         form.addRow(self.warning_label)
         form.addRow("Mask", self.mask_box)
-        form.addRow("Trust map", self.trust_box)
+        form.addRow("Map vs error", self.trust_box)
+        self.trust_box.setToolTip("A translator's map (the TSM texture/structure map, or the spread across "
+                                  "diffusion samples) set against the error: does the error grow where it is high?")
         form.addRow(self.compute_button)
         form.addRow("Volume", self.volume_label)
         form.addRow("Slice", self.slice_label)

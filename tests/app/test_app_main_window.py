@@ -187,8 +187,17 @@ def test_open_translate_overlay_export(qtbot, window, subject_dir, tmp_path):
     qtbot.waitUntil(lambda: pane.overlay is not None, timeout=20000)
     window.opacity.setValue(80)
     assert pane.overlay_opacity == pytest.approx(0.8)
+    assert window.colour_bar.isVisible() and "Absolute difference" in window.legend.text()
     window.overlay_box.setCurrentIndex(1)
     assert pane.overlay is None and "no TSM map" in window.status_label.text()
+    assert not window.colour_bar.isVisible() and not window.legend.isVisible()
+    window.overlay_box.setCurrentIndex(3)  # a deterministic model, one sample: no spread, and it says why
+    assert pane.overlay is None and "samples > 1" in window.status_label.text()
+    synth_vol = window.volumes[names[0]]  # a model that makes a TSM: the overlay says what it is and is not
+    window.maps[names[0]] = {"tsm": synth_vol.derive(np.full(synth_vol.shape, 0.5, np.float32))}
+    window.overlay_box.setCurrentIndex(1)
+    assert pane.overlay is not None and window.colour_bar.isVisible()
+    assert "texture" in window.overlay_box.currentText() and "not a measure of error" in window.legend.text()
     # Export the synthetic volume to DICOM through the export panel.
     export = window.export_panel
     assert export.volume_box.itemText(0) == names[0]

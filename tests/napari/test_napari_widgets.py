@@ -186,7 +186,7 @@ def test_tsm_overlay_and_screenshot(make_napari_viewer, qtbot, edts_file, tmp_pa
     run_to_end(qtbot, tw)
     name = "SYNTHETIC T2 from T1 phantom-0 (edts-trans)"
     tsm, std = viewer.layers[f"tsm of {name}"], viewer.layers[f"std of {name}"]
-    assert tsm.colormap.name == "inferno" and tsm.opacity == pytest.approx(0.5) and tsm.colorbar.visible
+    assert tsm.colormap.name == "viridis" and tsm.opacity == pytest.approx(0.5) and tsm.colorbar.visible
     assert tuple(tsm.contrast_limits) == (0.0, 1.0)
     np.testing.assert_allclose(tsm.affine.affine_matrix, viewer.layers[name].affine.affine_matrix)
     assert float(np.asarray(std.data).max()) > 0  # two samples differ
