@@ -242,6 +242,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction("Open reader study...", self._pick_study)
         file_menu.addSeparator()
+        file_menu.addAction("Import weights...", self.translate_panel.import_weights)
+        file_menu.addSeparator()
         file_menu.addAction("Quit", self.close, "Ctrl+Q")
         view = bar.addMenu("&View")
         for n in (1, 2, 3):

@@ -88,6 +88,9 @@ class SegmentPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.export_button = QPushButton("Export SEG...")
         self.export_button.setEnabled(False)
+        self.import_button = QPushButton("Import weights...")
+        self.import_button.setToolTip("Copy a SAM2.1 or MedSAM2 checkpoint you downloaded into the local weights "
+                                      "store (checked against the published sha256)")
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -115,6 +118,7 @@ class SegmentPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.export_button)
+        layout.addWidget(self.import_button)
         layout.addWidget(self.compare_group)
         layout.addStretch(1)
 
@@ -123,8 +127,18 @@ class SegmentPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.evaluate_button.clicked.connect(self.evaluate)
         self.export_button.clicked.connect(self._pick_export)
+        self.import_button.clicked.connect(self.import_weights)
         self.image_box.currentTextChanged.connect(
             lambda name: self.export_button.setEnabled(name in self.results))
+
+    def import_weights(self):
+        """"Import weights...": the segmenters' weights (SAM2.1, MedSAM2) into the store, in a worker."""
+        from .weights_import import pick_and_import
+
+        job = pick_and_import(self, lambda dest, message: self.status.setText(message))
+        if job is not None:
+            self.status.setText("importing ...")
+        return job
 
     # -- sources ------------------------------------------------------------------------------------------
     def set_sources(self, names: Sequence[str], labels: Sequence[str] = ()) -> None:

@@ -84,6 +84,9 @@ class TranslatePanel(QWidget):
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.import_button = QPushButton("Import weights...")
+        self.import_button.setToolTip("Copy a model or weights file into the local weights store (checked against "
+                                      "the published sha256 when the file is a known download)")
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -103,6 +106,7 @@ class TranslatePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.import_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.inputs)
         layout.addWidget(self.override_box)
@@ -114,6 +118,7 @@ class TranslatePanel(QWidget):
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.import_button.clicked.connect(self.import_weights)
         self.model_box.activated.connect(self._on_model_activated)
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
         self.refresh_models()
@@ -150,6 +155,20 @@ class TranslatePanel(QWidget):
             if choice is not None and choice.value == path:
                 self.model_box.setCurrentIndex(i)
                 break
+
+    def import_weights(self) -> Job | None:
+        """"Import weights...": pick a file, copy it into the store in a worker, then list it (see
+        :mod:`.weights_import`); the status line says where it went."""
+        from .weights_import import pick_and_import
+
+        def done(dest, message):
+            self.refresh_models()
+            self.status.setText(message)
+
+        job = pick_and_import(self, done)
+        if job is not None:
+            self.status.setText("importing ...")
+        return job
 
     def current_choice(self) -> translation.ModelChoice | None:
         return self.model_box.currentData()

@@ -510,3 +510,24 @@ def test_a_two_way_model_offers_both_directions_and_runs_the_reverse(qtbot, tmp_
     wait_job(qtbot, panel.run())
     assert messages == [] and results[0].volume.modality == "T1" and results[0].volume.synthetic
     assert results[0].volume.provenance["input_modalities"] == ["T2"]
+
+
+def test_import_weights_from_the_translate_panel_lists_the_model(qtbot, tmp_path, tiny_model, messages, monkeypatch):
+    """Issue 21 item 6: "Import weights..." copies a file into the store in a worker, says where it went, and the
+    model list then offers it; a broken file gives a message that names it."""
+    from qtpy.QtWidgets import QFileDialog
+
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tiny_model), ""))
+    job = panel.import_weights()
+    wait_job(qtbot, job)
+    assert messages == [] and "tiny-unet.safetensors is in the weights store" in panel.status.text()
+    labels = [panel.model_box.itemText(i) for i in range(panel.model_box.count())]
+    assert "tiny-unet.safetensors (weights store)" in labels
+    missing = tmp_path / "gone.pt"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(missing), ""))
+    wait_job(qtbot, panel.import_weights())
+    assert messages and "gone.pt" in messages[-1]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    assert panel.import_weights() is None  # cancelled: nothing happens
