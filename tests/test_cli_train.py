@@ -169,3 +169,17 @@ def test_torchrun_trains_with_two_processes_on_the_cpu(phantom, tmp_path):
     assert info.training["world_size"] == 2 and info.training["steps"] == 4
     assert _steps(out) == [1, 2, 3, 4]
     assert load_translator(out / "model.safetensors").spec.method == "pix2pix"
+
+
+def test_the_recorded_command_parses_again_when_list_options_are_empty():
+    """A run without --recipe-option recorded a bare `--recipe-option` in its checkpoint: not a command that runs."""
+    import shlex
+
+    from napari_medtrans._cli.train import _command
+    from napari_medtrans.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--method", "unet", "--data", "d", "--out", "o"])
+    line = _command(args)
+    assert "--recipe-option" not in line
+    again = build_parser().parse_args(shlex.split(line)[1:])
+    assert again.method == "unet" and again.steps == args.steps

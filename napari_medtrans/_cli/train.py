@@ -106,7 +106,8 @@ def _command(args: argparse.Namespace) -> str:
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + key.replace("_", "-"))
         elif isinstance(value, (list, tuple)):
-            parts += [flag, *map(str, value)]
+            if value:  # an empty list is the option left out (a bare flag would not parse)
+                parts += [flag, *map(str, value)]
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
