@@ -10,6 +10,7 @@
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +88,27 @@ def test_a_retrained_checkpoint_uses_its_attribute(name):
             own, other = net.mean_attribute("T2", 2), net.mean_attribute("T1", 2)
         a, b = net.decode(content, own, "T2"), net.decode(content, other, "T2")
     assert change(a, b) > EFFECT
+
+
+@pytest.mark.parametrize("name", ["disdiff-t1-t2", "hifisyn-t1-t2", "cyclegan-t1-t2"])
+def test_a_shipped_unpaired_model_orders_the_tissues_as_the_target_contrast_does(name):
+    """Issue 19: the retrained files (cards: resources/models/*-t1-t2.md) turn T1's tissue order into T2's and keep
+    the tumour, both ways, on a phantom subject they never saw, on the benchmark's grid (the files shipped before kept
+    T1's order). On a coarser grid (80 x 96 x 56) the CycleGAN's tumour fell to the white matter's level: the models
+    are trained at the benchmark's resolution."""
+    from napari_medtrans.core.engine import translate_volume
+    from napari_medtrans.phantom import make_subject
+
+    path = _path(name)
+    if _sha256(path) in OLD_FILES.values():
+        pytest.skip(f"{path.name} predates issue 19")
+    s = make_subject(90, tumour=True)  # the benchmark's default grid, 120 x 144 x 88
+    lab = np.rint(s.labels.data)
+    csf, wm, tumour = lab == 1, lab == 3, (lab >= 4) & (lab <= 6)
+    for direction, source, target in (("T1->T2", "T1", "T2"), ("T2->T1", "T2", "T1")):
+        model = load_translator(path, direction=direction)
+        out = translate_volume(s.images[source], model, device="cpu", seed=0, precision="fp32").volume.data
+        if target == "T2":
+            assert out[csf].mean() > out[wm].mean() and out[tumour].mean() > out[wm].mean(), direction
+        else:
+            assert out[wm].mean() > out[csf].mean() and out[tumour].mean() < out[wm].mean(), direction
