@@ -285,3 +285,18 @@ def test_convert_never_writes_over_its_input(data, tmp_path, capsys):
     assert "input" in capsys.readouterr().err and t1.read_bytes() == before
     assert main(["convert", str(data / "dicom" / "T1"), str(data / "dicom" / "T1" / "x.nii.gz")]) == 2
     assert not (data / "dicom" / "T1" / "x.nii.gz").exists()
+
+
+def test_a_synthetic_nifti_without_the_provenance_extension_still_loads_with_its_method(tmp_path):
+    """A file written before provenance travelled in a header extension (or by a tool that only copied the
+    description) says "SYNTHETIC T2 by unet": it loads as synthetic T2 made by unet (it raised NameError)."""
+    import nibabel as nib
+    import numpy as np
+
+    from napari_medtrans.core import io
+
+    img = nib.Nifti1Image(np.ones((4, 4, 3), np.float32), np.eye(4))
+    img.header["descrip"] = b"SYNTHETIC T2 by unet"
+    nib.save(img, str(tmp_path / "old_synth.nii.gz"))
+    vol = io.load(tmp_path / "old_synth.nii.gz")
+    assert vol.synthetic and vol.modality == "T2" and vol.provenance == {"method": "unet"}

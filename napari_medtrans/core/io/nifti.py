@@ -145,6 +145,13 @@ def _quiet_nibabel():
         logger.setLevel(level)
 
 
+def _method_from(descrip: str) -> dict:
+    """{"method": name} from a description "SYNTHETIC T2 by unet" (files written before provenance travelled in a
+    header extension), else {}."""
+    _head, sep, method = descrip.partition(" by ")
+    return {"method": method.strip()} if sep and method.strip() else {}
+
+
 def _modality_evidence(path: Path, descrip: str, synthetic: bool) -> tuple[str | None, str | None]:
     """(modality, evidence): the header's description first, then a JSON sidecar, then the file name.
 
