@@ -133,16 +133,15 @@ _directions_cache: dict[tuple[str, int, int], list[str]] = {}
 def checkpoint_directions(path: str | Path) -> list[str]:
     """Directions a model file translates in, its own first; one entry for a one-way model.
 
-    Read from the file's metadata and a weightless (meta-device) build, cached by path, size and modification
-    time. A direction is offered only when the file holds the intensity statistics of its output contrast (without
-    them the engine could not map the output into that contrast's range). A file that cannot be read gives
-    ``[]``: it is still listed, and loading it reports the problem.
+    Read from the file's metadata (its header only) and the method's class, cached by path, size and modification
+    time: no model is built, so listing stays quick on the GUI thread. A direction is offered only when the file
+    holds the intensity statistics of its output contrast (without them the engine could not map the output into
+    that contrast's range). A file that cannot be read gives ``[]``: it is still listed, and loading it reports
+    the problem.
     """
-    import torch
-
-    from ..translators import create_translator, read_checkpoint_metadata
-    from ..translators.base import meta_device
-    from ..translators.checkpoint import parse_direction, translator_directions
+    from ..translators import read_checkpoint_metadata
+    from ..translators.base import create_translator, meta_device, translator_class
+    from ..translators.checkpoint import format_direction, translator_directions
 
     p = Path(path)
     try:
@@ -152,13 +151,19 @@ def checkpoint_directions(path: str | Path) -> list[str]:
             return _directions_cache[key]
         info = read_checkpoint_metadata(p)
         found: list[str] = []
-        if info.format == "safetensors" and info.method and info.config:
-            with meta_device():
-                found = translator_directions(create_translator(info.method, **info.config))
+        if info.format == "safetensors" and info.method and info.spec:
+            own = (tuple(info.spec["inputs"]), tuple(info.spec["outputs"]))
+            cls = translator_class(info.method)
+            if cls is None:  # a factory without a return annotation: ask a weightless build
+                with meta_device():
+                    found = translator_directions(create_translator(info.method, **info.config))
+            else:
+                found = [format_direction(*own)]
+                if getattr(cls, "bidirectional", False) and len(own[0]) == len(own[1]) == 1:
+                    found.append(format_direction(own[1], own[0]))
             stats = {**dict((info.normalisation or {}).get("inputs") or {}),
                      **dict((info.normalisation or {}).get("outputs") or {})}
-            found = found[:1] + [d for d in found[1:]
-                                 if all(m in stats for m in parse_direction(d)[1])]
+            found = found[:1] + [d for d in found[1:] if all(m in stats for m in d.split("->", 1)[1].split("+"))]
     except Exception:  # noqa: BLE001 - listing must not fail on one bad file; loading it names the problem
         return []
     _directions_cache[key] = found

@@ -24,6 +24,7 @@ from ..core.errors import UnknownChoiceError
 
 __all__ = [
     "meta_device",
+    "translator_class",
     "TranslatorSpec",
     "TranslationOutput",
     "Translator",
@@ -217,6 +218,21 @@ def translator_factory(name: str) -> Callable[..., Translator]:
     if name not in _REGISTRY:
         raise UnknownChoiceError("translator", name, names)
     return _REGISTRY[name]
+
+
+def translator_class(name: str) -> type | None:
+    """The Translator class the factory ``name`` returns, from its return annotation; None when it has none.
+
+    Lets a caller ask a class-level question (``bidirectional``) without building a model.
+    """
+    import typing
+
+    factory = translator_factory(name)
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation is as good as none
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, Translator) else None
 
 
 def create_translator(name: str, **config: Any) -> Translator:
