@@ -58,7 +58,7 @@ LEGENDS = (
     "Standard deviation across the diffusion samples of this run: where the model is unsure. Run with "
     "samples > 1 to get it.",
 )
-#: One colour table per kind of overlay, the same in napari (napari_medtrans._napari._common.map_style).
+#: One colour table per kind of overlay, the same as the plugin's (``map_style`` of its dock widgets).
 OVERLAY_LUTS = (None, "viridis", "inferno", "viridis")
 DEMO_MISSING = "demo model not installed"
 

@@ -115,10 +115,9 @@ def _images(args) -> tuple[dict, object, list[int] | None]:
         if args.label_scheme != "medtrans":
             import numpy as np
 
-            from ..core.dataset import Dataset
+            from ..core.dataset import convert_labels
 
-            scheme = Dataset(root=args.labels.parent, subjects=[], label_scheme=args.label_scheme)
-            values = scheme.convert_labels(np.rint(truth.data).astype(np.int32), args.labels)
+            values = convert_labels(np.rint(truth.data).astype(np.int32), args.label_scheme, args.labels)
             truth = truth.derive(values.astype(np.float32))
             labels_default = [4, 5, 6]
     if source is not None:

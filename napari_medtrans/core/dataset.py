@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import MedtransError, UnknownChoiceError
 from .volume import normalise_modality
 
-__all__ = ["Subject", "Dataset", "load_dataset", "SPLITS", "DatasetError", "LABEL_SCHEMES"]
+__all__ = ["Subject", "Dataset", "load_dataset", "SPLITS", "DatasetError", "LABEL_SCHEMES", "convert_labels"]
 
 SPLITS = ("train", "val", "test")
 FORMAT = "medtrans-dataset/1"
@@ -108,27 +108,8 @@ class Dataset:
         return [s for s in self.subjects if s.split in names]
 
     def convert_labels(self, labels, where: str | os.PathLike | None = None):
-        """A label map (integer-valued array) in the project's values (see :data:`LABEL_SCHEMES`).
-
-        Raises
-        ------
-        DatasetError
-            The map holds a non-zero value the scheme does not know (names ``where``).
-        """
-        import numpy as np
-
-        scheme = LABEL_SCHEMES[self.label_scheme]
-        if scheme is None:
-            return labels
-        values = np.unique(labels)
-        unknown = [int(v) for v in values if v != 0 and int(v) not in scheme]
-        if unknown:
-            raise DatasetError(f"label values {unknown} are not part of the {self.label_scheme} scheme "
-                               f"({', '.join(str(k) for k in sorted(scheme))} and 0)", where or self.root)
-        out = np.zeros_like(labels)
-        for src, dst in scheme.items():
-            out[labels == src] = dst
-        return out
+        """A label map of this dataset in the project's values (:func:`convert_labels` with its scheme)."""
+        return convert_labels(labels, self.label_scheme, where or self.root)
 
     def to_dict(self) -> dict:
         doc = {
@@ -157,6 +138,33 @@ class Dataset:
             for rel in list(s.images.values()) + [s.labels, s.mask]:
                 if rel is not None and not self.path(rel).exists():
                     raise DatasetError(f"subject {s.id}: listed file {rel!r} does not exist", self.root)
+
+
+def convert_labels(labels, scheme: str, where: str | os.PathLike | None = None):
+    """A label map (integer-valued array) of ``scheme`` in the project's values (see :data:`LABEL_SCHEMES`).
+
+    Raises
+    ------
+    UnknownChoiceError
+        An unknown scheme.
+    DatasetError
+        The map holds a non-zero value the scheme does not know (names ``where``).
+    """
+    import numpy as np
+
+    if scheme not in LABEL_SCHEMES:
+        raise UnknownChoiceError("label scheme", str(scheme), list(LABEL_SCHEMES))
+    table = LABEL_SCHEMES[scheme]
+    if table is None:
+        return labels
+    unknown = [int(v) for v in np.unique(labels) if v != 0 and int(v) not in table]
+    if unknown:
+        raise DatasetError(f"label values {unknown} are not part of the {scheme} scheme "
+                           f"({', '.join(str(k) for k in sorted(table))} and 0)", where)
+    out = np.zeros_like(labels)
+    for src, dst in table.items():
+        out[labels == src] = dst
+    return out
 
 
 def assign_split(subject_id: str, ratios: Sequence[float] = (0.7, 0.15, 0.15)) -> str:

@@ -33,7 +33,7 @@ def describe_import(dest: Path) -> str:
     """One sentence for the user: the stored name, the store, and whether a published hash was checked."""
     from ..core import weights
 
-    known = weights._entry_by_filename(dest.name)
+    known = next((e for e in weights.MANIFEST if e.filename == dest.name), None)
     if known is None:
         check = "not a known download, so there is no published hash to check; a model file is listed with the models"
     elif known.sha256 or known.sha256_prefix:

@@ -30,9 +30,12 @@ papers' setting, and the ablation).
 
 from __future__ import annotations
 
-import torch
+import dataclasses
 
-__all__ = ["TISSUE_ORDER", "contrast_sign", "rank_prior", "prior_weight", "resolve_sign"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TISSUE_ORDER", "ContrastPrior", "contrast_sign", "rank_prior", "prior_weight", "resolve_sign"]
 
 #: Order of the brain's tissues from dark to bright in each contrast (textbook values at 1.5-3 T).
 TISSUE_ORDER: dict[str, tuple[str, str, str]] = {
@@ -124,3 +127,39 @@ def rank_prior(x: torch.Tensor, x_mask: torch.Tensor | None, y: torch.Tensor, y_
     frac = pos - lo.float()
     out[inside_x] = ys[lo] * (1 - frac) + ys[hi] * frac
     return out.to(x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastPrior:
+    """The warm start as the unpaired recipes use it (recipe options ``prior_steps``, ``prior_weight``,
+    ``prior_sign``; see the module notes)."""
+
+    steps: int = 400
+    weight: float = 10.0
+    sign: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f'Argument "prior_steps" must be an integer >= 0, got {self.steps!r}.')
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not float(self.weight) >= 0:
+            raise ValueError(f'Argument "prior_weight" must be a number >= 0, got {self.weight!r}.')
+        if self.sign is not None and (isinstance(self.sign, bool) or self.sign not in (1, -1)):
+            raise ValueError(f'Argument "prior_sign" must be 1, -1 or None, got {self.sign!r}.')
+
+    def config(self) -> dict:
+        return {"prior_steps": self.steps, "prior_weight": float(self.weight), "prior_sign": self.sign}
+
+    def loss(self, batch, source: str, target: str, to_target: torch.Tensor, to_source: torch.Tensor,
+             step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weighted, raw)``: the L1 of both translations (``to_target`` of the batch's inputs, ``to_source`` of
+        its targets) to their rank-mapped pseudo-targets; zeros once the warm start is over."""
+        w = prior_weight(step, self.steps, self.weight)
+        raw = to_target.new_zeros((), dtype=torch.float32)
+        if w <= 0:
+            return raw, raw
+        sign = resolve_sign(source, target, self.sign, self.steps)
+        x, y = batch["input"], batch["target"]
+        xm, ym = batch.get("mask"), batch.get("target_mask")
+        raw = F.l1_loss(to_target.float(), rank_prior(x, xm, y, ym, sign).float()) + \
+            F.l1_loss(to_source.float(), rank_prior(y, ym, x, xm, sign).float())
+        return w * raw, raw

@@ -37,8 +37,8 @@ from torch import nn
 from ..core.errors import UnknownChoiceError
 from ..translators.base import Translator
 from ..translators.blocks import PatchGANDiscriminator, init_normal
-from .contrast_prior import prior_weight, rank_prior, resolve_sign
-from .recipe_hifisyn import TWO_WAY_TARGET_NORM, _prior_options
+from .contrast_prior import ContrastPrior
+from .recipe_hifisyn import TWO_WAY_TARGET_NORM
 from .recipes import GAN_LOSSES, OptimizerSpec, RecipeParts, gan_loss, register_recipe
 
 __all__ = ["CycleGANRecipe", "CycleDiscriminators", "ImagePool"]
@@ -174,12 +174,11 @@ class CycleGANRecipe:
         if not isinstance(other_negatives, bool):
             raise ValueError(f'Argument "other_negatives" must be true or false, got {other_negatives!r}.')
         self.other_negatives = other_negatives
-        self.prior_steps, self.prior_weight, self.prior_sign = _prior_options(prior_steps, prior_weight, prior_sign)
+        self.prior = ContrastPrior(prior_steps, prior_weight, prior_sign)
         self.config: dict[str, Any] = {"lambda_cyc": self.lambda_cyc, "lambda_id": self.lambda_id,
                                        "gan_loss": gan_loss, "pool_size": self.pool_size, "d_layers": self.d_layers,
                                        "d_width": self.d_width, "d_norm": self.d_norm, "d_lr_scale": self.d_lr_scale,
-                                       "other_negatives": self.other_negatives, "prior_steps": self.prior_steps,
-                                       "prior_weight": self.prior_weight, "prior_sign": self.prior_sign}
+                                       "other_negatives": self.other_negatives, **self.prior.config()}
 
     def build(self, model: Translator) -> RecipeParts:
         if getattr(getattr(model, "spec", None), "method", None) != self.name:
@@ -208,14 +207,8 @@ class CycleGANRecipe:
         idt = (F.l1_loss(out["idt_t"].float(), x_t) + F.l1_loss(out["idt_s"].float(), x_s)) if identity \
             else cyc.new_zeros(())
         loss_g = adv + self.lambda_cyc * cyc + self.lambda_id * self.lambda_cyc * idt
-        w = prior_weight(ctx.step, self.prior_steps, self.prior_weight)
-        prior = cyc.new_zeros(())
-        if w > 0:
-            sign = resolve_sign(m.source, m.target, self.prior_sign, self.prior_steps)
-            ms, mt = batch.get("mask"), batch.get("target_mask")
-            prior = F.l1_loss(out["fake_t"].float(), rank_prior(x_s, ms, x_t, mt, sign).float()) + \
-                F.l1_loss(out["fake_s"].float(), rank_prior(x_t, mt, x_s, ms, sign).float())
-            loss_g = loss_g + w * prior
+        weighted, prior = self.prior.loss(batch, m.source, m.target, out["fake_t"], out["fake_s"], ctx.step)
+        loss_g = loss_g + weighted
         ctx.optimise("generator", loss_g)
 
         pool = modules["pool"]

@@ -36,11 +36,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..translators.base import Translator
-from .contrast_prior import prior_weight, rank_prior, resolve_sign
+from .contrast_prior import ContrastPrior
 from .recipes import OptimizerSpec, RecipeParts, register_recipe
 
 __all__ = ["HiFiSynRecipe", "ParameterGroup", "TwoOptimizerRecipe", "TRAINING_MECHANISMS", "TWO_WAY_TARGET_NORM"]
@@ -80,41 +79,22 @@ class TwoOptimizerRecipe:
         if not float(d_lr_scale) > 0:
             raise ValueError(f'Argument "d_lr_scale" must be > 0, got {d_lr_scale!r}.')
         self.d_lr_scale = float(d_lr_scale)
-        self.prior_steps, self.prior_weight, self.prior_sign = _prior_options(prior_steps, prior_weight, prior_sign)
-        self.config: dict[str, Any] = {"d_lr_scale": self.d_lr_scale, "prior_steps": self.prior_steps,
-                                       "prior_weight": self.prior_weight, "prior_sign": self.prior_sign}
+        self.prior = ContrastPrior(prior_steps, prior_weight, prior_sign)
+        self.config: dict[str, Any] = {"d_lr_scale": self.d_lr_scale, **self.prior.config()}
 
     def add_prior(self, batch, model, out, losses: dict, step: int) -> None:
         """Add the contrast prior of :mod:`.contrast_prior` to ``losses["total"]`` (as ``losses["prior"]``).
 
         ``out["fake_j"]`` translates the batch's inputs (modality i) into j, ``out["fake_i"]`` the targets into i.
         """
-        w = prior_weight(step, self.prior_steps, self.prior_weight)
-        prior = losses["total"].new_zeros(())
-        if w > 0:
-            sign = resolve_sign(model.source, model.target, self.prior_sign, self.prior_steps)
-            x, y = batch["input"], batch["target"]
-            xm, ym = batch.get("mask"), batch.get("target_mask")
-            prior = F.l1_loss(out["fake_j"].float(), rank_prior(x, xm, y, ym, sign).float()) + \
-                F.l1_loss(out["fake_i"].float(), rank_prior(y, ym, x, xm, sign).float())
-            losses["total"] = losses["total"] + w * prior
-        losses["prior"] = prior
+        weighted, losses["prior"] = self.prior.loss(batch, model.source, model.target, out["fake_j"], out["fake_i"],
+                                                    step)
+        losses["total"] = losses["total"] + weighted
 
     def _check(self, model: Translator) -> None:
         if getattr(getattr(model, "spec", None), "method", None) != self.name:
             method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
             raise TypeError(f"the {self.name} recipe trains a {self.title} translator, not {method!r}")
-
-
-def _prior_options(steps, weight, sign) -> tuple[int, float, int | None]:
-    """Validated ``prior_steps, prior_weight, prior_sign`` recipe options (see :mod:`.contrast_prior`)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f'Argument "prior_steps" must be an integer >= 0, got {steps!r}.')
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not float(weight) >= 0:
-        raise ValueError(f'Argument "prior_weight" must be a number >= 0, got {weight!r}.')
-    if sign is not None and (isinstance(sign, bool) or sign not in (1, -1)):
-        raise ValueError(f'Argument "prior_sign" must be 1, -1 or None, got {sign!r}.')
-    return int(steps), float(weight), sign
 
 
 def _labels(batch, key):
