@@ -11,8 +11,9 @@ an effect of 0.3 and of 1.0 point for one method (m1). Printed per setting, with
 
 * ``MRMC``: the share of studies whose Obuchowski-Rockette global test has p < 0.05 (the false-positive rate under
   a null, the power under an effect; goal under the nulls: 0.03-0.07), with the report's default degrees of
-  freedom (Satterthwaite over reader and case terms);
+  freedom (``two-term``: Satterthwaite over the reader and case terms of Hillis's denominator);
 * ``MRMC, Hillis df``: the same with Hillis's published degrees of freedom (``--ddf hillis``);
+* ``MRMC, DBM df``: the same with the Dorfman-Berbaum-Metz Satterthwaite df (``--ddf satterthwaite``);
 * ``MRMC pair``: any Holm-adjusted MRMC pairwise p < 0.05 (under an effect: m1 vs m2 unadjusted);
 * ``Friedman (readings)``: the old analysis (issue 25), readings (reader, case) as independent blocks;
 * ``Friedman (cases)``: the descriptive test the report keeps, readers averaged within each case;
@@ -56,13 +57,14 @@ def run_setting(n_studies: int, seed0: int, readers: int, cases: int, mrmc: str,
     crit = [c for c in DEFAULT_CRITERIA if c.name == "structure"]
     names = [f"r{i}" for i in range(readers)]
     case_ids = [f"c{i:03d}" for i in range(cases)]
-    hits = {"mrmc": 0, "hillis": 0, "pair": 0, "readings": 0, "cases": 0, "covered": 0}
+    hits = {"mrmc": 0, "hillis": 0, "dbm": 0, "pair": 0, "readings": 0, "cases": 0, "covered": 0}
     for s in range(n_studies):
         recs = simulate_records(names, case_ids, methods, crit, seed=seed0 + s, quality={m: 3.0 for m in methods},
                                 effects={"m1": effect} if effect else None, **sds)
         a = analyse_records(recs, crit, methods, mrmc=mrmc)
         hits["mrmc"] += a.mrmc_global[0]["p"] < 0.05
         hits["hillis"] += analyse_records(recs, crit, methods, mrmc=mrmc, ddf="hillis").mrmc_global[0]["p"] < 0.05
+        hits["dbm"] += analyse_records(recs, crit, methods, mrmc=mrmc, ddf="satterthwaite").mrmc_global[0]["p"] < 0.05
         m2 = next(r for r in a.mrmc_methods if r["method"] == "m2")  # latent 3.0: the mean answer is 3 by symmetry
         hits["covered"] += m2["ci_low"] <= 3.0 <= m2["ci_high"]
         if effect:
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
     effects = [0.0] + [float(e) for e in args.effects.split(",") if e.strip()]
     print(f"{args.studies} simulated studies per setting: {args.readers} readers x {args.cases} cases, 4 candidates, "
           f"'structure' 1-5; MRMC variant: {args.mrmc}; rate of p < 0.05 [95 % Wilson interval]")
-    header = (f"{'setting':<24} {'effect':>6} {'MRMC':>20} {'MRMC, Hillis df':>20} {'MRMC pair':>20} "
+    header = (f"{'setting':<24} {'effect':>6} {'MRMC':>20} {'MRMC, Hillis df':>20} {'MRMC, DBM df':>20} {'MRMC pair':>20} "
               f"{'Friedman (readings)':>20} {'Friedman (cases)':>20} {'m2 CI covers 3':>20} {'s':>5}")
     print(header)
     print("-" * len(header))
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
             seed0 = args.seed + 100_000 * k + 10_000 * e_i
             hits = run_setting(args.studies, seed0, args.readers, args.cases, args.mrmc, effect, **sds)
             cells = []
-            for name in ("mrmc", "hillis", "pair", "readings", "cases", "covered"):
+            for name in ("mrmc", "hillis", "dbm", "pair", "readings", "cases", "covered"):
                 lo, hi = wilson(hits[name], args.studies)
                 cells.append(f"{hits[name] / args.studies:.3f} [{lo:.2f},{hi:.2f}]")
             print(f"{label:<24} {effect:>6.1f} " + " ".join(f"{c:>20}" for c in cells)

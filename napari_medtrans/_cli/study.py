@@ -23,7 +23,8 @@ diagnostic value 1-5, a ranking with ties, and "acquired or generated?" with a c
   report          write report.html and CSV tables: first the multi-reader multi-case analysis
                   (Obuchowski-Rockette, Hillis's denominator, readers and cases random; --mrmc
                   fixed-readers / fixed-cases for the variants; --ddf hillis for Hillis's published degrees
-                  of freedom instead of the default Satterthwaite ones that count the case terms too): 95 %
+                  of freedom instead of the default two-term Satterthwaite ones that count the case term
+                  too, --ddf satterthwaite for DBM's): 95 %
                   CIs per method, global tests, pairwise
                   differences, the visual Turing test's AUC, sensitivity, specificity and balanced accuracy;
                   then descriptive tables (mean +- sd, rank distributions, Friedman and Wilcoxon over cases,
@@ -68,9 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--mrmc", default="random", choices=("random", "fixed-readers", "fixed-cases"),
                    help="which factors the MRMC analysis treats as random: both (default; conclusions for new "
                         "readers and cases), fixed-readers (for these readers only), fixed-cases (these cases only)")
-    r.add_argument("--ddf", default="satterthwaite", choices=("satterthwaite", "hillis"),
-                   help="MRMC denominator degrees of freedom: satterthwaite (default; counts the uncertainty of the "
-                        "case covariances, needed with few cases) or hillis (as published; suits many cases)")
+    r.add_argument("--ddf", default="two-term", choices=("two-term", "satterthwaite", "hillis"),
+                   help="MRMC denominator degrees of freedom: two-term (default; Satterthwaite over the reader and "
+                        "case terms of Hillis's denominator, needed with few cases), satterthwaite (DBM's, "
+                        "conservative without interaction) or hillis (as published; suits many cases)")
 
     s = sub.add_parser("simulate", help="answer the study with simulated readers")
     s.add_argument("--db", required=True, help="the organiser's study database (file or URL)")

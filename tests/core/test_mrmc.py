@@ -194,6 +194,27 @@ def test_satterthwaite_df_is_the_dbm_df_of_the_three_way_anova():
     assert f.global_test["value"] == pytest.approx(ms_t / ms_tc)
     with pytest.raises(ValueError, match="degrees of freedom"):
         obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="kenward-roger")
+    # two-term (the report's default): Satterthwaite over MS(T*R) and the case term (MS(T*C) - MS(T*R*C)) / c on
+    # the case df; between DBM's and Hillis's df, the same F
+    two = obuchowski_rockette(theta, cov, ["a", "b", "c"], n_cases=c, ddf="two-term")
+    case_term = ms_tc - ms_trc
+    two_df = den ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1)) + case_term ** 2 / ((t - 1) * (c - 1)))
+    assert two.global_test["value"] == pytest.approx(ms_t / den) and two.global_test["df2"] == pytest.approx(two_df)
+    assert dbm_df < two_df < hillis_df and s.global_test["p"] > two.global_test["p"] > h.global_test["p"]
+
+
+def test_two_term_df_is_hillis_df_without_a_case_term():
+    """With cov2 <= cov3 (Hillis's max at 0) the case term vanishes and the two-term df are Hillis's."""
+    rng = np.random.default_rng(3)
+    t, r, c = 3, 4, 12
+    y = rng.normal(size=(1, r, c)) + rng.normal(size=(t, r, c))  # no test x case interaction
+    theta, cov = jackknife_covariance(lambda keep: y[:, :, keep].mean(-1), c)
+    h = obuchowski_rockette(theta, cov, n_cases=c, ddf="hillis")
+    two = obuchowski_rockette(theta, cov, n_cases=c, ddf="two-term")
+    if h.cov2 <= h.cov3:
+        assert two.global_test["df2"] == pytest.approx(h.global_test["df2"]) == (t - 1) * (r - 1)
+    else:
+        assert two.global_test["df2"] < h.global_test["df2"]
 
 
 def test_satterthwaite_df_approach_hillis_on_van_dyke(van_dyke):

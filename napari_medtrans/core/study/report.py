@@ -217,11 +217,15 @@ def _ci_cell(row: dict) -> str:
 
 
 def _mrmc_section(a: StudyAnalysis, crit_label: dict) -> list[str]:
-    df_text = ("Hillis's denominator (Hillis 2007, 2008) on Satterthwaite's degrees of freedom over its reader and "
-               "case terms (the case covariances are estimated too, which matters with few cases; with many cases "
-               "this is Hillis's df)" if a.mrmc_ddf == "satterthwaite" else
-               "Hillis's denominator degrees of freedom (Hillis 2007, 2008), which take the case covariances as "
-               "known (suited to many cases)")
+    df_text = {
+        "two-term": "Hillis's denominator (Hillis 2007, 2008) on Satterthwaite's degrees of freedom over its two terms, "
+                    "the reader term and the case term (the case covariances are estimated too, which matters with "
+                    "few cases; with many cases, or no case term, this is Hillis's df)",
+        "satterthwaite": "Hillis's denominator (Hillis 2007, 2008) on the Dorfman-Berbaum-Metz Satterthwaite degrees "
+                         "of freedom over every mean square behind it (conservative when there is no interaction)",
+        "hillis": "Hillis's denominator degrees of freedom (Hillis 2007, 2008), which take the case covariances as "
+                  "known (suited to many cases)",
+    }[a.mrmc_ddf]
     intro = (f"<h2>Multi-reader multi-case analysis</h2><p class='note'>Obuchowski-Rockette analysis (Obuchowski "
              f"&amp; Rockette 1995) with {df_text}; {_VARIANT_TEXT[a.mrmc_variant]}. Each figure of merit (a mean "
              "score, a mean rank, ...) is computed per reader and method; its variation between readers and its "
