@@ -523,6 +523,8 @@ class MainWindow(QMainWindow):
         # Slices along the acquisition axis contiguous: each partial block then touches only its own memory.
         data = translation.preview_buffer(first.shape, acquisition_axis(first))
         self.preview = Volume(data, first.affine, modality=None, synthetic=True)
+        self._preview_axis = acquisition_axis(first)
+        self._preview_done = np.zeros(first.shape[self._preview_axis], dtype=bool)
         method = request.choice.value if request.choice.kind == "method" else Path(request.choice.value).stem
         self.viewer.set_volume(1, self.preview, "Synthetic: running ...", synthetic_method=method,
                                value_range=self._value_range(first))
@@ -535,6 +537,7 @@ class MainWindow(QMainWindow):
         index = [slice(None)] * 3
         index[axis] = slice(start, stop)
         self.preview.data[tuple(index)] = block
+        self._preview_done[start:stop] = True
         self.viewer.panes[1].refresh()
 
     def _on_translated(self, request, result) -> None:
@@ -563,10 +566,28 @@ class MainWindow(QMainWindow):
         extra = f" (+{len(outputs) - 1} more output{'s' if len(outputs) > 2 else ''})" if len(outputs) > 1 else ""
         self.status_label.setText(f"{first}{extra}: {result.seconds:.1f} s on {result.device}")
 
-    def _on_translation_stopped(self, _request, what: str) -> None:
+    def _on_translation_stopped(self, request, what: str) -> None:
+        """A cancelled run keeps its finished slices as a volume marked partial (export refuses it)."""
+        kept = None
+        if what == "cancelled" and self.preview is not None:
+            _name, first = next(iter(request.inputs.values()))
+            kept = translation.partial_volume(first, self.preview.data, self._preview_done, self._preview_axis,
+                                              request.choice.label,
+                                              (request.choice.direction or "").partition("->")[2] or None)
         self.preview = None
-        self.show_in_pane(1, self.pane_boxes[1].currentText())
-        self.status_label.setText(f"translation {what}")
+        if kept is None:
+            self.show_in_pane(1, self.pane_boxes[1].currentText())
+            self.status_label.setText(f"translation {what}")
+            return
+        name = translation.partial_name(kept, request.input_label)
+        self.volumes[name] = kept
+        self.methods[name] = request.choice.label
+        self._refresh_sources()
+        self.pane_boxes[1].setCurrentText(name)
+        self.show_in_pane(1, name)
+        p = kept.provenance["partial"]
+        self.status_label.setText(f"translation cancelled: the {p['slices_done']} finished slices of "
+                                  f"{p['slices_total']} are kept as '{name}'")
 
     # -- demo -------------------------------------------------------------------------------------------
     def setup_demo(self, shape=(120, 144, 88)):

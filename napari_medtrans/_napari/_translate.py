@@ -3,7 +3,8 @@
 While a translation runs, a preview layer fills in slice by slice (``on_partial``); when it ends the preview
 becomes the result layer, named ``SYNTHETIC <output> from <input> (<method>)``, and every map the translator
 returned is added on the same grid (TSM as a colormapped overlay with a colour bar, spread over samples in
-viridis). A cancelled or failed run removes the preview.
+viridis). A cancelled run keeps its finished slices as ``SYNTHETIC (partial: k of n slices) from <input>`` (marked
+partial: export refuses it); a failed one removes the preview.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class TranslateWidget(QWidget):
         layout.addWidget(self.panel)
         self.preview = None
         self._buffer: np.ndarray | None = None
+        self._done: np.ndarray | None = None  # finished slices along the acquisition axis
+        self._axis = 2
         self._range = [np.inf, -np.inf]
         self.result_layers: list = []
         self._pending: list = []
@@ -63,10 +66,14 @@ class TranslateWidget(QWidget):
     def _on_started(self, request) -> None:
         _name, first = next(iter(request.inputs.values()))
         self._buffer = np.zeros(first.shape, dtype=np.float32)
+        self._done = None
         self._range = [np.inf, -np.inf]
         preview = first.derive(self._buffer, synthetic=True, provenance={"preview": True})
         self.preview = add_volume_layer(self.viewer, preview, f"SYNTHETIC (running) from {request.input_label}",
                                         metadata={"preview": True})
+        # Unfinished slices (zeros, at or below the contrast minimum) are transparent: the image underneath stays
+        # in view instead of a black canvas until the first slices arrive.
+        self.preview.colormap = _preview_colormap()
 
     def _on_partial(self, request, axis: int, start: int, stop: int, block) -> None:
         if self.preview is None or self._buffer is None or self.preview not in self.viewer.layers:
@@ -74,6 +81,10 @@ class TranslateWidget(QWidget):
         index = [slice(None)] * 3
         index[axis] = slice(start, stop)
         self._buffer[tuple(index)] = block
+        if self._done is None or self._done.size != self._buffer.shape[axis]:
+            self._done = np.zeros(self._buffer.shape[axis], dtype=bool)
+            self._axis = axis
+        self._done[start:stop] = True
         lo, hi = float(block.min()), float(block.max())
         self._range = [min(self._range[0], lo), max(self._range[1], hi)]
         if self._range[1] > self._range[0]:
@@ -98,6 +109,7 @@ class TranslateWidget(QWidget):
             layer = self.viewer.add_image(data, **kw)
         else:
             layer.data = data
+            layer.colormap = kw.get("colormap", "gray")
             layer.affine = kw["affine"]
             layer.metadata = kw["metadata"]
             layer.name = kw["name"]
@@ -125,11 +137,34 @@ class TranslateWidget(QWidget):
             self.layers_added.emit(list(self.result_layers))
 
     def _on_stopped(self, request, reason: str) -> None:
-        self._remove_preview()
+        from ..qt.translation import partial_name, partial_volume
+
+        layer = self.preview if self.preview is not None and self.preview in self.viewer.layers else None
+        kept = None
+        if reason == "cancelled" and layer is not None and self._done is not None:
+            _name, first = next(iter(request.inputs.values()))
+            kept = partial_volume(first, self._buffer, self._done, self._axis, request.choice.label,
+                                  (request.choice.direction or "").partition("->")[2] or None)
+        if kept is None:
+            self._remove_preview()
+            return
+        layer.metadata = {**layer.metadata, "volume": kept, "preview": False}
+        layer.colormap = "gray"  # unfinished slices show as what they are: blank
+        layer.name = partial_name(kept, request.input_label)
+        self.preview, self._buffer = None, None
+        self.result_layers = [layer]
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
         self.panel.cancel()
         super().closeEvent(event)
+
+
+def _preview_colormap():
+    """Gray, with the lowest value fully transparent (the preview's unfinished slices)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]],
+                    controls=[0.0, 1e-3, 1.0], name="medtrans preview")
 
 
 def _show_colorbar(layer) -> None:

@@ -369,13 +369,22 @@ def _check_finite_output(data: np.ndarray, modality: str, spec: Any, translator:
 
 
 # -- batching --------------------------------------------------------------------------------------
-def _initial_batch_size(batch_size: Any, device: torch.device, hw: tuple[int, int]) -> tuple[int, bool]:
-    """(first batch size, adaptive?) for ``batch_size`` = "auto" or an int."""
+def _initial_batch_size(batch_size: Any, device: torch.device, hw: tuple[int, int],
+                        stochastic: bool = False) -> tuple[int, bool]:
+    """(first batch size, adaptive?) for ``batch_size`` = "auto" or an int.
+
+    On the CPU a stochastic (sampling) translator runs one slice per call: a slice of EDTS-Trans or a diffusion
+    model takes a second or so, so progress moves, finished slices show and Cancel acts slice by slice, and it
+    was no slower (EDTS-Trans, 16 slices of 128 x 128: 14.3-15.7 s one by one against 17.4-17.8 s in one call).
+    The schedule depends on nothing but the volume, so a seed gives the same image on every run.
+    """
     if isinstance(batch_size, str):
         if batch_size != "auto":
             raise UnknownChoiceError("batch size", batch_size, ("auto", "<positive int>"))
         if device.type == "cuda":
             return 1, True  # probe one slice, then size batches from the memory it took
+        if stochastic:
+            return 1, False
         return max(1, min(_MAX_AUTO_BATCH, _CPU_BATCH_PIXELS // max(1, hw[0] * hw[1]))), False
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f'Argument "batch_size" must be "auto" or a positive integer, got {batch_size!r}.')
@@ -493,8 +502,8 @@ def translate_volume(
         the CPU has native bf16 (AVX512-BF16, AMX), else fp32 (:func:`resolve_precision`).
     batch_size : int or "auto"
         Slices per network call. "auto": on CUDA, probed from the memory one slice takes (about half the free
-        memory, at most 64; halved and retried on out-of-memory); on the CPU, 4 slices of 256x256 (more for
-        smaller slices, fewer for larger ones).
+        memory, at most 64; halved and retried on out-of-memory); on the CPU, one slice for a stochastic
+        (sampling) translator, else 4 slices of 256x256 (more for smaller slices, fewer for larger ones).
     steps : int, optional
         Sampling steps for iterative translators (None: the translator's default).
     samples : int
@@ -589,7 +598,7 @@ def translate_volume(
     maps_np: dict[str, np.ndarray] = {}
     std_np: list[np.ndarray] = [np.empty(vshape, dtype=np.float32) for _ in out_names] if samples > 1 else []
 
-    bs, adaptive = _initial_batch_size(batch_size, dev, (h, w))
+    bs, adaptive = _initial_batch_size(batch_size, dev, (h, w), bool(getattr(spec, "stochastic", False)))
     probing = adaptive and dev.type == "cuda"
     max_bs = 0
     total = n_slices * samples

@@ -34,7 +34,7 @@ from . import translation
 from .input_picker import InputPicker
 from .workers import Job, start_job
 
-__all__ = ["TranslatePanel"]
+__all__ = ["TranslatePanel", "progress_text"]
 
 _LOAD_FILE = "load file..."
 #: Partial results are handed on at most this often (ms): every hand-over refreshes and repaints the host's
@@ -49,13 +49,23 @@ def _describe_job(job, choice):
     return choice, translation.describe_choice(job, choice)
 
 
+def progress_text(done: int, total: int, first: tuple[float, int] | None, now: float) -> str:
+    """"12 of 80 slices, about 40 s left": the rate measured from the first report on (so the model's loading does
+    not count), no estimate before a second report."""
+    text = f"{done} of {total} slices"
+    if first is None or done <= first[1] or done >= total:
+        return text
+    left = (now - first[0]) / (done - first[1]) * (total - done)
+    return text + (f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left")
+
+
 class TranslatePanel(QWidget):
     """Inputs, model, device, steps, samples, seed; Run / Cancel with a progress bar."""
 
     started = Signal(object)  # TranslateRequest
     partial_ready = Signal(object, int, int, int, object)  # request, axis, start, stop, block
     translated = Signal(object, object)  # request, TranslationResult
-    stopped = Signal(object, str)  # request, "cancelled" or "failed": previews should go
+    stopped = Signal(object, str)  # request, "cancelled" (finished slices kept, marked partial) or "failed"
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -67,6 +77,7 @@ class TranslatePanel(QWidget):
         self._partials: list = []
         self._last_partial = 0.0
         self._shown_partial = False  # whether this run has handed on a partial yet
+        self._first_progress: tuple[float, int] | None = None  # (time, slices done) at the first report
         # Partials go out from a timer, not from the slot that receives them: the host's refresh then runs in
         # its own event-loop turn instead of adding to the progress update and repaint queued with it.
         self._partial_timer = QTimer(self)
@@ -268,6 +279,7 @@ class TranslatePanel(QWidget):
         self._request = request
         self._drop_partials()
         self._shown_partial = False
+        self._first_progress = None
         self.progress.setValue(0)
         self.status.setText(f"translating {request.input_label} with {request.choice.label} ...")
         self.run_button.setEnabled(False)
@@ -296,6 +308,11 @@ class TranslatePanel(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
         self.progress.setUpdatesEnabled(True)
+        text = progress_text(done, total, self._first_progress, time.perf_counter())
+        if self._first_progress is None:
+            self._first_progress = (time.perf_counter(), done)
+        if text and self.job is not None and self.job.running:
+            self.status.setText(text)
 
     def _on_partial(self, payload) -> None:
         self._partials.append(payload)
@@ -335,7 +352,11 @@ class TranslatePanel(QWidget):
         self._stopped("failed")
 
     def _stopped(self, what: str) -> None:
-        self._drop_partials()
+        if what == "cancelled":  # the finished slices reach the host, which keeps them (marked partial)
+            self._partial_timer.stop()
+            self._flush_partials()
+        else:
+            self._drop_partials()
         self._reset_buttons()
         self.progress.setValue(0)
         self.status.setText(f"translation {what}")

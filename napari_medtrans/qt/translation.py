@@ -28,6 +28,8 @@ __all__ = [
     "run_translation",
     "preview_buffer",
     "merge_partials",
+    "partial_volume",
+    "partial_name",
     "gui_core_left",
 ]
 
@@ -293,6 +295,33 @@ def preview_buffer(shape: tuple[int, int, int], axis: int) -> np.ndarray:
     order = (axis,) + tuple(i for i in range(3) if i != axis)
     buffer = np.zeros(tuple(shape[i] for i in order), dtype=np.float32)
     return buffer.transpose(np.argsort(order))
+
+
+def partial_volume(template, data: np.ndarray, done: np.ndarray, axis: int, method: str | None = None,
+                   modality: str | None = None):
+    """The finished slices of a cancelled run as a Volume marked synthetic and partial, or None if none finished.
+
+    ``template`` gives the grid (an input); ``modality`` the output's contrast when known (else none is claimed).
+    ``done`` flags the finished slices along ``axis``; the others stay 0 (blank). The provenance says
+    ``partial: {slices_done, slices_total, axis, finished}``, which the DICOM export refuses and every title shows.
+    """
+    from ..core.volume import Volume
+
+    done = np.asarray(done, dtype=bool)
+    if not done.any():
+        return None
+    prov = {"partial": {"slices_done": int(done.sum()), "slices_total": int(done.size), "axis": int(axis),
+                        "finished": [int(i) for i in np.flatnonzero(done)]}}
+    if method:
+        prov["method"] = method
+    return Volume(np.array(data, dtype=np.float32, copy=True), template.affine.copy(), modality=modality,
+                  synthetic=True, provenance=prov)
+
+
+def partial_name(volume, input_label: str) -> str:
+    """``SYNTHETIC (partial: 23 of 80 slices) from <input>``."""
+    p = volume.provenance["partial"]
+    return f"SYNTHETIC (partial: {p['slices_done']} of {p['slices_total']} slices) from {input_label}"
 
 
 def merge_partials(payloads: Iterable[tuple[int, int, int, np.ndarray]]) -> list[tuple[int, int, int, np.ndarray]]:

@@ -363,3 +363,48 @@ def test_every_output_of_a_multi_output_model_is_added(qtbot, window, subject_di
     box = panel.inputs._boxes["T1"]  # a new run is made from acquired images only
     assert [box.itemText(i) for i in range(box.count())] and \
         not any(box.itemText(i).startswith("SYNTHETIC") for i in range(box.count()))
+
+
+def test_cancel_keeps_the_finished_slices_marked_partial_and_progress_says_time_left(qtbot, window, subject_dir,
+                                                                                      monkeypatch):
+    """Issue 21 item 3: per-slice progress with an estimate of the time left; Cancel keeps what was finished as
+    a volume marked partial, which export refuses."""
+    import time
+
+    import torch
+
+    from napari_medtrans.qt import translation
+    from napari_medtrans.translators import TranslationOutput, Translator, TranslatorSpec
+
+    class Slow(Translator):
+        def __init__(self):
+            super().__init__(TranslatorSpec(method="slow-test", inputs=("T1",), outputs=("T2",), stochastic=True))
+
+        def translate(self, x, *, steps=None, generator=None):
+            time.sleep(0.15)
+            return TranslationOutput(image=torch.tanh(x))
+
+    wait_job(qtbot, window.open_case(str(subject_dir)))
+    panel = window.translate_panel
+    panel.add_model_file(subject_dir.parent / "tiny-unet.safetensors")
+    monkeypatch.setattr(translation, "build_translator", lambda choice, device="cpu": Slow())
+    texts = []
+    panel.progress.valueChanged.connect(lambda v: texts.append(panel.status.text()))
+    job = panel.run()
+    qtbot.waitUntil(lambda: panel.progress.value() >= 3, timeout=30000)
+    panel.cancel()
+    wait_job(qtbot, job)
+    # one slice per call (a sampling model on the CPU): the bar moves slice by slice, with the time left
+    assert panel.progress.maximum() == 8 or texts
+    assert any("of 8 slices, about" in t and "left" in t for t in texts), texts
+    names = [n for n in window.volumes if n.startswith("SYNTHETIC (partial")]
+    assert len(names) == 1 and window.pane_boxes[1].currentText() == names[0]
+    vol = window.volumes[names[0]]
+    p = vol.provenance["partial"]
+    assert vol.synthetic and 3 <= p["slices_done"] < 8 and names[0].startswith(f"SYNTHETIC (partial: {p['slices_done']} of 8")
+    assert "cancelled" in window.status_label.text() and not window.errors
+    from napari_medtrans.core.errors import ExportError
+    from napari_medtrans.core.io.dicom_export import export_dicom_series
+
+    with pytest.raises(ExportError, match="partial"):
+        export_dicom_series(vol, subject_dir.parent / "never")

@@ -214,8 +214,8 @@ class SlowTranslator(Translator):
         return TranslationOutput(image=torch.tanh(x))
 
 
-def test_cancel_removes_preview_and_errors_become_notifications(make_napari_viewer, qtbot, monkeypatch, tmp_path,
-                                                                 notifications):
+def test_cancel_keeps_finished_slices_marked_partial_and_errors_become_notifications(
+        make_napari_viewer, qtbot, monkeypatch, tmp_path, notifications):
     viewer = make_napari_viewer()
     for data, kw, kind in make_phantom_sample(shape=(256, 256, 24))[:1]:
         viewer.add_image(data, **kw)
@@ -223,11 +223,33 @@ def test_cancel_removes_preview_and_errors_become_notifications(make_napari_view
     viewer.window.add_dock_widget(tw)
     real_build = translation.build_translator
     monkeypatch.setattr(translation, "build_translator", lambda choice, device="cpu": SlowTranslator())
-    tw.panel.partial_ready.connect(lambda *a: tw.panel.cancel())
+    seen = []
+
+    def first_block(*_args):
+        # the preview does not cover the canvas in black: its unfinished slices are transparent
+        seen.append((tw.preview.colormap.name, tw.preview.colormap.map([0.0])[0][3]))
+        tw.panel.cancel()
+
+    tw.panel.partial_ready.connect(first_block)
     run_to_end(qtbot, tw, layers=False)
-    assert [layer.name for layer in viewer.layers] == ["T1 phantom-0"]  # preview gone, nothing added
+    assert seen[0] == ("medtrans preview", 0.0)
+    names = [layer.name for layer in viewer.layers]
+    assert names[0] == "T1 phantom-0" and len(names) == 2
+    kept = viewer.layers[names[1]]
+    partial = kept.metadata["volume"].provenance["partial"]
+    assert names[1] == f"SYNTHETIC (partial: {partial['slices_done']} of 24 slices) from T1 phantom-0"
+    assert 0 < partial["slices_done"] < 24 and kept.metadata["volume"].synthetic and kept.colormap.name == "gray"
+    done = np.zeros(24, bool)
+    done[partial["finished"]] = True
+    assert np.abs(kept.metadata["volume"].data[..., done]).sum() > 0 and not kept.metadata["volume"].data[..., ~done].any()
     assert tw.panel.status.text() == "translation cancelled"
     assert not [n for n in notifications if n.severity == "error"]
+    # a partial volume is never exported as a series
+    from napari_medtrans.core.errors import ExportError
+    from napari_medtrans.core.io.dicom_export import export_dicom_series
+
+    with pytest.raises(ExportError, match="partial translation"):
+        export_dicom_series(kept.metadata["volume"], tmp_path / "out")
 
     monkeypatch.setattr(translation, "build_translator", real_build)
     broken = tmp_path / "broken.safetensors"

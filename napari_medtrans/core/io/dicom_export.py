@@ -469,6 +469,15 @@ def export_dicom_series(
 def _check_what_it_is(volume: Volume, out_dir, synthetic, allow_non_synthetic: bool, allow_maps: bool) -> bool:
     """Refuse maps and acquired volumes unless allowed; return whether the series is marked synthetic."""
     where = volume.path or out_dir
+    partial = (volume.provenance or {}).get("partial")
+    if partial:
+        done = partial.get("slices_done") if isinstance(partial, dict) else None
+        total = partial.get("slices_total") if isinstance(partial, dict) else None
+        raise ExportError(
+            "the volume is a partial translation (cancelled after "
+            + (f"{done} of {total} slices" if done is not None else "some slices")
+            + "); its unfinished slices are blank, so it is not exported. Translate it again to the end",
+            where, refused="partial", option=None)
     if synthetic is False and volume.synthetic:
         raise ExportError(
             f"the volume is marked synthetic ({volume.modality or 'image'}); synthetic data is never exported "
