@@ -1,10 +1,11 @@
 """Event-loop stalls in napari while a translation runs from the Translate widget.
 
 A 10 ms QTimer probe records when the event loop gets to run; the longest gap between two ticks is the longest
-stall a user would feel. Runs the shipped demo model on the phantom sample (128x128x80) in a real napari window.
-Goal (issue 5): < 100 ms. Prints the figures; asserts nothing.
+stall a user would feel. Runs shipped models (the demo U-Net and EDTS-Trans by default) on the phantom sample in a
+real napari window and prints, per model: the longest stall (goal, issue 5: < 100 ms), the time from Run to the
+first slice shown (issue 21: <= 2 s) and from Cancel to an idle panel (issue 21: <= 1 s). Asserts nothing.
 
-    QT_QPA_PLATFORM=xcb xvfb-run -a .venv/bin/python bench/ui_latency.py [--runs 3]
+    QT_QPA_PLATFORM=xcb xvfb-run -a .venv/bin/python bench/ui_latency.py [--runs 3] [--models demo,edts-t1-t2]
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ import time
 import numpy as np
 
 
+def _wait(app, cond, seconds):
+    from qtpy.QtCore import QEventLoop
+
+    deadline = time.time() + seconds
+    while not cond() and time.time() < deadline:
+        app.processEvents(QEventLoop.AllEvents, 20)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="translations to time (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="translations to time per model (default 3; EDTS 1)")
+    parser.add_argument("--models", default="demo,edts-t1-t2",
+                        help="shipped models to time, comma-separated (default demo,edts-t1-t2)")
     args = parser.parse_args()
 
     import napari
@@ -25,40 +36,62 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_medtrans._napari._translate import TranslateWidget
-    from napari_medtrans.translators.lookup import demo_model_path
+    from napari_medtrans.translators.lookup import resolve_model
 
     viewer = napari.Viewer(show=True)
     viewer.open_sample("napari-medtrans", "phantom")
     widget = TranslateWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    widget.panel.add_model_file(demo_model_path())
     app = QApplication.instance()
-    deadline = time.time() + 60
-    while not widget.panel.spec_label.text().startswith("unet") and time.time() < deadline:
-        app.processEvents(QEventLoop.AllEvents, 50)
-
-    stalls, durations = [], []
-    for run in range(args.runs):
-        ticks: list[float] = []
-        timer = QTimer()
-        timer.setInterval(10)
-        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        loop = QEventLoop()
-        widget.layers_added.connect(loop.quit)
-        QTimer.singleShot(600_000, loop.quit)  # never wait forever
-        timer.start()
-        t0 = time.perf_counter()
-        widget.panel.run()
-        loop.exec()
-        widget.layers_added.disconnect(loop.quit)
-        timer.stop()
-        gaps = np.diff(ticks) * 1000
-        stalls.append(float(gaps.max()))
-        durations.append(time.perf_counter() - t0)
-        print(f"run {run + 1}: translation {durations[-1]:.1f} s, {len(ticks)} probe ticks, longest stall "
-              f"{stalls[-1]:.0f} ms, 99th percentile gap {np.percentile(gaps, 99):.0f} ms")
-    print(f"longest event-loop stall over {args.runs} runs: {max(stalls):.0f} ms (goal < 100 ms); "
-          f"median of runs {np.median(stalls):.0f} ms")
+    panel = widget.panel
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        path = resolve_model(model) if model == "demo" else resolve_model(f"resources/models/{model}.safetensors")
+        panel.add_model_file(path)
+        _wait(app, lambda: panel.spec_label.text() and not panel.spec_label.text().startswith("reading"), 60)
+        runs = 1 if "edts" in model else args.runs
+        stalls, durations, firsts = [], [], []
+        for run in range(runs):
+            ticks: list[float] = []
+            first: list[float] = []
+            timer = QTimer()
+            timer.setInterval(10)
+            timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+            on_partial = lambda *a: first.append(time.perf_counter()) if not first else None  # noqa: E731
+            panel.partial_ready.connect(on_partial)
+            loop = QEventLoop()
+            widget.layers_added.connect(loop.quit)
+            QTimer.singleShot(600_000, loop.quit)  # never wait forever
+            timer.start()
+            t0 = time.perf_counter()
+            panel.run()
+            loop.exec()
+            widget.layers_added.disconnect(loop.quit)
+            panel.partial_ready.disconnect(on_partial)
+            timer.stop()
+            gaps = np.diff(ticks) * 1000
+            stalls.append(float(gaps.max()))
+            durations.append(time.perf_counter() - t0)
+            firsts.append(first[0] - t0 if first else float("nan"))
+            print(f"{model} run {run + 1}: translation {durations[-1]:.1f} s, first slice shown after "
+                  f"{firsts[-1]:.2f} s, longest stall {stalls[-1]:.0f} ms, 99th percentile gap "
+                  f"{np.percentile(gaps, 99):.0f} ms", flush=True)
+        # Cancel as soon as the first slices show: time from Cancel to an idle panel (Run enabled again)
+        first = []
+        on_partial = lambda *a: first.append(time.perf_counter()) if not first else None  # noqa: E731
+        panel.partial_ready.connect(on_partial)
+        panel.run()
+        _wait(app, lambda: bool(first), 120)
+        t_cancel = time.perf_counter()
+        panel.cancel()
+        _wait(app, lambda: panel.run_button.isEnabled(), 120)
+        idle = time.perf_counter() - t_cancel
+        panel.partial_ready.disconnect(on_partial)
+        kept = [layer.name for layer in viewer.layers if layer.name.startswith("SYNTHETIC (partial")]
+        print(f"{model}: longest stall {max(stalls):.0f} ms (goal < 100), first slice {np.median(firsts):.2f} s "
+              f"(goal <= 2), Cancel to idle {idle:.2f} s (goal <= 1); kept: {kept[-1] if kept else 'nothing'}",
+              flush=True)
+        for layer in [la for la in viewer.layers if la.name.startswith("SYNTHETIC")]:
+            viewer.layers.remove(layer)
     viewer.close()
     return 0
 

@@ -33,6 +33,8 @@ COMMANDS = (
     "evaluate",
     "floors",
     "segment_eval",
+    "segmenter",
+    "table3",
     "train",
     "weights",
     "demo",

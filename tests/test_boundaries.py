@@ -31,3 +31,55 @@ def test_cli_help_is_fast_and_headless():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not loaded.intersection(FORBIDDEN + ("torch",)), "medtrans --help must not import torch or Qt"
+
+
+# Floors (../shared/ARCHITECTURE.md): a module imports only from its own floor or below. Reader studies and
+# segmentation are features above training even while they live under core/ (issue 22).
+FLOORS = {"core": 0, "translators": 1, "training": 2, "phantom": 3, "core.study": 3, "core.segment": 3, "qt": 4,
+          "_napari": 5, "_cli": 6, "cli": 6}
+
+
+def _floor(module: str):
+    parts = module.split(".")
+    if parts[0] != "napari_medtrans" or len(parts) < 2:
+        return None
+    two = ".".join(parts[1:3])
+    return FLOORS.get(two, FLOORS.get(parts[1], 0 if parts[1] == "__init__" else None))
+
+
+def _imports(path, module: str, is_package: bool):
+    import ast
+
+    package = module if is_package else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                yield ".".join(base + ([node.module] if node.module else []))
+            else:
+                yield node.module or ""
+
+
+def test_every_module_imports_only_its_floor_or_below():
+    """Every import in napari_medtrans (top-level or inside a function) points down or sideways, never up."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "napari_medtrans"
+    upward = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        here = _floor(module)
+        for target in _imports(path, module, rel.name == "__init__"):
+            there = _floor(target)
+            if here is not None and there is not None and there > here:
+                upward.append(f"{module} imports {target}")
+    assert upward == [], "\n".join(upward)
+
+
+def test_the_floor_rule_catches_an_upward_import():
+    assert _floor("napari_medtrans.core.volume") == 0 and _floor("napari_medtrans.core.segment.train") == 3
+    assert _floor("napari_medtrans.training.evaluate") == 2 and _floor("napari_medtrans._cli.table3") == 6
+    assert _floor("numpy") is None

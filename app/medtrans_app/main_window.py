@@ -22,10 +22,12 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -145,6 +147,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("medtrans-app")
         self.volumes: dict[str, object] = {}
         self.methods: dict[str, str] = {}  # synthetic name -> method
+        self.made_from: dict[str, str] = {}  # synthetic name -> the names of the volumes it was made from
         self.maps: dict[str, dict] = {}  # synthetic name -> {map name: Volume}
         self.preview = None
         self.jobs: list = []
@@ -181,34 +184,38 @@ class MainWindow(QMainWindow):
         self.legend.setWordWrap(True)
         self.legend.setVisible(False)
 
+        # One row of pane choices (each box as wide as a third of the viewer), one of overlay controls.
         top = QHBoxLayout()
         top.addWidget(self.pane_count)
         for box in self.pane_boxes:
             top.addWidget(box, 1)
-        top.addWidget(self.overlay_box)
-        top.addWidget(QLabel("Opacity"))
-        top.addWidget(self.opacity)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addLayout(top)
         legend_row = QHBoxLayout()
+        legend_row.addWidget(self.overlay_box)
+        legend_row.addWidget(QLabel("Opacity"))
+        legend_row.addWidget(self.opacity)
         legend_row.addWidget(self.colour_bar)
         legend_row.addWidget(self.legend, 1)
         layout.addLayout(legend_row)
         layout.addWidget(self.viewer, 1)
         self.setCentralWidget(central)
-        for title, widget, area in (("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea),
+        self.docks: dict[str, QDockWidget] = {}
+        for title, widget, area in (("Worklist", self.worklist, Qt.DockWidgetArea.RightDockWidgetArea),
                                     ("Translate", self.translate_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                                     ("Export", self.export_panel, Qt.DockWidgetArea.RightDockWidgetArea)):
-            dock = QDockWidget(title, self)
-            dock.setObjectName(title)
-            dock.setWidget(widget)
-            self.addDockWidget(area, dock)
+            self.docks[title] = self.add_dock(title, widget, area)
         self.statusBar().addWidget(self.status_label, 1)
         self._make_menus()
         from .segment import AppSegmentation
 
         self.segmentation = AppSegmentation(self)  # SAM2 / MedSAM2 dock (segment.py)
+        # The panels share one column as tabs, so the window fits a 1366 x 768 screen with room for the panes.
+        self.tabifyDockWidget(self.docks["Worklist"], self.docks["Translate"])
+        self.tabifyDockWidget(self.docks["Translate"], self.docks["Export"])
+        self.tabifyDockWidget(self.docks["Export"], self.docks["Segment"])
+        self.docks["Translate"].raise_()
 
         self.pane_count.currentIndexChanged.connect(self._on_pane_count)
         self.overlay_box.currentIndexChanged.connect(lambda _i: self.update_overlay())
@@ -230,6 +237,21 @@ class MainWindow(QMainWindow):
         leave_a_core_to_the_gui()
         self._refresh_sources()
         quiet_gc()
+
+    def add_dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        """A dock whose panel scrolls when the screen is too short for it (its height never sets the window's)."""
+        scroll = QScrollArea()
+        scroll.setWidget(widget)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(widget.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(scroll)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+        return dock
 
     # -- menus ------------------------------------------------------------------------------------------
     def _make_menus(self) -> None:
@@ -400,12 +422,15 @@ class MainWindow(QMainWindow):
             box.clear()
             box.addItems([NONE] + names)
             for i, n in enumerate(names, start=1):
-                box.setItemData(i, f"{n}: {modality_text(self.volumes[n].modality)}", Qt.ItemDataRole.ToolTipRole)
+                tip = f"{n}: {modality_text(self.volumes[n].modality)}"
+                if n in self.made_from:
+                    tip += f", made from {self.made_from[n]}"
+                box.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
             box.setCurrentText(current if current in names else NONE)
             box.blockSignals(False)
         # a translation is made from acquired images: synthetic volumes are not offered as inputs
         self.translate_panel.set_sources([(n, self.volumes[n].modality) for n in acquired])
-        self.export_panel.set_sources(synthetic + acquired)
+        self.export_panel.set_sources(synthetic + acquired, synthetic)
         if getattr(self, "segmentation", None) is not None:
             self.segmentation.set_sources(acquired + synthetic)
 
@@ -548,7 +573,9 @@ class MainWindow(QMainWindow):
         first = None
         for vol in outputs.values():
             method = vol.provenance.get("method") or request.choice.label
-            name = f"SYNTHETIC {vol.modality or ''} by {method} from {request.input_label}".replace("  ", " ")
+            # named by contrasts (the source volumes' own names are in the provenance and the tooltip), so the
+            # name fits the pane boxes
+            name = f"SYNTHETIC {vol.modality or ''} by {method} from {'+'.join(request.inputs)}".replace("  ", " ")
             n = 2
             base = name
             while name in self.volumes:
@@ -556,6 +583,7 @@ class MainWindow(QMainWindow):
                 n += 1
             self.volumes[name] = vol
             self.methods[name] = method
+            self.made_from[name] = request.input_label
             # the maps belong to the run; each output keeps those of its own contrast and the shared ones
             self.maps[name] = dict(result.maps)
             first = first or name

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDockWidget, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_medtrans.core.segment import FrameGeometry, SlicePrompt
 from napari_medtrans.qt.segment_panel import SegmentPanel
@@ -60,10 +60,7 @@ class AppSegmentation(QObject):
         layout.addLayout(row)
         layout.addWidget(self.prompt_label)
         layout.addWidget(self.panel, 1)
-        self.dock = QDockWidget("Segment", window)
-        self.dock.setObjectName("Segment")
-        self.dock.setWidget(widget)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock = window.add_dock("Segment", widget, Qt.DockWidgetArea.RightDockWidgetArea)
 
         self.clear_button.clicked.connect(self.clear_prompts)
         self.panel.segmented.connect(self._on_segmented)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 from .translate import add_direction_arguments, direction_from_args
@@ -73,13 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     model = resolve_model(args.model)
     data_root = args.data if args.data.is_dir() else args.data.parent
-    # The folder name carries the checkpoint's hash so results of another model are never reused.
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:8]
-    # ... and the precision, so that an fp32 and a bf16 evaluation of one model never share outputs.
     from ..core.engine import resolve_device, resolve_precision
+    from ..training.evaluate import evaluation_dir
 
     precision = resolve_precision(args.precision, resolve_device(args.device))
-    out = args.out or data_root / "evaluation" / f"{model.name.split('.')[0]}-{digest}-{precision}"
+    out = args.out or evaluation_dir(data_root, model, precision)
     direction = direction_from_args(args, model)
     report = evaluate_dataset(model, args.data, out, split=args.split, device=args.device, precision=precision,
                               steps=args.steps, samples=args.samples, seed=args.seed, direction=direction,

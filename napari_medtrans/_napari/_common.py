@@ -24,6 +24,40 @@ def install_error_handler() -> None:
     set_error_handler(_notify)
 
 
+def tabify_with_siblings(widget) -> None:
+    """Once ``widget`` sits in a napari dock, put that dock in the same tab group as the other napari-medtrans
+    docks on its side, so four panels share one column (napari then fits a 1366 x 768 screen) and the new one
+    is raised. Call from a widget's ``__init__``; does nothing outside a main window."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
+
+    def dock_of(w):
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parentWidget()
+        return w
+
+    def ours(dock) -> bool:
+        return any(type(c).__module__.startswith("napari_medtrans._napari") for c in dock.findChildren(QWidget))
+
+    def later():
+        try:
+            dock = dock_of(widget)
+        except RuntimeError:  # the widget was deleted before the event loop turned
+            return
+        main = dock.parentWidget() if dock is not None else None
+        if dock is None or not isinstance(main, QMainWindow):
+            return
+        area = main.dockWidgetArea(dock)
+        for other in main.findChildren(QDockWidget):
+            if other is not dock and other.isVisible() and main.dockWidgetArea(other) == area and ours(other):
+                main.tabifyDockWidget(other, dock)
+                dock.show()
+                dock.raise_()
+                break
+
+    QTimer.singleShot(0, later)
+
+
 def image_layer_items(viewer, kinds=("image",), *, acquired_only: bool = False) -> list[tuple[str, str | None]]:
     """``(name, modality)`` of every 3D layer of the given kinds, top of the layer list first; with
     ``acquired_only`` the layers marked synthetic (translations, their previews) are left out."""

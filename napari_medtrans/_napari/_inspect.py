@@ -14,7 +14,7 @@ import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.inspect_panel import InspectPanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers
+from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
 from ._layers import index_to_world, world_to_index
 
 __all__ = ["InspectWidget"]
@@ -26,6 +26,7 @@ class InspectWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         install_error_handler()
+        tabify_with_siblings(self)
         self.viewer = napari_viewer
         self.panel = InspectPanel(self)
         self.panel.volume_provider = lambda name: get_volume(self.viewer, name)

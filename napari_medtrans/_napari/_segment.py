@@ -25,7 +25,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.segment import FrameGeometry, SlicePrompt
 from ..qt.segment_panel import SegmentPanel
-from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers
+from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
 from ._layers import layer_to_volume, volume_layer_data, world_to_index
 
 __all__ = ["SegmentWidget", "POINTS_LAYER", "BOXES_LAYER"]
@@ -40,6 +40,7 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         install_error_handler()
+        tabify_with_siblings(self)
         self.viewer = napari_viewer
         self.panel = SegmentPanel(self)
         self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
@@ -60,17 +61,23 @@ class SegmentWidget(QWidget):
     def _prompt_layers(self):
         import pandas as pd
 
+        # The prompt layers take the images' step as their scale: an empty layer of scale 1 would make napari's
+        # slice slider step 1 mm, off the images' slices (prompts are read back through data_to_world).
+        steps = [np.asarray(layer.extent.step, dtype=float) for layer in self.viewer.layers
+                 if type(layer).__name__ == "Image" and layer.ndim == 3]
+        scale = np.min(steps, axis=0) if steps else np.ones(3)
         if POINTS_LAYER in self.viewer.layers:
             points = self.viewer.layers[POINTS_LAYER]
         else:
             features = pd.DataFrame({"prompt": pd.Categorical([], categories=["positive", "negative"])})
             points = self.viewer.add_points(np.zeros((0, 3)), ndim=3, name=POINTS_LAYER, features=features,
-                                            face_color="prompt", face_color_cycle=["limegreen", "red"], size=5)
+                                            face_color="prompt", face_color_cycle=["limegreen", "red"], size=5,
+                                            scale=scale)
         if BOXES_LAYER in self.viewer.layers:
             boxes = self.viewer.layers[BOXES_LAYER]
         else:
             boxes = self.viewer.add_shapes(ndim=3, name=BOXES_LAYER, shape_type="rectangle", edge_color="yellow",
-                                           face_color="transparent", edge_width=1)
+                                           face_color="transparent", edge_width=1, scale=scale)
         for layer in (points, boxes):
             layer.bind_key("Shift-S", lambda _l: self.panel.segment("slices"), overwrite=True)
             layer.bind_key("Shift-P", lambda _l: self.panel.segment("propagate"), overwrite=True)

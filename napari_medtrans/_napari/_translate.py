@@ -14,7 +14,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..qt.translate_panel import TranslatePanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, map_style, watch_layers
+from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, map_style, watch_layers, tabify_with_siblings
 from ._layers import volume_layer_data
 
 __all__ = ["TranslateWidget", "result_name"]
@@ -37,6 +37,7 @@ class TranslateWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         install_error_handler()
+        tabify_with_siblings(self)
         self.viewer = napari_viewer
         self.panel = TranslatePanel(self)
         self.panel.volume_provider = lambda name: get_volume(self.viewer, name)

@@ -49,6 +49,7 @@ __all__ = [
     "dice",
     "iou",
     "volume_similarity",
+    "hd95",
     "slice_metrics",
     "evaluate_volumes",
 ]
@@ -440,6 +441,49 @@ def volume_similarity(a: ArrayLike, b: ArrayLike, *, labels=None) -> float | dic
 dice.__doc__ = "Dice coefficient ``2|A and B| / (|A| + |B|)``.\n" + _LABELS_DOC
 iou.__doc__ = "Intersection over union (Jaccard index) ``|A and B| / |A or B|``.\n" + _LABELS_DOC
 volume_similarity.__doc__ = "Volume similarity ``1 - abs(|A| - |B|) / (|A| + |B|)``.\n" + _LABELS_DOC
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
+    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
+
+
+def hd95(a: ArrayLike, b: ArrayLike, *, spacing=None, percentile: float = 95.0) -> float:
+    """95th-percentile Hausdorff distance between two binary masks, in the units of ``spacing`` (mm).
+
+    The larger of the two directed distances' percentiles: from each surface voxel of ``a`` to the nearest
+    surface voxel of ``b`` and back (MONAI's and the BraTS challenge's definition). Surface voxels are mask voxels
+    with a face neighbour outside the mask. 0.0 when both masks are empty, NaN when only one is (no distance is
+    defined; a caller reports it as n/a).
+
+    Parameters
+    ----------
+    a, b : array
+        Binary masks (non-zero = inside) of the same shape, 2-D or 3-D.
+    spacing : sequence of float, optional
+        Voxel size along each axis (default 1).
+    percentile : float
+        100 gives the Hausdorff distance.
+    """
+    from scipy import ndimage
+
+    am = np.asarray(a) != 0
+    bm = np.asarray(b) != 0
+    if am.shape != bm.shape:
+        raise ValueError(f'Arguments "a" and "b" must have the same shape, got {am.shape} and {bm.shape}.')
+    if not am.any() and not bm.any():
+        return 0.0
+    if not am.any() or not bm.any():
+        return float("nan")
+    sp = np.ones(am.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    if sp.shape != (am.ndim,) or not np.all(sp > 0):
+        raise ValueError(f'Argument "spacing" must give {am.ndim} positive sizes, got {spacing!r}.')
+    sa, sb = _surface(am), _surface(bm)
+    to_b = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
+    to_a = ndimage.distance_transform_edt(~sa, sampling=sp)[sb]
+    return float(max(np.percentile(to_b, percentile), np.percentile(to_a, percentile)))
 
 
 # -- per slice and per volume -----------------------------------------------------------------------

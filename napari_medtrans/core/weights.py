@@ -43,6 +43,7 @@ __all__ = [
     "WeightsStatus",
     "MANIFEST",
     "home_dir",
+    "resources_dir",
     "store_dir",
     "known_weights",
     "list_weights",
@@ -226,6 +227,14 @@ def home_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("napari-medtrans"))
+
+
+def resources_dir() -> Path:
+    """The project's resources/ folder with the shipped models (``MEDTRANS_RESOURCES`` overrides)."""
+    env = os.environ.get("MEDTRANS_RESOURCES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def store_dir(create: bool = False) -> Path:

@@ -124,14 +124,18 @@ class ExportPanel(QWidget):
         self.format_box.currentIndexChanged.connect(lambda _i: self._describe_source())
         self.source_edit.textChanged.connect(lambda _t: self._describe_source())
 
-    def set_sources(self, names: Sequence[str]) -> None:
-        """Volumes that can be exported (synthetic first); keeps the current pick when possible."""
+    def set_sources(self, names: Sequence[str], synthetic: Sequence[str] = ()) -> None:
+        """Volumes that can be exported (synthetic first). A synthetic volume that was not offered before (what was
+        just made) becomes the pick; otherwise the current pick stays when possible, else the first synthetic."""
         current = self.volume_box.currentText()
+        before = {self.volume_box.itemText(i) for i in range(self.volume_box.count())}
+        new = [n for n in synthetic if n in names and n not in before]
         self.volume_box.blockSignals(True)
         self.volume_box.clear()
         self.volume_box.addItems(list(names))
-        if self.volume_box.findText(current) >= 0:
-            self.volume_box.setCurrentIndex(self.volume_box.findText(current))
+        pick = new[-1] if new else current if current in names else next((n for n in synthetic if n in names), None)
+        if pick is not None and self.volume_box.findText(pick) >= 0:
+            self.volume_box.setCurrentIndex(self.volume_box.findText(pick))
         self.volume_box.blockSignals(False)
         self._describe_source()
 

@@ -74,7 +74,6 @@ class SegmentPanel(QWidget):
         self.image_box = QComboBox()
         self.model_box = QComboBox()
         self.model_box.addItems(model_names())
-        self.model_box.setCurrentText("medsam2")  # tuned on medical images; SAM2.1 for comparison
         self.device_box = QComboBox()
         self.device_box.addItems(device_choices())
         self.direction_box = QComboBox()
@@ -94,6 +93,7 @@ class SegmentPanel(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.choose_default_model()
 
         form = QFormLayout()
         form.addRow("Image", self.image_box)
@@ -131,11 +131,34 @@ class SegmentPanel(QWidget):
         self.image_box.currentTextChanged.connect(
             lambda name: self.export_button.setEnabled(name in self.results))
 
+    def choose_default_model(self) -> str:
+        """Pick MedSAM2 when its weights are in the store, else the shipped segmenter, and say which in the status.
+
+        Called at start and after an import, so imported weights take over from the shipped network.
+        """
+        from ..core.segment import SHIPPED, default_model
+
+        name = default_model()
+        self.model_box.setCurrentText(name)
+        if name == SHIPPED:
+            self.status.setText(
+                f"No SAM2/MedSAM2 weights imported: segmenting with the shipped {SHIPPED} (a small network trained "
+                "on phantom tumours only). 'Import weights...' adds MedSAM2 or SAM2.1.")
+        else:
+            self.status.setText(f"{name}: weights found in the store.")
+        return name
+
     def import_weights(self):
         """"Import weights...": the segmenters' weights (SAM2.1, MedSAM2) into the store, in a worker."""
+        from ..core.segment import SHIPPED
         from .weights_import import pick_and_import
 
-        job = pick_and_import(self, lambda dest, message: self.status.setText(message))
+        def done(dest, message):
+            if self.model_box.currentText() == SHIPPED:
+                self.choose_default_model()  # MedSAM2's weights take over once imported
+            self.status.setText(message)
+
+        job = pick_and_import(self, done)
         if job is not None:
             self.status.setText("importing ...")
         return job

@@ -93,6 +93,19 @@ def _safe_name(text: str, default: str, keep: str = "-_.") -> str:
     return "".join(c if (c.isalnum() or c in keep) else "_" for c in text).lstrip(".") or default
 
 
+def evaluation_dir(data_root: str | os.PathLike, model: str | os.PathLike, precision: str) -> Path:
+    """Where ``medtrans evaluate`` keeps a model's synthetic volumes: ``DATA/evaluation/<name>-<sha8>-<precision>``.
+
+    The folder carries the checkpoint's hash and the precision, so outputs of another model (or of the same
+    model at another precision) are never reused; every command that translates a dataset shares it.
+    """
+    import hashlib
+
+    model = Path(model)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:8]
+    return Path(data_root) / "evaluation" / f"{model.name.split('.')[0]}-{digest}-{precision}"
+
+
 def output_path(out_dir: Path, subject_id: str, modality: str, source: str | None = None) -> Path:
     """Where the synthetic ``modality`` of ``subject_id`` goes. Subject ids are sanitised: never a path.
 

@@ -10,16 +10,9 @@ import os
 from pathlib import Path
 
 from ..core.errors import MedtransError, WeightsError
+from ..core.weights import resources_dir
 
 __all__ = ["demo_model_path", "resolve_model", "resources_dir", "reverse_direction"]
-
-
-def resources_dir() -> Path:
-    """The project's resources/ folder (``MEDTRANS_RESOURCES`` overrides)."""
-    env = os.environ.get("MEDTRANS_RESOURCES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def demo_model_path() -> Path:

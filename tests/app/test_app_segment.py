@@ -35,6 +35,7 @@ def window(qtbot, tmp_path):
     w.add_volumes([("T1 test", s.images["T1"]), ("T2 test", s.images["T2"])])
     w.subject = s
     w.segmentation.panel.pool = SegmenterPool(lambda model, device: Segmenter(tiny_sam2(64), name=model))
+    w.segmentation.panel.model_box.setCurrentText("medsam2")  # a tiny random SAM2 stands in for MedSAM2
     yield w
     workers.cancel_all()
     workers.set_error_handler(None)
@@ -152,3 +153,33 @@ def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot
     assert panes[1].overlay is None and panes[1].title == "Synthetic: T2 synth · T2" and panes[1].toolTip() == ""
     assert "T2 synth" not in seg.overlays and set(seg.compared) == {"T1 test", "T2 test"}
     assert window.errors == []
+
+
+def test_a_new_user_segments_the_tumour_with_no_weights_imported(qtbot, tmp_path, monkeypatch):
+    """No SAM2/MedSAM2 weights in the store: the panel picks the shipped segmenter, says so, and finds the tumour."""
+    from napari_medtrans.core.metrics import dice
+    from napari_medtrans.core.segment import SHIPPED
+
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    w = MainWindow(AppSettings(tmp_path / "settings.ini"))
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    errors = []
+    workers.set_error_handler(lambda message, exc=None: errors.append(message))
+    try:
+        s = make_subject(7, tumour=True, contrasts=("FLAIR",))  # the benchmark's grid, a tumour
+        w.add_volumes([("FLAIR test", s.images["FLAIR"]), ("labels test", s.labels)])
+        p = w.segmentation.panel
+        assert p.model_box.currentText() == SHIPPED
+        assert "No SAM2/MedSAM2 weights imported" in p.status.text() and SHIPPED in p.status.text()
+        p.labels_edit.setText("4 5 6")
+        _, report = _compare(qtbot, p, real="FLAIR test", truth="labels test")
+        result = report.results["FLAIR test (real)"]
+        truth = np.isin(np.rint(s.labels.data), [4, 5, 6])
+        assert dice(result.mask, truth) >= 0.7  # the card gives the mean over the test subjects
+        assert w.viewer.panes[0].overlay is not None or any(pane.overlay is not None for pane in w.viewer.panes)
+        assert errors == []
+    finally:
+        workers.cancel_all()
+        workers.set_error_handler(None)

@@ -45,6 +45,7 @@ def widget(make_napari_viewer):
     w = SegmentWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.panel.pool = SegmenterPool(lambda model, device: Segmenter(tiny_sam2(64), name=model))
+    w.panel.model_box.setCurrentText("medsam2")  # a tiny random SAM2 stands in for MedSAM2
     w.panel.image_box.setCurrentText(T1)
     return w
 
@@ -57,12 +58,12 @@ def _click(w, ijk, negative=False):
     """A point prompt at voxel ``ijk`` of T1, in world coordinates as a click would give it."""
     if negative != (str(w.points.feature_defaults["prompt"].iloc[0]) == "negative"):
         w.toggle_polarity()
-    w.points.add(index_to_world(_volume(w, T1), ijk))
+    w.points.add(w.points.world_to_data(index_to_world(_volume(w, T1), ijk)))
 
 
 def _box(w, k, i0, j0, i1, j1):
     vol = _volume(w, T1)
-    corners = [index_to_world(vol, (i, j, k)) for i, j in ((i0, j0), (i1, j0), (i1, j1), (i0, j1))]
+    corners = [w.boxes.world_to_data(index_to_world(vol, (i, j, k))) for i, j in ((i0, j0), (i1, j0), (i1, j1), (i0, j1))]
     w.boxes.add_rectangles(np.array(corners))
 
 
@@ -104,10 +105,10 @@ def test_prompt_shortcuts_pressed_on_the_canvas(widget, qtbot):
     _press(w, qtbot, "T")  # Shift+T: the next points are negative
     assert str(w.points.feature_defaults["prompt"].iloc[0]) == "negative"
     assert w.panel.status.text() == "next points: negative"
-    w.points.add(index_to_world(_volume(w, T1), (4, 4, 4)))
+    w.points.add(w.points.world_to_data(index_to_world(_volume(w, T1), (4, 4, 4))))
     _press(w, qtbot, "T")  # and back to positive
     assert w.panel.status.text() == "next points: positive"
-    w.points.add(index_to_world(_volume(w, T1), (16, 15, 4)))
+    w.points.add(w.points.world_to_data(index_to_world(_volume(w, T1), (16, 15, 4))))
     assert list(w.points.features["prompt"]) == ["negative", "positive"]
 
     with qtbot.waitSignal(w.panel.segmented, timeout=60000) as got:
@@ -328,3 +329,45 @@ def test_error_maps_on_top_are_not_offered_for_segmentation(widget):
     box = widget.panel.image_box
     offered = [box.itemText(i) for i in range(box.count())]
     assert "abs error of x" not in offered and T1 in offered and T2 in offered
+
+
+def test_a_new_user_segments_the_tumour_with_no_weights_imported(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """The plugin without SAM2/MedSAM2 weights: the shipped segmenter is the default and a box finds the tumour."""
+    from napari_medtrans.core.metrics import dice
+    from napari_medtrans.core.segment import SHIPPED
+
+    monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
+    viewer = make_napari_viewer()
+    for data, kw, kind in make_phantom_sample(seed=7):  # the benchmark's grid
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.panel.model_box.currentText() == SHIPPED
+    assert "No SAM2/MedSAM2 weights imported" in w.panel.status.text()
+    flair, labels = "FLAIR phantom-7", "labels phantom-7"
+    truth = np.isin(np.rint(viewer.layers[labels].metadata["volume"].data), [4, 5, 6])
+    vol = viewer.layers[flair].metadata["volume"]
+    k = int(np.argmax(truth.sum(axis=(0, 1))))  # the axial slice with the most tumour
+    ii, jj = np.nonzero(truth[:, :, k])
+    corners = [w.boxes.world_to_data(index_to_world(vol, (i, j, k))) for i, j in
+               ((ii.min(), jj.min()), (ii.max(), jj.min()), (ii.max(), jj.max()), (ii.min(), jj.max()))]
+    w.boxes.add_rectangles(np.array(corners))
+    w.panel.image_box.setCurrentText(flair)
+    with qtbot.waitSignal(w.panel.segmented, timeout=120000) as got:
+        assert w.panel.segment("slices") is not None
+    _, result = got.args
+    assert result.model == SHIPPED
+    assert dice(result.mask[:, :, k], truth[:, :, k]) >= 0.8
+    assert f"segmentation of {flair}" in viewer.layers
+
+
+def test_opening_segment_keeps_the_slice_slider_on_the_images_slices(make_napari_viewer):
+    """Issue 21 item 5: the empty prompt layers once made napari's slider step 1 mm ("-3 ... 78 | 158")."""
+    viewer = make_napari_viewer()
+    for data, kw, kind in make_phantom_sample(seed=1, shape=(32, 36, 20)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    before = [tuple(r) for r in viewer.dims.range]
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert [tuple(r) for r in viewer.dims.range] == before
+    assert viewer.dims.nsteps[0] == 20

@@ -531,3 +531,20 @@ def test_import_weights_from_the_translate_panel_lists_the_model(qtbot, tmp_path
     assert messages and "gone.pt" in messages[-1]
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
     assert panel.import_weights() is None  # cancelled: nothing happens
+
+
+def test_export_picks_what_was_just_made(qtbot):
+    """Issue 21 item 5: Export once stayed on the first acquired image (FLAIR) after a translation."""
+    from napari_medtrans.qt.export_panel import ExportPanel
+
+    panel = ExportPanel()
+    qtbot.addWidget(panel)
+    panel.set_sources(["FLAIR", "T1", "T2"], [])
+    panel.volume_box.setCurrentText("FLAIR")
+    panel.set_sources(["SYNTHETIC T2", "FLAIR", "T1", "T2"], ["SYNTHETIC T2"])
+    assert panel.volume_box.currentText() == "SYNTHETIC T2"  # the new synthetic volume is the pick
+    panel.volume_box.setCurrentText("T1")
+    panel.set_sources(["SYNTHETIC T2", "FLAIR", "T1", "T2"], ["SYNTHETIC T2"])
+    assert panel.volume_box.currentText() == "T1"  # nothing new: the user's pick stays
+    panel.set_sources(["SYNTHETIC T2 (2)", "SYNTHETIC T2", "FLAIR", "T2"], ["SYNTHETIC T2 (2)", "SYNTHETIC T2"])
+    assert panel.volume_box.currentText() == "SYNTHETIC T2 (2)"

@@ -1,11 +1,11 @@
-"""SAM2 / MedSAM2 segmentation of volumes: 2D prompts, propagation through the slices, embedding cache.
+"""SAM2 / MedSAM2 (and the shipped promptunet) segmentation of volumes: 2D prompts, propagation through the slices, embedding cache.
 
 Importing this package does not import torch or sam2; they load when a model is built or a job runs.
 """
 
 from .cache import EmbeddingCache
 from .frames import FrameGeometry, Window, resolve_window
-from .models import MODELS, SegModelSpec, build_model, get_spec, model_names
+from .models import MODELS, SHIPPED, SegModelSpec, build_model, default_model, get_spec, model_names, weights_available
 from .prompts import SlicePrompt, box_of_mask, key_slice, largest_component, prompts_from_mask
 from .segmenter import DIRECTIONS, SegmentationResult, Segmenter
 
@@ -14,6 +14,9 @@ __all__ = [
     "EmbeddingCache",
     "FrameGeometry",
     "MODELS",
+    "SHIPPED",
+    "default_model",
+    "weights_available",
     "SegModelSpec",
     "SegmentationResult",
     "Segmenter",

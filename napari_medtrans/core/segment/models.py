@@ -8,7 +8,12 @@ name                        sam2 config                                  input  
 ``sam2.1_hiera_base_plus``  configs/sam2.1/sam2.1_hiera_b+.yaml           1024   sam2.1_hiera_base_plus
 ``sam2.1_hiera_large``      configs/sam2.1/sam2.1_hiera_l.yaml            1024   sam2.1_hiera_large
 ``medsam2``                 sam2.1_hiera_t at 512 (MedSAM2's t512)         512   medsam2_latest
+``promptunet-phantom``      the project's promptable U-Net (shipped)     native  resources/segmenters/
 ==========================  ===========================================  ======  =========================
+
+``promptunet-phantom`` (:mod:`.promptnet`) is not a SAM: a compact network trained by this project on the
+benchmark phantom's tumours, shipped with the package, so segmentation works before any weights are imported.
+:func:`default_model` picks MedSAM2 once its weights are in the store and the shipped network until then.
 
 MedSAM2's ``sam2.1_hiera_t512`` is the SAM2.1 tiny architecture with a 512-pixel input: the tiny config with
 ``image_size`` 512 and the rotary position tables of the memory attention sized for 32 x 32 features. The
@@ -28,7 +33,11 @@ from typing import Any
 
 from ..errors import ConfigMismatchError, MissingDependencyError, UnknownChoiceError
 
-__all__ = ["SegModelSpec", "MODELS", "model_names", "get_spec", "build_model", "import_sam2"]
+__all__ = ["SegModelSpec", "MODELS", "SHIPPED", "model_names", "get_spec", "build_model", "import_sam2",
+           "default_model", "weights_available", "shipped_path"]
+
+#: The shipped segmenter's name (works without imported weights).
+SHIPPED = "promptunet-phantom"
 
 _T512 = (
     "++model.image_size=512",
@@ -70,6 +79,7 @@ class SegModelSpec:
     image_size: int
     overrides: tuple[str, ...] = ()
     description: str = ""
+    kind: str = "sam2"
 
 
 def _sam21(name: str, cfg: str, description: str) -> SegModelSpec:
@@ -91,8 +101,48 @@ MODELS: dict[str, SegModelSpec] = {
             _T512,
             "MedSAM2 (SAM 2.1 tiny fine-tuned on 3D medical images), 512 px",
         ),
+        SegModelSpec(
+            SHIPPED,
+            "promptunet-phantom.safetensors",
+            "",
+            0,
+            (),
+            "promptable U-Net trained on the benchmark phantom's tumours (shipped; not a SAM)",
+            kind="promptunet",
+        ),
     )
 }
+
+
+def shipped_path() -> Path:
+    """The shipped segmenter's file (resources/segmenters/promptunet-phantom.safetensors)."""
+    from ..weights import resources_dir
+
+    return resources_dir() / "segmenters" / MODELS[SHIPPED].weights
+
+
+def weights_available(name: str) -> bool:
+    """Whether ``name`` can be built now: its weights are in the store, or it is the shipped segmenter."""
+    spec = get_spec(name)
+    if spec.kind == "promptunet":
+        return shipped_path().is_file()
+    from ..errors import WeightsError
+    from ..weights import weights_path
+
+    try:
+        weights_path(spec.weights)
+    except WeightsError:
+        return False
+    try:
+        import_sam2()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+def default_model() -> str:
+    """MedSAM2 when its weights are in the store (and sam2 is installed), else the shipped segmenter."""
+    return "medsam2" if weights_available("medsam2") else SHIPPED
 
 
 def model_names() -> list[str]:
@@ -177,6 +227,19 @@ def build_model(
     from ..weights import load_state_dict, weights_path
 
     spec = get_spec(name)
+    if spec.kind == "promptunet":
+        from .promptnet import load_promptunet
+
+        path = Path(weights_file) if weights_file is not None else shipped_path()
+        if random_init:
+            from .promptnet import PromptUNet
+
+            model = PromptUNet().to(resolve_device(device)).eval()
+        else:
+            model, _meta = load_promptunet(path, resolve_device(device))
+        model.medtrans_weights = None if random_init else str(path)
+        model.medtrans_name = name
+        return model
     build_sam = import_sam2()
     overrides, size = _size_overrides(spec, image_size)
     path: Path | None = None

@@ -228,9 +228,18 @@ class Segmenter:
         random_init: bool = False,
         cache_bytes: int = DEFAULT_MAX_BYTES,
     ) -> "Segmenter":
-        """Build a known model (see :mod:`.models`) with its weights from the store and wrap it."""
-        from .models import build_model
+        """Build a known model (see :mod:`.models`) with its weights from the store and wrap it.
 
+        The shipped ``promptunet-phantom`` gives a :class:`~.promptnet.PromptSegmenter`, which has the same
+        methods (its prompts enter the network directly, so it has no embeddings to cache).
+        """
+        from .models import build_model, get_spec
+
+        if get_spec(name).kind == "promptunet":
+            from .promptnet import PromptSegmenter
+
+            net = build_model(name, device=device, weights_file=weights_file, random_init=random_init)
+            return PromptSegmenter(net, name=name, weights=net.medtrans_weights)  # type: ignore[return-value]
         model = build_model(name, device=device, weights_file=weights_file, random_init=random_init,
                             image_size=image_size)
         return cls(model, name=name, precision=precision, cache_bytes=cache_bytes)

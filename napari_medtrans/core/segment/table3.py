@@ -1,0 +1,233 @@
+"""EDTS-Trans Table III on a dataset: does a segmenter see the same tumour on a synthetic image as on the real one?
+
+``medtrans table3 --data data/bench`` runs :func:`run_table3` and writes ``docs/results/edts-table3.md``.
+
+Protocol (EDTS-Trans Sec. 4.3, Table III: a promptable segmenter on real and synthetic BraTS images)
+---------------------------------------------------------------------------------------------------
+* Images: every shipped translator (``resources/models``) translates the subjects of the split that have tumour
+  labels (``medtrans evaluate``'s output folders are shared, so volumes already made are reused); each output
+  contrast is segmented on the real image and on the synthetic one.
+* Regions (BraTS): whole tumour (oedema + enhancing rim + necrosis: the project's labels 4, 5, 6), tumour core
+  (5, 6), enhancing tumour (5).
+* Prompts: from the ground truth, the same for the real and the synthetic image: a box around the region on
+  every slice where it appears, each slice segmented on its own (the paper segments 2-D slices). A box cannot say
+  which compartment is meant where the boxes of two coincide (core and enhancing rim share theirs), so the core
+  and enhancing rows measure what the image shows inside that box.
+* Scores, per subject: Dice of the 3-D mask and HD95 in mm (:func:`napari_medtrans.core.metrics.hd95`; n/a when
+  the segmenter found nothing), against the ground truth; the table gives mean +- SD over subjects and the gap
+  (synthetic minus real, per subject, then averaged).
+* Segmenters: the shipped ``promptunet-phantom`` and every SAM2 / MedSAM2 model whose weights are in the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import io
+from ..dataset import Dataset, load_dataset
+from ..errors import MedtransError
+from ..metrics import dice, hd95
+from ..weights import resources_dir
+from .frames import FrameGeometry
+from .models import MODELS, SHIPPED, weights_available
+from .prompts import prompts_from_mask
+
+__all__ = ["REGIONS", "Table3Row", "shipped_translators", "available_segmenters", "run_table3", "format_table3"]
+
+#: BraTS regions as the project's label values.
+REGIONS = {"whole tumour": (4, 5, 6), "tumour core": (5, 6), "enhancing tumour": (5,)}
+
+
+@dataclasses.dataclass
+class Table3Row:
+    """One subject, image and region: Dice and HD95 of the real image's mask and of the synthetic one's."""
+
+    segmenter: str
+    translator: str
+    direction: str
+    subject: str
+    region: str
+    dice_real: float
+    dice_synthetic: float
+    hd95_real: float
+    hd95_synthetic: float
+
+
+def shipped_translators() -> list[Path]:
+    """The translator checkpoints shipped in resources/models, sorted by name."""
+    return sorted((resources_dir() / "models").glob("*.safetensors"))
+
+
+def available_segmenters() -> list[str]:
+    """The shipped segmenter and every SAM2 / MedSAM2 model whose weights are in the store."""
+    return [SHIPPED] + [n for n in MODELS if n != SHIPPED and weights_available(n)]
+
+
+def _tumour_subjects(ds: Dataset, split: str) -> Dataset:
+    keep = []
+    for subj in ds.split(split):
+        if subj.labels:
+            lab = io.load(ds.path(subj.labels))
+            if np.isin(np.rint(ds.convert_labels(lab.data, ds.path(subj.labels))), REGIONS["whole tumour"]).any():
+                keep.append(subj)
+    if not keep:
+        raise MedtransError(f"no subject of split {split!r} has tumour labels (4, 5, 6)", ds.root)
+    return Dataset(ds.root, keep, name=ds.name, label_scheme=ds.label_scheme)
+
+
+def _score(segmenter, image, truth, prompts, spacing) -> tuple[float, float]:
+    mask = segmenter.segment_slices(image, prompts).mask
+    return float(dice(mask, truth)), hd95(mask, truth, spacing=spacing)
+
+
+def run_table3(
+    data,
+    *,
+    models: Sequence[str | Path] | None = None,
+    segmenters: Sequence[str] | None = None,
+    split: str = "test",
+    device: str = "cpu",
+    precision: str = "auto",
+    log: Callable[[str], None] = print,
+) -> list[Table3Row]:
+    """Translate, segment and score (see the module notes). Returns one row per subject, image and region."""
+    from ...training.evaluate import evaluation_dir, translate_dataset
+    from ...translators.checkpoint import read_checkpoint_metadata
+    from ...translators.lookup import resolve_model
+    from ..engine import resolve_device, resolve_precision
+    from .segmenter import Segmenter
+
+    ds = load_dataset(data)
+    sub = _tumour_subjects(ds, split)
+    log(f"{len(sub.subjects)} subjects of split {split!r} with tumours: {', '.join(s.id for s in sub.subjects)}")
+    model_paths = [resolve_model(m) for m in models] if models else shipped_translators()
+    prec = resolve_precision(precision, resolve_device(device))
+    images: list[tuple[str, str, str, Path]] = []  # translator, direction, subject, synthetic path
+    for path in model_paths:
+        info = read_checkpoint_metadata(path)
+        out = evaluation_dir(ds.root, path, prec)
+        log(f"translating with {path.name} ({info.method}) into {out}")
+        for subject, direction, _modality, syn in translate_dataset(path, sub, out, device=device, precision=prec,
+                                                                     log=log):
+            images.append((path.stem, direction, subject, syn))
+    rows: list[Table3Row] = []
+    truths: dict[str, tuple] = {}
+    for seg_name in segmenters or available_segmenters():
+        seg = Segmenter.from_name(seg_name, device=device)
+        real_cache: dict[tuple, tuple[float, float]] = {}
+        t0 = time.perf_counter()
+        try:
+            for n, (translator, direction, subject_id, syn_path) in enumerate(images, 1):
+                subj = next(s for s in sub.subjects if s.id == subject_id)
+                modality = direction.split("->")[1]
+                if subject_id not in truths:
+                    lab = io.load(sub.path(subj.labels))
+                    labels = np.rint(sub.convert_labels(lab.data, sub.path(subj.labels)))
+                    truths[subject_id] = (labels, FrameGeometry.of(lab), lab.spacing)
+                labels, geom, spacing = truths[subject_id]
+                real = io.load(sub.path(subj.images[modality]), modality=modality)
+                synthetic = io.load(syn_path)
+                for region, values in REGIONS.items():
+                    truth = np.isin(labels, values)
+                    prompts = prompts_from_mask(geom.to_frames(truth), mode="slices")
+                    key = (subject_id, modality, region)
+                    if key not in real_cache:
+                        real_cache[key] = _score(seg, real, truth, prompts, spacing)
+                    d_syn, h_syn = _score(seg, synthetic, truth, prompts, spacing)
+                    rows.append(Table3Row(seg_name, translator, direction, subject_id, region, real_cache[key][0],
+                                          d_syn, real_cache[key][1], h_syn))
+                log(f"[{seg_name} {n}/{len(images)}] {translator} {direction} {subject_id}: whole-tumour Dice "
+                    f"real {real_cache[(subject_id, modality, 'whole tumour')][0]:.3f}, synthetic "
+                    f"{rows[-3].dice_synthetic:.3f} ({time.perf_counter() - t0:.0f} s)")
+        finally:
+            seg.release()
+    return rows
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64)
+    missing = len(values) - v.size
+    if v.size == 0:
+        return "n/a"
+    text = f"{v.mean():.3f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
+    return text + (f" ({missing} n/a)" if missing else "")
+
+
+def _mean_sd_mm(values: Sequence[float]) -> str:
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64)
+    missing = len(values) - v.size
+    if v.size == 0:
+        return "n/a"
+    text = f"{v.mean():.1f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.1f}"
+    return text + (f" ({missing} n/a)" if missing else "")
+
+
+def format_table3(rows: Sequence[Table3Row]) -> str:
+    """The markdown table: one line per segmenter, translator (direction) and region, mean +- SD over subjects."""
+    lines = ["| segmenter | translator | image | region | n | Dice real | Dice synthetic | Dice gap | "
+             "HD95 real (mm) | HD95 synthetic (mm) | HD95 gap (mm) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[Table3Row]] = {}
+    for r in rows:
+        groups.setdefault((r.segmenter, r.translator, r.direction, r.region), []).append(r)
+    for (seg, tr, direction, region), rs in groups.items():
+        gap_d = [r.dice_synthetic - r.dice_real for r in rs]
+        gap_h = [r.hd95_synthetic - r.hd95_real for r in rs]
+        lines.append(
+            f"| {seg} | {tr} | {direction.replace('->', ' -> ')} | {region} | {len(rs)} | "
+            f"{_mean_sd([r.dice_real for r in rs])} | {_mean_sd([r.dice_synthetic for r in rs])} | "
+            f"{_mean_sd(gap_d)} | {_mean_sd_mm([r.hd95_real for r in rs])} | "
+            f"{_mean_sd_mm([r.hd95_synthetic for r in rs])} | {_mean_sd_mm(gap_h)} |")
+    return "\n".join(lines)
+
+
+def write_rows_csv(rows: Sequence[Table3Row], path: str | Path) -> Path:
+    """One line per subject, image and region."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[fl.name for fl in dataclasses.fields(Table3Row)])
+        w.writeheader()
+        for r in rows:
+            w.writerow(dataclasses.asdict(r))
+    return path
+
+
+def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, seconds: float,
+                 notes: str = "") -> Path:
+    """docs/results/edts-table3.md: how to regenerate it, the protocol, the table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subjects = sorted({r.subject for r in rows})
+    text = [
+        "# EDTS-Trans Table III on the benchmark: the same tumour on real and synthetic images?",
+        "",
+        "Regenerate (docs/benchmark.md makes `data/bench`):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"{len(subjects)} test subjects with tumours ({', '.join(subjects)}); made "
+        f"{_dt.date.today().isoformat()} in {seconds / 60:.1f} min on this project's 2-core CPU machine.",
+        "Protocol (`napari_medtrans/core/segment/table3.py`): every shipped translator's synthetic image and the real",
+        "image of the same contrast are segmented with the same ground-truth box prompts, one box per slice where",
+        "the region appears, each slice on its own; Dice of the 3-D mask and HD95 (mm) against the ground truth,",
+        "mean +- SD over subjects; the gap is synthetic minus real, per subject. Regions: whole tumour (oedema,",
+        "enhancing rim, necrosis), tumour core (rim and necrosis), enhancing tumour (rim).",
+        "",
+        format_table3(rows),
+        "",
+    ]
+    if notes:
+        text += [notes.rstrip(), ""]
+    path.write_text("\n".join(text))
+    return path
