@@ -46,8 +46,11 @@ def main() -> int:
     panel = widget.panel
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         path = resolve_model(model) if model == "demo" else resolve_model(f"resources/models/{model}.safetensors")
+        from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
+
+        method = read_checkpoint_metadata(path).method
         panel.add_model_file(path)
-        _wait(app, lambda: panel.spec_label.text() and not panel.spec_label.text().startswith("reading"), 60)
+        _wait(app, lambda: panel.spec_label.text().startswith(method), 60)
         runs = 1 if "edts" in model else args.runs
         stalls, durations, firsts = [], [], []
         for run in range(runs):
