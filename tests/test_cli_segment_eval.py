@@ -115,9 +115,13 @@ def test_explicit_files_and_label_values(tmp_path, tiny_models):
 
 def test_errors_are_readable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
-    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--csv", str(tmp_path / "s.csv")])
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--model", "medsam2", "--csv",
+               str(tmp_path / "s.csv")])
     err = capsys.readouterr().err
     assert rc == 2 and "medtrans weights import PATH --name medsam2_latest" in err
+    # without --model and without weights the shipped segmenter is used (issue 23)
+    rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--csv", str(tmp_path / "s.csv")])
+    assert rc == 0 and "promptunet-phantom" in capsys.readouterr().out
     rc = main(["segment-eval", "--target", str(tmp_path / "t2.nii.gz")])
     assert rc == 2 and "give --labels" in capsys.readouterr().err
     rc = main(["segment-eval", "--phantom", "1", "--model", "medsam2", "--model", "sam2.1_hiera_tiny",
@@ -145,7 +149,7 @@ def test_user_prompts_from_a_json_file(tmp_path, tiny_models, capsys):
     path = _prompt_file(tmp_path, doc)
     out_csv = tmp_path / "user.csv"
     rc = main(["segment-eval", "--phantom", "1", "--shape", *SHAPE, "--prompts", str(path), "--csv", str(out_csv),
-               "--masks", str(tmp_path / "masks")])
+               "--masks", str(tmp_path / "masks"), "--model", "medsam2"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "prompts from the user" in text and f"prompts: user, 2 slice(s) from {path}" in text

@@ -35,7 +35,8 @@ box [x0, y0, x1, y1] (first and last pixel it covers). One entry per slice, each
   {"slices": [{"slice": 3, "points": [[20, 24, 1], [5, 6, 0]], "box": [10, 12, 30, 36]},
               {"slice": 5, "points": [[21, 25]]}]}
 
-Models need their weights in the store: `medtrans weights fetch medsam2_latest` (or `weights import`).
+SAM2 and MedSAM2 need their weights in the store: `medtrans weights fetch medsam2_latest` (or `weights import`);
+without them the shipped promptunet-phantom (trained on phantom tumours) is used.
 
 examples:
   medtrans segment-eval --phantom 1 --shape 80 96 60 --translator demo --model medsam2 --model sam2.1_hiera_tiny
@@ -69,7 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--translator", help="translate the source with this model (checkpoint, 'demo', store name)")
     seg = p.add_argument_group("segmentation")
     seg.add_argument("--model", action="append", default=None,
-                     help="medsam2 (default), sam2.1_hiera_tiny, _small, _base_plus or _large (repeatable)")
+                     help="medsam2 (the default once its weights are imported; until then the shipped "
+                          "promptunet-phantom), sam2.1_hiera_tiny, _small, _base_plus, _large or promptunet-phantom "
+                          "(repeatable)")
     seg.add_argument("--weights", type=Path, default=None, help="checkpoint file instead of the store (one --model)")
     seg.add_argument("--mode", choices=("slices", "propagate"), default="slices", help="default: slices")
     seg.add_argument("--label", type=int, nargs="+", default=None, metavar="N", help="label values of the object")
@@ -165,11 +168,11 @@ def _translate(args, source) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..core import io
-    from ..core.segment import Segmenter
+    from ..core.segment import Segmenter, default_model
     from ..core.segment.evaluate import evaluate_segmentation, format_report, write_reports_csv
     from ._progress import TextProgress
 
-    models = args.model or ["medsam2"]
+    models = args.model or [default_model()]
     if args.weights is not None and len(models) != 1:
         print("medtrans segment-eval: error: --weights goes with exactly one --model", file=sys.stderr)
         return 2
