@@ -161,9 +161,12 @@ class TranslatePanel(QWidget):
         if path not in self._extra_files:
             self._extra_files.append(path)
         self.refresh_models()
+        wanted = Path(path).resolve()
         for i in range(self.model_box.count()):
             choice = self.model_box.itemData(i)
-            if choice is not None and choice.value == path:
+            # a shipped model given by another spelling of its path is the listed entry (listed once)
+            if choice is not None and choice.kind == "checkpoint" and choice.direction is None \
+                    and (choice.value == path or Path(choice.value).resolve() == wanted):
                 self.model_box.setCurrentIndex(i)
                 break
 

@@ -548,3 +548,19 @@ def test_export_picks_what_was_just_made(qtbot):
     assert panel.volume_box.currentText() == "T1"  # nothing new: the user's pick stays
     panel.set_sources(["SYNTHETIC T2 (2)", "SYNTHETIC T2", "FLAIR", "T2"], ["SYNTHETIC T2 (2)", "SYNTHETIC T2"])
     assert panel.volume_box.currentText() == "SYNTHETIC T2 (2)"
+
+
+def test_a_shipped_model_given_by_a_relative_path_is_selected(qtbot, monkeypatch):
+    """add_model_file once left the previous model selected when the file was a shipped one spelt another way."""
+    from pathlib import Path
+
+    from napari_medtrans.qt.translate_panel import TranslatePanel
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    panel = TranslatePanel()
+    qtbot.addWidget(panel)
+    panel.add_model_file("resources/models/edts-t1-t2.safetensors")
+    assert Path(panel.model_box.currentData().value).resolve() == root / "resources/models/edts-t1-t2.safetensors"
+    panel.add_model_file(root / "resources/models/demo-t1-t2.safetensors")
+    assert Path(panel.model_box.currentData().value).name == "demo-t1-t2.safetensors"
