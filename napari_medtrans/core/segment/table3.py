@@ -152,21 +152,13 @@ def run_table3(
     return rows
 
 
-def _mean_sd(values: Sequence[float]) -> str:
+def _mean_sd(values: Sequence[float], digits: int = 3) -> str:
+    """``mean +- SD`` of the defined values, ``(k n/a)`` for NaNs (HD95 of an empty mask); ``n/a`` if none."""
     v = np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64)
     missing = len(values) - v.size
     if v.size == 0:
         return "n/a"
-    text = f"{v.mean():.3f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
-    return text + (f" ({missing} n/a)" if missing else "")
-
-
-def _mean_sd_mm(values: Sequence[float]) -> str:
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64)
-    missing = len(values) - v.size
-    if v.size == 0:
-        return "n/a"
-    text = f"{v.mean():.1f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.1f}"
+    text = f"{v.mean():.{digits}f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.{digits}f}"
     return text + (f" ({missing} n/a)" if missing else "")
 
 
@@ -184,8 +176,8 @@ def format_table3(rows: Sequence[Table3Row]) -> str:
         lines.append(
             f"| {seg} | {tr} | {direction.replace('->', ' -> ')} | {region} | {len(rs)} | "
             f"{_mean_sd([r.dice_real for r in rs])} | {_mean_sd([r.dice_synthetic for r in rs])} | "
-            f"{_mean_sd(gap_d)} | {_mean_sd_mm([r.hd95_real for r in rs])} | "
-            f"{_mean_sd_mm([r.hd95_synthetic for r in rs])} | {_mean_sd_mm(gap_h)} |")
+            f"{_mean_sd(gap_d)} | {_mean_sd([r.hd95_real for r in rs], 1)} | "
+            f"{_mean_sd([r.hd95_synthetic for r in rs], 1)} | {_mean_sd(gap_h, 1)} |")
     return "\n".join(lines)
 
 
