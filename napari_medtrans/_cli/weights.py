@@ -63,8 +63,9 @@ def _table(rows: list[list[str]]) -> str:
 class _Bar:
     """A one-line text progress bar on stderr: [#####-----]  45%  12.3/27.0 MB  3.4 MB/s."""
 
-    def __init__(self, label: str, stream=sys.stderr, width: int = 30):
-        self.label, self.stream, self.width = label, stream, width
+    def __init__(self, label: str, stream=None, width: int = 30):
+        # sys.stderr as it is now, not as it was when this module was imported (a test's closed capture stream)
+        self.label, self.stream, self.width = label, stream if stream is not None else sys.stderr, width
         self.start = time.monotonic()
         self.last = 0.0
         self.drawn = False
