@@ -133,11 +133,10 @@ def weights_available(name: str) -> bool:
         weights_path(spec.weights)
     except WeightsError:
         return False
-    try:
-        import_sam2()
-    except MissingDependencyError:
-        return False
-    return True
+    # whether sam2 is installed, without importing it (hydra, torch): the GUIs ask this on their thread at start
+    import importlib.util
+
+    return importlib.util.find_spec("sam2") is not None
 
 
 def default_model() -> str:

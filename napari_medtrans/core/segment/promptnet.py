@@ -212,26 +212,16 @@ class PromptSegmenter:
 
     def __init__(self, model, *, name: str = "promptunet-phantom", weights: str | os.PathLike | None = None,
                  batch: int = 8):
-        from .cache import EmbeddingCache
-
         self.model = model.eval()
         self.name = name
         self.device = next(model.parameters()).device
         self.image_size = None  # native resolution
         self.precision = "fp32"
-        self.cache = EmbeddingCache(0)  # nothing to cache: prompts enter at the first layer
         self.embeddings_computed = 0
         self.weights = None if weights is None else str(weights)
         self.model_key = (name, self.weights or id(model))
         self.batch = max(1, int(batch))
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike, *, name: str = "promptunet-phantom", device: Any = "cpu"):
-        from ..engine import resolve_device
-
-        model, _meta = load_promptunet(path, resolve_device(device))
-        return cls(model, name=name, weights=path)
 
     # -- the Segmenter interface ---------------------------------------------------------------------------
     def geometry(self, volume: Volume) -> FrameGeometry:

@@ -71,16 +71,19 @@ def available_segmenters() -> list[str]:
     return [SHIPPED] + [n for n in MODELS if n != SHIPPED and weights_available(n)]
 
 
-def _tumour_subjects(ds: Dataset, split: str) -> Dataset:
-    keep = []
+def _tumour_subjects(ds: Dataset, split: str) -> tuple[Dataset, dict[str, tuple]]:
+    """The subjects of ``split`` with tumour labels, and each one's (labels, frame geometry, spacing), read once."""
+    keep, truths = [], {}
     for subj in ds.split(split):
         if subj.labels:
             lab = io.load(ds.path(subj.labels))
-            if np.isin(np.rint(ds.convert_labels(lab.data, ds.path(subj.labels))), REGIONS["whole tumour"]).any():
+            labels = np.rint(ds.convert_labels(lab.data, ds.path(subj.labels)))
+            if np.isin(labels, REGIONS["whole tumour"]).any():
                 keep.append(subj)
+                truths[subj.id] = (labels, FrameGeometry.of(lab), lab.spacing)
     if not keep:
         raise MedtransError(f"no subject of split {split!r} has tumour labels (4, 5, 6)", ds.root)
-    return Dataset(ds.root, keep, name=ds.name, label_scheme=ds.label_scheme)
+    return Dataset(ds.root, keep, name=ds.name, label_scheme=ds.label_scheme), truths
 
 
 def _score(segmenter, image, truth, prompts, spacing) -> tuple[float, float]:
@@ -106,7 +109,7 @@ def run_table3(
     from .segmenter import Segmenter
 
     ds = load_dataset(data)
-    sub = _tumour_subjects(ds, split)
+    sub, truths = _tumour_subjects(ds, split)
     log(f"{len(sub.subjects)} subjects of split {split!r} with tumours: {', '.join(s.id for s in sub.subjects)}")
     model_paths = [resolve_model(m) for m in models] if models else shipped_translators()
     prec = resolve_precision(precision, resolve_device(device))
@@ -119,7 +122,6 @@ def run_table3(
                                                                      log=log):
             images.append((path.stem, direction, subject, syn))
     rows: list[Table3Row] = []
-    truths: dict[str, tuple] = {}
     for seg_name in segmenters or available_segmenters():
         seg = Segmenter.from_name(seg_name, device=device)
         real_cache: dict[tuple, tuple[float, float]] = {}
@@ -128,12 +130,10 @@ def run_table3(
             for n, (translator, direction, subject_id, syn_path) in enumerate(images, 1):
                 subj = next(s for s in sub.subjects if s.id == subject_id)
                 modality = direction.split("->")[1]
-                if subject_id not in truths:
-                    lab = io.load(sub.path(subj.labels))
-                    labels = np.rint(sub.convert_labels(lab.data, sub.path(subj.labels)))
-                    truths[subject_id] = (labels, FrameGeometry.of(lab), lab.spacing)
                 labels, geom, spacing = truths[subject_id]
-                real = io.load(sub.path(subj.images[modality]), modality=modality)
+                # the real image is read and segmented once per subject and contrast, whatever the translators
+                real = None if (subject_id, modality, "whole tumour") in real_cache else \
+                    io.load(sub.path(subj.images[modality]), modality=modality)
                 synthetic = io.load(syn_path)
                 for region, values in REGIONS.items():
                     truth = np.isin(labels, values)

@@ -106,7 +106,7 @@ def _jitter_box(box, rng, shape):
     return (float(min(x0, x1)), float(min(y0, y1)), float(max(x0, x1)), float(max(y0, y1)))
 
 
-def _sample_points(mask, rng, n, box=None):
+def _sample_points(mask, rng, n):
     ys, xs = np.nonzero(mask)
     if ys.size == 0 or n == 0:
         return []
