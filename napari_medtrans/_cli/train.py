@@ -63,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--axis", type=int, default=2, choices=[0, 1, 2], help="slicing axis of the voxel array (default: 2)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random flips and 90-degree rotations (default: on)")
+    g.add_argument("--augment-set", default="dihedral", choices=["dihedral", "lr"],
+                   help="with --augment: every flip and 90-degree rotation (dihedral), or flips along the "
+                   "patient's left-right axis only (lr), which keep the anatomy's orientation, for data in one "
+                   "standard orientation (default: dihedral)")
     g.add_argument("--target-norm", default="volume", choices=["volume", "dataset"],
                    help="normalise each target volume from its own robust range (volume), or all targets from "
                    "their median range, the one the checkpoint stores for mapping outputs back (dataset); "
@@ -193,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     # Recipes that ask for them get unpaired slices and tissue labels (HiFi-Syn); the others paired slices.
     train_cls = UnpairedSliceDataset if getattr(recipe, "unpaired", False) else PairedSliceDataset
     extra = {"labels": True} if getattr(recipe, "needs_labels", False) else {}
-    train_ds = train_cls(ds, "train", augment=args.augment, size=tuple(args.size) if args.size else None,
+    train_ds = train_cls(ds, "train", augment=args.augment and args.augment_set, size=tuple(args.size) if args.size else None,
                          target_norm=args.target_norm, **extra, **common)
     # Validation sees whole slices (padded to the size multiple), as the model will at inference, and targets
     # normalised as the training targets were.

@@ -10,7 +10,10 @@ Items are dicts of tensors ``{"input": [C_in, H, W], "target": [C_out, H, W], "m
 Slices whose foreground covers less than ``min_foreground`` of the slice are skipped. Slices are padded with the
 background value (-1; 0 for the mask) to ``size`` or to the next multiple of ``size_multiple``, centred; a slice
 larger than ``size`` is cropped (centred, or at a random place when augmenting). Augmentation is the paper-style
-one: random horizontal/vertical flips and 90-degree rotations, the same for input, target and mask.
+one: random horizontal/vertical flips and 90-degree rotations, the same for input, target and mask
+(``augment="dihedral"``, or True). ``augment="lr"`` flips along the patient's left-right axis only (read from each
+subject's affine): for data in one standard orientation (the MNI-based benchmark phantom), where a structure
+lies and which way it points tells what it is, the dihedral set teaches the model to ignore exactly that.
 
 Tissue labels. With ``labels=True`` each subject's label map (``Subject.labels``: integers, e.g. the phantom's 0
 background, 1 CSF, 2 GM, 3 WM, 4-6 tumour) is read too, and items carry ``"labels"`` (and ``"target_labels"``):
@@ -46,6 +49,9 @@ from ..core.volume import normalise_modality
 
 __all__ = ["PairedSliceDataset", "UnpairedSliceDataset", "normalisation_stats"]
 
+#: Augmentation sets: every flip and 90-degree rotation, or left-right flips only.
+AUGMENTATIONS = ("dihedral", "lr")
+
 #: A voxel belongs to the foreground when some image is above this value in [-1, 1] (2.5 % of the range).
 FOREGROUND_LEVEL = -0.95
 
@@ -62,6 +68,8 @@ class _SubjectSlices:
     indices: list[int]
     ranges: dict[str, IntensityRange]
     shape: tuple[int, int]
+    #: Tensor dim (-2 or -1) of a slice along the patient's left-right axis; None when slices are sagittal.
+    lr_dim: int | None = None
 
 
 def _modalities(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
@@ -106,6 +114,14 @@ def _fit(a: torch.Tensor | None, size: tuple[int, int], value: float,
     return torch.nn.functional.pad(a, (left, tw - w - left, top, th - h - top), value=value)
 
 
+def _lr_dim(affine: np.ndarray, axis: int) -> int | None:
+    """The dim (-2 rows, -1 columns) of a slice along ``axis`` whose voxel axis runs most nearly left-right."""
+    voxel_axis = int(np.argmax(np.abs(np.asarray(affine, dtype=np.float64)[0, :3])))
+    if voxel_axis == axis:
+        return None
+    return -2 if voxel_axis == min(a for a in range(3) if a != axis) else -1
+
+
 class _SlicePool:
     """Loads the subjects of one split for a set of modalities and indexes their usable slices."""
 
@@ -134,14 +150,14 @@ class _SlicePool:
                     f"(give it a \"labels\" entry in the manifest, or train without labels)", ds.root,
                 )
         for s in subjects:
-            arrays, mask, labmap, ranges = self._load(s)
+            arrays, mask, labmap, ranges, affine = self._load(s)
             fg = mask if mask is not None else self._foreground(arrays, ranges)
             fraction = fg.astype(np.float32).mean(axis=tuple(a for a in range(3) if a != axis))
             indices = [int(k) for k in np.flatnonzero(fraction >= self.min_foreground)]
             shape = tuple(n for a, n in enumerate(fg.shape) if a != axis)
             self.subjects.append(_SubjectSlices(s.id, arrays if cache else None, mask if cache else None,
                                                 labmap if cache else None, mask is not None, indices, ranges,
-                                                shape))
+                                                shape, _lr_dim(affine, axis)))
             self.items.extend((len(self.subjects) - 1, k) for k in indices)
         self._last: tuple[int, dict, np.ndarray | None, np.ndarray | None] | None = None
         if not subjects:
@@ -153,7 +169,7 @@ class _SlicePool:
             )
 
     def _load(self, subject) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None,
-                                      dict[str, IntensityRange]]:
+                                      dict[str, IntensityRange], np.ndarray]:
         arrays, ranges, ref = {}, {}, None
         for m in self.modalities:
             path = self.ds.path(subject.images[m])
@@ -178,7 +194,7 @@ class _SlicePool:
                 )
             mask = mvol.data > 0.5
         labmap = self._load_labels(subject, ref.shape) if self.labels else None
-        return arrays, mask, labmap, ranges
+        return arrays, mask, labmap, ranges, ref.affine
 
     def _load_labels(self, subject, shape: tuple[int, ...]) -> np.ndarray:
         """The subject's label map as int32, checked to be integers on the images' grid."""
@@ -211,9 +227,13 @@ class _SlicePool:
             return self._last[1], self._last[2], self._last[3]
         # Not cached: keep only the last subject read (slices of one subject tend to come in runs).
         s = next(x for x in self.ds.subjects if x.id == subj.id)
-        arrays, mask, labmap, _ = self._load(s)
+        arrays, mask, labmap, _, _ = self._load(s)
         self._last = (pos, arrays, mask, labmap)
         return arrays, mask, labmap
+
+    def lr_dim(self, item: int) -> int | None:
+        """The tensor dim of item ``item``'s slice that runs left-right (None for sagittal slices)."""
+        return self.subjects[self.items[item][0]].lr_dim
 
     def slice(self, item: int) -> tuple[str, int, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(subject id, slice index, images [C, H, W] in [-1, 1], mask [1, H, W], labels [1, H, W] int64 or
@@ -296,7 +316,7 @@ class _SliceDatasetBase(TorchDataset):
         self.normalisation["outputs"] = {m: {"lo": r.lo, "hi": r.hi} for m, r in fixed.items()}
         self.normalisation["targets"] = "dataset"
 
-    def _setup_geometry(self, shape: tuple[int, int], size, size_multiple: int, augment: bool) -> None:
+    def _setup_geometry(self, shape: tuple[int, int], size, size_multiple: int, augment: bool | str) -> None:
         if size is not None:
             if len(size) != 2 or any(int(s) < 1 for s in size):
                 raise ValueError(f'Argument "size" must be (H, W) with positive integers, got {size!r}.')
@@ -306,20 +326,31 @@ class _SliceDatasetBase(TorchDataset):
         else:
             size = tuple(-(-s // size_multiple) * size_multiple for s in shape)
         self.size: tuple[int, int] = size  # type: ignore[assignment]
-        self.augment = bool(augment)
+        if augment is True:
+            augment = "dihedral"
+        if augment not in (False, None, *AUGMENTATIONS):
+            raise UnknownChoiceError("augmentation", str(augment), AUGMENTATIONS)
+        #: "dihedral", "lr" or None (no augmentation, centred crops).
+        self.augmentation: str | None = augment or None
+        self.augment = self.augmentation is not None
 
     def _offset(self, shape: tuple[int, int]) -> tuple[int, int] | None:
         if not self.augment:
             return None
         return tuple(int(torch.randint(0, max(s - t, 0) + 1, (1,))) for s, t in zip(shape, self.size))
 
-    def _augment(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-        """The same random flips and 90-degree rotation for every tensor ``[C, H, W]`` (None passes through)."""
+    def _augment(self, *tensors: torch.Tensor | None, lr_dim: int | None = None) -> list[torch.Tensor | None]:
+        """The same random flips and 90-degree rotation for every tensor ``[C, H, W]`` (None passes through);
+        with ``augmentation="lr"`` a random flip along ``lr_dim`` only."""
         if not self.augment:
             return list(tensors)
-        flips = [d for d, on in zip((-2, -1), torch.rand(2) < 0.5) if on]
-        square = self.size[0] == self.size[1]
-        k = int(torch.randint(0, 4 if square else 2, (1,))) * (1 if square else 2)
+        if self.augmentation == "lr":
+            flips = [lr_dim] if lr_dim is not None and bool(torch.rand(1) < 0.5) else []
+            k = 0
+        else:
+            flips = [d for d, on in zip((-2, -1), torch.rand(2) < 0.5) if on]
+            square = self.size[0] == self.size[1]
+            k = int(torch.randint(0, 4 if square else 2, (1,))) * (1 if square else 2)
         out = []
         for t in tensors:
             if t is None:
@@ -350,8 +381,9 @@ class PairedSliceDataset(_SliceDatasetBase):
         Pad (or crop) slices to this size; None pads to the next multiple of ``size_multiple``.
     size_multiple : int
         The model's ``spec.size_multiple``, used when ``size`` is None.
-    augment : bool
-        Random flips and 90-degree rotations (and random crops when slices exceed ``size``).
+    augment : bool or {"dihedral", "lr"}
+        Random flips and 90-degree rotations (True, "dihedral"), or random left-right flips only ("lr"); either
+        crops at random places when slices exceed ``size``.
     cache : bool
         Keep the normalised volumes in memory (otherwise reread a subject's files when its slices are needed).
     min_foreground : float
@@ -373,7 +405,7 @@ class PairedSliceDataset(_SliceDatasetBase):
 
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
-                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
+                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool | str = False,
                  cache: bool = True, min_foreground: float = 0.05, target_norm: str | Mapping = "volume",
                  labels: bool = False):
         if axis not in (0, 1, 2):
@@ -410,7 +442,7 @@ class PairedSliceDataset(_SliceDatasetBase):
         img = _fit(img, self.size, -1.0, offset)
         mask = _fit(mask, self.size, 0.0, offset)
         lab = _fit(lab, self.size, 0, offset)
-        img, mask, lab = self._augment(img, mask, lab)
+        img, mask, lab = self._augment(img, mask, lab, lr_dim=self.pool.lr_dim(item))
         out = {"input": img[self._in], "target": img[self._out], "mask": mask, "subject": sid, "index": k}
         if lab is not None:
             out["labels"] = out["target_labels"] = lab
@@ -433,7 +465,7 @@ class UnpairedSliceDataset(_SliceDatasetBase):
 
     def __init__(self, dataset: Dataset | str | os.PathLike, split: str | Sequence[str] | None = "train", *,
                  inputs: Sequence[str] | str = ("T1",), outputs: Sequence[str] | str = ("T2",), axis: int = 2,
-                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool = False,
+                 size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool | str = False,
                  cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False,
                  target_norm: str | Mapping = "volume", labels: bool = False):
         if axis not in (0, 1, 2):
@@ -491,12 +523,13 @@ class UnpairedSliceDataset(_SliceDatasetBase):
         if not 0 <= item < len(self):
             raise IndexError(f"slice {item} out of range for {len(self)} slices")
         sid, k, x, xm, xl = self.source.slice(item)
-        tid, tk, y, ym, yl = self.target.slice(self._target_item(sid))
+        titem = self._target_item(sid)
+        tid, tk, y, ym, yl = self.target.slice(titem)
         ox, oy = self._offset(x.shape[-2:]), self._offset(y.shape[-2:])
         x, xm, xl = _fit(x, self.size, -1.0, ox), _fit(xm, self.size, 0.0, ox), _fit(xl, self.size, 0, ox)
         y, ym, yl = _fit(y, self.size, -1.0, oy), _fit(ym, self.size, 0.0, oy), _fit(yl, self.size, 0, oy)
-        x, xm, xl = self._augment(x, xm, xl)
-        y, ym, yl = self._augment(y, ym, yl)
+        x, xm, xl = self._augment(x, xm, xl, lr_dim=self.source.lr_dim(item))
+        y, ym, yl = self._augment(y, ym, yl, lr_dim=self.target.lr_dim(titem))
         out = {"input": x, "target": y, "mask": xm, "target_mask": ym, "subject": sid, "target_subject": tid,
                "index": k, "target_index": tk}
         if self.labels:

@@ -37,10 +37,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import ConfigMismatchError, MedtransError, MethodMismatchError, UnknownChoiceError
+from ..core.errors import MedtransError, UnknownChoiceError
 from ..translators.base import Translator
 from ..translators.cdm import STAGES, TRAIN_CONDITIONS, CdmTranslator
-from .recipes import OptimizerSpec, RecipeParts, register_recipe
+from .recipes import OptimizerSpec, RecipeParts, load_init, register_recipe
 
 __all__ = ["CdmRecipe", "masked_patch_loss"]
 
@@ -132,24 +132,7 @@ class CdmRecipe:
     # -- build -------------------------------------------------------------------------------------------
     def _load_init(self, model: CdmTranslator) -> list[str]:
         """Load ``init`` into ``model``; returns the stages recorded in it."""
-        from ..translators.checkpoint import load_translator, read_checkpoint_metadata
-
-        p = self.init
-        info = read_checkpoint_metadata(p)
-        if info.method != "cdm":
-            raise MethodMismatchError(p, expected="cdm", found=info.method)
-        src = load_translator(p, method="cdm")
-        for field in ("inputs", "outputs"):
-            if tuple(getattr(src.spec, field)) != tuple(getattr(model.spec, field)):
-                raise ConfigMismatchError(
-                    f"holds a CDM with {field} {list(getattr(src.spec, field))}; this run's model has "
-                    f"{list(getattr(model.spec, field))}", p)
-        try:
-            model.load_state_dict(src.state_dict(), strict=True)
-        except RuntimeError as exc:
-            raise ConfigMismatchError(
-                f"holds a CDM of config {src.config}, which does not fit this run's model {model.config}: "
-                f"build the model with the same options ({str(exc).splitlines()[0]})", p) from None
+        info = load_init(model, self.init, "cdm")
         self.config["init_sha256"] = info.sha256
         recipe = info.training.get("recipe") if isinstance(info.training, dict) else None
         stages = recipe.get("stages") if isinstance(recipe, dict) else None

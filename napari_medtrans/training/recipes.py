@@ -31,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import UnknownChoiceError
+import os
+
+from ..core.errors import ConfigMismatchError, MethodMismatchError, UnknownChoiceError
 from ..translators.base import Translator
 from ..translators.blocks import PatchGANDiscriminator, init_normal
 
@@ -47,6 +49,7 @@ __all__ = [
     "Pix2PixRecipe",
     "gan_loss",
     "GAN_LOSSES",
+    "load_init",
 ]
 
 GAN_LOSSES = ("vanilla", "lsgan")
@@ -147,6 +150,31 @@ def get_recipe(name: str, **options: Any) -> Recipe:
         raise TypeError(f"recipe {name!r} does not take these options {sorted(options)}: {exc}") from None
 
 
+def load_init(model: Translator, path: str | os.PathLike, method: str):
+    """Load the weights of checkpoint ``path`` (a ``method`` model of the same inputs, outputs and architecture)
+    into ``model``, for a run that starts from them; returns the checkpoint's
+    :class:`~napari_medtrans.translators.checkpoint.CheckpointInfo`. Clear errors name the file: another
+    method, other modalities, or weights that do not fit the model's configuration."""
+    from ..translators.checkpoint import load_translator, read_checkpoint_metadata
+
+    info = read_checkpoint_metadata(path)
+    if info.method != method:
+        raise MethodMismatchError(path, expected=method, found=info.method)
+    src = load_translator(path, method=method)
+    for field in ("inputs", "outputs"):
+        if tuple(getattr(src.spec, field)) != tuple(getattr(model.spec, field)):
+            raise ConfigMismatchError(
+                f"holds a {method} model with {field} {list(getattr(src.spec, field))}; this run's model has "
+                f"{list(getattr(model.spec, field))}", path)
+    try:
+        model.load_state_dict(src.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise ConfigMismatchError(
+            f"holds a {method} model of config {src.config}, which does not fit this run's model {model.config}: "
+            f"build the model with the same options ({str(exc).splitlines()[0]})", path) from None
+    return info
+
+
 def _paired(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch["input"], batch["target"]
 
@@ -165,19 +193,27 @@ class RegressionRecipe:
         the conditional mean where the input is ambiguous), or their sum.
     weight_decay : float
         AdamW weight decay.
+    init : path-like, optional
+        Start from the weights of this checkpoint (a U-Net of the same configuration; fine-tuning); its SHA-256
+        is recorded in the new checkpoint.
     """
 
     name = "unet"
     default_lr = 1e-3
 
-    def __init__(self, *, loss: str = "l1", weight_decay: float = 1e-4):
+    def __init__(self, *, loss: str = "l1", weight_decay: float = 1e-4, init: str | os.PathLike | None = None):
         if loss not in REGRESSION_LOSSES:
             raise UnknownChoiceError("regression loss", loss, REGRESSION_LOSSES)
         self.loss = loss
         self.weight_decay = float(weight_decay)
+        self.init = init
         self.config = {"loss": loss, "weight_decay": self.weight_decay}
+        if init is not None:
+            self.config.update(init=str(init), init_sha256=None)
 
     def build(self, model: Translator) -> RecipeParts:
+        if self.init is not None:
+            self.config["init_sha256"] = load_init(model, self.init, self.name).sha256
         return RecipeParts({}, {"model": OptimizerSpec(("model",), weight_decay=self.weight_decay)})
 
     def training_step(self, batch, model, modules, ctx) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch
 
 from napari_medtrans.core.dataset import Dataset, DatasetError, Subject
 from napari_medtrans.core.errors import GeometryMismatchError, MedtransError
-from napari_medtrans.core.io import write_nifti
+from napari_medtrans.core.io import load, write_nifti
 from napari_medtrans.core.preprocess import normalise, robust_range
 from napari_medtrans.core.volume import Volume
 from napari_medtrans.training.datasets import TARGET_HEADROOM, PairedSliceDataset, UnpairedSliceDataset
@@ -127,6 +127,33 @@ def test_augmentation_moves_input_target_and_mask_together(data):
                     torch.rot90(plain["input"], k, (-2, -1)) for f in ([], [-1], [-2], [-2, -1]) for k in range(4)]
         assert any(torch.equal(item["input"], v) for v in variants)
     assert len(seen) >= 4  # flips and rotations really happen
+
+
+@pytest.mark.parametrize("permute", [False, True])
+def test_lr_augmentation_flips_left_right_only(tmp_path, permute):
+    """augment="lr" keeps the anatomy's orientation: the only change is a flip along the patient's left-right
+    axis, read from the affine (rows for RAS data; columns when the voxel axes i and j are swapped)."""
+    ds = _write(tmp_path)
+    if permute:  # the same images with i and j swapped and an affine that says so: LR runs along j
+        swap = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]], float)
+        for s in ds.subjects:
+            for rel in [*s.images.values(), s.mask]:
+                path = ds.path(rel)
+                write_nifti(Volume(np.ascontiguousarray(load(path).data.transpose(1, 0, 2)), swap), path)
+    lr_dim = -1 if permute else -2
+    torch.manual_seed(0)
+    aug = PairedSliceDataset(ds, "train", size=(24, 24), augment="lr")
+    plain = PairedSliceDataset(ds, "train", size=(24, 24))[4]["input"]
+    assert not torch.equal(plain, torch.flip(plain, [lr_dim]))  # the test image is not symmetric
+    seen = set()
+    for _ in range(30):
+        item = aug[4]
+        torch.testing.assert_close(item["target"], item["input"], atol=1e-5, rtol=0)
+        assert torch.equal(item["input"], plain) or torch.equal(item["input"], torch.flip(plain, [lr_dim]))
+        seen.add(item["input"].numpy().tobytes())
+    assert len(seen) == 2
+    with pytest.raises(MedtransError, match="augmentation"):
+        PairedSliceDataset(ds, "train", augment="rotate")
 
 
 def test_cache_off_gives_the_same_items(data):

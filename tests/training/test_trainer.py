@@ -96,6 +96,27 @@ def test_the_regression_loss_is_what_the_recipe_says(data, tmp_path):
         assert row["mse"] < row["l1"]  # errors in [-1, 1] early on: squares are smaller
 
 
+def test_a_run_can_start_from_another_runs_weights(data, tmp_path):
+    """recipe option init: the first step starts from the given checkpoint (its first training loss is the
+    loss that checkpoint ends on, far below a fresh model's), and the new checkpoint records the file's hash;
+    a checkpoint of another configuration or method is refused, naming the file."""
+    first = _run(data, tmp_path / "a", steps=40, val_every=0, lr=3e-3)
+    fresh = _rows(_run(data, tmp_path / "b", steps=1, val_every=0, seed=1).log_jsonl)[0]["loss"]
+    tuned = _run(data, tmp_path / "c", steps=1, val_every=0, seed=1, recipe_options={"init": first.checkpoint})
+    start = _rows(tuned.log_jsonl)[0]["loss"]
+    end = np.mean([r["loss"] for r in _rows(first.log_jsonl)[-5:]])
+    assert start < 0.5 * fresh and start == pytest.approx(end, rel=0.5)
+    from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
+    info = read_checkpoint_metadata(tuned.checkpoint)
+    assert info.training["recipe"]["init_sha256"] == read_checkpoint_metadata(first.checkpoint).sha256
+    wider = create_translator("unet", width=16, depth=2)
+    with pytest.raises(MedtransError, match=f"{first.checkpoint.name}.*does not fit"):
+        get_recipe("unet", init=first.checkpoint).build(wider)
+    other = _run(data, tmp_path / "d", method="pix2pix", steps=1, val_every=0).checkpoint
+    with pytest.raises(MedtransError, match="pix2pix"):
+        get_recipe("unet", init=other).build(create_translator("unet", width=8, depth=2))
+
+
 def test_cosine_schedule_runs_from_lr_to_min_lr():
     lrs = [cosine_lr(s, 100, 1e-3, 1e-5) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-3)
