@@ -36,6 +36,7 @@ COMMANDS = (
     "segmenter",
     "table3",
     "train",
+    "ablation",
     "weights",
     "demo",
     "export",

@@ -179,7 +179,7 @@ def _paired(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch["input"], batch["target"]
 
 
-REGRESSION_LOSSES = ("l1", "mse", "l1+mse")
+REGRESSION_LOSSES = ("l1", "mse", "l1+mse", "l1+ssim")
 
 
 @register_recipe("unet")
@@ -188,9 +188,10 @@ class RegressionRecipe:
 
     Parameters
     ----------
-    loss : {"l1", "mse", "l1+mse"}
+    loss : {"l1", "mse", "l1+mse", "l1+ssim"}
         Pixel loss: mean absolute error (the baseline's), mean squared error (what PSNR measures; it predicts
-        the conditional mean where the input is ambiguous), or their sum.
+        the conditional mean where the input is ambiguous), their sum, or L1 + 0.5 (1 - SSIM): EDTS-Trans's loss
+        on one output (its Eq. 17 with alpha = 0.5), for a baseline trained with the same loss.
     weight_decay : float
         AdamW weight decay.
     init : path-like, optional
@@ -226,6 +227,10 @@ class RegressionRecipe:
             terms["l1"] = F.l1_loss(out, y)
         if "mse" in self.loss:
             terms["mse"] = F.mse_loss(out, y)
+        if "ssim" in self.loss:
+            from .recipe_edts import ssim_torch
+
+            terms["ssim"] = 0.5 * (1 - ssim_torch(out, y))
         loss = sum(terms.values())
         ctx.optimise("model", loss)
         losses = {"loss": loss.detach()}
