@@ -55,8 +55,8 @@ def main(argv=None) -> int:
 
     from napari_medtrans.core.errors import WeightsError
     from napari_medtrans.phantom import make_subject
-    from napari_medtrans.core.segment import FrameGeometry, Segmenter, SlicePrompt, prompts_from_mask
-    from napari_medtrans.core.segment.evaluate import ground_truth_mask
+    from napari_medtrans.segment import FrameGeometry, Segmenter, SlicePrompt, prompts_from_mask
+    from napari_medtrans.segment.evaluate import ground_truth_mask
 
     if args.threads:
         torch.set_num_threads(args.threads)

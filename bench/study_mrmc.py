@@ -3,7 +3,7 @@
     python bench/study_mrmc.py                          # 1500 studies per setting, 5 readers x 10 cases
     python bench/study_mrmc.py --studies 50 --readers 8 --cases 30 --mrmc fixed-readers
 
-Each study is drawn with :func:`napari_medtrans.core.study.simulate.simulate_records` (four candidates per case:
+Each study is drawn with :func:`napari_medtrans.study.simulate.simulate_records` (four candidates per case:
 the acquired image and three methods, all at latent quality 3.0 unless an effect is added; answer noise 0.5, case
 SD 0.4, reader SD 0.2) and analysed with :func:`analyse_records` on the "structure" criterion (1-5). Settings:
 three nulls (no method effect) - no interaction, case x method SD 0.5, reader x method SD 0.3 - and, under each,
@@ -49,9 +49,9 @@ def run_setting(n_studies: int, seed0: int, readers: int, cases: int, mrmc: str,
     """Counts of p < 0.05 over ``n_studies`` studies for each column of the table (see the module notes)."""
     import numpy as np
 
-    from napari_medtrans.core.study.analysis import analyse_records, friedman_test
-    from napari_medtrans.core.study.model import DEFAULT_CRITERIA, REAL
-    from napari_medtrans.core.study.simulate import simulate_records
+    from napari_medtrans.study.analysis import analyse_records, friedman_test
+    from napari_medtrans.study.model import DEFAULT_CRITERIA, REAL
+    from napari_medtrans.study.simulate import simulate_records
 
     methods = [REAL, "m1", "m2", "m3"]
     crit = [c for c in DEFAULT_CRITERIA if c.name == "structure"]

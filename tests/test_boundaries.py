@@ -33,9 +33,9 @@ def test_cli_help_is_fast_and_headless():
     assert not loaded.intersection(FORBIDDEN + ("torch",)), "medtrans --help must not import torch or Qt"
 
 
-# Floors (../shared/ARCHITECTURE.md): a module imports only from its own floor or below. Reader studies and
-# segmentation are features above training even while they live under core/ (issue 22).
-FLOORS = {"core": 0, "translators": 1, "training": 2, "phantom": 3, "core.study": 3, "core.segment": 3, "qt": 4,
+# Floors (../shared/ARCHITECTURE.md): a module imports only from its own floor or below. Reader studies,
+# segmentation and the phantom are features above training, each its own package.
+FLOORS = {"core": 0, "translators": 1, "training": 2, "phantom": 3, "study": 3, "segment": 3, "qt": 4,
           "_napari": 5, "_cli": 6, "cli": 6}
 
 
@@ -80,6 +80,6 @@ def test_every_module_imports_only_its_floor_or_below():
 
 
 def test_the_floor_rule_catches_an_upward_import():
-    assert _floor("napari_medtrans.core.volume") == 0 and _floor("napari_medtrans.core.segment.train") == 3
+    assert _floor("napari_medtrans.core.volume") == 0 and _floor("napari_medtrans.segment.train") == 3
     assert _floor("napari_medtrans.training.evaluate") == 2 and _floor("napari_medtrans._cli.table3") == 6
     assert _floor("numpy") is None

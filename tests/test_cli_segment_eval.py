@@ -12,8 +12,8 @@ pytest.importorskip("sam2")
 torch = pytest.importorskip("torch")
 
 from napari_medtrans.cli import build_parser, main  # noqa: E402
-from napari_medtrans.core.segment import Segmenter  # noqa: E402
-from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.segment import Segmenter  # noqa: E402
+from napari_medtrans.segment._tiny import tiny_sam2  # noqa: E402
 
 SHAPE = ["32", "32", "6"]
 
@@ -139,8 +139,8 @@ def _prompt_file(tmp_path, doc, name="prompts.json"):
 
 def test_user_prompts_from_a_json_file(tmp_path, tiny_models, capsys):
     from napari_medtrans.phantom import make_subject
-    from napari_medtrans.core.segment import SlicePrompt
-    from napari_medtrans.core.segment.evaluate import evaluate_segmentation
+    from napari_medtrans.segment import SlicePrompt
+    from napari_medtrans.segment.evaluate import evaluate_segmentation
 
     doc = {"comment": "two clicks and a box", "slices": [
         {"slice": 2, "points": [[20, 8, 1], [3, 3, 0]], "box": [14, 4, 28, 16]},

@@ -10,8 +10,8 @@ import yaml
 from napari_medtrans.cli import main
 from napari_medtrans.core import io
 from napari_medtrans.phantom import make_subject
-from napari_medtrans.core.study import ReaderSession, open_bundle
-from napari_medtrans.core.study.store import StudyStore
+from napari_medtrans.study import ReaderSession, open_bundle
+from napari_medtrans.study.store import StudyStore
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import save_checkpoint
 
@@ -85,7 +85,7 @@ def test_study_errors_are_one_line(tmp_path, capsys):
 def test_simulate_then_report(tmp_path, capsys):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({
         "seed": 1, "cases": [{"id": f"c{i}", "real": "r", "candidates": {"m1": "a", "m2": "b"}} for i in range(3)]}))
-    from napari_medtrans.core.study import create_study, load_config
+    from napari_medtrans.study import create_study, load_config
 
     create_study(load_config(tmp_path / "s.yaml"), tmp_path / "s.db", check_images=False).close()
     assert main(["study", "simulate", "--db", str(tmp_path / "s.db"), "--readers", "3"]) == 0
@@ -157,7 +157,7 @@ def test_import_of_a_damaged_database_is_one_line(small_study, capsys):
 def test_simulate_effects_and_mrmc_variants(tmp_path, capsys):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({
         "seed": 1, "cases": [{"id": f"c{i}", "real": "r", "candidates": {"m1": "a", "m2": "b"}} for i in range(6)]}))
-    from napari_medtrans.core.study import create_study, load_config
+    from napari_medtrans.study import create_study, load_config
 
     create_study(load_config(tmp_path / "s.yaml"), tmp_path / "s.db", check_images=False).close()
     db = str(tmp_path / "s.db")

@@ -203,7 +203,7 @@ class _Question(QGroupBox):
 
 
 class ReaderWindow(QMainWindow):
-    """The reader's window for one :class:`~napari_medtrans.core.study.session.ReaderSession`."""
+    """The reader's window for one :class:`~napari_medtrans.study.session.ReaderSession`."""
 
     def __init__(self, session, parent: QWidget | None = None):
         super().__init__(parent)
@@ -291,7 +291,7 @@ class ReaderWindow(QMainWindow):
     def from_bundle(cls, folder, parent: QWidget | None = None, name: str | None = None):
         """Open a bundle, ask the reader's name (unless given) and return the window (None on cancel/error)."""
         from napari_medtrans.core.errors import MedtransError
-        from napari_medtrans.core.study import ReaderSession, open_bundle
+        from napari_medtrans.study import ReaderSession, open_bundle
 
         try:
             bundle = open_bundle(folder)

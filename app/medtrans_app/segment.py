@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_medtrans.core.segment import FrameGeometry, SlicePrompt
+from napari_medtrans.segment import FrameGeometry, SlicePrompt
 from napari_medtrans.qt.segment_panel import SegmentPanel
 
 __all__ = ["AppSegmentation", "MODES"]

@@ -143,8 +143,8 @@ def _images(args) -> tuple[dict, object, list[int] | None]:
 def _prompts(args, truth):
     """The user's prompts from --prompts, checked against the ground truth's frames; None without --prompts."""
     from ..core.errors import MedtransError
-    from ..core.segment import FrameGeometry
-    from ..core.segment.prompts import load_prompts_json
+    from ..segment import FrameGeometry
+    from ..segment.prompts import load_prompts_json
 
     if args.prompts is None:
         return None
@@ -168,8 +168,8 @@ def _translate(args, source) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..core import io
-    from ..core.segment import Segmenter, default_model
-    from ..core.segment.evaluate import evaluate_segmentation, format_report, write_reports_csv
+    from ..segment import Segmenter, default_model
+    from ..segment.evaluate import evaluate_segmentation, format_report, write_reports_csv
     from ._progress import TextProgress
 
     models = args.model or [default_model()]

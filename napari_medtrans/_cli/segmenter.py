@@ -10,7 +10,7 @@ from pathlib import Path
 NAME = "segmenter"
 HELP = "train the promptable tumour segmenter that works without SAM2/MedSAM2 weights"
 DESCRIPTION = """\
-Train the compact promptable U-Net (napari_medtrans.core.segment.promptnet) on the tumour labels of a dataset's
+Train the compact promptable U-Net (napari_medtrans.segment.promptnet) on the tumour labels of a dataset's
 training subjects: boxes, clicks and propagation priors on whole tumour, tumour core and enhancing rim, on every
 contrast. Running the same command again continues from OUT/state.pt. The model is OUT/model.safetensors; the
 shipped one is resources/segmenters/promptunet-phantom.safetensors (its card says how it was made).
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.segment.train import SegTrainConfig, train_segmenter
+    from ..segment.train import SegTrainConfig, train_segmenter
 
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,

@@ -109,9 +109,9 @@ def _effects(items: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.study import analyse, create_study, export_bundle, import_results, write_report
-    from ..core.study.simulate import simulate_readers
-    from ..core.study.store import StudyStore
+    from ..study import analyse, create_study, export_bundle, import_results, write_report
+    from ..study.simulate import simulate_readers
+    from ..study.store import StudyStore
 
     cmd = args.study_command
     if cmd == "create":

@@ -58,7 +58,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.segment.table3 import format_table3, run_table3, write_report, write_rows_csv
+    from ..segment.table3 import format_table3, run_table3, write_report, write_rows_csv
 
     t0 = time.perf_counter()
     rows = run_table3(args.data, models=args.model, segmenters=args.segmenter, split=args.split,

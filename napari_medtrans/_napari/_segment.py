@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.segment import FrameGeometry, SlicePrompt
+from ..segment import FrameGeometry, SlicePrompt
 from ..qt.segment_panel import SegmentPanel
 from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
 from ._layers import layer_to_volume, volume_layer_data, world_to_index

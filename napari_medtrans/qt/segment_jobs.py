@@ -62,7 +62,7 @@ class SegmenterPool:
                 if self._factory is not None:
                     self._items[key] = self._factory(model, device)
                 else:
-                    from ..core.segment import Segmenter
+                    from ..segment import Segmenter
 
                     self._items[key] = Segmenter.from_name(model, device=device)
             return self._items[key]
@@ -87,7 +87,7 @@ def run_segmentation(job, pool: SegmenterPool, request: SegmentRequest):
 
 def run_evaluation(job, pool: SegmenterPool, request: EvaluateRequest):
     """Job function: the SegEvalReport of ``request``."""
-    from ..core.segment.evaluate import evaluate_segmentation
+    from ..segment.evaluate import evaluate_segmentation
 
     return evaluate_segmentation(request.images, request.truth, pool.get(request.model, request.device),
                                  labels=request.labels, mode=request.mode, prompts=request.prompts or None,

@@ -3,7 +3,7 @@ comparison of source, real and synthetic images, and DICOM SEG export; every job
 
 The panel knows volumes by name. Its host (napari dock widget or the app) sets ``volume_provider(name)`` and
 ``prompt_provider(volume) -> list[SlicePrompt]`` (the host's clicks and boxes in frame coordinates, see
-:mod:`napari_medtrans.core.segment.frames`), lists volumes with :meth:`SegmentPanel.set_sources` and shows the
+:mod:`napari_medtrans.segment.frames`), lists volumes with :meth:`SegmentPanel.set_sources` and shows the
 masks that arrive through ``segmented`` and ``evaluated``. The comparison uses the host's prompts (read on the
 ground truth's grid, which every compared image shares) when there are any, else boxes from the ground truth.
 Models stay loaded between runs, with their embedding caches, so prompting the same volume again is fast.
@@ -56,7 +56,7 @@ class SegmentPanel(QWidget):
     stopped = Signal(object, str)  # request, "cancelled" or "failed"
 
     def __init__(self, parent: QWidget | None = None, *, pool: SegmenterPool | None = None):
-        from ..core.segment import DIRECTIONS, model_names
+        from ..segment import DIRECTIONS, model_names
         from .translation import device_choices
 
         super().__init__(parent)
@@ -136,7 +136,7 @@ class SegmentPanel(QWidget):
 
         Called at start and after an import, so imported weights take over from the shipped network.
         """
-        from ..core.segment import SHIPPED, default_model
+        from ..segment import SHIPPED, default_model
 
         name = default_model()
         self.model_box.setCurrentText(name)
@@ -150,7 +150,7 @@ class SegmentPanel(QWidget):
 
     def import_weights(self):
         """"Import weights...": the segmenters' weights (SAM2.1, MedSAM2) into the store, in a worker."""
-        from ..core.segment import SHIPPED
+        from ..segment import SHIPPED
         from .weights_import import pick_and_import
 
         def done(dest, message):
@@ -250,7 +250,7 @@ class SegmentPanel(QWidget):
         request = self._request
         self._release_buttons()
         if isinstance(request, EvaluateRequest):
-            from ..core.segment.evaluate import format_report
+            from ..segment.evaluate import format_report
 
             self.table.setPlainText(format_report([value]))
             self.status.setText(f"compared {len(request.images)} image(s) with {value.model}, "

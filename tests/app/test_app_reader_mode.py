@@ -18,7 +18,7 @@ from medtrans_app.reader import ReaderWindow, SignInDialog, ranks_from_order
 from medtrans_app.viewer import SlicePane
 from napari_medtrans.core import io
 from napari_medtrans.phantom import make_subject
-from napari_medtrans.core.study import analyse, create_study, export_bundle, import_results, parse_config
+from napari_medtrans.study import analyse, create_study, export_bundle, import_results, parse_config
 from napari_medtrans.translators import list_translators
 
 METHODS = ("hifisyn", "cyclegan")
@@ -240,10 +240,10 @@ def test_reader_mode_shows_no_voxel_values_and_mouse_answers_save(qtbot, bundle)
 def test_closed_bundle_refuses_unknown_names(qtbot, study, tmp_path, monkeypatch):
     from qtpy.QtWidgets import QMessageBox
 
-    from napari_medtrans.core.study import schema as S
+    from napari_medtrans.study import schema as S
 
     path = export_bundle(study[0], tmp_path / "closed", readers=["Alice"], log=lambda s: None)
-    from napari_medtrans.core.study.store import StudyStore
+    from napari_medtrans.study.store import StudyStore
 
     with StudyStore(path / "study.db") as s, s.engine.begin() as conn:
         conn.execute(S.studies.update().values(open_enrolment=False))

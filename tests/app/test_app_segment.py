@@ -14,8 +14,8 @@ from medtrans_app.imaging import DisplayVolume  # noqa: E402
 from medtrans_app.main_window import MainWindow  # noqa: E402
 from medtrans_app.settings import AppSettings  # noqa: E402
 from napari_medtrans.phantom import make_subject  # noqa: E402
-from napari_medtrans.core.segment import FrameGeometry, Segmenter  # noqa: E402
-from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.segment import FrameGeometry, Segmenter  # noqa: E402
+from napari_medtrans.segment._tiny import tiny_sam2  # noqa: E402
 from napari_medtrans.core.volume import Volume  # noqa: E402
 from napari_medtrans.qt import workers  # noqa: E402
 from napari_medtrans.qt.segment_panel import SegmenterPool  # noqa: E402
@@ -158,7 +158,7 @@ def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot
 def test_a_new_user_segments_the_tumour_with_no_weights_imported(qtbot, tmp_path, monkeypatch):
     """No SAM2/MedSAM2 weights in the store: the panel picks the shipped segmenter, says so, and finds the tumour."""
     from napari_medtrans.core.metrics import dice
-    from napari_medtrans.core.segment import SHIPPED
+    from napari_medtrans.segment import SHIPPED
 
     monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
     w = MainWindow(AppSettings(tmp_path / "settings.ini"))

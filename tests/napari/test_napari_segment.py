@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 from napari_medtrans._napari._layers import index_to_world  # noqa: E402
 from napari_medtrans._napari._sample import make_phantom_sample  # noqa: E402
 from napari_medtrans._napari._segment import BOXES_LAYER, POINTS_LAYER, SegmentWidget  # noqa: E402
-from napari_medtrans.core.segment import FrameGeometry, Segmenter  # noqa: E402
-from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.segment import FrameGeometry, Segmenter  # noqa: E402
+from napari_medtrans.segment._tiny import tiny_sam2  # noqa: E402
 from napari_medtrans.qt import workers  # noqa: E402
 from napari_medtrans.qt.segment_panel import SegmenterPool  # noqa: E402
 
@@ -334,7 +334,7 @@ def test_error_maps_on_top_are_not_offered_for_segmentation(widget):
 def test_a_new_user_segments_the_tumour_with_no_weights_imported(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """The plugin without SAM2/MedSAM2 weights: the shipped segmenter is the default and a box finds the tumour."""
     from napari_medtrans.core.metrics import dice
-    from napari_medtrans.core.segment import SHIPPED
+    from napari_medtrans.segment import SHIPPED
 
     monkeypatch.setenv("MEDTRANS_HOME", str(tmp_path / "home"))
     viewer = make_napari_viewer()

@@ -18,7 +18,7 @@ PG_URL = os.environ.get("MEDTRANS_TEST_PG_URL")
 def _pg_reason() -> str | None:
     import sqlalchemy as sa
 
-    from napari_medtrans.core.study.store import database_url
+    from napari_medtrans.study.store import database_url
 
     if not PG_URL:
         return "MEDTRANS_TEST_PG_URL is not set (e.g. postgresql://medtrans:medtrans@127.0.0.1/medtrans_test)"
@@ -37,7 +37,7 @@ def db_url(request, tmp_path):
     """A fresh, empty database: a SQLite file, or a private schema on the test PostgreSQL server."""
     import sqlalchemy as sa
 
-    from napari_medtrans.core.study.store import database_url
+    from napari_medtrans.study.store import database_url
 
     if request.param == "sqlite":
         yield str(tmp_path / "study.db")

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from ..errors import StudyError
+from ..core.errors import StudyError
 from . import schema as S
 from .blinding import new_codes, reader_order
 from .model import REAL, Criterion, StudySpec, reader_key
@@ -66,7 +66,7 @@ def _make_engine(url: str, busy_timeout_s: float) -> sa.Engine:
             try:
                 import psycopg  # noqa: F401
             except ImportError:
-                from ..errors import MissingDependencyError
+                from ..core.errors import MissingDependencyError
 
                 raise MissingDependencyError("a PostgreSQL study database", "psycopg[binary]", "study") from None
         return sa.create_engine(url, pool_pre_ping=True)
@@ -244,7 +244,7 @@ class StudyStore:
         self.close()
 
     def _open_schema(self, create: bool) -> None:
-        from ... import __version__
+        from .. import __version__
 
         with self.engine.begin() as conn:
             inspector = sa.inspect(conn)
@@ -648,7 +648,7 @@ class StudyStore:
     def merge_results(self, readers: Sequence[Mapping], scores: Sequence[Mapping]) -> tuple[int, int, int]:
         """Add new readers (with their seeded orders, computed here) and score rows in ONE transaction.
 
-        The caller has checked every row (:func:`~napari_medtrans.core.study.bundle.import_results` does);
+        The caller has checked every row (:func:`~napari_medtrans.study.bundle.import_results` does);
         readers already known and scores already here (same uid) are skipped. Only the columns of the schema
         are written, and ``study_id`` is always the current study.
 

@@ -10,15 +10,15 @@ pytest.importorskip("sam2")
 torch = pytest.importorskip("torch")
 
 from napari_medtrans.core.errors import SegmentationCancelled, UnknownChoiceError  # noqa: E402
-from napari_medtrans.core.segment import (  # noqa: E402
+from napari_medtrans.segment import (  # noqa: E402
     EmbeddingCache,
     FrameGeometry,
     Segmenter,
     SlicePrompt,
     resolve_window,
 )
-from napari_medtrans.core.segment._tiny import tiny_sam2  # noqa: E402
-from napari_medtrans.core.segment.frames import IMAGENET_MEAN, IMAGENET_STD, frame_tensor, window_to_uint8  # noqa: E402
+from napari_medtrans.segment._tiny import tiny_sam2  # noqa: E402
+from napari_medtrans.segment.frames import IMAGENET_MEAN, IMAGENET_STD, frame_tensor, window_to_uint8  # noqa: E402
 from napari_medtrans.core.volume import Volume  # noqa: E402
 
 RAS = np.diag([1.0, 1.0, 2.0, 1.0])
@@ -95,7 +95,7 @@ def test_same_anatomy_stored_differently_gives_the_same_frames():
 
 def test_window_uint8_and_model_input_follow_medsam2():
     img = np.array([[-5.0, 0.0], [50.0, 200.0]], dtype=np.float32)
-    from napari_medtrans.core.segment import Window
+    from napari_medtrans.segment import Window
 
     u8 = window_to_uint8(img, Window(0.0, 100.0))
     np.testing.assert_array_equal(u8, [[0, 0], [128, 255]])
@@ -296,7 +296,7 @@ def test_result_as_volume_keeps_geometry_and_provenance(seg):
 # -- what a job leaves behind ------------------------------------------------------------------------------
 def _holds_job_state(seg) -> bool:
     """Whether the segmenter keeps a predictor state or a volume's frames in any of its attributes."""
-    from napari_medtrans.core.segment.segmenter import _Frames
+    from napari_medtrans.segment.segmenter import _Frames
 
     return any(isinstance(v, _Frames) or (isinstance(v, dict) and "point_inputs_per_obj" in v)
                for v in vars(seg).values())

@@ -12,8 +12,8 @@ import pytest
 from scipy.stats import friedmanchisquare
 
 from napari_medtrans.core.errors import StudyError, UnknownChoiceError
-from napari_medtrans.core.study import analyse, write_report
-from napari_medtrans.core.study.analysis import (
+from napari_medtrans.study import analyse, write_report
+from napari_medtrans.study.analysis import (
     ScoreRecord,
     analyse_records,
     friedman_test,
@@ -23,9 +23,9 @@ from napari_medtrans.core.study.analysis import (
     rank_with_ties,
     wilcoxon_test,
 )
-from napari_medtrans.core.study.model import DEFAULT_CRITERIA, REAL, parse_config
-from napari_medtrans.core.study.simulate import default_qualities, simulate_readers, simulate_records
-from napari_medtrans.core.study.store import StudyStore
+from napari_medtrans.study.model import DEFAULT_CRITERIA, REAL, parse_config
+from napari_medtrans.study.simulate import default_qualities, simulate_readers, simulate_records
+from napari_medtrans.study.store import StudyStore
 
 nan = np.nan
 # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", the worked example with missing data.
@@ -172,7 +172,7 @@ def test_default_qualities_and_analysis_needs_the_key(tmp_path):
     q = default_qualities([REAL, "a", "b", "c"])
     assert q == {REAL: 4.5, "a": 4.0, "b": 3.0, "c": 2.0}
     store = make_store(tmp_path, n_cases=2)
-    from napari_medtrans.core.study import schema as S
+    from napari_medtrans.study import schema as S
 
     with store.engine.begin() as conn:
         conn.execute(S.studies.update().values(blinded=True))
@@ -417,7 +417,7 @@ def test_report_leads_with_mrmc_and_warns_when_small(tmp_path):
 
 
 def test_turing_auc_jackknife_shortcut_matches_the_direct_jackknife():
-    from napari_medtrans.core.study.mrmc import jackknife_covariance, mann_whitney_kernel
+    from napari_medtrans.study.mrmc import jackknife_covariance, mann_whitney_kernel
 
     recs, crits = sim(criteria=("realism",), seed=9, n_cases=7)
     a = analyse_records(recs, crits, METHODS, mrmc="fixed-readers")

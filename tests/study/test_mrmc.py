@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from napari_medtrans.core.study.mrmc import (
+from napari_medtrans.study.mrmc import (
     VARIANTS,
     auc_analysis,
     delong_covariance,

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from napari_medtrans.core.errors import StudyError, UnknownChoiceError
-from napari_medtrans.core.study import schema as S
-from napari_medtrans.core.study.blinding import CODE_ALPHABET, candidate_letters, reader_order
-from napari_medtrans.core.study.model import DEFAULT_CRITERIA, REAL, load_config, parse_config, reader_key
-from napari_medtrans.core.study.store import ScoreEntry, StudyStore
+from napari_medtrans.study import schema as S
+from napari_medtrans.study.blinding import CODE_ALPHABET, candidate_letters, reader_order
+from napari_medtrans.study.model import DEFAULT_CRITERIA, REAL, load_config, parse_config, reader_key
+from napari_medtrans.study.store import ScoreEntry, StudyStore
 
 def config(n_cases=3, methods=("edts", "cdm"), readers=("Alice",), **extra):
     return {"title": "pilot", "seed": 11, "target": "T2", "readers": list(readers),

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from napari_medtrans.core.errors import GeometryMismatchError, InvalidVolumeError
-from napari_medtrans.core.segment import FrameGeometry, SlicePrompt, Window, box_of_mask, key_slice, prompts_from_mask
-from napari_medtrans.core.segment.evaluate import (
+from napari_medtrans.segment import FrameGeometry, SlicePrompt, Window, box_of_mask, key_slice, prompts_from_mask
+from napari_medtrans.segment.evaluate import (
     evaluate_segmentation,
     format_report,
     ground_truth_mask,
     slice_scores,
     write_reports_csv,
 )
-from napari_medtrans.core.segment.prompts import PromptError, largest_component
-from napari_medtrans.core.segment.segmenter import SegmentationResult
+from napari_medtrans.segment.prompts import PromptError, largest_component
+from napari_medtrans.segment.segmenter import SegmentationResult
 from napari_medtrans.core.volume import Volume
 
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
@@ -183,8 +183,8 @@ def test_largest_component_by_hand():
 def test_tiny_sam2_on_a_phantom_tumour_in_both_modes():
     pytest.importorskip("sam2")
     from napari_medtrans.phantom import make_subject
-    from napari_medtrans.core.segment import Segmenter
-    from napari_medtrans.core.segment._tiny import tiny_sam2
+    from napari_medtrans.segment import Segmenter
+    from napari_medtrans.segment._tiny import tiny_sam2
 
     subject = make_subject(1, shape=(32, 32, 6), tumour=True, contrasts=("T1", "T2"), anatomy="procedural")
     seg = Segmenter(tiny_sam2(64))
@@ -234,8 +234,8 @@ def _three_images():
 
 def test_tiny_sam2_user_prompts_reach_the_model_for_every_image(monkeypatch):
     pytest.importorskip("sam2")
-    from napari_medtrans.core.segment import Segmenter
-    from napari_medtrans.core.segment._tiny import tiny_sam2
+    from napari_medtrans.segment import Segmenter
+    from napari_medtrans.segment._tiny import tiny_sam2
 
     images, labels = _three_images()
     seg = Segmenter(tiny_sam2(64))
@@ -267,8 +267,8 @@ def test_tiny_sam2_user_prompts_reach_the_model_for_every_image(monkeypatch):
 
 def test_tiny_sam2_user_prompts_are_propagated_from_the_first_prompted_slice(monkeypatch):
     pytest.importorskip("sam2")
-    from napari_medtrans.core.segment import Segmenter
-    from napari_medtrans.core.segment._tiny import tiny_sam2
+    from napari_medtrans.segment import Segmenter
+    from napari_medtrans.segment._tiny import tiny_sam2
 
     images, labels = _three_images()
     seg = Segmenter(tiny_sam2(64))

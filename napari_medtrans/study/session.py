@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..errors import StudyError
+from ..core.errors import StudyError
 from .blinding import candidate_letters
 from .model import Criterion
 from .store import AssignedCase, ScoreEntry, ScoreRow, StudyStore

@@ -13,7 +13,7 @@ import pytest
 from napari_medtrans.core import io
 from napari_medtrans.core.errors import StudyError
 from napari_medtrans.phantom import make_subject
-from napari_medtrans.core.study import (
+from napari_medtrans.study import (
     ReaderSession,
     analyse,
     create_study,
@@ -21,8 +21,8 @@ from napari_medtrans.core.study import (
     import_results,
     open_bundle,
 )
-from napari_medtrans.core.study.model import REAL, parse_config
-from napari_medtrans.core.study.store import StudyStore
+from napari_medtrans.study.model import REAL, parse_config
+from napari_medtrans.study.store import StudyStore
 
 METHODS = ("zebramethod", "quokkanet")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidVolumeError, SegmentationCancelled
-from ..volume import Volume
+from ..core.errors import InvalidVolumeError, SegmentationCancelled
+from ..core.volume import Volume
 from .cache import DEFAULT_MAX_BYTES, EmbeddingCache
 from .frames import FrameGeometry, Window, frame_tensor, resolve_window, volume_digest, window_to_uint8
 from .prompts import SlicePrompt, as_prompt_list
@@ -194,7 +194,7 @@ class Segmenter:
         cache: EmbeddingCache | None = None,
         cache_bytes: int = DEFAULT_MAX_BYTES,
     ):
-        from ..engine import resolve_precision
+        from ..core.engine import resolve_precision
 
         self.model = model
         self.name = name or getattr(model, "medtrans_name", None) or type(model).__name__
@@ -325,7 +325,7 @@ class Segmenter:
             forward, then the preceding ones backward.
         """
         if direction not in DIRECTIONS:
-            from ..errors import UnknownChoiceError
+            from ..core.errors import UnknownChoiceError
 
             raise UnknownChoiceError("propagation direction", direction, DIRECTIONS)
         items = as_prompt_list(prompts)

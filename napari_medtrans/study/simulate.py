@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import StudyError
+from ..core.errors import StudyError
 from .analysis import ScoreRecord, rank_with_ties
 from .model import REAL, Criterion
 from .store import ScoreEntry, StudyStore

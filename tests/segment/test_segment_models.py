@@ -9,7 +9,7 @@ pytest.importorskip("sam2")
 torch = pytest.importorskip("torch")
 
 from napari_medtrans.core.errors import ConfigMismatchError, UnknownChoiceError, WeightsError  # noqa: E402
-from napari_medtrans.core.segment import MODELS, Segmenter, build_model, model_names  # noqa: E402
+from napari_medtrans.segment import MODELS, Segmenter, build_model, model_names  # noqa: E402
 
 
 @pytest.fixture

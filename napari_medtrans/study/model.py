@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import StudyError, UnknownChoiceError
+from ..core.errors import StudyError, UnknownChoiceError
 
 __all__ = [
     "KINDS",

@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import StudyError, UnknownChoiceError
+from ..core.errors import StudyError, UnknownChoiceError
 
 __all__ = [
     "VARIANTS",

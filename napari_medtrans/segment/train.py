@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import load_dataset
-from ..io.nifti import read_nifti
+from ..core.dataset import load_dataset
+from ..core.io.nifti import read_nifti
 from .frames import FrameGeometry
 from .promptnet import PromptUNet, encode_prompts, frames01, save_promptunet
 from .prompts import SlicePrompt, box_of_mask
@@ -210,7 +210,7 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
     import torch
     from torch.nn import functional as F
 
-    from ..engine import cpu_has_native_bf16
+    from ..core.engine import cpu_has_native_bf16
 
     cfg = cfg or SegTrainConfig()
     out = Path(out)
@@ -218,7 +218,7 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
     torch.set_num_threads(max(1, int(cfg.threads)))
     subjects = load_tumour_frames(data, "train", cfg.contrasts, log)
     if not subjects:
-        from ..dataset import DatasetError
+        from ..core.dataset import DatasetError
 
         raise DatasetError("no training subject has tumour labels (4, 5, 6); nothing to learn", Path(data))
     torch.manual_seed(cfg.seed)

@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 
 from napari_medtrans.core.errors import CheckpointError, ConfigMismatchError, SegmentationCancelled  # noqa: E402
 from napari_medtrans.core.metrics import hd95  # noqa: E402
-from napari_medtrans.core.segment import SHIPPED, FrameGeometry, Segmenter, SlicePrompt, default_model  # noqa: E402
-from napari_medtrans.core.segment.models import shipped_path, weights_available  # noqa: E402
-from napari_medtrans.core.segment.promptnet import (PromptSegmenter, PromptUNet, encode_prompts,  # noqa: E402
+from napari_medtrans.segment import SHIPPED, FrameGeometry, Segmenter, SlicePrompt, default_model  # noqa: E402
+from napari_medtrans.segment.models import shipped_path, weights_available  # noqa: E402
+from napari_medtrans.segment.promptnet import (PromptSegmenter, PromptUNet, encode_prompts,  # noqa: E402
                                                     load_promptunet, save_promptunet)
 from napari_medtrans.core.volume import Volume  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_the_shipped_segmenter_meets_its_card_on_the_demo_subject(one_torch_thre
     import re
 
     from napari_medtrans.core.metrics import dice
-    from napari_medtrans.core.segment import prompts_from_mask
+    from napari_medtrans.segment import prompts_from_mask
     from napari_medtrans.phantom import make_subject
 
     card = shipped_path().with_suffix(".md").read_text()

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigMismatchError, MissingDependencyError, UnknownChoiceError
+from ..core.errors import ConfigMismatchError, MissingDependencyError, UnknownChoiceError
 
 __all__ = ["SegModelSpec", "MODELS", "SHIPPED", "model_names", "get_spec", "build_model", "import_sam2",
            "default_model", "weights_available", "shipped_path"]
@@ -116,7 +116,7 @@ MODELS: dict[str, SegModelSpec] = {
 
 def shipped_path() -> Path:
     """The shipped segmenter's file (resources/segmenters/promptunet-phantom.safetensors)."""
-    from ..weights import resources_dir
+    from ..core.weights import resources_dir
 
     return resources_dir() / "segmenters" / MODELS[SHIPPED].weights
 
@@ -126,8 +126,8 @@ def weights_available(name: str) -> bool:
     spec = get_spec(name)
     if spec.kind == "promptunet":
         return shipped_path().is_file()
-    from ..errors import WeightsError
-    from ..weights import weights_path
+    from ..core.errors import WeightsError
+    from ..core.weights import weights_path
 
     try:
         weights_path(spec.weights)
@@ -222,8 +222,8 @@ def build_model(
     MissingDependencyError
         The sam2 package is not installed.
     """
-    from ..engine import resolve_device
-    from ..weights import load_state_dict, weights_path
+    from ..core.engine import resolve_device
+    from ..core.weights import load_state_dict, weights_path
 
     spec = get_spec(name)
     if spec.kind == "promptunet":

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
-from ..dataset import Dataset, load_dataset
-from ..errors import MedtransError
-from ..metrics import dice, hd95
-from ..weights import resources_dir
+from ..core import io
+from ..core.dataset import Dataset, load_dataset
+from ..core.errors import MedtransError
+from ..core.metrics import dice, hd95
+from ..core.weights import resources_dir
 from .frames import FrameGeometry
 from .models import MODELS, SHIPPED, weights_available
 from .prompts import prompts_from_mask
@@ -102,10 +102,10 @@ def run_table3(
     log: Callable[[str], None] = print,
 ) -> list[Table3Row]:
     """Translate, segment and score (see the module notes). Returns one row per subject, image and region."""
-    from ...training.evaluate import evaluation_dir, translate_dataset
-    from ...translators.checkpoint import read_checkpoint_metadata
-    from ...translators.lookup import resolve_model
-    from ..engine import resolve_device, resolve_precision
+    from ..training.evaluate import evaluation_dir, translate_dataset
+    from ..translators.checkpoint import read_checkpoint_metadata
+    from ..translators.lookup import resolve_model
+    from ..core.engine import resolve_device, resolve_precision
     from .segmenter import Segmenter
 
     ds = load_dataset(data)
@@ -210,7 +210,7 @@ def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, s
         "",
         f"{len(subjects)} test subjects with tumours ({', '.join(subjects)}); made "
         f"{_dt.date.today().isoformat()} in {seconds / 60:.1f} min on this project's 2-core CPU machine.",
-        "Protocol (`napari_medtrans/core/segment/table3.py`): every shipped translator's synthetic image and the real",
+        "Protocol (`napari_medtrans/segment/table3.py`): every shipped translator's synthetic image and the real",
         "image of the same contrast are segmented with the same ground-truth box prompts, one box per slice where",
         "the region appears, each slice on its own; Dice of the 3-D mask and HD95 (mm) against the ground truth,",
         "mean +- SD over subjects; the gap is synthetic minus real, per subject. Regions: whole tumour (oedema,",

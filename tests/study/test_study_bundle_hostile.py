@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from napari_medtrans.core.errors import StudyError
-from napari_medtrans.core.study import (
+from napari_medtrans.study import (
     ReaderSession,
     create_study,
     export_bundle,
@@ -30,7 +30,7 @@ from napari_medtrans.core.study import (
     open_bundle,
     parse_config,
 )
-from napari_medtrans.core.study import schema as S
+from napari_medtrans.study import schema as S
 
 FUTURE = 4102444800.0  # 2100-01-01
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GeometryMismatchError, InvalidVolumeError, UnknownChoiceError
-from ..metrics import dice, iou
-from ..volume import Volume
+from ..core.errors import GeometryMismatchError, InvalidVolumeError, UnknownChoiceError
+from ..core.metrics import dice, iou
+from ..core.volume import Volume
 from .frames import FrameGeometry
 from .prompts import SlicePrompt, check_prompts, prompts_from_mask
 from .segmenter import SegmentationResult, Segmenter

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import MedtransError
+from ..core.errors import MedtransError
 
 __all__ = [
     "PromptError",

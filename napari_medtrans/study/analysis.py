@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import StudyError, UnknownChoiceError
+from ..core.errors import StudyError, UnknownChoiceError
 from .model import REAL
 from .mrmc import DDF, VARIANTS, jackknife_covariance, mann_whitney_kernel, obuchowski_rockette
 

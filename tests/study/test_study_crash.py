@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from napari_medtrans.core.study.model import parse_config
-from napari_medtrans.core.study.store import StudyStore
+from napari_medtrans.study.model import parse_config
+from napari_medtrans.study.store import StudyStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
@@ -25,7 +25,7 @@ RUNS = 60
 
 SCORER = textwrap.dedent('''
     import os, random, sys
-    from napari_medtrans.core.study.store import StudyStore, ScoreEntry
+    from napari_medtrans.study.store import StudyStore, ScoreEntry
 
     def score_forever(url, reader, rng, report):
         store = StudyStore(url)

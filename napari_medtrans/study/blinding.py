@@ -55,7 +55,7 @@ def reader_order(
     ----------
     study_seed : int
     key : str
-        The reader key (:func:`~napari_medtrans.core.study.model.reader_key`).
+        The reader key (:func:`~napari_medtrans.study.model.reader_key`).
     cases : sequence of str
         Case codes in the study's stored order (the result does not depend on anything else).
     candidates : mapping of str to sequence of str

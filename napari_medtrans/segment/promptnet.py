@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigMismatchError, InvalidVolumeError
-from ..volume import Volume
+from ..core.errors import ConfigMismatchError, InvalidVolumeError
+from ..core.volume import Volume
 from .frames import FrameGeometry, resolve_window, window_to_uint8
 from .prompts import SlicePrompt, as_prompt_list, box_of_mask
 from .prompts import largest_component as _largest_component
@@ -172,7 +172,7 @@ def load_promptunet(path: str | os.PathLike, device: Any = "cpu"):
     """
     from safetensors import SafetensorError, safe_open
 
-    from ..weights import load_state_dict
+    from ..core.weights import load_state_dict
 
     path = Path(path)
     state = load_state_dict(path)  # missing, truncated or foreign files: CheckpointError naming the file
@@ -255,7 +255,7 @@ class PromptSegmenter:
         from .segmenter import DIRECTIONS
 
         if direction not in DIRECTIONS:
-            from ..errors import UnknownChoiceError
+            from ..core.errors import UnknownChoiceError
 
             raise UnknownChoiceError("propagation direction", direction, DIRECTIONS)
         items = as_prompt_list(prompts)
@@ -347,7 +347,7 @@ class PromptSegmenter:
 
 
 def _check_cancel(should_cancel, done: int, total: int) -> None:
-    from ..errors import SegmentationCancelled
+    from ..core.errors import SegmentationCancelled
 
     if should_cancel is not None and should_cancel():
         raise SegmentationCancelled(done, total)

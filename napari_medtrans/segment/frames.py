@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidVolumeError
-from ..volume import Volume
+from ..core.errors import InvalidVolumeError
+from ..core.volume import Volume
 
 __all__ = [
     "IMAGENET_MEAN",

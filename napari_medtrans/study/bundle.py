@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from ..errors import MedtransError, StudyError
+from ..core.errors import MedtransError, StudyError
 from . import schema as S
 from .model import ImageSpec, StudySpec, load_config, reader_key
 from .store import StudyStore
@@ -78,11 +78,11 @@ def _code_rule() -> str:
 
 # -- creating ----------------------------------------------------------------------------------------------
 def _translate_cases(spec: StudySpec, out_dir: Path, device: str, log: Callable[[str], None]) -> None:
-    from .. import io
-    from ..engine import translate_volume
-    from ...training.evaluate import output_path
-    from ...translators.lookup import resolve_model
-    from ...translators.checkpoint import load_translator
+    from ..core import io
+    from ..core.engine import translate_volume
+    from ..training.evaluate import output_path
+    from ..translators.lookup import resolve_model
+    from ..translators.checkpoint import load_translator
 
     for method, model in spec.models.items():
         path = resolve_model(model)
@@ -106,7 +106,7 @@ def _translate_cases(spec: StudySpec, out_dir: Path, device: str, log: Callable[
 
 
 def _check_images(spec: StudySpec) -> None:
-    from .. import io
+    from ..core import io
 
     for case in spec.cases:
         grid = None
@@ -131,7 +131,7 @@ def create_study(config: str | os.PathLike | StudySpec, db: str | os.PathLike, *
     Parameters
     ----------
     config : path-like or StudySpec
-        See :func:`~napari_medtrans.core.study.model.load_config`.
+        See :func:`~napari_medtrans.study.model.load_config`.
     db : path-like or str
         SQLite file (must not exist yet) or database URL.
     device : str
@@ -249,7 +249,7 @@ def export_bundle(master: StudyStore, out: str | os.PathLike, *, readers: Sequen
     Path
         The bundle folder (or zip file).
     """
-    from .. import io
+    from ..core import io
 
     if master.blinded:
         raise StudyError("this is already a blinded copy; export bundles from the organiser's database",
