@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite the way CI does: a local PostgreSQL test database for the multi-site study tests (when
-# Debian's postgresql is installed; setup.sh installs it), a virtual X server for napari's canvas, then pytest.
+# Debian's postgresql is installed; setup.sh installs it), the import-linter contracts, a virtual X server for
+# napari's canvas, then pytest.
 # Extra arguments go to pytest (e.g. bash run-tests.sh tests/core -x).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -21,6 +22,15 @@ if [ -z "${MEDTRANS_TEST_PG_URL:-}" ] && [ -d /usr/lib/postgresql ]; then
     echo "run-tests: PostgreSQL not reachable; its store tests will be skipped"
   fi
 fi
+
+# The architecture's layers (pyproject.toml, [tool.importlinter]): a broken contract fails the run.
+LINT_OUT=$(mktemp)
+if ! .venv/bin/lint-imports --no-cache >"$LINT_OUT" 2>&1; then
+  cat "$LINT_OUT"
+  echo "run-tests: lint-imports: an import breaks the layers of ../shared/ARCHITECTURE.md (above)"
+  exit 1
+fi
+echo "run-tests: lint-imports: $(grep -c ' KEPT' "$LINT_OUT") contracts kept"
 
 export QT_QPA_PLATFORM=xcb
 exec xvfb-run -a .venv/bin/python -m pytest "$@"

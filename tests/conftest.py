@@ -20,9 +20,10 @@ import pytest
 _STATUS: dict[str, int] = {}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
-    """One torch thread: on a shared 2-core machine small ops are far faster without thread contention."""
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a
+    shared 2-core machine small ops are far faster without thread contention."""
     import torch
 
     n = torch.get_num_threads()

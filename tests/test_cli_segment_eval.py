@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sam2")
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
 from napari_medtrans.cli import build_parser, main  # noqa: E402
 from napari_medtrans.segment import Segmenter  # noqa: E402
@@ -18,13 +18,8 @@ from napari_medtrans.segment._tiny import tiny_sam2  # noqa: E402
 SHAPE = ["32", "32", "6"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model runs thousands of very small ops: one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

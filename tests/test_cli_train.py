@@ -13,13 +13,8 @@ from napari_medtrans.phantom import write_phantom_dataset
 from napari_medtrans.translators.checkpoint import load_translator, read_checkpoint_metadata
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On the shared 2-core machine two intra-op threads contend with other jobs and run far slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

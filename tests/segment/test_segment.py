@@ -24,13 +24,8 @@ from napari_medtrans.core.volume import Volume  # noqa: E402
 RAS = np.diag([1.0, 1.0, 2.0, 1.0])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model runs thousands of very small ops: one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 
 from napari_medtrans.core.errors import GeometryMismatchError, InvalidVolumeError
 from napari_medtrans.segment import FrameGeometry, SlicePrompt, Window, box_of_mask, key_slice, prompts_from_mask
@@ -25,13 +24,8 @@ from napari_medtrans.core.volume import Volume
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model runs thousands of very small ops: one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _truth() -> tuple[Volume, FrameGeometry]:

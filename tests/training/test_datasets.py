@@ -16,13 +16,8 @@ AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
 BRAIN_SLICES = range(2, 8)  # the mask is empty on slices 0, 1, 8, 9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On the shared 2-core machine two intra-op threads contend with other jobs and run far slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _t1(seed):

@@ -19,13 +19,8 @@ from napari_medtrans.translators.blocks import (
 SMALL = {"unet": dict(width=8, depth=3), "pix2pix": dict(width=8, depth=4)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On the shared 2-core machine two intra-op threads contend with other jobs and run far slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_both_baselines_are_registered():

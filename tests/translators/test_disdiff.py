@@ -7,13 +7,8 @@ from napari_medtrans.core.errors import UnknownChoiceError
 from napari_medtrans.translators.base import create_translator
 from napari_medtrans.translators.disdiff import AdversarialSchedule
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is many times faster than several on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
