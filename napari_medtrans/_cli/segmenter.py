@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 NAME = "segmenter"
@@ -37,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 autocast where the CPU has native bf16")
     t.add_argument("--checkpoint-every", type=int, default=250)
     t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--init", type=Path, default=None,
+                   help="start from this segmenter file's weights (e.g. the shipped one) with a new schedule")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
-                         log_every=args.log_every)
-    command = "medtrans " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+                         log_every=args.log_every, init=None if args.init is None else str(args.init))
+    # The command that repeats this run, from the parsed options (sys.argv is another program's when main() is
+    # called in-process).
+    parts = ["medtrans", "segmenter", "train"]
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key in ("command", "action", "segmenter_command") or value is None or callable(value):
+            continue
+        parts += ["--" + key.replace("_", "-"), str(value)]
+    command = shlex.join(parts)
     train_segmenter(args.data, args.out, cfg, command=command, log=lambda s: print(s, flush=True))
     return 0

@@ -61,6 +61,8 @@ class SegTrainConfig:
     checkpoint_every: int = 250
     log_every: int = 50
     contrasts: tuple[str, ...] = _CONTRASTS
+    #: Start from this segmenter file's weights (a continuation with a new schedule); its width and depth win.
+    init: str | None = None
 
 
 @dataclasses.dataclass
@@ -222,7 +224,15 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
 
         raise DatasetError("no training subject has tumour labels (4, 5, 6); nothing to learn", Path(data))
     torch.manual_seed(cfg.seed)
-    model = PromptUNet(cfg.width, cfg.depth)
+    if cfg.init:
+        from .promptnet import load_promptunet
+
+        model, _meta = load_promptunet(cfg.init)
+        cfg = dataclasses.replace(cfg, width=model.width, depth=model.depth, init=str(cfg.init))
+        model.train()
+        log(f"starting from the weights of {cfg.init} (width {cfg.width}, depth {cfg.depth})")
+    else:
+        model = PromptUNet(cfg.width, cfg.depth)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     state_path = out / "state.pt"
     step, seconds = 0, 0.0

@@ -1,0 +1,53 @@
+"""`medtrans segmenter train`: trains, resumes, starts from another file's weights, refuses data without tumours."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+from napari_medtrans.cli import main  # noqa: E402
+from napari_medtrans.phantom import write_phantom_dataset  # noqa: E402
+from napari_medtrans.segment.promptnet import load_promptunet  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = ["--width", "4", "--depth", "2", "--batch-size", "2", "--crop", "32", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg") / "data"
+    write_phantom_dataset(root, 3, shape=(48, 56, 16), tumour=1.0, split=(1.0, 0.0, 0.0),
+                          contrasts=("T1", "FLAIR"))
+    return root
+
+
+def _weights(path):
+    model, meta = load_promptunet(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}, meta
+
+
+def test_train_resume_and_start_from_weights(data, tmp_path, capsys):
+    out = tmp_path / "a"
+    assert main(["segmenter", "train", "--data", str(data), "--out", str(out), "--steps", "3", *TINY]) == 0
+    first, meta = _weights(out / "model.safetensors")
+    assert meta["steps"] == "3" and "segmenter train" in meta["command"]
+    # The same command again: resumes at the end, nothing more is trained.
+    assert main(["segmenter", "train", "--data", str(data), "--out", str(out), "--steps", "3", *TINY]) == 0
+    assert "resuming at step 3" in capsys.readouterr().out
+    again, _ = _weights(out / "model.safetensors")
+    assert all((first[k] == again[k]).all() for k in first)
+    # --init: a new run starts from those weights (a zero learning rate keeps them), its own width ignored.
+    tuned = tmp_path / "b"
+    assert main(["segmenter", "train", "--data", str(data), "--out", str(tuned), "--steps", "1", "--lr", "0",
+                 "--init", str(out / "model.safetensors"), *TINY[2:], "--width", "8"]) == 0
+    assert "starting from the weights of" in capsys.readouterr().out
+    start, meta = _weights(tuned / "model.safetensors")
+    assert all(((first[k] - start[k]).abs().max() < 1e-6) for k in first if first[k].is_floating_point())
+    assert '"init"' in meta["training"] and '"width": 4' in meta["training"]
+
+
+def test_data_without_tumours_is_refused_naming_the_dataset(tmp_path, capsys):
+    root = tmp_path / "healthy"
+    write_phantom_dataset(root, 2, shape=(32, 32, 8), tumour=False, split=(1.0, 0.0, 0.0), contrasts=("T1",))
+    assert main(["segmenter", "train", "--data", str(root), "--out", str(tmp_path / "o"), "--steps", "1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert str(root) in err and "no training subject has tumour labels" in err
