@@ -7,14 +7,37 @@ from collections.abc import Callable
 from ..core.volume import Volume
 from ._layers import layer_to_volume, volume_layer_data
 
-__all__ = ["install_error_handler", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume",
+__all__ = ["install_error_handler", "show_whole_message", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume",
            "synthetic_banner", "show_synthetic_banner", "text_overlay"]
 
 
-def _notify(message: str, exc: BaseException) -> None:
-    from napari.utils.notifications import show_error
+#: napari's toast shows one elided line of about this many characters until it is expanded.
+TOAST_CHARS = 80
 
-    show_error(message)
+
+def _notify(message: str, exc: BaseException) -> None:
+    """A napari error notification; one that does not fit the toast's single line also gets a "Show all" button
+    (visible without expanding the toast) that opens the whole message, fix included, in a dialog whose text can
+    be selected and copied."""
+    from napari.utils.notifications import Notification, NotificationSeverity, notification_manager
+
+    actions = []
+    if len(message) > TOAST_CHARS or "\n" in message:
+        actions.append(("Show all", lambda dialog: show_whole_message(message, dialog)))
+    notification_manager.dispatch(Notification(message, severity=NotificationSeverity.ERROR, actions=actions))
+
+
+def show_whole_message(message: str, parent=None):
+    """The whole of an error message in a dialog (word-wrapped, selectable); returns the dialog, already shown."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Critical, "napari-medtrans", message, QMessageBox.StandardButton.Close,
+                      parent.parent() if parent is not None and parent.parent() is not None else parent)
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.setModal(False)
+    box.show()
+    return box
 
 
 def install_error_handler() -> None:

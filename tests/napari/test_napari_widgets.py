@@ -258,6 +258,13 @@ def test_cancel_keeps_finished_slices_marked_partial_and_errors_become_notificat
     qtbot.waitUntil(lambda: any(str(broken) in n.message for n in notifications), timeout=30000)
     errors = [n for n in notifications if n.severity == "error"]
     assert errors and all(str(broken) in n.message for n in errors)
+    # the toast shows one elided line: a long message carries a "Show all" button that opens all of it
+    long = errors[-1]
+    assert len(long.message) > 80 and [label for label, _cb in long.actions] == ["Show all"]
+    box = long.actions[0][1](None)
+    qtbot.addWidget(box)
+    assert box.text() == long.message and box.isVisible()
+    box.close()
 
 
 def test_event_loop_stays_responsive_while_translating(make_napari_viewer, qtbot, unet_file):
