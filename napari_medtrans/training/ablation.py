@@ -121,7 +121,7 @@ _MRNET = dict(method="mrnet", inputs=("FLAIR",), outputs=("T2",), steps=3000, co
               train={"size": [64, 64], "batch-size": 8, "lr": 5e-4, "target-norm": "dataset", "amp": "bf16"})
 _UNPAIRED = dict(inputs=("T1",), outputs=("T2",), config={"preset": "cpu"}, directions=("T1:T2", "T2:T1"),
                  train={"size": [96, 96], "batch-size": 8, "lr": 2e-4, "target-norm": "volume", "amp": "bf16"})
-_CYCLEGAN = Variant("CycleGAN, same budget", method="cyclegan")
+_CYCLEGAN = Variant("CycleGAN, same budget", method="cyclegan", config={"preset": "cpu"})
 
 TABLES: tuple[AblationTable, ...] = (
     AblationTable(
@@ -217,6 +217,7 @@ class _Plan:
     stages: list[tuple[Path, list[str]]]
     checkpoint: Path
     used: Path | None = None  # --use: a checkpoint trained elsewhere
+    steps: int = 0  # the budget (all stages)
 
 
 def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int | None = None,
@@ -236,7 +237,7 @@ def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int
         run_dir = runs / table.key / slug(v.label)
         if v.model_of is not None:
             base = plans[v.model_of]
-            plans[v.label] = _Plan(v, run_dir, [], base.checkpoint, base.used)
+            plans[v.label] = _Plan(v, run_dir, [], base.checkpoint, base.used, base.steps)
             continue
         method = v.method or table.method
         same_method = v.method is None
@@ -274,7 +275,7 @@ def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int
                 previous = stage_dir
         checkpoint = out[-1][0] / "model.safetensors"
         used = Path(use[v.label]) if v.label in use else None
-        plans[v.label] = _Plan(v, run_dir, [] if used else out, used or checkpoint, used)
+        plans[v.label] = _Plan(v, run_dir, [] if used else out, used or checkpoint, used, total)
     return plans
 
 
@@ -425,7 +426,7 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
     lines = [f"# {table.title}", "", "Regenerate (the benchmark data: docs/benchmark.md):", "", "```bash",
              command or f"medtrans ablation {table.paper} {table.table} --data {data}", "```", "",
              f"Test subjects of `{data}`, whole volumes inside the brain mask, fp32. Equal budgets: "
-             f"{_steps(plans[ref_label])} steps per variant, seed 0. p: two-sided exact Wilcoxon signed-rank test "
+             f"{plans[ref_label].steps} steps per variant, seed 0. p: two-sided exact Wilcoxon signed-rank test "
              f"over subjects, paired with **{ref_label}**.", ""]
     if table.notes:
         lines += [table.notes, ""]
@@ -474,6 +475,3 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
             lines.append(f"  - `medtrans train {shlex.join(argv)}`")
     return "\n".join(lines) + "\n"
 
-
-def _steps(plan: _Plan) -> int:
-    return sum(int(argv[argv.index("--steps") + 1]) for _d, argv in plan.stages) if plan.stages else 0
