@@ -19,9 +19,13 @@ Choices where the papers are silent (documented here and in each table's notes):
 * **Equal budgets** mean equal optimisation steps of the same batch size on the same slices. A method trained in
   stages (CDM) spreads the steps over its stages in the shipped proportions (MRM 1/6, MDN 5/16, C-UNet 25/48);
   ablation M1, which has no MRM and no MDN, gets all of them for its C-UNet.
-* **An ordering holds** when the reference is higher in mean PSNR and the paired Wilcoxon p is below 0.05; "not
-  shown" when p >= 0.05 (12 subjects resolve about 0.2 dB on this benchmark); "reversed" when the variant is
-  higher with p < 0.05.
+* **An ordering holds** when the reference is higher in mean PSNR by at least :data:`NEGLIGIBLE_DB` (0.1 dB) and
+  the paired Wilcoxon p is below 0.05; "reversed" when the variant is higher by as much with p < 0.05; "not shown"
+  when p >= 0.05; "negligible" when the means differ by less than 0.1 dB, however small p is (subjects paired
+  on one benchmark make tiny, consistent differences significant; 0.1 dB is far under what a reader sees and
+  under the spread between training seeds).
+* A section ``## Discussion`` at the end of a written table (what the figures mean, written by a person) is kept
+  when the table is written again.
 * ``--use LABEL=CHECKPOINT`` scores a checkpoint that was trained elsewhere with the variant's command (the
   shipped model, for instance) instead of training it again; the table says so.
 """
@@ -374,6 +378,10 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
     md = _markdown(table, plans, evaluations, times, data, command)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{table.key}.md"
+    if out.is_file():  # a hand-written discussion at the end of the previous table is kept
+        old = out.read_text()
+        if DISCUSSION in old:
+            md += "\n" + old[old.index(DISCUSSION):].lstrip("\n")
     out.write_text(md)
     log(f"wrote {out}")
     return out
@@ -393,10 +401,19 @@ def _paired_p(a: Sequence[float], b: Sequence[float]) -> float:
         return 1.0
 
 
+#: A section of this title at the end of a written table (the reader's discussion) survives regeneration.
+DISCUSSION = "## Discussion"
+
+#: Mean PSNR differences below this are called negligible, whatever their p (module notes).
+NEGLIGIBLE_DB = 0.1
+
+
 def _verdict(ref: Sequence[float], var: Sequence[float], p: float) -> str:
     import numpy as np
 
     diff = float(np.mean(ref) - np.mean(var))
+    if abs(diff) < NEGLIGIBLE_DB:
+        return f"negligible ({diff:+.2f} dB, p = {p:.2g})"
     if p >= 0.05:
         return f"not shown ({diff:+.2f} dB, p = {p:.2g})"
     return f"holds ({diff:+.2f} dB, p = {p:.2g})" if diff > 0 else f"reversed ({diff:+.2f} dB, p = {p:.2g})"

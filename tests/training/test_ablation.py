@@ -1,7 +1,5 @@
 """`medtrans ablation`: a paper's table trained with equal budgets, evaluated, written; resumable; the commands."""
 
-from pathlib import Path
-
 import pytest
 
 from napari_medtrans.cli import main
@@ -54,6 +52,7 @@ def test_the_verdict_needs_a_significant_difference():
     assert _verdict([20, 21, 22], [19, 20, 21], 0.01).startswith("holds (+1.00 dB")
     assert _verdict([20, 21, 22], [21, 22, 23], 0.01).startswith("reversed (-1.00 dB")
     assert _verdict([20, 21, 22], [19, 20, 21], 0.2).startswith("not shown")
+    assert _verdict([20, 21, 22], [19.96, 20.96, 21.96], 0.001).startswith("negligible (+0.04 dB")
 
 
 def test_a_table_end_to_end_and_again_without_rework(data, tmp_path, capsys):
@@ -76,11 +75,13 @@ def test_a_table_end_to_end_and_again_without_rework(data, tmp_path, capsys):
     fused = [line for line in md.splitlines() if line.startswith("| T1->T2 | fused")][0]
     assert branch.split("|")[4] != fused.split("|")[4]  # a branch is another image than the fused output
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.csv")}
+    written = tmp_path / "results" / "edts-table1.md"
+    written.write_text(md + "\n## Discussion\n\nWhat a person wrote.\n")
     assert main(args) == 0
     again = capsys.readouterr().out
     assert "$ medtrans" not in again
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.csv")} == before
-    assert Path(tmp_path / "results" / "edts-table1.md").read_text() == md
+    assert written.read_text() == md + "\n## Discussion\n\nWhat a person wrote.\n"  # the discussion is kept
 
 
 def test_dry_run_prints_the_commands(data, tmp_path, capsys):
