@@ -21,6 +21,28 @@ def test_core_translators_training_import_without_qt():
     assert leaked == [], f"headless packages imported GUI modules: {leaked}"
 
 
+def test_every_headless_module_imports_without_qt():
+    """Walk the headless packages and import every module (not only the entry points): none loads Qt or napari,
+    and every one imports."""
+    code = (
+        "import sys, json, importlib, pkgutil\n"
+        "names = []\n"
+        "for pkg in ('core', 'translators', 'training', 'phantom', 'segment', 'study'):\n"
+        "    mod = importlib.import_module('napari_medtrans.' + pkg)\n"
+        "    names.append(mod.__name__)\n"
+        "    for info in pkgutil.walk_packages(mod.__path__, mod.__name__ + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "        names.append(info.name)\n"
+        "print(json.dumps([names, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(names) > 60 and "napari_medtrans.study.mrmc" in names and "napari_medtrans.segment.promptnet" in names
+    leaked = sorted(set(loaded).intersection(FORBIDDEN))
+    assert leaked == [], f"headless modules imported GUI modules: {leaked}"
+
+
 def test_cli_help_is_fast_and_headless():
     code = (
         "import sys, json\n"
