@@ -36,6 +36,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_medtrans._napari._translate import TranslateWidget
+    from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
     from napari_medtrans.translators.lookup import resolve_model
 
     viewer = napari.Viewer(show=True)
@@ -46,8 +47,6 @@ def main() -> int:
     panel = widget.panel
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         path = resolve_model(model) if model == "demo" else resolve_model(f"resources/models/{model}.safetensors")
-        from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
-
         method = read_checkpoint_metadata(path).method
         panel.add_model_file(path)
         _wait(app, lambda: panel.spec_label.text().startswith(method), 60)

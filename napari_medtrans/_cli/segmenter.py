@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]
     for key, value in sorted(vars(args).items()):
-        if key.startswith("_") or key in ("command", "action", "segmenter_command") or value is None or callable(value):
+        if key.startswith("_") or key in ("command", "action") or value is None:
             continue
         parts += ["--" + key.replace("_", "-"), str(value)]
     command = shlex.join(parts)

@@ -32,8 +32,9 @@ def show_whole_message(message: str, parent=None):
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QMessageBox
 
-    box = QMessageBox(QMessageBox.Icon.Critical, "napari-medtrans", message, QMessageBox.StandardButton.Close,
-                      parent.parent() if parent is not None and parent.parent() is not None else parent)
+    # Parented to the toast's owner (the canvas), not to the toast, which closes itself after a few seconds.
+    owner = parent.parent() if parent is not None else None
+    box = QMessageBox(QMessageBox.Icon.Critical, "napari-medtrans", message, QMessageBox.StandardButton.Close, owner)
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     box.setModal(False)
     box.show()

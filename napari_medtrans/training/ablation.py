@@ -48,7 +48,8 @@ from typing import Any
 
 from ..core.errors import MedtransError, UnknownChoiceError
 
-__all__ = ["Stage", "Variant", "AblationTable", "TABLES", "get_table", "run_table", "variant_commands"]
+__all__ = ["Stage", "Variant", "AblationTable", "TABLES", "get_table", "run_table", "variant_commands",
+           "read_metrics", "comparison_table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,17 +284,17 @@ def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int
     return plans
 
 
-def _finished(ckpt: Path, steps: int) -> bool:
+def _training(ckpt: Path) -> dict:
+    """The training record of a checkpoint ({} when there is none yet, or it is unreadable: train it again)."""
     from ..translators.checkpoint import read_checkpoint_metadata
 
     if not ckpt.is_file():
-        return False
+        return {}
     try:
-        info = read_checkpoint_metadata(ckpt)
+        training = read_checkpoint_metadata(ckpt).training
     except MedtransError:
-        return False
-    training = info.training if isinstance(info.training, dict) else {}
-    return int(training.get("steps", -1)) == steps
+        return {}
+    return training if isinstance(training, dict) else {}
 
 
 def _run(argv: list[str], log_path: Path, log: Callable[[str], None]) -> None:
@@ -322,6 +323,41 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def read_metrics(path: str | os.PathLike, method: str = "model") -> dict[tuple[str, str], dict[str, float]]:
+    """(direction, subject) -> {psnr, ssim, mae} of one method's rows (``"model"``, ``"map: regression"``,
+    ``"floor: lookup"``, ...) of a ``medtrans evaluate`` CSV."""
+    return {(r["direction"], r["subject"]): {m: float(r[m]) for m in ("psnr", "ssim", "mae")}
+            for r in _read_rows(Path(path)) if r.get("method", "model") == method}
+
+
+def comparison_table(per: Mapping[str, Mapping[tuple[str, str], Mapping[str, float]]],
+                     reference: str) -> tuple[list[str], list[str]]:
+    """Markdown rows (direction, variant, n, mean +- SD of PSNR / SSIM / MAE, paired p of PSNR and SSIM against
+    ``reference``) of ``per`` (label -> :func:`read_metrics` result) on the subjects each shares with the
+    reference, and one verdict line per variant and direction (:func:`_verdict`)."""
+    import numpy as np
+
+    ref = per[reference]
+    lines = ["| direction | variant | n | PSNR (dB) | SSIM | MAE | p (PSNR, SSIM) |", "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for d in sorted({d for d, _s in ref}):
+        for label, rows in per.items():
+            keys = sorted(k for k in rows if k[0] == d and k in ref)
+            if not keys:
+                continue
+            vals = {m: np.array([rows[k][m] for k in keys]) for m in ("psnr", "ssim", "mae")}
+            cells = [f"{v.mean():.{2 if m == 'psnr' else 4}f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:.{2 if m == 'psnr' else 4}f}"
+                     for m, v in vals.items()]
+            p_text = "-"
+            if label != reference:
+                rp = [ref[k]["psnr"] for k in keys]
+                p_psnr = _paired_p(rp, vals["psnr"])
+                p_text = f"{p_psnr:.3g}, {_paired_p([ref[k]['ssim'] for k in keys], vals['ssim']):.3g}"
+                verdicts.append(f"- {d}: {reference} > {label}: {_verdict(rp, vals['psnr'], p_psnr)}")
+            lines.append(f"| {d} | {label} | {len(keys)} | " + " | ".join(cells) + f" | {p_text} |")
+    return lines, verdicts
+
+
 def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.PathLike = "runs/ablation",
               results: str | os.PathLike = "docs/results", steps: int | None = None,
               config: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
@@ -340,8 +376,9 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
         train_s = 0.0
         for stage_dir, argv in plan.stages:
             n = int(argv[argv.index("--steps") + 1])
-            if not _finished(stage_dir / "model.safetensors", n):
+            if _training(stage_dir / "model.safetensors").get("steps") != n:
                 _run([*exe, "train", *argv], plan.run_dir / "train.log", log)
+            train_s += float(_training(stage_dir / "model.safetensors").get("wall_time_s", 0.0))
         if not plan.checkpoint.is_file():
             raise MedtransError(f"variant {label!r} has no checkpoint", plan.checkpoint)
         if v.model_of is not None and not v.evaluate:
@@ -349,12 +386,7 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
             evaluations[label] = evaluations[v.model_of]
             times[label] = {"train": 0.0, "evaluate": 0.0}
             continue
-        for stage_dir, _argv in plan.stages:
-            from ..translators.checkpoint import read_checkpoint_metadata
-
-            training = read_checkpoint_metadata(stage_dir / "model.safetensors").training
-            train_s += float(training.get("wall_time_s", 0.0)) if isinstance(training, dict) else 0.0
-        eval_opts = {"precision": "fp32", **{k: v2 for k, v2 in v.evaluate.items()}}
+        eval_opts = {"precision": "fp32", **v.evaluate}
         eval_argv = ["evaluate", "--model", str(plan.checkpoint), "--data", str(data)]
         for key, value in eval_opts.items():
             eval_argv += _flag_values(key, value)
@@ -424,22 +456,15 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
     import numpy as np
 
     ref_label = table.variants[0].label
-    per: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
-    floors: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+    per = {}
     for label, path in evaluations.items():
         row = plans[label].variant.row
-        rows = _read_rows(path)
-        per[label] = {(r["direction"], r["subject"]): {m: float(r[m]) for m in ("psnr", "ssim", "mae")}
-                      for r in rows if r.get("method", "model") == row}
+        per[label] = read_metrics(path, row)
         if not per[label]:
             raise MedtransError(f"variant {label!r}: the evaluation has no rows {row!r}", path)
-        if label == ref_label:
-            for r in rows:
-                if r.get("method", "").startswith("floor: "):
-                    floors.setdefault(r["method"][7:], {})[(r["direction"], r["subject"])] = {
-                        m: float(r[m]) for m in ("psnr", "ssim", "mae")}
-    ref = per[ref_label]
-    directions = sorted({d for d, _s in ref})
+    floors = {kind: read_metrics(evaluations[ref_label], f"floor: {kind}") for kind in ("identity", "histogram", "lookup")}
+    floors = {kind: rows for kind, rows in floors.items() if rows}
+    directions = sorted({d for d, _s in per[ref_label]})
     lines = [f"# {table.title}", "", "Regenerate (the benchmark data: docs/benchmark.md):", "", "```bash",
              command or f"medtrans ablation {table.paper} {table.table} --data {data}", "```", "",
              f"Test subjects of `{data}`, whole volumes inside the brain mask, fp32. Equal budgets: "
@@ -447,32 +472,14 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
              f"over subjects, paired with **{ref_label}**.", ""]
     if table.notes:
         lines += [table.notes, ""]
-    lines += ["| direction | variant | n | PSNR (dB) | SSIM | MAE | p (PSNR, SSIM) |", "|---|---|---|---|---|---|---|"]
-    verdicts = []
-    for d in directions:
-        for label in per:
-            keys = sorted(k for k in per[label] if k[0] == d and k in ref)
-            if not keys:
-                continue
-            vals = {m: np.array([per[label][k][m] for k in keys]) for m in ("psnr", "ssim", "mae")}
-            cells = [f"{vals['psnr'].mean():.2f} +- {vals['psnr'].std(ddof=1) if len(keys) > 1 else 0:.2f}",
-                     f"{vals['ssim'].mean():.4f} +- {vals['ssim'].std(ddof=1) if len(keys) > 1 else 0:.4f}",
-                     f"{vals['mae'].mean():.4f} +- {vals['mae'].std(ddof=1) if len(keys) > 1 else 0:.4f}"]
-            if label == ref_label:
-                p_text = "-"
-            else:
-                rp = [ref[k]["psnr"] for k in keys]
-                p_psnr = _paired_p(rp, vals["psnr"])
-                p_ssim = _paired_p([ref[k]["ssim"] for k in keys], vals["ssim"])
-                p_text = f"{p_psnr:.3g}, {p_ssim:.3g}"
-                verdicts.append(f"- {d}: {ref_label} > {label}: {_verdict(rp, vals['psnr'], p_psnr)}")
-            lines.append(f"| {d} | {label} | {len(keys)} | " + " | ".join(cells) + f" | {p_text} |")
+    rows, verdicts = comparison_table(per, ref_label)
+    lines += rows
     if floors:
         lines += ["", "Floors on the same subjects (zero-parameter, fitted on the training subjects; "
                       "`medtrans floors`):", "", "| direction | floor | PSNR (dB) | SSIM |", "|---|---|---|---|"]
         for d in directions:
-            for name, rows in floors.items():
-                sel = [v for (dd, _s), v in rows.items() if dd == d]
+            for name, floor_rows in floors.items():
+                sel = [v for (dd, _s), v in floor_rows.items() if dd == d]
                 if sel:
                     lines.append(f"| {d} | {name} | {np.mean([r['psnr'] for r in sel]):.2f} | "
                                  f"{np.mean([r['ssim'] for r in sel]):.4f} |")

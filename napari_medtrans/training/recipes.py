@@ -33,7 +33,7 @@ from torch import nn
 
 import os
 
-from ..core.errors import ConfigMismatchError, MethodMismatchError, UnknownChoiceError
+from ..core.errors import ConfigMismatchError, UnknownChoiceError
 from ..translators.base import Translator
 from ..translators.blocks import PatchGANDiscriminator, init_normal
 
@@ -155,12 +155,9 @@ def load_init(model: Translator, path: str | os.PathLike, method: str):
     into ``model``, for a run that starts from them; returns the checkpoint's
     :class:`~napari_medtrans.translators.checkpoint.CheckpointInfo`. Clear errors name the file: another
     method, other modalities, or weights that do not fit the model's configuration."""
-    from ..translators.checkpoint import load_translator, read_checkpoint_metadata
+    from ..translators.checkpoint import load_translator
 
-    info = read_checkpoint_metadata(path)
-    if info.method != method:
-        raise MethodMismatchError(path, expected=method, found=info.method)
-    src = load_translator(path, method=method)
+    src = load_translator(path, method=method)  # another method: MethodMismatchError naming the file
     for field in ("inputs", "outputs"):
         if tuple(getattr(src.spec, field)) != tuple(getattr(model.spec, field)):
             raise ConfigMismatchError(
@@ -172,7 +169,7 @@ def load_init(model: Translator, path: str | os.PathLike, method: str):
         raise ConfigMismatchError(
             f"holds a {method} model of config {src.config}, which does not fit this run's model {model.config}: "
             f"build the model with the same options ({str(exc).splitlines()[0]})", path) from None
-    return info
+    return src.checkpoint_info
 
 
 def _paired(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
