@@ -151,16 +151,19 @@ def show_synthetic_banner(viewer) -> None:
     def update(event=None):
         text = synthetic_banner(viewer)
         overlay = text_overlay(viewer)
+        # The overlay stays visible once shown and gets a blank text instead of being hidden or emptied: either
+        # of those, then the banner again after a layer was removed, crashes vispy's draw (a segfault in
+        # glDrawArrays, napari 0.9 under Mesa); a test repeats the sequence.
         if text:
-            overlay.text = text
             overlay.color = (1.0, 0.2, 0.2, 1.0)
             overlay.font_size = 12
             overlay.position = "bottom_left"
-            try:
-                overlay.box = True
-            except (AttributeError, ValueError):  # older napari: no box
-                pass
-        overlay.visible = bool(text)
+            overlay.visible = True
+        overlay.text = text or " "
+        try:
+            overlay.box = bool(text)
+        except (AttributeError, ValueError):  # older napari: no box
+            pass
 
     def watch(layer):
         for name in ("visible", "opacity", "name"):

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cancel import cancel_scope
 from .errors import (
     DeviceUnavailableError,
     GeometryMismatchError,
@@ -624,7 +625,7 @@ def translate_volume(
     if seed is not None:
         gens = [torch.Generator(device=dev).manual_seed(seed + i) for i in range(samples)]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), cancel_scope(should_cancel):
             start = 0
             while start < n_slices:
                 stop = min(start + bs, n_slices)
@@ -644,6 +645,8 @@ def translate_volume(
                         if runner is fast:
                             try:
                                 out = call(fast, x.contiguous(memory_format=torch.channels_last), gens[s])
+                            except TranslationCancelled:
+                                raise
                             except Exception:
                                 if not first_call:
                                     raise
@@ -662,6 +665,10 @@ def translate_volume(
                         done += stop - start
                         if progress is not None:
                             progress(done, total)
+                except TranslationCancelled as exc:
+                    if exc.total:
+                        raise
+                    raise TranslationCancelled(done, total) from None  # asked at a sampling step (core.cancel)
                 except torch.cuda.OutOfMemoryError:
                     if not adaptive or bs == 1:
                         raise

@@ -39,6 +39,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.cancel import cancellation_point
 from ..core.errors import UnknownChoiceError
 
 __all__ = [
@@ -202,7 +203,11 @@ class GaussianDiffusion:
         return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
 
     def predict(self, model_fn: ModelFn, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the network and return ``(x0_hat, eps_hat)`` (``x0_hat`` clamped when ``clip_x0``)."""
+        """Run the network and return ``(x0_hat, eps_hat)`` (``x0_hat`` clamped when ``clip_x0``).
+
+        Every sampling step passes here, so a Cancel in the GUI takes effect within one step
+        (:func:`~napari_medtrans.core.cancel.cancellation_point`)."""
+        cancellation_point()
         out = model_fn(x_t, t).to(x_t.dtype)
         if self.prediction == "x0":
             x0 = out

@@ -429,3 +429,23 @@ def test_every_registered_translator_honours_its_spec(name):
     assert set(res.outputs) == set(spec.outputs)
     for mname in spec.maps:
         assert mname in res.maps or any(k.startswith(mname + "_") for k in res.maps)
+
+
+def test_cancel_stops_a_diffusion_model_within_a_sampling_step():
+    """Cancel during a slice of EDTS-Trans (one call runs the whole sampling chain) stops at the next step."""
+    from napari_medtrans.translators import create_translator
+
+    model = create_translator("edts-trans", preset="cpu", width=4, depth=2, default_steps=40)
+    evaluations = []
+    denoise = model.denoise
+    model.denoise = lambda *a, **k: evaluations.append(1) or denoise(*a, **k)
+    asked = []
+
+    def should_cancel():
+        asked.append(1)
+        return len(evaluations) >= 3  # the user presses Cancel during the first slice's third step
+
+    with pytest.raises(TranslationCancelled) as info:
+        translate_volume(_volume(shape=(16, 16, 4)), model, batch_size=1, should_cancel=should_cancel, seed=0)
+    assert len(evaluations) == 3  # not the 40 steps of the slice
+    assert info.value.done == 0 and info.value.total == 4
