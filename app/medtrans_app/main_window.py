@@ -40,6 +40,7 @@ from napari_medtrans.qt.export_panel import ExportPanel
 from napari_medtrans.qt.translate_panel import TranslatePanel
 
 from .imaging import colour_lut, robust_range
+from .runtime import leave_a_core_to_the_gui, quiet_gc
 from .settings import AppSettings
 from .viewer import LinkedViewer
 from .worklist import Worklist, load_case
@@ -105,26 +106,6 @@ class ColourBar(QWidget):
         painter.drawText(right + 3, 0, self.width() - right, self.height(), int(Qt.AlignmentFlag.AlignVCenter),
                          self.high_text)
         painter.end()
-
-
-def leave_a_core_to_the_gui(threads: int | None = None) -> int:
-    """Let torch use every core but one (or ``threads``), so the event loop always finds a free core while a
-    translation runs (with all cores busy, scrolling stalls by 100+ ms). Returns the thread count set."""
-    import torch
-
-    n = int(threads) if threads else max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(n)
-    return n
-
-
-def quiet_gc() -> None:
-    """Collect garbage once, then freeze what is alive (``gc.freeze``) so that later full collections skip
-    the ~270k long-lived objects torch, scipy and Qt bring: a full collection of those takes ~140 ms, a
-    visible stall when it falls during scrolling (measured with bench/app_latency.py)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 def _error_map(job, synthetic, reference):

@@ -281,7 +281,7 @@ class ReaderWindow(QMainWindow):
             if w is not self.rank_list:
                 w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         workers.set_error_handler(self.show_error)
-        from .main_window import quiet_gc
+        from .runtime import quiet_gc
 
         quiet_gc()
         self.go_to_case(self.index)

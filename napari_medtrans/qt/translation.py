@@ -30,6 +30,7 @@ __all__ = [
     "merge_partials",
     "partial_volume",
     "partial_name",
+    "cores_but_one",
     "gui_core_left",
 ]
 
@@ -213,6 +214,13 @@ _threads_users = 0
 _threads_before = 0
 
 
+def cores_but_one(limit: int | None = None) -> int:
+    """Every core of this machine but one, at least 1 and at most ``limit``: the torch thread count that leaves
+    the GUI's event loop a free core (:func:`gui_core_left`, and the app at start)."""
+    n = max(1, (os.cpu_count() or 2) - 1)
+    return n if limit is None else max(1, min(int(limit), n))
+
+
 @contextlib.contextmanager
 def gui_core_left(threads: int | None = None):
     """Run torch with ``threads`` intra-op threads (None: every core but one) inside; restored after.
@@ -231,7 +239,7 @@ def gui_core_left(threads: int | None = None):
         if _threads_users == 0:
             _threads_before = torch.get_num_threads()
         _threads_users += 1
-        n = threads if threads is not None else max(1, min(_threads_before, (os.cpu_count() or 1) - 1))
+        n = threads if threads is not None else cores_but_one(limit=_threads_before)
         torch.set_num_threads(n)  # also this thread's OpenMP setting, which new threads do not inherit
     try:
         yield n

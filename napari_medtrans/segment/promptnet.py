@@ -252,7 +252,7 @@ class PromptSegmenter:
     def propagate(self, volume: Volume, prompts, *, direction: str = "both", window=None,
                   largest_component: bool = False, progress=None, should_cancel=None):
         """Segment the first prompted slice and carry the mask slice by slice (see the module notes)."""
-        from .segmenter import DIRECTIONS
+        from .result import DIRECTIONS
 
         if direction not in DIRECTIONS:
             from ..core.errors import UnknownChoiceError
@@ -337,7 +337,7 @@ class PromptSegmenter:
         return (logits > 0).cpu().numpy()
 
     def _result(self, frames_mask, geom, order, prompts, win, t0, largest_component):
-        from .segmenter import SegmentationResult
+        from .result import SegmentationResult
 
         return SegmentationResult(
             mask=np.ascontiguousarray(geom.to_volume(frames_mask)), slices=order, prompts=list(prompts),

@@ -17,7 +17,6 @@ raises :class:`~napari_medtrans.core.errors.SegmentationCancelled`. The predicto
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -32,6 +31,7 @@ from .cache import DEFAULT_MAX_BYTES, EmbeddingCache
 from .frames import FrameGeometry, Window, frame_tensor, resolve_window, volume_digest, window_to_uint8
 from .prompts import SlicePrompt, as_prompt_list
 from .prompts import largest_component as _largest_component
+from .result import DIRECTIONS, SegmentationResult
 
 __all__ = ["Segmenter", "SegmentationResult", "DIRECTIONS"]
 
@@ -39,59 +39,7 @@ ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 
 #: Propagation directions.
-DIRECTIONS = ("both", "forward", "backward")
 _OBJ_ID = 1
-
-
-@dataclasses.dataclass
-class SegmentationResult:
-    """A mask on the volume's grid and how it was made.
-
-    Attributes
-    ----------
-    mask : ndarray of bool
-        Same shape as the volume, indexed (i, j, k).
-    slices : list of int
-        Frames segmented, in the order the model produced them.
-    prompts : list of SlicePrompt
-        The prompts used (frame coordinates).
-    model : str
-        Model name.
-    window : Window
-        Intensity window applied before the model.
-    seconds : float
-        Wall time of the job.
-    embeddings_computed, embeddings_reused : int
-        Slices whose image embedding was computed / taken from the cache in this job.
-    largest_component : bool
-        Whether only the largest connected component was kept.
-    """
-
-    mask: np.ndarray
-    slices: list[int]
-    prompts: list[SlicePrompt]
-    model: str
-    window: Window
-    seconds: float
-    embeddings_computed: int
-    embeddings_reused: int
-    largest_component: bool = False
-
-    def to_volume(self, volume: Volume, label: int = 1) -> Volume:
-        """The mask as a label Volume on ``volume``'s grid (values 0 and ``label``), provenance recorded."""
-        return volume.derive(
-            self.mask.astype(np.float32) * float(label),
-            modality="segmentation",
-            provenance={
-                "segmentation": {
-                    "model": self.model,
-                    "prompts": [dataclasses.asdict(p) for p in self.prompts],
-                    "window": [self.window.lo, self.window.hi],
-                    "largest_component": self.largest_component,
-                    "segmented_image_synthetic": bool(volume.synthetic),
-                }
-            },
-        )
 
 
 class _Frames:

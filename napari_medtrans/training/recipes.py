@@ -225,7 +225,7 @@ class RegressionRecipe:
         if "mse" in self.loss:
             terms["mse"] = F.mse_loss(out, y)
         if "ssim" in self.loss:
-            from .recipe_edts import ssim_torch
+            from .losses import ssim_torch
 
             terms["ssim"] = 0.5 * (1 - ssim_torch(out, y))
         loss = sum(terms.values())

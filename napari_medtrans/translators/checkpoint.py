@@ -36,13 +36,8 @@ whole file name plus ``.json``: ``model.onnx`` -> ``model.onnx.json``, ``weights
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import json
-import math
 import os
-import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +54,21 @@ from ..core.errors import (
 )
 from ..core.weights import safe_torch_load, sha256_file
 from .base import Translator, create_translator, meta_device
+from .checkpoint_info import (
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    ONNX_SUFFIXES,
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    TORCHSCRIPT_SUFFIXES,
+    CheckpointInfo,
+    check_config_bounds,
+    sidecar_path,
+    validate_normalisation,
+)
+from .checkpoint_save import save_checkpoint
+from .direction import format_direction, parse_direction, redirect_translator, translator_directions
 
 __all__ = [
     "FORMAT",
@@ -81,209 +91,9 @@ __all__ = [
     "ONNX_SUFFIXES",
 ]
 
-FORMAT = "napari-medtrans/checkpoint"
-FORMAT_VERSION = 1
-METADATA_KEY = "medtrans"
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth")
-TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript")
-ONNX_SUFFIXES = (".onnx",)
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors refuses larger headers too
 
 
-@dataclasses.dataclass(frozen=True)
-class CheckpointInfo:
-    """What a model file says about itself, read without building the model.
-
-    Attributes
-    ----------
-    path : Path
-        The file.
-    sha256 : str
-        sha256 of the file bytes (what DICOM export writes into DerivationDescription).
-    method : str
-        Registry name of the method.
-    config : dict
-        Keyword arguments for ``create_translator(method, **config)`` (empty for exported models).
-    spec : dict or None
-        ``TranslatorSpec.to_dict()`` as saved.
-    normalisation : dict or None
-        Intensity statistics the engine uses to map outputs back to the target contrast's range.
-    training : dict
-        Command, data, steps, wall time, ... (empty when unknown).
-    metrics : dict
-        Validation metrics (empty when unknown).
-    package_version : str or None
-        napari-medtrans version that wrote the file.
-    format : str
-        ``"safetensors"``, ``"pt"``, ``"torchscript"`` or ``"onnx"``.
-    raw : dict
-        The whole metadata (or sidecar) as read.
-    """
-
-    path: Path
-    sha256: str
-    method: str
-    config: dict
-    spec: dict | None
-    normalisation: dict | None
-    training: dict
-    metrics: dict
-    package_version: str | None
-    format: str = "safetensors"
-    raw: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def torch_version(self) -> str | None:
-        """torch version that wrote the file, when recorded."""
-        return self.raw.get("torch_version")
-
-    @property
-    def created(self) -> str | None:
-        """ISO 8601 time the file was written, when recorded."""
-        return self.raw.get("created")
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a model file: the full file name plus ``.json`` (``m.onnx`` -> ``m.onnx.json``)."""
-    p = Path(path)
-    return p.with_name(p.name + ".json")
-
-
-def validate_normalisation(norm: Any, where: str | os.PathLike | None = None) -> dict | None:
-    """Check the normalisation record the engine relies on and return it as a plain dict.
-
-    Expected shape: ``{"scheme": str, ..., "outputs": {modality: {"lo": float, "hi": float}}}``; every key
-    is optional except that each entry of ``"outputs"`` needs finite ``lo < hi``.
-
-    Raises
-    ------
-    ValueError
-        (or :class:`CheckpointError` naming ``where`` when given) describing the offending field.
-    """
-    if norm is None:
-        return None
-
-    def bad(msg: str):
-        if where is not None:
-            return CheckpointError(f"bad normalisation record: {msg}", where)
-        return ValueError(f'Argument "normalisation": {msg}')
-
-    if not isinstance(norm, Mapping):
-        raise bad(f"must be a mapping, got {type(norm).__name__}")
-    if "scheme" in norm and not isinstance(norm["scheme"], str):
-        raise bad('"scheme" must be a string')
-    outputs = norm.get("outputs", {})
-    if not isinstance(outputs, Mapping):
-        raise bad('"outputs" must map modality names to {"lo": ..., "hi": ...}')
-    for mod, stats in outputs.items():
-        if not isinstance(stats, Mapping) or "lo" not in stats or "hi" not in stats:
-            raise bad(f'"outputs"[{mod!r}] must hold "lo" and "hi"')
-        try:
-            lo, hi = float(stats["lo"]), float(stats["hi"])
-        except (TypeError, ValueError):
-            raise bad(f'"outputs"[{mod!r}] "lo"/"hi" must be numbers') from None
-        if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-            raise bad(f'"outputs"[{mod!r}] needs finite lo < hi, got lo={lo}, hi={hi}')
-    return json.loads(json.dumps(dict(norm)))
-
-
-def _json_part(name: str, value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f'Argument "{name}" must be JSON-serialisable: {exc}') from None
-
-
-# -- saving ---------------------------------------------------------------------------------------------
-def _dedupe_shared(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Drop exact aliases (tied weights) and make every tensor a contiguous CPU copy safetensors can write."""
-    out: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
-    for key, t in state.items():
-        if not isinstance(t, torch.Tensor):
-            continue
-        t = t.detach()
-        if t.numel() > 0:
-            ident = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
-            if ident in seen:
-                aliases[key] = seen[ident]
-                continue
-            seen[ident] = key
-        # clone: partial views of one storage must not share memory in the file
-        out[key] = t.to("cpu").contiguous().clone()
-    return out, aliases
-
-
-def save_checkpoint(
-    model: Translator,
-    path: str | os.PathLike,
-    *,
-    normalisation: dict | None = None,
-    training: dict | None = None,
-    metrics: dict | None = None,
-) -> Path:
-    """Write a translator as a ``.safetensors`` checkpoint with its metadata (atomically).
-
-    Parameters
-    ----------
-    model : Translator
-        The model; ``model.spec.method`` and ``model.config`` must rebuild it via ``create_translator``.
-    path : path-like
-        Destination, ending in ``.safetensors``. Written to a temporary file and renamed into place.
-    normalisation : dict, optional
-        Intensity statistics (see :func:`validate_normalisation`). Defaults to ``model.normalisation``
-        when the model has one (a model loaded from a checkpoint).
-    training : dict, optional
-        How it was trained: command, data, steps, wall time, ...
-    metrics : dict, optional
-        Validation metrics.
-
-    Returns
-    -------
-    Path
-        The written file.
-    """
-    if not isinstance(model, Translator):
-        raise TypeError(f'Argument "model" must be a Translator, got {type(model).__name__}.')
-    p = Path(path)
-    if p.suffix.lower() not in SAFETENSORS_SUFFIXES:
-        raise ValueError(f'Argument "path" must end in .safetensors, got {p.name!r}.')
-    from safetensors.torch import save_file
-
-    from .. import __version__
-
-    if normalisation is None:
-        normalisation = getattr(model, "normalisation", None)
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "method": model.spec.method,
-        "config": _json_part("config", dict(model.config)),
-        "spec": model.spec.to_dict(),
-        "normalisation": validate_normalisation(normalisation),
-        "training": _json_part("training", dict(training or {})),
-        "metrics": _json_part("metrics", dict(metrics or {})),
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    tensors, aliases = _dedupe_shared(model.state_dict())
-    meta["aliases"] = aliases
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-# -- reading metadata -----------------------------------------------------------------------------------
 def _read_safetensors_header(p: Path) -> dict:
     """Parse the safetensors header (JSON) and check that the file holds all the bytes it announces."""
     try:
@@ -492,66 +302,6 @@ def _build(p: Path, info: CheckpointInfo, expected_method: str | None) -> Transl
 #: Bounds on integer config values, checked before any network is built (a crafted "depth": 1000000 would
 #: otherwise build for minutes, "width": 1000000 try to allocate terabytes). Keys are matched by name; every
 #: shipped and documented configuration is far inside them.
-_INT_LIMITS = (
-    (re.compile(r"depth|blocks|layers|levels|n_down|n_res|convs|heads|items|n_masks|mult"), 64),
-    (re.compile(r"width|dim|channels|patch|grid|size|pixels"), 8192),
-)
-_DEFAULT_INT_LIMIT = 100_000
-_MAX_CONFIG_ITEMS = 256
-
-
-def check_config_bounds(p: Path, method: str, config: Mapping[str, Any]) -> None:
-    """Refuse a config with an integer out of bounds, a non-finite float or an oversized list (fails in
-    microseconds, before anything is built). Raises :class:`ConfigMismatchError` naming every bad key."""
-    problems: list[str] = []
-
-    def walk(key: str, value: Any, limit: int) -> None:
-        if value is None or isinstance(value, bool):
-            return
-        if isinstance(value, str):
-            if len(value) > 1024:
-                problems.append(f"{key} is a {len(value)}-character string")
-            return
-        if isinstance(value, (list, tuple)):
-            if len(value) > _MAX_CONFIG_ITEMS:
-                problems.append(f"{key} has {len(value)} entries")
-                return
-            for item in value:
-                walk(key, item, limit)
-            return
-        if isinstance(value, Mapping):
-            if len(value) > _MAX_CONFIG_ITEMS:
-                problems.append(f"{key} has {len(value)} entries")
-                return
-            for k, item in value.items():
-                walk(f"{key}.{k}", item, _limit_for(str(k)))
-            return
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                problems.append(f"{key}={value}")
-            return
-        if isinstance(value, int) and not 0 <= value <= limit:
-            problems.append(f"{key}={value} (allowed 0 to {limit})")
-
-    for key, value in config.items():
-        walk(str(key), value, _limit_for(str(key)))
-    if problems:
-        raise ConfigMismatchError(
-            f"config of method {method!r} is out of bounds: {'; '.join(problems[:6])}"
-            + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else "")
-            + "; the file is damaged or crafted",
-            p,
-            method=method,
-        )
-
-
-def _limit_for(key: str) -> int:
-    for pattern, limit in _INT_LIMITS:
-        if pattern.search(key.lower()):
-            return limit
-    return _DEFAULT_INT_LIMIT
-
-
 def _build_checked(
     p: Path, info: CheckpointInfo, method: str | None, shapes: Mapping[str, tuple[int, ...]],
     aliases: Mapping[str, str], strict: bool,
@@ -772,125 +522,6 @@ def load_translator(
     if wanted is None:
         return model
     return redirect_translator(model, format_direction(*wanted), where=p)
-
-
-# -- directions -----------------------------------------------------------------------------------------
-def parse_direction(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``"T2->T1"`` (or ``"T2:T1"``, ``"T1+T2->T1c"``) -> ``(inputs, outputs)`` with canonical modality names.
-
-    Raises
-    ------
-    ValueError
-        Naming the argument and the expected form.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f'Argument "direction" must be a string like "T2->T1", got {type(text).__name__}.')
-    sep = "->" if "->" in text else ":"
-    src, found, dst = text.partition(sep)
-    from ..core.volume import normalise_modality
-
-    def names(part: str) -> tuple[str, ...]:
-        return tuple(normalise_modality(m) for m in part.split("+") if m.strip())
-
-    inputs, outputs = names(src), names(dst)
-    if not found or not inputs or not outputs or len(set(inputs)) < len(inputs) or set(inputs) & set(outputs):
-        raise ValueError(f'Argument "direction" must read SRC->DST with different modalities (e.g. "T2->T1" '
-                         f'or T2:T1), got {text!r}.')
-    return inputs, outputs
-
-
-def format_direction(inputs: tuple[str, ...] | list[str], outputs: tuple[str, ...] | list[str]) -> str:
-    """``(("T1",), ("T2",))`` -> ``"T1->T2"`` (inputs joined by ``+``)."""
-    return f"{'+'.join(inputs)}->{'+'.join(outputs)}"
-
-
-def translator_directions(model: Translator) -> list[str]:
-    """The directions a loaded translator can run in, its own first (``["T1->T2", "T2->T1"]``)."""
-    own = format_direction(model.spec.inputs, model.spec.outputs)
-    if not getattr(type(model), "bidirectional", False):
-        return [own]
-    return list(dict.fromkeys([own, *(format_direction(i, o) for i, o in model.directions())]))
-
-
-def _where(model: Translator, where: str | os.PathLike | None) -> str:
-    info = getattr(model, "checkpoint_info", None)
-    path = where if where is not None else getattr(info, "path", None)
-    return os.fspath(path) if path is not None else f"{model.spec.method} translator"
-
-
-def _normalisation_for(norm: Mapping | None, inputs: tuple[str, ...], outputs: tuple[str, ...], own: str,
-                       where: str) -> dict:
-    """The normalisation record of a checkpoint (written for direction ``own``) for ``inputs -> outputs``.
-
-    The trainer stores per-modality statistics under ``"inputs"`` and ``"outputs"``; the new direction's output
-    ranges may come from either. Training normalised the old inputs per volume, so ``"targets"`` becomes
-    ``"volume"``.
-    """
-    # Without statistics the engine would map the output into the input's range: the other contrast's.
-    stats = {} if norm is None else {**dict(norm.get("inputs") or {}), **dict(norm.get("outputs") or {})}
-    missing = [m for m in outputs if m not in stats]
-    if missing:
-        raise CheckpointError(
-            f"has no intensity statistics for {', '.join(missing)} ("
-            + (f"its normalisation record, written for {own}, holds {', '.join(sorted(stats)) or 'none'}"
-               if norm is not None else "it has no normalisation record")
-            + f"), so {format_direction(inputs, outputs)} could not "
-            f"map its output into the {', '.join(missing)} range; retrain or re-save it with per-modality statistics",
-            where,
-        )
-    out = json.loads(json.dumps(dict(norm)))  # type: ignore[arg-type]
-    out["inputs"] = {m: stats[m] for m in inputs if m in stats}
-    out["outputs"] = {m: stats[m] for m in outputs}
-    if "targets" in out and not set(outputs) <= set(norm.get("outputs") or {}):
-        out["targets"] = "volume"
-    out["direction"] = format_direction(inputs, outputs)
-    out["saved_direction"] = own
-    return validate_normalisation(out, where)
-
-
-def redirect_translator(model: Translator, direction: str, *, where: str | os.PathLike | None = None) -> Translator:
-    """``model`` for ``direction``: itself when that is its own direction, else the other direction's twin.
-
-    The twin (only for a class with ``bidirectional = True``) is built with source and target swapped and gets a
-    copy of every tensor, the same ``checkpoint_info`` (the file is the same), and the normalisation record of
-    the new direction: outputs are mapped into the range stored for the new output modality.
-
-    Parameters
-    ----------
-    model : Translator
-        A loaded translator (with ``checkpoint_info`` and ``normalisation`` when it came from a file).
-    direction : str
-        ``"SRC->DST"`` (see :func:`parse_direction`).
-    where : path-like, optional
-        The file, for error messages (default: ``model.checkpoint_info.path``).
-
-    Raises
-    ------
-    CheckpointError
-        The model does not offer ``direction`` (the message names the file and the directions it offers), or its
-        normalisation record lacks the statistics of the new output modality.
-    """
-    inputs, outputs = parse_direction(direction)
-    own = format_direction(model.spec.inputs, model.spec.outputs)
-    if (inputs, outputs) == (model.spec.inputs, model.spec.outputs):
-        return model
-    place = _where(model, where)
-    offered = translator_directions(model)
-    asked = format_direction(inputs, outputs)
-    if asked not in offered:
-        kind = "a two-modality translator" if len(offered) > 1 else "a one-direction translator"
-        raise CheckpointError(f"holds {kind} ({model.spec.method}) that translates {' or '.join(offered)}, "
-                              f"not {asked}", place, direction=asked, choices=offered)
-    if len(inputs) != 1 or len(outputs) != 1:  # bidirectional translators map one modality to one
-        raise CheckpointError(f"cannot translate {asked}", place, direction=asked, choices=offered)
-    try:
-        twin = model.for_direction(inputs[0], outputs[0])
-    except (MedtransError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot build the {asked} direction of {model.spec.method}: {exc}", place) from None
-    info = getattr(model, "checkpoint_info", None)
-    twin.checkpoint_info = info
-    twin.normalisation = _normalisation_for(getattr(model, "normalisation", None), inputs, outputs, own, place)
-    return twin
 
 
 def convert_checkpoint(

@@ -36,7 +36,7 @@ from torch import nn
 from ..core.errors import CheckpointError
 from ..core.weights import sha256_file
 from .base import TranslationOutput, Translator, TranslatorSpec
-from .checkpoint import CheckpointInfo, sidecar_path, validate_normalisation
+from .checkpoint_info import CheckpointInfo, sidecar_path, validate_normalisation
 
 __all__ = [
     "ScriptedTranslator",

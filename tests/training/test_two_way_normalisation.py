@@ -17,7 +17,7 @@ from napari_medtrans.phantom import write_phantom_dataset
 from napari_medtrans.training.datasets import UnpairedSliceDataset
 from napari_medtrans.training.recipes import get_recipe
 from napari_medtrans.translators.base import TranslationOutput, Translator, TranslatorSpec
-from napari_medtrans.translators.checkpoint import _normalisation_for
+from napari_medtrans.translators.direction import _normalisation_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
