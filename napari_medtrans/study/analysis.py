@@ -41,20 +41,44 @@ distributions a tie over places 1-2 counts one half at each.
 
 The statistics are plain functions on arrays (:func:`krippendorff_alpha`, :func:`kendall_w`, :func:`holm`,
 :func:`wilcoxon_signed_rank`) so that they can be checked against published examples.
+
+Where things are: the statistics on arrays in :mod:`.stats`, the answers and their fully crossed array in
+:mod:`.records`, the descriptive tables in :mod:`.descriptive`, the OR model in :mod:`.mrmc`; this module runs the
+analysis and fills the MRMC tables. Every public name it had is importable from it still.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..core.errors import StudyError, UnknownChoiceError
+from .descriptive import (
+    ZERO_HANDLING,  # noqa: F401  (re-exported: importable from here as before the split)
+    alpha_agreement,
+    kendall_agreement,
+    rank_distribution,
+    summary,
+    tests_over_cases,
+    turing_descriptive,
+)
 from .model import REAL
 from .mrmc import DDF, VARIANTS, jackknife_covariance, mann_whitney_kernel, obuchowski_rockette
+from .records import Crossed, ScoreRecord, crossed, mid_ranks
+from .stats import (
+    EXACT_MAX,  # noqa: F401  (re-exported)
+    LEVELS,  # noqa: F401  (re-exported)
+    friedman_test,
+    holm,
+    kendall_w,
+    krippendorff_alpha,
+    rank_with_ties,
+    wilcoxon_signed_rank,
+    wilcoxon_test,
+)
 
 __all__ = [
     "holm",
@@ -71,227 +95,15 @@ __all__ = [
     "analyse_records",
 ]
 
-LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
-
-# -- statistics on arrays ---------------------------------------------------------------------------------
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (monotone, capped at 1); NaN entries stay NaN and are not counted."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    valid = np.flatnonzero(np.isfinite(p))
-    m = len(valid)
-    if m == 0:
-        return out
-    order = valid[np.argsort(p[valid], kind="stable")]
-    running = 0.0
-    for i, idx in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[idx]))
-        out[idx] = running
-    return out
-
-
-def krippendorff_alpha(data, level: str = "ordinal") -> float:
-    """Krippendorff's alpha for a coders x units matrix with NaN for missing values.
-
-    Parameters
-    ----------
-    data : array-like, shape (coders, units)
-        Numeric values (ordinal categories as numbers; their order is what counts for "ordinal").
-    level : {"nominal", "ordinal", "interval", "ratio"}
-        The metric of differences (Krippendorff 2011, "Computing Krippendorff's alpha-reliability").
-
-    Returns
-    -------
-    float
-        1 for perfect agreement, 0 for agreement at chance, NaN when there is no pairable unit or every
-        value is the same (expected disagreement 0).
-    """
-    if level not in LEVELS:
-        raise UnknownChoiceError("alpha level", level, LEVELS)
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim != 2:
-        raise StudyError(f"krippendorff_alpha expects a 2D coders x units matrix, got shape {x.shape}")
-    values = np.unique(x[np.isfinite(x)])
-    if len(values) == 0:
-        return float("nan")
-    index = {v: i for i, v in enumerate(values)}
-    k = len(values)
-    o = np.zeros((k, k))
-    for u in range(x.shape[1]):
-        col = x[:, u]
-        col = col[np.isfinite(col)]
-        m_u = len(col)
-        if m_u < 2:
-            continue
-        counts = np.zeros(k)
-        for v in col:
-            counts[index[v]] += 1
-        pairs = np.outer(counts, counts) - np.diag(counts)
-        o += pairs / (m_u - 1)
-    n_c = o.sum(axis=1)
-    n = n_c.sum()
-    if n <= 1:
-        return float("nan")
-    if level == "nominal":
-        d2 = 1.0 - np.eye(k)
-    elif level == "interval":
-        d2 = (values[:, None] - values[None, :]) ** 2
-    elif level == "ratio":
-        s = values[:, None] + values[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d2 = np.where(s != 0, ((values[:, None] - values[None, :]) / s) ** 2, 0.0)
-    else:
-        cum = np.cumsum(n_c)
-        d2 = np.zeros((k, k))
-        for a in range(k):
-            for b in range(k):
-                lo, hi = min(a, b), max(a, b)
-                between = cum[hi] - (cum[lo - 1] if lo > 0 else 0.0)
-                d2[a, b] = (between - (n_c[a] + n_c[b]) / 2.0) ** 2
-    observed = float((o * d2).sum())
-    expected = float((np.outer(n_c, n_c) * d2).sum()) / (n - 1)
-    if expected == 0:
-        return float("nan")
-    return 1.0 - observed / expected
-
-
-def rank_with_ties(values, *, higher_is_better: bool = True, method: str = "min") -> np.ndarray:
-    """Ranks 1..n of ``values`` (1 = best). ``method``: "min" (ties share the best rank, as readers tie)
-    or "average" (ties share the mean rank, for statistics)."""
-    from scipy.stats import rankdata
-
-    v = np.asarray(values, dtype=np.float64)
-    return rankdata(-v if higher_is_better else v, method=method)
-
-
-def kendall_w(ranks) -> float:
-    """Kendall's coefficient of concordance W for an m raters x n objects matrix of ranks (ties allowed).
-
-    Each rater's row is re-ranked with average ranks, and the tie correction
-    ``W = 12 S / (m^2 (n^3 - n) - m sum T)`` with ``T = sum (t^3 - t)`` over tie groups is used. NaN when
-    undefined (fewer than 2 raters or objects, or every rater tied everything).
-    """
-    from scipy.stats import rankdata
-
-    r = np.asarray(ranks, dtype=np.float64)
-    if r.ndim != 2:
-        raise StudyError(f"kendall_w expects a 2D raters x objects matrix, got shape {r.shape}")
-    m, n = r.shape
-    if m < 2 or n < 2:
-        return float("nan")
-    rr = np.vstack([rankdata(row) for row in r])
-    totals = rr.sum(axis=0)
-    s = float(((totals - totals.mean()) ** 2).sum())
-    ties = 0.0
-    for row in r:
-        _, counts = np.unique(row, return_counts=True)
-        ties += float((counts ** 3 - counts).sum())
-    denom = m * m * (n ** 3 - n) - m * ties
-    if denom <= 0:
-        return float("nan")
-    return 12.0 * s / denom
-
-
-def friedman_test(matrix) -> tuple[float, float]:
-    """Friedman chi-square and p-value for a blocks x treatments matrix (NaN, NaN when it cannot be run:
-    fewer than 3 treatments or 2 blocks, or no variation at all)."""
-    from scipy.stats import friedmanchisquare
-
-    x = np.asarray(matrix, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < 3 or x.shape[0] < 2:
-        return float("nan"), float("nan")
-    if np.all(x == x[:, :1]):
-        return 0.0, 1.0
-    with np.errstate(all="ignore"):
-        stat, p = friedmanchisquare(*x.T)
-    return float(stat), float(p)
-
-
-#: Wilcoxon's exact distribution is used up to this many non-zero differences, the normal one above.
-EXACT_MAX = 25
 #: The report warns below these numbers of readers and cases.
 SMALL_READERS = 4
 SMALL_CASES = 10
-ZERO_HANDLING = "zero differences dropped (Wilcoxon)"
 #: The MRMC figure of merit of a scale and of a ranking criterion.
 METRIC = {"scale": "mean score", "ranking": "mean rank"}
 
 
-def wilcoxon_signed_rank(a, b, *, exact_max: int = EXACT_MAX) -> dict:
-    """Two-sided Wilcoxon signed-rank test of paired samples.
-
-    Zero differences are dropped (Wilcoxon 1945; the ``"wilcox"`` rule), tied absolute differences share
-    mid-ranks. With at most ``exact_max`` non-zero differences the p-value is exact: the distribution of W+ over
-    the 2^n equally likely sign flips of the mid-ranks, counted on doubled ranks (whole numbers, so ties are
-    exact too). Above that, the normal approximation with the tie-corrected variance ``sum(rank^2) / 4`` and no
-    continuity correction.
-
-    Returns
-    -------
-    dict
-        n (pairs), n_nonzero, statistic (W+, the rank sum of the positive differences), p, method ("exact" or
-        "normal approximation"), rank_biserial ((W+ - W-) / (W+ + W-), an effect size from -1 to 1). p is NaN
-        with fewer than 2 pairs.
-    """
-    from scipy.stats import norm, rankdata
-
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise StudyError(f"wilcoxon_signed_rank expects two 1D samples of one length, got {x.shape} and {y.shape}")
-    out = {"n": int(len(x)), "n_nonzero": 0, "statistic": float("nan"), "p": float("nan"), "method": "",
-           "rank_biserial": float("nan")}
-    if len(x) < 2:
-        return out
-    d = x - y
-    nz = d[d != 0]
-    out["n_nonzero"] = int(len(nz))
-    if len(nz) == 0:
-        out.update(statistic=0.0, p=1.0, method="exact", rank_biserial=0.0)
-        return out
-    ranks = rankdata(np.abs(nz))
-    w_plus, total = float(ranks[nz > 0].sum()), float(ranks.sum())
-    out.update(statistic=w_plus, rank_biserial=(2 * w_plus - total) / total)
-    if len(nz) <= exact_max:
-        doubled = np.rint(2 * ranks).astype(np.int64)
-        counts = np.zeros(int(doubled.sum()) + 1)
-        counts[0] = 1.0
-        for r in doubled:
-            shifted = np.zeros_like(counts)
-            shifted[r:] = counts[:-r]
-            counts = counts + shifted
-        sums = np.arange(len(counts))
-        centre = doubled.sum() / 2.0
-        extreme = np.abs(sums - centre) >= abs(round(2 * w_plus) - centre)
-        out.update(p=float(min(1.0, counts[extreme].sum() / counts.sum())), method="exact")
-    else:
-        z = (w_plus - total / 2.0) / math.sqrt(float((ranks ** 2).sum()) / 4.0)
-        out.update(p=float(2 * norm.sf(abs(z))), method="normal approximation")
-    return out
-
-
-def wilcoxon_test(a, b) -> tuple[float, float]:
-    """(W+, two-sided p) of :func:`wilcoxon_signed_rank`; p = 1 when all pairs are equal, NaN below 2 pairs."""
-    res = wilcoxon_signed_rank(a, b)
-    return res["statistic"], res["p"]
-
-
 # -- the study ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ScoreRecord:
-    """One answer that counts, unblinded: reader, case id, image code, method, criterion, value, confidence,
-    seconds spent."""
-
-    reader: str
-    case: str
-    image: str
-    method: str
-    criterion: str
-    value: float
-    confidence: int | None = None
-    seconds: float | None = None
-
-
 @dataclasses.dataclass
 class StudyAnalysis:
     """Everything :func:`analyse` computes (tables are lists of dicts, ready for CSV and HTML; NaN = n/a, with
@@ -392,78 +204,6 @@ def analyse(store, *, mrmc: str = "random", ddf: str = "two-term") -> StudyAnaly
                            mrmc=mrmc, ddf=ddf)
 
 
-def _mid_ranks(records: Sequence[ScoreRecord], ranking: set[str]) -> list[ScoreRecord]:
-    """Rankings as mid-ranks within each reading (tied candidates share the mean of the places they span)."""
-    from scipy.stats import rankdata
-
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for i, r in enumerate(records):
-        if r.criterion in ranking:
-            groups.setdefault((r.reader, r.case, r.criterion), []).append(i)
-    out = list(records)
-    for idx in groups.values():
-        for i, v in zip(idx, rankdata([records[i].value for i in idx])):
-            out[i] = dataclasses.replace(records[i], value=float(v))
-    return out
-
-
-@dataclasses.dataclass
-class _Crossed:
-    """One criterion's fully crossed data: every kept reader answered every kept method on every kept case."""
-
-    methods: list
-    readers: list
-    cases: list
-    values: np.ndarray  # (methods, readers, cases)
-    confidence: np.ndarray  # (methods, readers, cases), NaN where not given
-    dropped: list
-
-
-def _crossed(recs: Sequence[ScoreRecord], methods: Sequence[str], criterion: str) -> _Crossed:
-    """Keep readers and cases with every method answered; drop the line with the fewest complete readings first
-    (cases before readers on a tie), so that as few answers as possible are lost."""
-    present = [m for m in methods if any(r.method == m for r in recs)]
-    dropped = [{"criterion": criterion, "what": f"method {m}", "reason": "no answers"}
-               for m in methods if m not in present]
-    cell: dict[tuple[str, str], dict[str, ScoreRecord]] = {}
-    for r in recs:
-        cell.setdefault((r.reader, r.case), {})[r.method] = r
-    readers = sorted({r.reader for r in recs})
-    cases = sorted({r.case for r in recs})
-    complete = {k for k, v in cell.items() if all(m in v for m in present)}
-    answered = {rd: {r.method for r in recs if r.reader == rd} for rd in readers}
-    kept_r, kept_c = list(readers), list(cases)
-    while True:
-        done_r = {rd: sum((rd, cs) in complete for cs in kept_c) for rd in kept_r}
-        done_c = {cs: sum((rd, cs) in complete for rd in kept_r) for cs in kept_c}
-        options = ([(n, 0, cs) for cs, n in done_c.items() if n < len(kept_r)]
-                   + [(n, 1, rd) for rd, n in done_r.items() if n < len(kept_c)])
-        if not options:
-            break
-        n, is_reader, name = min(options)
-        if is_reader:
-            missing = [m for m in present if m not in answered[name]]
-            why = f"answered every method on {n} of {len(kept_c)} cases"
-            if missing:
-                why += f" (no answer at all for {', '.join(missing)})"
-            dropped.append({"criterion": criterion, "what": f"reader {name}", "reason": why})
-            kept_r.remove(name)
-        else:
-            dropped.append({"criterion": criterion, "what": f"case {name}",
-                            "reason": f"answered for every method by {n} of {len(kept_r)} readers"})
-            kept_c.remove(name)
-    shape = (len(present), len(kept_r), len(kept_c))
-    values, conf = np.full(shape, np.nan), np.full(shape, np.nan)
-    for j, rd in enumerate(kept_r):
-        for k, cs in enumerate(kept_c):
-            for i, m in enumerate(present):
-                rec = cell[(rd, cs)][m]
-                values[i, j, k] = rec.value
-                if rec.confidence is not None:
-                    conf[i, j, k] = rec.confidence
-    return _Crossed(present, kept_r, kept_c, values, conf, dropped)
-
-
 def _small(n_readers: int, n_cases: int) -> str:
     parts = []
     if 0 < n_readers < SMALL_READERS:
@@ -548,7 +288,7 @@ class _Tables:
                                      "value": float(theta[i, j])})
 
 
-def _turing(t: _Tables, crit: str, x: _Crossed, methods: Sequence[str]) -> None:
+def _turing(t: _Tables, crit: str, x: Crossed, methods: Sequence[str]) -> None:
     """Turing AUC, sensitivity and balanced accuracy per synthetic method; specificity once (see module notes)."""
     synth_rows = [m for m in methods if m != REAL]
     synth = [m for m in x.methods if m != REAL]
@@ -596,19 +336,6 @@ def _turing(t: _Tables, crit: str, x: _Crossed, methods: Sequence[str]) -> None:
     t.add(crit, "specificity", [REAL], [REAL], specificity, x.readers, c, {}, compare=False)
 
 
-def _rank_counts(values: np.ndarray, higher_is_better: bool, k: int) -> np.ndarray:
-    """Places 1..k of each candidate of one reading, ties split equally over the places they span."""
-    from scipy.stats import rankdata
-
-    mid = rankdata(-values if higher_is_better else values)
-    out = np.zeros((len(values), k))
-    for i, m in enumerate(mid):
-        g = int(np.sum(mid == m))
-        first = round(m - (g - 1) / 2.0)
-        out[i, first - 1:first - 1 + g] = 1.0 / g
-    return out
-
-
 def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods: Sequence[str],
                     title: str = "", *, mrmc: str = "random", ddf: str = "two-term") -> StudyAnalysis:
     """The analysis of already unblinded records (see :func:`analyse`)."""
@@ -618,7 +345,7 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
         raise UnknownChoiceError("MRMC degrees of freedom", ddf, DDF)
     methods = list(methods)
     readers = sorted({r.reader for r in records})
-    ranked = _mid_ranks(records, {c.name for c in criteria if c.kind == "ranking"})
+    ranked = mid_ranks(records, {c.name for c in criteria if c.kind == "ranking"})
     a = StudyAnalysis(methods, list(criteria), readers, sorted({r.case for r in records}), [], [], [], [], [], {},
                       list(records), title, mrmc, ddf)
     tables = _Tables(mrmc, ddf)
@@ -626,7 +353,7 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
     turing_metrics = ("Turing AUC", "sensitivity", "balanced accuracy")
     for crit in criteria:
         recs = [r for r in ranked if r.criterion == crit.name]
-        a.summary += _summary(recs, crit.name, methods)
+        a.summary += summary(recs, crit.name, methods)
         turing = crit.kind == "realism"
         if turing and REAL not in methods:
             a.dropped.append({"criterion": crit.name, "what": "visual Turing test",
@@ -643,12 +370,12 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
                 for name in turing_metrics:
                     tables.nothing(crit.name, name, synth, why)
             continue
-        x = _crossed(recs, methods, crit.name)
+        x = crossed(recs, methods, crit.name)
         a.dropped += x.dropped
         r, c = len(x.readers), len(x.cases)
         if turing:
             if REAL in methods:
-                _turing_descriptive(a.realism, recs, methods)
+                turing_descriptive(a.realism, recs, methods)
                 if REAL in x.methods and r and c:
                     _turing(tables, crit.name, x, methods)
                 else:
@@ -656,7 +383,7 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
                            else "no reader answered every method of any case")
                     for name in turing_metrics:
                         tables.nothing(crit.name, name, synth, why, r, c)
-            a.agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "nominal", crit.name))
+            a.agreement.append(alpha_agreement(recs, readers, sorted({r.image for r in recs}), "nominal", crit.name))
             continue
         if r and c:
             tables.add(crit.name, METRIC[crit.kind], methods, x.methods,
@@ -665,116 +392,13 @@ def analyse_records(records: Sequence[ScoreRecord], criteria: Sequence, methods:
         else:
             tables.nothing(crit.name, METRIC[crit.kind], methods, "no reader answered every method of any case", r,
                            c)
-        friedman, pairwise = _tests_over_cases(crit.name, x)
+        friedman, pairwise = tests_over_cases(crit.name, x)
         a.friedman.append(friedman)
         a.pairwise += pairwise
-        a.rank_distribution[crit.name] = _rank_distribution(x, crit.kind == "scale", methods)
-        a.agreement.append(_alpha(recs, readers, sorted({r.image for r in recs}), "ordinal", crit.name)
-                           if crit.kind == "scale" else _kendall(recs, crit.name))
+        a.rank_distribution[crit.name] = rank_distribution(x, crit.kind == "scale", methods)
+        a.agreement.append(alpha_agreement(recs, readers, sorted({r.image for r in recs}), "ordinal", crit.name)
+                           if crit.kind == "scale" else kendall_agreement(recs, crit.name))
     a.mrmc_global, a.mrmc_methods = tables.glob, tables.methods
     a.mrmc_pairwise, a.mrmc_readers = tables.pairwise, tables.readers
     a.warnings = sorted({row["warning"] for row in tables.glob if row.get("warning")})
     return a
-
-
-def _summary(recs: Sequence[ScoreRecord], criterion: str, methods: Sequence[str]) -> list[dict]:
-    """Mean and sd per method over every answer, with how many answers, readers and cases they come from."""
-    out = []
-    for m in methods:
-        mine = [r for r in recs if r.method == m]
-        v = np.array([r.value for r in mine], dtype=np.float64)
-        out.append({"method": m, "criterion": criterion, "n": int(len(v)),
-                    "readers": len({r.reader for r in mine}), "cases": len({r.case for r in mine}),
-                    "mean": float(v.mean()) if len(v) else float("nan"),
-                    "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan")})
-    return out
-
-
-def _tests_over_cases(criterion: str, x: _Crossed) -> tuple[dict, list[dict]]:
-    """Friedman across methods and pairwise Wilcoxon (Holm) over cases, each case averaged over its readers."""
-    r, c = len(x.readers), len(x.cases)
-    blocks = x.values.mean(axis=1).T if r else np.zeros((0, len(x.methods)))  # cases x methods
-    stat, p = friedman_test(blocks)
-    friedman = {"criterion": criterion, "methods": ", ".join(x.methods), "blocks": c, "readers": r, "chi2": stat,
-                "p": p}
-    rows = []
-    for i, j in itertools.combinations(range(len(x.methods)) if c else (), 2):
-        w = wilcoxon_signed_rank(blocks[:, i], blocks[:, j])
-        rows.append({"criterion": criterion, "method_a": x.methods[i], "method_b": x.methods[j], "n": c,
-                     "n_nonzero": w["n_nonzero"], "mean_difference": float((blocks[:, i] - blocks[:, j]).mean()),
-                     "statistic": w["statistic"], "p": w["p"], "method": w["method"],
-                     "zero_handling": ZERO_HANDLING, "rank_biserial": w["rank_biserial"]})
-    for row, adj in zip(rows, holm([row["p"] for row in rows])):
-        row["p_holm"] = float(adj)
-    return friedman, rows
-
-
-def _rank_distribution(x: _Crossed, higher_is_better: bool, methods: Sequence[str]) -> dict[str, list[float]]:
-    """How often each method took each place over the readings, ties split over the places they span."""
-    counts = {m: np.zeros(len(methods)) for m in methods}
-    for j in range(len(x.readers)):
-        for k in range(len(x.cases)):
-            places = _rank_counts(x.values[:, j, k], higher_is_better, len(methods))
-            for i, m in enumerate(x.methods):
-                counts[m] += places[i]
-    return {m: [float(v) for v in counts[m]] for m in methods}
-
-
-def _turing_descriptive(out: list, recs: Sequence[ScoreRecord], methods: Sequence[str]) -> None:
-    for m in methods:
-        mine = [r for r in recs if r.method == m]
-        if not mine:
-            continue
-        acquired = np.array([r.value for r in mine]) == 1.0
-        conf = [r.confidence for r in mine if r.confidence is not None]
-        out.append({"method": m, "n": len(mine), "judged_acquired": float(acquired.mean()),
-                    "accuracy": float((acquired == (m == REAL)).mean()),
-                    "mean_confidence": float(np.mean(conf)) if conf else float("nan")})
-
-
-def _alpha(recs, readers, units, level, name) -> dict:
-    ri = {r: i for i, r in enumerate(readers)}
-    ui = {u: i for i, u in enumerate(units)}
-    x = np.full((len(readers), len(units)), np.nan)
-    for r in recs:
-        x[ri[r.reader], ui[r.image]] = r.value
-    pairable = int((np.isfinite(x).sum(axis=0) >= 2).sum())
-    value = krippendorff_alpha(x, level) if len(readers) >= 2 else float("nan")
-    return {"criterion": name, "statistic": f"krippendorff_alpha_{level}", "value": value, "chance": 0.0,
-            "n": pairable, "detail": f"{pairable} images answered by 2+ of {len(readers)} readers"}
-
-
-def _kendall(recs, name) -> dict:
-    """Kendall's W per case over the readers who ranked all its images; its chance level is about 1/m for m
-    readers (E[W] = 1/m for independent random rankings without ties)."""
-    by_case: dict[str, dict[str, dict[str, float]]] = {}
-    for r in recs:
-        by_case.setdefault(r.case, {}).setdefault(r.reader, {})[r.image] = r.value
-    ws, chance, all_tied = [], [], 0
-    for per_reader in by_case.values():
-        images = sorted({i for v in per_reader.values() for i in v})
-        rows = [[v[i] for i in images] for v in per_reader.values() if all(i in v for i in images)]
-        if len(rows) < 2:
-            continue
-        w = kendall_w(np.array(rows))
-        if math.isfinite(w):
-            ws.append(w)
-            chance.append(1.0 / len(rows))
-        else:
-            all_tied += 1
-    value = float(np.mean(ws)) if ws else float("nan")
-    level = float(np.mean(chance)) if chance else float("nan")
-    parts = []
-    if ws:
-        parts.append(f"mean over {len(ws)} cases ranked by 2+ readers (median {np.median(ws):.3f}); chance level "
-                     f"about {level:.2f} (1 / readers)")
-    if all_tied:
-        parts.append(f"{all_tied} case(s) where every reader tied every image (W undefined) left out")
-        if not ws:
-            m = len({r.reader for r in recs})
-            level = 1.0 / m if m else float("nan")
-            parts.append(f"chance level about {level:.2f} (1 / readers)")
-    if not parts:
-        parts.append("no case ranked by 2+ readers")
-    return {"criterion": name, "statistic": "kendall_w_mean", "value": value, "chance": level, "n": len(ws),
-            "detail": "; ".join(parts)}

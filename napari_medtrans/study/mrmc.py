@@ -306,6 +306,141 @@ def _why_not(variant: str, r: int, c: int, has_cov: bool, theta: np.ndarray) -> 
     return ""
 
 
+def _error_covariances(cov, t: int, r: int) -> dict[str, float | np.ndarray]:
+    """The OR error covariances of ``cov`` (:func:`or_covariances`), all NaN when ``cov`` is None."""
+    if cov is None:
+        return {"var_error": NAN, "cov1": NAN, "cov2": NAN, "cov3": NAN, "var_i": np.full(t, NAN),
+                "cov2_i": np.full(t, NAN)}
+    s = np.asarray(cov, dtype=np.float64)
+    if s.shape != (t, r, t, r):
+        raise StudyError(f'argument "cov" should have shape {(t, r, t, r)}, got {s.shape}')
+    return or_covariances(s)
+
+
+def _mean_squares(th: np.ndarray) -> tuple[np.ndarray, float, float, float, np.ndarray]:
+    """Reader-averaged estimates and the mean squares of the t x r table of figures of merit: MS(T), MS(R),
+    MS(T*R) (the two-way ANOVA without replication, Obuchowski & Rockette 1995; Hillis 2007), and MS(R)_i, the
+    reader mean square of test i alone (the single-test analyses of the module notes)."""
+    t, r = th.shape
+    est = th.mean(axis=1)
+    grand = th.mean()
+    ms_t = r * float(((est - grand) ** 2).sum()) / (t - 1) if t > 1 else NAN
+    ms_r = t * float(((th.mean(axis=0) - grand) ** 2).sum()) / (r - 1) if r > 1 else NAN
+    resid = th - est[:, None] - th.mean(axis=0)[None, :] + grand
+    ms_tr = float((resid ** 2).sum()) / ((t - 1) * (r - 1)) if t > 1 and r > 1 else NAN
+    ms_r_i = th.var(axis=1, ddof=1) if r > 1 else np.full(t, NAN)
+    return est, ms_t, ms_r, ms_tr, ms_r_i
+
+
+def _denominator(variant: str, ddf: str, t: int, r: int, c: int, ms_tr: float,
+                 oc: dict[str, float | np.ndarray]) -> tuple[float, float]:
+    """The denominator of the global test (the variance of a difference of two tests, times r / 2) and its df."""
+    v, c1, c2, c3 = oc["var_error"], oc["cov1"], oc["cov2"], oc["cov3"]
+    if variant == "random":
+        # Hillis 2007: MS(T*R) + r max(cov2 - cov3, 0) on ddf_H = den^2 / (MS(T*R)^2 / ((t - 1)(r - 1)))
+        den = ms_tr + r * max(c2 - c3, 0.0) if t > 1 else NAN
+        df2 = _hillis_df(den, ms_tr, (t - 1) * (r - 1)) if t > 1 else NAN
+        if ddf == "satterthwaite" and t > 1 and c2 > c3:
+            # DBM (Hillis et al. 2005): MS(T*R) + MS(T*C) / c - MS(T*R*C) / c, each on its own df
+            df2 = _satterthwaite([(ms_tr, (t - 1) * (r - 1)), (v - c1 + (r - 1) * (c2 - c3), (t - 1) * (c - 1)),
+                                  (-(v - c1 - c2 + c3), (t - 1) * (r - 1) * (c - 1))])
+        elif ddf == "two-term" and t > 1 and c2 > c3:
+            # MS(T*R) on (t - 1)(r - 1) df and r (cov2 - cov3) on (t - 1)(c - 1) df (see DDF)
+            df2 = _satterthwaite([(ms_tr, (t - 1) * (r - 1)), (r * (c2 - c3), (t - 1) * (c - 1))])
+    elif variant == "fixed-readers":
+        # chi2 = (t - 1) MS(T) / (var_error - cov1 + (r - 1) max(cov2 - cov3, 0)) on t - 1 df (Hillis 2007)
+        den = v - c1 + (r - 1) * max(c2 - c3, 0.0) if r > 1 else v - c1
+        df2 = math.inf
+        if ddf in ("satterthwaite", "two-term") and t > 1:
+            if c2 > c3 or r == 1:
+                df2 = float((t - 1) * (c - 1))
+            else:  # v - c1 = (MS(T*C) + (r - 1) MS(T*R*C)) / (r c)
+                df2 = _satterthwaite([((v - c1 + (r - 1) * (c2 - c3)) / r, (t - 1) * (c - 1)),
+                                      ((r - 1) * (v - c1 - c2 + c3) / r, (t - 1) * (r - 1) * (c - 1))])
+    else:  # cases fixed: the two-way ANOVA, F = MS(T) / MS(T*R) on t - 1 and (t - 1)(r - 1) df
+        den, df2 = ms_tr, float((t - 1) * (r - 1))
+    return den, df2
+
+
+def _single_test(variant: str, ddf: str, r: int, c: int, ms_r_i: float, v_i: float,
+                 c2_i: float) -> tuple[float, float]:
+    """The variance of one test's reader-averaged figure of merit and its df (module notes, "one test alone")."""
+    if variant == "random":
+        # SE^2 = (MS(R)_i + r max(cov2_i, 0)) / r on (MS(R)_i + r max(cov2_i, 0))^2 / (MS(R)_i^2 / (r - 1))
+        d_i = ms_r_i + r * max(c2_i, 0.0)
+        var_i, df_i = d_i / r, _hillis_df(d_i, ms_r_i, r - 1)
+        if ddf == "satterthwaite" and c2_i > 0:
+            df_i = _satterthwaite([(ms_r_i, r - 1), (v_i + (r - 1) * c2_i, c - 1),
+                                   (-(v_i - c2_i), (r - 1) * (c - 1))])
+        elif ddf == "two-term" and c2_i > 0:
+            df_i = _satterthwaite([(ms_r_i, r - 1), (r * c2_i, c - 1)])
+    elif variant == "fixed-readers":
+        # the variance of the average of r readers' figures: var_i / r + (r - 1) / r cov2_i
+        var_i = v_i / r + ((r - 1) / r * c2_i if r > 1 else 0.0)
+        df_i = float(c - 1) if ddf in ("satterthwaite", "two-term") else math.inf
+    else:  # cases fixed: SE^2 = MS(R)_i / r on r - 1 df
+        var_i, df_i = ms_r_i / r, float(r - 1)
+    return var_i, df_i
+
+
+def _per_test(result: ORResult, ms_r_i: np.ndarray, oc: dict[str, float | np.ndarray], ddf: str,
+              alpha: float) -> list[dict]:
+    """Each test's estimate with its SE, df and confidence interval."""
+    rows = []
+    r, c, why = result.n_readers, result.n_cases, result.note
+    for i, name in enumerate(result.tests):
+        est = float(result.estimates[i])
+        row = {"method": name, "estimate": est, "se": NAN, "df": NAN, "ci_low": NAN, "ci_high": NAN, "note": why}
+        if not why:
+            var_i, df_i = _single_test(result.variant, ddf, r, c, ms_r_i[i], oc["var_i"][i], oc["cov2_i"][i])
+            if var_i > 0 and math.isfinite(var_i):
+                se = math.sqrt(var_i)
+                lo, hi = _t_interval(est, se, df_i, alpha)
+                row.update(se=se, df=df_i, ci_low=lo, ci_high=hi)
+            else:
+                row["note"] = "no variation between readers or cases: no interval"
+        rows.append(row)
+    return rows
+
+
+def _global_test(result: ORResult, den: float, df2: float, ddf: str) -> dict:
+    """F = MS(T) / den on t - 1 and df2 df, or (readers fixed, Hillis's df) chi2 = (t - 1) MS(T) / den."""
+    from scipy import stats
+
+    t, why = len(result.tests), result.note
+    stat_name = "chi2" if result.variant == "fixed-readers" and ddf == "hillis" else "F"
+    g = {"statistic": stat_name, "value": NAN, "df1": t - 1, "df2": NAN, "p": NAN, "note": why}
+    if t < 2:
+        g["note"] = "1 method: nothing to compare"
+    elif not why and not (den > 0 and math.isfinite(den)):
+        g["note"] = "no variation between readers or cases: the test is undefined"
+    elif not why:
+        f = result.ms_t / den
+        if stat_name == "chi2":
+            value, p = f * (t - 1), float(stats.chi2.sf(f * (t - 1), t - 1))
+        else:
+            value, p = f, float(stats.f.sf(f, t - 1, df2))
+        g.update(value=value, df2=df2, p=p)
+    return g
+
+
+def _pairs(result: ORResult, den: float, df2: float, alpha: float) -> list[dict]:
+    """Every difference of two tests: SE^2 = 2 / r den on df2 df (Hillis 2007), none when the global test is n/a."""
+    names, est, r, note = result.tests, result.estimates, result.n_readers, result.global_test["note"]
+    rows = []
+    for i in range(len(names)):
+        for k in range(i + 1, len(names)):
+            diff = float(est[i] - est[k])
+            row = {"method_a": names[i], "method_b": names[k], "difference": diff, "se": NAN, "df": NAN,
+                   "ci_low": NAN, "ci_high": NAN, "p": NAN, "note": note}
+            if not note:
+                se = math.sqrt(2.0 / r * den)
+                lo, hi = _t_interval(diff, se, df2, alpha)
+                row.update(se=se, df=df2, ci_low=lo, ci_high=hi, p=_t_p(diff / se, df2))
+            rows.append(row)
+    return rows
+
+
 def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, variant: str = "random",
                         covariance: str = "jackknife", n_cases: int, alpha: float = 0.05,
                         ddf: str = "hillis") -> ORResult:
@@ -330,8 +465,6 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
         ``"satterthwaite"``: also count the case terms' own degrees of freedom (DBM's); ``"two-term"``: the
         denominator's two terms as used (see :data:`DDF`).
     """
-    from scipy import stats
-
     if variant not in VARIANTS:
         raise UnknownChoiceError("MRMC variant", variant, VARIANTS)
     if ddf not in DDF:
@@ -342,108 +475,23 @@ def obuchowski_rockette(theta, cov, tests: Sequence[str] | None = None, *, varia
     if len(names) != t:
         raise StudyError(f'argument "tests" names {len(names)} tests but theta has {t} rows')
     c = int(n_cases)
-    has_cov = cov is not None
-    if has_cov:
-        s = np.asarray(cov, dtype=np.float64)
-        if s.shape != (t, r, t, r):
-            raise StudyError(f'argument "cov" should have shape {(t, r, t, r)}, got {s.shape}')
-        oc = or_covariances(s)
-    else:
-        oc = {"var_error": NAN, "cov1": NAN, "cov2": NAN, "cov3": NAN, "var_i": np.full(t, NAN),
-              "cov2_i": np.full(t, NAN)}
-    est = th.mean(axis=1)
-    grand = th.mean()
-    ms_t = r * float(((est - grand) ** 2).sum()) / (t - 1) if t > 1 else NAN
-    ms_r = t * float(((th.mean(axis=0) - grand) ** 2).sum()) / (r - 1) if r > 1 else NAN
-    resid = th - est[:, None] - th.mean(axis=0)[None, :] + grand
-    ms_tr = float((resid ** 2).sum()) / ((t - 1) * (r - 1)) if t > 1 and r > 1 else NAN
-    ms_r_i = th.var(axis=1, ddof=1) if r > 1 else np.full(t, NAN)
+    oc = _error_covariances(cov, t, r)
+    est, ms_t, ms_r, ms_tr, ms_r_i = _mean_squares(th)
     v, c1, c2, c3 = oc["var_error"], oc["cov1"], oc["cov2"], oc["cov3"]
+    # moment estimates of the test x reader and reader variance components (Hillis 2007; may be negative)
     var_tr = ms_tr - v + c1 + c2 - c3 if t > 1 else NAN
     var_r = ((ms_r - ms_tr) / t - c1 + c3) if t > 1 else ms_r - v + (c2 if r > 1 else 0.0)
     result = ORResult(names, variant, covariance if variant != "fixed-cases" else "none", r, c, th, est, v, c1, c2,
                       c3, ms_t, ms_r, ms_tr, var_r, var_tr, {}, [], [], "", ddf)
-    why = _why_not(variant, r, c, has_cov, th)
+    why = _why_not(variant, r, c, cov is not None, th)
     if variant == "fixed-cases":
         result.var_error = result.cov1 = result.cov2 = result.cov3 = NAN
         result.var_reader = result.var_test_reader = NAN
     result.note = why
-
-    # -- the denominators (variance of a difference, times r / 2) and their df --------------------------------
-    if why:
-        den = df2 = NAN
-    elif variant == "random":
-        den = ms_tr + r * max(c2 - c3, 0.0) if t > 1 else NAN
-        df2 = _hillis_df(den, ms_tr, (t - 1) * (r - 1)) if t > 1 else NAN
-        if ddf == "satterthwaite" and t > 1 and c2 > c3:
-            df2 = _satterthwaite([(ms_tr, (t - 1) * (r - 1)), (v - c1 + (r - 1) * (c2 - c3), (t - 1) * (c - 1)),
-                                  (-(v - c1 - c2 + c3), (t - 1) * (r - 1) * (c - 1))])
-        elif ddf == "two-term" and t > 1 and c2 > c3:
-            df2 = _satterthwaite([(ms_tr, (t - 1) * (r - 1)), (r * (c2 - c3), (t - 1) * (c - 1))])
-    elif variant == "fixed-readers":
-        den = v - c1 + (r - 1) * max(c2 - c3, 0.0) if r > 1 else v - c1
-        df2 = math.inf
-        if ddf in ("satterthwaite", "two-term") and t > 1:
-            if c2 > c3 or r == 1:
-                df2 = float((t - 1) * (c - 1))
-            else:  # v - c1 = (MS(T*C) + (r - 1) MS(T*R*C)) / (r c)
-                df2 = _satterthwaite([((v - c1 + (r - 1) * (c2 - c3)) / r, (t - 1) * (c - 1)),
-                                      ((r - 1) * (v - c1 - c2 + c3) / r, (t - 1) * (r - 1) * (c - 1))])
-    else:
-        den, df2 = ms_tr, float((t - 1) * (r - 1))
-
-    # -- per test --------------------------------------------------------------------------------------------
-    for i, name in enumerate(names):
-        row = {"method": name, "estimate": float(est[i]), "se": NAN, "df": NAN, "ci_low": NAN, "ci_high": NAN,
-               "note": why}
-        if not why:
-            v_i, c2_i = oc["var_i"][i], oc["cov2_i"][i]
-            if variant == "random":
-                d_i = ms_r_i[i] + r * max(c2_i, 0.0)
-                var_i, df_i = d_i / r, _hillis_df(d_i, ms_r_i[i], r - 1)
-                if ddf == "satterthwaite" and c2_i > 0:
-                    df_i = _satterthwaite([(ms_r_i[i], r - 1), (v_i + (r - 1) * c2_i, c - 1),
-                                           (-(v_i - c2_i), (r - 1) * (c - 1))])
-                elif ddf == "two-term" and c2_i > 0:
-                    df_i = _satterthwaite([(ms_r_i[i], r - 1), (r * c2_i, c - 1)])
-            elif variant == "fixed-readers":
-                var_i = v_i / r + ((r - 1) / r * c2_i if r > 1 else 0.0)
-                df_i = float(c - 1) if ddf in ("satterthwaite", "two-term") else math.inf
-            else:
-                var_i, df_i = ms_r_i[i] / r, float(r - 1)
-            if var_i > 0 and math.isfinite(var_i):
-                se = math.sqrt(var_i)
-                lo, hi = _t_interval(float(est[i]), se, df_i, alpha)
-                row.update(se=se, df=df_i, ci_low=lo, ci_high=hi)
-            else:
-                row["note"] = "no variation between readers or cases: no interval"
-        result.per_test.append(row)
-
-    # -- the global test and the pairs ---------------------------------------------------------------------
-    stat_name = "chi2" if variant == "fixed-readers" and ddf == "hillis" else "F"
-    g = {"statistic": stat_name, "value": NAN, "df1": t - 1, "df2": NAN, "p": NAN, "note": why}
-    if t < 2:
-        g["note"] = "1 method: nothing to compare"
-    elif not why and not (den > 0 and math.isfinite(den)):
-        g["note"] = "no variation between readers or cases: the test is undefined"
-    elif not why:
-        f = ms_t / den
-        if stat_name == "chi2":
-            value, p = f * (t - 1), float(stats.chi2.sf(f * (t - 1), t - 1))
-        else:
-            value, p = f, float(stats.f.sf(f, t - 1, df2))
-        g.update(value=value, df2=df2, p=p)
-    result.global_test = g
-    for i in range(t):
-        for k in range(i + 1, t):
-            diff = float(est[i] - est[k])
-            row = {"method_a": names[i], "method_b": names[k], "difference": diff, "se": NAN, "df": NAN,
-                   "ci_low": NAN, "ci_high": NAN, "p": NAN, "note": g["note"]}
-            if not g["note"]:
-                se = math.sqrt(2.0 / r * den)
-                lo, hi = _t_interval(diff, se, df2, alpha)
-                row.update(se=se, df=df2, ci_low=lo, ci_high=hi, p=_t_p(diff / se, df2))
-            result.pairwise.append(row)
+    den, df2 = (NAN, NAN) if why else _denominator(variant, ddf, t, r, c, ms_tr, oc)
+    result.per_test = _per_test(result, ms_r_i, oc, ddf, alpha)
+    result.global_test = _global_test(result, den, df2, ddf)
+    result.pairwise = _pairs(result, den, df2, alpha)
     return result
 
 

@@ -8,11 +8,14 @@ SIGKILL of the process the next instant, and several processes (or threads) may 
 Blinding. The store answers readers' questions (:meth:`assignment`, :meth:`latest_scores`) with random codes
 only. Methods, whether an image is acquired, file paths and case ids come only from :meth:`key`, which a
 *blinded* copy (a reader bundle) cannot answer.
+
+The connection set-up is in :mod:`.store_engine`; the values the store takes and hands out (:class:`ScoreEntry`,
+:class:`ScoreRow`, ...) and the check of answers before saving are in :mod:`.store_rows`; the names listed in
+``__all__`` stay importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -24,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from ..core.errors import StudyError
 from . import schema as S
 from .blinding import new_codes, reader_order
 from .model import REAL, Criterion, StudySpec, reader_key
+from .store_engine import database_url, is_sqlite, make_engine, sqlite_path
+from .store_rows import AssignedCase, ImageKey, ReaderInfo, ScoreEntry, ScoreRow, check_entries, row_to_score
 
 __all__ = [
     "StudyStore",
@@ -40,134 +44,6 @@ __all__ = [
     "ImageKey",
     "ReaderInfo",
 ]
-
-
-def database_url(target: str | os.PathLike) -> str:
-    """A SQLAlchemy URL for ``target``: a URL as given (``postgresql://`` uses psycopg 3), or a SQLite path."""
-    text = os.fspath(target)
-    if "://" in text:
-        if text.startswith("postgresql://") or text.startswith("postgres://"):
-            text = "postgresql+psycopg://" + text.split("://", 1)[1]
-        return text
-    return "sqlite:///" + str(Path(text).expanduser().resolve())
-
-
-def _is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
-def _sqlite_path(url: str) -> Path:
-    return Path(url.split(":///", 1)[1])
-
-
-def _make_engine(url: str, busy_timeout_s: float) -> sa.Engine:
-    if not _is_sqlite(url):
-        if "+psycopg" in url:
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                from ..core.errors import MissingDependencyError
-
-                raise MissingDependencyError("a PostgreSQL study database", "psycopg[binary]", "study") from None
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": float(busy_timeout_s)})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # one-line reason: sqlite3 must not emit its own BEGIN
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-@dataclasses.dataclass(frozen=True)
-class ReaderInfo:
-    """A reader: ``key`` (folded name, stored with every score), ``name`` as typed, whether just created."""
-
-    key: str
-    name: str
-    new: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class AssignedCase:
-    """One case in a reader's order: 1-based ``position``, the case code, source and candidate codes.
-
-    ``candidates`` is in this reader's display order; ``sources`` maps each source code to its modality.
-    """
-
-    position: int
-    case_code: str
-    candidates: tuple[str, ...]
-    sources: tuple[tuple[str, str | None], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreEntry:
-    """One answer to save.
-
-    ``image_code`` is the candidate's code (every criterion here is given per candidate; a ranking is one
-    entry per candidate of the case, all saved together). ``value``: the scale value, 1/0 for
-    acquired/generated, or the rank. ``confidence``: 1-5 for realism. ``opened_at``: epoch seconds when the
-    item was shown; ``seconds``: time spent on it.
-    """
-
-    case_code: str
-    image_code: str
-    criterion: str
-    value: float
-    confidence: int | None = None
-    opened_at: float | None = None
-    seconds: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreRow:
-    """A stored score row (see :class:`ScoreEntry`) with its uid, reader, save time and computer."""
-
-    id: int
-    uid: str
-    reader_key: str
-    case_code: str
-    image_code: str | None
-    criterion: str
-    value: float
-    confidence: int | None
-    opened_at: float | None
-    saved_at: float
-    seconds: float | None
-    client: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageKey:
-    """The organiser's key to one image code: case id, role, modality, method, acquired or not, path."""
-
-    code: str
-    case_code: str
-    case_id: str
-    role: str
-    modality: str | None
-    method: str | None
-    is_real: bool | None
-    path: str | None
-
-
-def _row_to_score(r: Any) -> ScoreRow:
-    return ScoreRow(int(r.id), r.uid, r.reader_key, r.case_code, r.image_code, r.criterion, float(r.value),
-                    None if r.confidence is None else int(r.confidence), r.opened_at, float(r.saved_at),
-                    r.seconds, r.client)
 
 
 class StudyStore:
@@ -194,14 +70,14 @@ class StudyStore:
     def __init__(self, target: str | os.PathLike, *, create: bool = False, study_id: str | None = None,
                  busy_timeout_s: float = 60.0):
         self.url = database_url(target)
-        self.where = os.fspath(target) if _is_sqlite(self.url) else self._safe_url()
-        if _is_sqlite(self.url):
-            path = _sqlite_path(self.url)
+        self.where = os.fspath(target) if is_sqlite(self.url) else self._safe_url()
+        if is_sqlite(self.url):
+            path = sqlite_path(self.url)
             if not create and not path.exists():
                 raise StudyError("no study database here (create one with `medtrans study create`)", path)
             if create and not path.parent.is_dir():
                 raise StudyError("the folder for the study database does not exist", path.parent)
-        self.engine = _make_engine(self.url, busy_timeout_s)
+        self.engine = make_engine(self.url, busy_timeout_s)
         try:
             self._open_schema(create)
             ids = self.study_ids()
@@ -463,37 +339,7 @@ class StudyStore:
 
     # -- scores -----------------------------------------------------------------------------------------
     def _validate(self, entries: Sequence[ScoreEntry]) -> None:
-        crit = {c.name: c for c in self.criteria()}
-        st = self._structure()
-        rankings: dict[tuple[str, str], dict[str, float]] = {}
-        for e in entries:
-            c = crit.get(e.criterion)
-            if c is None:
-                raise StudyError(f"unknown criterion {e.criterion!r}; this study asks: {', '.join(crit)}")
-            cands = st["candidates"].get(e.case_code)
-            if cands is None:
-                raise StudyError(f"no case {e.case_code!r} in this study")
-            if e.image_code not in cands:
-                raise StudyError(f"image {e.image_code!r} is not a candidate of case {e.case_code!r}")
-            v = float(e.value)
-            if c.kind == "scale":
-                if v != int(v) or not c.min_value <= v <= c.max_value:
-                    raise StudyError(f"{c.label}: {e.value!r} is not a whole number from {c.min_value} to "
-                                     f"{c.max_value}")
-            elif c.kind == "realism":
-                if v not in (0.0, 1.0):
-                    raise StudyError(f"{c.label}: the answer must be 1 (acquired) or 0 (generated), got {e.value!r}")
-                if e.confidence is None or not 1 <= int(e.confidence) <= 5:
-                    raise StudyError(f"{c.label}: give a confidence from 1 to 5, got {e.confidence!r}")
-            else:
-                if v != int(v) or not 1 <= v <= len(cands):
-                    raise StudyError(f"{c.label}: rank {e.value!r} must be a whole number from 1 to {len(cands)}")
-                rankings.setdefault((e.case_code, e.criterion), {})[e.image_code] = v
-        for (case, name), ranks in rankings.items():
-            missing = set(st["candidates"][case]) - set(ranks)
-            if missing:
-                raise StudyError(f"{crit[name].label}: a ranking must rank every image of the case at once; "
-                                 f"{len(missing)} of {len(st['candidates'][case])} have no rank")
+        check_entries(entries, self.criteria(), self._structure()["candidates"])
 
     def save_scores(self, key: str, entries: Iterable[ScoreEntry]) -> list[ScoreRow]:
         """Append answers of reader ``key`` in one transaction; returns the stored rows after COMMIT.
@@ -536,7 +382,7 @@ class StudyStore:
             q = q.where(S.scores.c.case_code == case_code)
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(S.scores.c.saved_at, S.scores.c.id)).all()
-        return [_row_to_score(r) for r in rows]
+        return [row_to_score(r) for r in rows]
 
     def latest_scores(self, key: str | None = None, case_code: str | None = None) -> list[ScoreRow]:
         """The answer that counts for every (reader, case, image, criterion): the latest saved row."""
@@ -709,7 +555,7 @@ class StudyStore:
         out = Path(path)
         if out.exists():
             raise StudyError("will not overwrite an existing file", out)
-        src = sqlite3.connect(str(_sqlite_path(self.url)))
+        src = sqlite3.connect(str(sqlite_path(self.url)))
         dst = sqlite3.connect(str(out))
         try:
             src.backup(dst)

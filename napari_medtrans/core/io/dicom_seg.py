@@ -268,69 +268,23 @@ def export_dicom_seg(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from .dicom_write import _version
+    from .dicom_write_common import _version
 
     out = Path(out_path)
     if out.exists() and not overwrite:
         raise ExportError("file exists; pass overwrite=True to replace it", out)
-    src = _source_volume(source, source_series_uid)
-    info = src.source
-    if info is None or info.kind != "dicom" or not info.dicom_datasets:
-        raise ExportError("the image the mask was drawn on was not read from DICOM, so a SEG has no series to "
-                          "reference; export the image as DICOM first (export_image_and_seg does both)", src.path)
-    headers = list(info.dicom_datasets)
-    header_synthetic = str(headers[0].get("SyntheticData", "")).upper() == "YES"
-    if src.synthetic and not header_synthetic:
-        raise ExportError(
-            "the mask was drawn on a synthetic image, but the DICOM headers it carries are those of the series it "
-            "was translated from; export the synthetic image as its own series first and pass that folder as "
-            "source (export_image_and_seg does both)", src.path)
-    data = np.asarray(mask.data if isinstance(mask, Volume) else mask)
-    if data.ndim != 3:
-        raise InvalidVolumeError(f"the mask must be 3D (i, j, k), got shape {data.shape}")
-    labels = np.rint(data)
-    if not np.allclose(labels, data):
-        raise InvalidVolumeError("the mask holds values that are not whole numbers; a SEG needs integer labels")
-    labels = labels.astype(np.int64)
-    values = [int(v) for v in np.unique(labels) if v != 0]
-    if not values or min(values) < 0:
-        raise InvalidVolumeError("the mask holds no segment (every voxel is 0)" if not values else
-                                 "the mask holds negative labels")
+    src, headers, header_synthetic = _dicom_source(source, source_series_uid)
+    labels, values = _mask_labels(mask)
     if isinstance(mask, Volume) and isinstance(source, Volume) and not mask.same_grid(src):
         raise GeometryMismatchError("the mask is not on the grid of the image it is said to be drawn on", mask.path)
     grid = _source_grid(headers, src.affine, src.shape[2], src.path)
     _check_grid(labels, mask.affine if isinstance(mask, Volume) else None, grid, src.path)
 
     names = _label_names(mask, values, segment_labels)
-    # label-map style: consecutive segment numbers 1..n, frames in the source's slice order (rows = j)
-    lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
-    for n, v in enumerate(values, start=1):
-        lut[v] = n
-    frames = lut[labels].transpose(2, 1, 0)
-    if grid.multi_frame:  # SEG frame f goes with source frame f (highdicom takes the plane positions from it)
-        frames = frames[np.argsort(grid.frame_of_slice)]
-    frames = np.ascontiguousarray(frames)
-    kind = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if algorithm else hd.seg.SegmentAlgorithmTypeValues.MANUAL
-    ident = None
-    if algorithm:
-        from pydicom.sr.codedict import codes
-
-        ident = hd.AlgorithmIdentificationSequence(name=str(algorithm)[:64],
-                                                   family=codes.cid7162.ArtificialIntelligence,
-                                                   version=str(algorithm_version or "unknown")[:64])
-    descriptions = []
-    for n, v in enumerate(values, start=1):
-        category, prop = (property_codes or {}).get(v) or segment_codes(names[v])
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=n, segment_label=names[v][:64], segmented_property_category=category,
-            segmented_property_type=prop, algorithm_type=kind, algorithm_identification=ident))
+    frames = _seg_frames(labels, values, grid)
+    descriptions = _segment_descriptions(values, names, property_codes, algorithm, algorithm_version)
     what = ", ".join(names[v] for v in values)
-    if series_description is None:
-        series_description = f"SEG {what}" + (f" by {algorithm}" if algorithm else "")
-        if header_synthetic:
-            series_description = f"SEG of SYNTHETIC image: {what}" + (f" by {algorithm}" if algorithm else "")
-    elif header_synthetic and "SYNTHETIC" not in series_description.upper():
-        series_description = f"SEG of SYNTHETIC {series_description}"
+    series_description = _seg_series_description(series_description, what, algorithm, header_synthetic)
     src_number = headers[0].get("SeriesNumber")
     number = int(series_number) if series_number is not None else (int(src_number) if src_number else 0) + 2000
     series_uid, sop_uid = str(generate_uid()), str(generate_uid())
@@ -358,6 +312,90 @@ def export_dicom_seg(
     seg.save_as(out)
     return SegExportResult(out, series_uid, sop_uid, str(headers[0].SeriesInstanceUID),
                            {n: (v, names[v]) for n, v in enumerate(values, start=1)}, header_synthetic)
+
+
+def _dicom_source(source: Any, source_series_uid: str | None) -> tuple[Volume, list, bool]:
+    """The image a mask was drawn on, its DICOM headers and whether they mark it synthetic.
+
+    Refuses a source not read from DICOM, and a synthetic image that still carries the headers of the series it
+    was translated from (its own series was never exported).
+    """
+    src = _source_volume(source, source_series_uid)
+    info = src.source
+    if info is None or info.kind != "dicom" or not info.dicom_datasets:
+        raise ExportError("the image the mask was drawn on was not read from DICOM, so a SEG has no series to "
+                          "reference; export the image as DICOM first (export_image_and_seg does both)", src.path)
+    headers = list(info.dicom_datasets)
+    header_synthetic = str(headers[0].get("SyntheticData", "")).upper() == "YES"
+    if src.synthetic and not header_synthetic:
+        raise ExportError(
+            "the mask was drawn on a synthetic image, but the DICOM headers it carries are those of the series it "
+            "was translated from; export the synthetic image as its own series first and pass that folder as "
+            "source (export_image_and_seg does both)", src.path)
+    return src, headers, header_synthetic
+
+
+def _mask_labels(mask: Volume | np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The mask as int64 labels (i, j, k) and its label values other than 0, sorted; refuses what is no label map."""
+    data = np.asarray(mask.data if isinstance(mask, Volume) else mask)
+    if data.ndim != 3:
+        raise InvalidVolumeError(f"the mask must be 3D (i, j, k), got shape {data.shape}")
+    labels = np.rint(data)
+    if not np.allclose(labels, data):
+        raise InvalidVolumeError("the mask holds values that are not whole numbers; a SEG needs integer labels")
+    labels = labels.astype(np.int64)
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    if not values or min(values) < 0:
+        raise InvalidVolumeError("the mask holds no segment (every voxel is 0)" if not values else
+                                 "the mask holds negative labels")
+    return labels, values
+
+
+def _seg_frames(labels: np.ndarray, values: list[int], grid: _Grid) -> np.ndarray:
+    """The SEG's pixel array: segment numbers 1..n (label-map style), one frame per source image (frame)."""
+    # label-map style: consecutive segment numbers 1..n, frames in the source's slice order (rows = j)
+    lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
+    for n, v in enumerate(values, start=1):
+        lut[v] = n
+    frames = lut[labels].transpose(2, 1, 0)
+    if grid.multi_frame:  # SEG frame f goes with source frame f (highdicom takes the plane positions from it)
+        frames = frames[np.argsort(grid.frame_of_slice)]
+    return np.ascontiguousarray(frames)
+
+
+def _segment_descriptions(values: list[int], names: dict[int, str],
+                          property_codes: Mapping[int, tuple[Any, Any]] | None, algorithm: str | None,
+                          algorithm_version: str) -> list:
+    """One highdicom SegmentDescription per label value: its name, codes and the algorithm (or MANUAL)."""
+    import highdicom as hd
+
+    kind = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if algorithm else hd.seg.SegmentAlgorithmTypeValues.MANUAL
+    ident = None
+    if algorithm:
+        from pydicom.sr.codedict import codes
+
+        ident = hd.AlgorithmIdentificationSequence(name=str(algorithm)[:64],
+                                                   family=codes.cid7162.ArtificialIntelligence,
+                                                   version=str(algorithm_version or "unknown")[:64])
+    descriptions = []
+    for n, v in enumerate(values, start=1):
+        category, prop = (property_codes or {}).get(v) or segment_codes(names[v])
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=n, segment_label=names[v][:64], segmented_property_category=category,
+            segmented_property_type=prop, algorithm_type=kind, algorithm_identification=ident))
+    return descriptions
+
+
+def _seg_series_description(series_description: str | None, what: str, algorithm: str | None,
+                            header_synthetic: bool) -> str:
+    """The SEG's SeriesDescription: the one given, else "SEG <names> by <algorithm>"; marked for a synthetic source."""
+    if series_description is None:
+        series_description = f"SEG {what}" + (f" by {algorithm}" if algorithm else "")
+        if header_synthetic:
+            series_description = f"SEG of SYNTHETIC image: {what}" + (f" by {algorithm}" if algorithm else "")
+    elif header_synthetic and "SYNTHETIC" not in series_description.upper():
+        series_description = f"SEG of SYNTHETIC {series_description}"
+    return series_description
 
 
 def read_dicom_seg(path: str | os.PathLike, reference: Volume, *, values: Mapping[int, int] | None = None) -> Volume:

@@ -13,6 +13,9 @@ largest absolute value (zero is kept exact); integer-valued data in the 16-bit r
 A volume without voxels or with NaN/infinite voxels is refused before anything is written; should writing fail
 half way, the files written and the folders made are removed again (:class:`_OutputFiles`, which the exporter
 uses too).
+
+The series is written here (:func:`write_dicom_series`, one dataset per slice); the attributes every dataset
+shares are made in :mod:`.dicom_write_common`, and the Enhanced MR file in :mod:`.dicom_enhanced`.
 """
 
 from __future__ import annotations
@@ -25,36 +28,12 @@ import numpy as np
 
 from ..errors import GeometryError, InvalidVolumeError
 from ..volume import Volume
+from .dicom_enhanced import _enhanced_dataset
+from .dicom_write_common import MR_DEFAULTS, _common, _Context, _ds_str, _mr_parameters, _pixel_module, _window
+from .dicom_write_common import _version  # noqa: F401 - re-exported: it was defined here
 from .orientation import dicom_geometry_from_affine
 
 __all__ = ["write_dicom_series", "MR_DEFAULTS"]
-
-#: Acquisition parameters written for each contrast unless ``volume.provenance["mr_parameters"]`` overrides
-#: them (times in ms, field strength in T). Plausible 3 T spin-echo / inversion-recovery values.
-MR_DEFAULTS: dict[str | None, dict] = {
-    "T1": {"ScanningSequence": "SE", "RepetitionTime": 500.0, "EchoTime": 15.0},
-    "T1c": {"ScanningSequence": "SE", "RepetitionTime": 500.0, "EchoTime": 15.0},
-    "T2": {"ScanningSequence": "SE", "RepetitionTime": 4000.0, "EchoTime": 100.0},
-    "PD": {"ScanningSequence": "SE", "RepetitionTime": 3000.0, "EchoTime": 15.0},
-    "FLAIR": {
-        "ScanningSequence": ["SE", "IR"],
-        "RepetitionTime": 9000.0,
-        "EchoTime": 120.0,
-        "InversionTime": 2500.0,
-    },
-    None: {"ScanningSequence": "SE", "RepetitionTime": 500.0, "EchoTime": 15.0},
-}
-_MR_KEYS = (
-    "ScanningSequence",
-    "SequenceVariant",
-    "RepetitionTime",
-    "EchoTime",
-    "InversionTime",
-    "FlipAngle",
-    "MagneticFieldStrength",
-    "SequenceName",
-)
-_ACQ_CONTRAST = {"T1": "T1", "T1c": "T1", "T2": "T2", "PD": "PROTON_DENSITY", "FLAIR": "FLUID_ATTENUATED"}
 
 
 def write_dicom_series(
@@ -125,17 +104,7 @@ def write_dicom_series(
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     ts = ExplicitVRLittleEndian if transfer_syntax is None else transfer_syntax
-    data = np.asarray(volume.data)
-    if data.size == 0:
-        raise InvalidVolumeError(f"cannot write DICOM: the volume has no voxels (shape {tuple(data.shape)})",
-                                 volume.path)
-    if not np.all(np.isfinite(data)):
-        raise InvalidVolumeError("cannot write DICOM: the volume holds NaN or infinite voxels", volume.path)
-    nx, ny, nz = data.shape
-    try:
-        geom = dicom_geometry_from_affine(volume.affine, nz)
-    except ValueError as exc:
-        raise GeometryError(f"cannot write DICOM: {exc}", volume.path) from exc
+    data, geom = _checked_volume(volume)
     stored, slope, intercept, signed = _to_stored(data, rescale, volume.path)
 
     label = modality_label if modality_label is not None else volume.modality
@@ -160,7 +129,30 @@ def write_dicom_series(
         value_range=(float(data.min()), float(data.max())),
         now=_dt.datetime.now(),
     )
-    out = Path(out_dir)
+    return _write_files(ctx, stored, Path(out_dir), ts, enhanced)
+
+
+def _checked_volume(volume: Volume) -> tuple[np.ndarray, dict]:
+    """The voxels of ``volume`` and the DICOM geometry of its affine; refuses what cannot be written."""
+    data = np.asarray(volume.data)
+    if data.size == 0:
+        raise InvalidVolumeError(f"cannot write DICOM: the volume has no voxels (shape {tuple(data.shape)})",
+                                 volume.path)
+    if not np.all(np.isfinite(data)):
+        raise InvalidVolumeError("cannot write DICOM: the volume holds NaN or infinite voxels", volume.path)
+    nx, ny, nz = data.shape
+    try:
+        geom = dicom_geometry_from_affine(volume.affine, nz)
+    except ValueError as exc:
+        raise GeometryError(f"cannot write DICOM: {exc}", volume.path) from exc
+    return data, geom
+
+
+def _write_files(ctx: _Context, stored: np.ndarray, out: Path, ts, enhanced: bool) -> list[Path]:
+    """Write the series into ``out``: one Enhanced MR file, or one file per slice (in k order)."""
+    from pydicom.uid import generate_uid
+
+    nz = stored.shape[2]
     with _OutputFiles(out) as written:
         if enhanced:
             path = written.add(out / f"S{ctx.series_number:03d}_enhanced.dcm")
@@ -234,13 +226,6 @@ class _OutputFiles:
         return False
 
 
-class _Context:
-    """Values shared by every slice of one series."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
 def _to_stored(data: np.ndarray, rescale: bool, where) -> tuple[np.ndarray, float, float, bool]:
     """16-bit stored values plus (slope, intercept, signed) such that ``stored * slope + intercept ~ data``."""
     from pydicom.valuerep import format_number_as_ds
@@ -263,75 +248,6 @@ def _to_stored(data: np.ndarray, rescale: bool, where) -> tuple[np.ndarray, floa
     slope = float(format_number_as_ds(biggest / top * (1 + 1e-9))) if biggest > 0 else 1.0
     stored = np.clip(np.rint(data / slope), -32768 if signed else 0, top)
     return stored.astype(np.int16 if signed else np.uint16), slope, 0.0, signed
-
-
-def _ds_str(value: float) -> str:
-    from pydicom.valuerep import format_number_as_ds
-
-    return format_number_as_ds(float(value))
-
-
-def _mr_parameters(ctx) -> dict:
-    from ..volume import normalise_modality
-
-    params = dict(MR_DEFAULTS.get(normalise_modality(ctx.label), MR_DEFAULTS[None]))
-    params.setdefault("SequenceVariant", "NONE")
-    params.setdefault("MagneticFieldStrength", 3.0)
-    params.setdefault("FlipAngle", 90.0)
-    extra = ctx.volume.provenance.get("mr_parameters") or {}
-    params.update({k: v for k, v in dict(extra).items() if k in _MR_KEYS})
-    return params
-
-
-def _common(ds, ctx) -> None:
-    """Patient, study, series, frame of reference, equipment and SOP common attributes."""
-    date, time = ctx.now.strftime("%Y%m%d"), ctx.now.strftime("%H%M%S")
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    ds.PatientName = ctx.patient_name
-    ds.PatientID = ctx.patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = ctx.study_uid
-    ds.StudyDate, ds.StudyTime = date, time
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.Modality = "MR"
-    ds.SeriesInstanceUID = ctx.series_uid
-    ds.SeriesNumber = ctx.series_number
-    ds.SeriesDescription = ctx.series_description[:64]
-    ds.SeriesDate, ds.SeriesTime = date, time
-    ds.PatientPosition = "HFS"
-    ds.BodyPartExamined = "HEAD"
-    if ctx.label:
-        ds.ProtocolName = str(ctx.label)[:64]
-    ds.FrameOfReferenceUID = ctx.for_uid
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = "napari-medtrans"
-    ds.ManufacturerModelName = "phantom writer"
-    ds.SoftwareVersions = _version()
-    ds.ContentDate, ds.ContentTime = date, time
-    ds.AcquisitionNumber = 1
-    if ctx.synthetic:
-        # Written only when YES: dicom3tools releases before 2023 do not know the tag and flag it.
-        ds.SyntheticData = "YES"
-    if ctx.label and str(ctx.label) == "T1c":
-        ds.ContrastBolusAgent = "Gadolinium"
-        ds.ContrastBolusRoute = "IV"
-
-
-def _pixel_module(ds, ctx, rows: int, cols: int) -> None:
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1 if ctx.signed else 0
-
-
-def _window(ds, ctx) -> None:
-    lo, hi = ctx.value_range
-    ds.WindowCenter = _ds_str((lo + hi) / 2)
-    ds.WindowWidth = _ds_str(max(hi - lo, 1.0))
 
 
 def _slice_dataset(ctx, k: int, pixels: np.ndarray, sop_uid: str):
@@ -385,192 +301,6 @@ def _next_slice(ds, ctx, k: int, sop_uid: str) -> None:
     ds.SliceLocation = _ds_str(g["slice_locations"][k])
 
 
-def _enhanced_dataset(ctx, stored: np.ndarray, sop_uid: str):
-    """An Enhanced MR Image Storage dataset holding every slice as a frame."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import EnhancedMRImageStorage, generate_uid
-
-    from ..volume import normalise_modality
-
-    g = ctx.geom
-    nx, ny, nz = stored.shape
-    params = _mr_parameters(ctx)
-    ds = Dataset()
-    ds.SOPClassUID = EnhancedMRImageStorage
-    ds.SOPInstanceUID = sop_uid
-    _common(ds, ctx)
-    ds.DeviceSerialNumber = "0"
-    value1 = "DERIVED" if ctx.synthetic else "ORIGINAL"
-    ds.ImageType = [value1, "PRIMARY", "VOLUME", "NONE"]
-    ds.InstanceNumber = 1
-    ds.AcquisitionDateTime = ctx.now.strftime("%Y%m%d%H%M%S")
-    ds.AcquisitionDuration = 0.0
-    ds.ContentQualification = "RESEARCH"
-    ds.ResonantNucleus = "1H"
-    ds.KSpaceFiltering = "NONE"
-    ds.MagneticFieldStrength = _ds_str(params["MagneticFieldStrength"])
-    ds.ApplicableSafetyStandardAgency = "IEC"
-    ds.ImageComments = "written by napari-medtrans"
-    ds.BurnedInAnnotation = "NO"
-    ds.LossyImageCompression = "00"
-    ds.PresentationLUTShape = "IDENTITY"
-    ds.PixelPresentation = "MONOCHROME"
-    ds.VolumetricProperties = "VOLUME"
-    ds.VolumeBasedCalculationTechnique = "NONE"
-    ds.ComplexImageComponent = "MAGNITUDE"
-    contrast = _ACQ_CONTRAST.get(normalise_modality(ctx.label) or "", "UNKNOWN")
-    ds.AcquisitionContrast = contrast
-    ds.AcquisitionContextSequence = Sequence([])
-    ds.NumberOfFrames = nz
-    _pixel_module(ds, ctx, ny, nx)
-    # MR Pulse Sequence module (required for ORIGINAL images).
-    default_name = "IR" if "IR" in str(params["ScanningSequence"]) else "SE"
-    ds.PulseSequenceName = str(params.get("SequenceName", default_name))[:16]
-    ds.MRAcquisitionType = "2D"
-    ds.EchoPulseSequence = "SPIN"
-    ds.MultipleSpinEcho = "NO"
-    ds.MultiPlanarExcitation = "YES"
-    ds.PhaseContrast = "NO"
-    ds.TimeOfFlightContrast = "NO"
-    ds.SteadyStatePulseSequence = "NONE"
-    ds.EchoPlanarPulseSequence = "NO"
-    ds.SaturationRecovery = "NO"
-    ds.SpectrallySelectedSuppression = "NONE"
-    ds.OversamplingPhase = "NONE"
-    ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
-    ds.SegmentedKSpaceTraversal = "SINGLE"
-    ds.RectilinearPhaseEncodeReordering = "LINEAR"
-    ds.NumberOfKSpaceTrajectories = 1
-
-    dim_uid = generate_uid()
-    org = Dataset()
-    org.DimensionOrganizationUID = dim_uid
-    ds.DimensionOrganizationSequence = Sequence([org])
-    ds.DimensionOrganizationType = "3D"
-    idx = []
-    for pointer, label in ((0x00209056, "Stack ID"), (0x00209057, "In-Stack Position Number")):
-        d = Dataset()
-        d.DimensionOrganizationUID = dim_uid
-        d.DimensionIndexPointer = pointer
-        d.FunctionalGroupPointer = 0x00209111
-        d.DimensionDescriptionLabel = label
-        idx.append(d)
-    ds.DimensionIndexSequence = Sequence(idx)
-
-    shared = Dataset()
-    pm = Dataset()
-    pm.PixelSpacing = [_ds_str(v) for v in g["pixel_spacing"]]
-    pm.SliceThickness = _ds_str(g["slice_spacing"])
-    pm.SpacingBetweenSlices = _ds_str(g["slice_spacing"])
-    shared.PixelMeasuresSequence = Sequence([pm])
-    po = Dataset()
-    po.ImageOrientationPatient = [_ds_str(v) for v in g["iop"]]
-    shared.PlaneOrientationSequence = Sequence([po])
-    pvt = Dataset()
-    pvt.RescaleIntercept = _ds_str(ctx.intercept)
-    pvt.RescaleSlope = _ds_str(ctx.slope)
-    pvt.RescaleType = "US"
-    shared.PixelValueTransformationSequence = Sequence([pvt])
-    voi = Dataset()
-    _window(voi, ctx)
-    shared.FrameVOILUTSequence = Sequence([voi])
-    ft = Dataset()
-    ft.FrameType = list(ds.ImageType)
-    for kw in ("PixelPresentation", "VolumetricProperties", "VolumeBasedCalculationTechnique",
-               "ComplexImageComponent", "AcquisitionContrast"):
-        setattr(ft, kw, getattr(ds, kw))
-    shared.MRImageFrameTypeSequence = Sequence([ft])
-    timing = Dataset()
-    timing.RepetitionTime = float(params["RepetitionTime"])
-    timing.FlipAngle = float(params["FlipAngle"])
-    timing.EchoTrainLength = 1
-    timing.RFEchoTrainLength = 1
-    timing.GradientEchoTrainLength = 0
-    timing.GradientOutputType = "DB_DT"
-    timing.GradientOutput = 0.0
-    opmode = Dataset()
-    opmode.OperatingModeType = "STATIC FIELD"
-    opmode.OperatingMode = "IEC_NORMAL"
-    timing.OperatingModeSequence = Sequence([opmode])
-    sar = Dataset()
-    sar.SpecificAbsorptionRateDefinition = "IEC_WHOLE_BODY"
-    sar.SpecificAbsorptionRateValue = 0.0
-    timing.SpecificAbsorptionRateSequence = Sequence([sar])
-    shared.MRTimingAndRelatedParametersSequence = Sequence([timing])
-    echo = Dataset()
-    echo.EffectiveEchoTime = float(params["EchoTime"])
-    shared.MREchoSequence = Sequence([echo])
-    mod = Dataset()
-    mod.InversionRecovery = "YES" if "InversionTime" in params else "NO"
-    if "InversionTime" in params:
-        mod.InversionTimes = [float(params["InversionTime"])]
-    mod.FlowCompensation = "NONE"
-    mod.Spoiling = "NONE"
-    mod.T2Preparation = "NO"
-    mod.SpectrallySelectedExcitation = "NONE"
-    mod.SpatialPresaturation = "NONE"
-    mod.PartialFourier = "NO"
-    mod.ParallelAcquisition = "NO"
-    shared.MRModifierSequence = Sequence([mod])
-    fov = Dataset()
-    fov.InPlanePhaseEncodingDirection = "ROW"
-    fov.MRAcquisitionFrequencyEncodingSteps = nx
-    fov.MRAcquisitionPhaseEncodingStepsInPlane = ny
-    fov.PercentSampling = 100.0
-    fov.PercentPhaseFieldOfView = 100.0
-    shared.MRFOVGeometrySequence = Sequence([fov])
-    imod = Dataset()
-    imod.PixelBandwidth = 200.0
-    imod.MagnetizationTransfer = "NONE"
-    imod.BloodSignalNulling = "NO"
-    imod.Tagging = "NONE"
-    imod.TransmitterFrequency = 42.577478 * float(params["MagneticFieldStrength"])
-    shared.MRImagingModifierSequence = Sequence([imod])
-    rx = Dataset()
-    rx.ReceiveCoilName = "HEAD"
-    rx.ReceiveCoilManufacturerName = ""
-    rx.ReceiveCoilType = "VOLUME"
-    rx.QuadratureReceiveCoil = "NO"
-    shared.MRReceiveCoilSequence = Sequence([rx])
-    tx = Dataset()
-    tx.TransmitCoilName = "BODY"
-    tx.TransmitCoilManufacturerName = ""
-    tx.TransmitCoilType = "BODY"
-    shared.MRTransmitCoilSequence = Sequence([tx])
-    avg = Dataset()
-    avg.NumberOfAverages = 1.0
-    shared.MRAveragesSequence = Sequence([avg])
-    anat = Dataset()
-    region = Dataset()
-    region.CodeValue = "12738006"
-    region.CodingSchemeDesignator = "SCT"
-    region.CodeMeaning = "Brain"
-    anat.AnatomicRegionSequence = Sequence([region])
-    anat.FrameLaterality = "U"
-    shared.FrameAnatomySequence = Sequence([anat])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-
-    per_frame = []
-    for k in range(nz):
-        f = Dataset()
-        fc = Dataset()
-        fc.StackID = "1"
-        fc.InStackPositionNumber = k + 1
-        fc.DimensionIndexValues = [1, k + 1]
-        fc.FrameAcquisitionDateTime = ds.AcquisitionDateTime
-        fc.FrameReferenceDateTime = ds.AcquisitionDateTime
-        fc.FrameAcquisitionDuration = 0.0
-        f.FrameContentSequence = Sequence([fc])
-        pp = Dataset()
-        pp.ImagePositionPatient = [_ds_str(v) for v in g["positions"][k]]
-        f.PlanePositionSequence = Sequence([pp])
-        per_frame.append(f)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
-    ds.PixelData = b""  # set in _save
-    return ds
-
-
 def _save(ds, path: Path, ts, pixels: np.ndarray) -> None:
     """Attach file meta and pixels, compress when asked, write ``path``."""
     from pydicom.dataset import FileMetaDataset
@@ -595,12 +325,3 @@ def _save(ds, path: Path, ts, pixels: np.ndarray) -> None:
         meta.TransferSyntaxUID = ts
         ds["PixelData"].VR = "OW"
     ds.save_as(path, enforce_file_format=True)
-
-
-def _version() -> str:
-    try:
-        from ... import __version__
-
-        return f"napari-medtrans {__version__}"
-    except ImportError:  # pragma: no cover - package metadata missing in a source checkout
-        return "napari-medtrans"
