@@ -174,16 +174,11 @@ def checkpoint_directions(path: str | Path) -> list[str]:
 
 
 def device_choices() -> list[str]:
-    """"auto", "cpu", then every CUDA device and Apple MPS when present."""
-    import torch
+    """"auto", "cpu", then every CUDA device and Apple MPS when present (:func:`~napari_medtrans.core.device.
+    available_devices`)."""
+    from ..core.device import available_devices
 
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
+    return available_devices()
 
 
 def build_translator(choice: ModelChoice, device: str = "cpu"):

@@ -81,11 +81,11 @@ def dist_info() -> DistInfo:
 
 
 def _device_for_rank(device: str, info: DistInfo) -> str:
+    """``device``, except that "auto" in a distributed run is the GPU of the process's local rank (or the CPU)."""
     if device == "auto" and info.world_size > 1:
-        import torch
+        from ..core.device import resolve_device
 
-        if torch.cuda.is_available():
-            return f"cuda:{info.local_rank % torch.cuda.device_count()}"
+        return str(resolve_device("auto", local_rank=info.local_rank))
     return device
 
 

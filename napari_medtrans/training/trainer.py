@@ -119,19 +119,11 @@ def _dist_from_env(device_type: str) -> _Dist:
 
 
 def _resolve_device(device: str | torch.device, dist: _Dist) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
-        mps = getattr(torch.backends, "mps", None)
-        if not dist.enabled and mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and dist.enabled:
-        return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
-    return dev
+    """The device of this process (:func:`~napari_medtrans.core.device.resolve_device`; in distributed training
+    the GPU of its local rank)."""
+    from ..core.device import resolve_device
+
+    return resolve_device(device, local_rank=dist.local_rank if dist.enabled else None)
 
 
 class _ResumableSampler(Sampler):
