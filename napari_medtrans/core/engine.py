@@ -20,9 +20,13 @@ Background. Nothing is masked: every voxel, background included, is what the net
 background (0) maps to -1, and a trained network maps -1 back to the target's background, so no special case
 is needed; the padding added to fit the network is always removed.
 
-Cancellation. ``should_cancel()`` is asked before every call to the network; when it returns True,
+Cancellation. ``should_cancel()`` is asked before every call to the network, and by diffusion samplers at every
+sampling step inside a call (:mod:`~napari_medtrans.core.cancel`); when it returns True,
 :class:`~napari_medtrans.core.errors.TranslationCancelled` is raised and nothing is returned. Slices handed out
-through ``on_partial`` before that are previews only; a GUI drops them on cancel.
+through ``on_partial`` before that are previews only; a GUI may keep them, marked partial.
+
+Layout. Device and precision come from :mod:`.device`, the input checks from :mod:`.engine_inputs`, batch sizing
+and the CPU inference copy from :mod:`.batching`; this module runs the batches and builds the result.
 
 Reproducibility. With a ``seed``, every call gets ``torch.Generator`` seeded once per sample (``seed + i`` for
 sample ``i``) on the compute device, so the same seed, batch size and device give the same output. A stochastic
@@ -32,28 +36,26 @@ repeated.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from .cancel import cancel_scope
-from .errors import (
-    DeviceUnavailableError,
-    GeometryMismatchError,
-    InputModalityError,
-    InvalidVolumeError,
-    TranslationCancelled,
-    TranslatorError,
-    UnknownChoiceError,
+from .batching import (
+    _check_output,
+    _cpu_inference_copy,
+    _cuda_batch_from_probe,
+    _initial_batch_size,
+    _load_batch,
 )
+from .cancel import cancel_scope
 from .device import PRECISIONS, _autocast, cpu_has_native_bf16, resolve_device, resolve_precision
-from .modality import EVIDENCE
+from .engine_inputs import _check_geometry, _check_modalities, _check_not_constant, _gather_inputs, _input_identity
+from .errors import TranslationCancelled, TranslatorError
 from .preprocess import (
     IntensityRange,
     acquisition_axis,
@@ -62,18 +64,13 @@ from .preprocess import (
     to_slices,
     unfit,
 )
-from .volume import MODALITIES, SourceInfo, Volume, normalise_modality, patient_id_sha256
+from .volume import SourceInfo, Volume, normalise_modality
 
 __all__ = ["TranslationResult", "translate_volume", "resolve_device", "resolve_precision", "cpu_has_native_bf16",
            "PRECISIONS"]
 
 #: Map names resized back with nearest-neighbour instead of bilinear interpolation (labels, not intensities).
 _LABEL_MAPS = frozenset({"masks", "mask", "labels", "label", "seg", "segmentation"})
-#: On the CPU a batch holds about this many pixels (4 slices of 256 x 256). Larger batches were no faster on a
-#: 2-core machine (the activations leave the cache, and tensors above glibc's 32 MB mmap threshold are paged in
-#: afresh on every call); smaller ones keep the threads less busy.
-_CPU_BATCH_PIXELS = 4 * 256 * 256
-_MAX_AUTO_BATCH = 64
 
 
 @dataclasses.dataclass
@@ -112,111 +109,6 @@ class TranslationResult:
     seed: int | None = None
 
 
-# -- inputs ----------------------------------------------------------------------------------------
-def _as_volume(v: Any, modality: str | None) -> Volume:
-    if isinstance(v, Volume):
-        if v.data.ndim != 3:
-            raise InvalidVolumeError(f"expected a 3D volume, got {v.data.ndim}D data of shape {v.data.shape}", v.path)
-        return v
-    if isinstance(v, (np.ndarray, torch.Tensor)):
-        arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
-        if arr.ndim != 3:
-            raise InvalidVolumeError(
-                f"expected a 3D volume, got a {arr.ndim}D array of shape {arr.shape}; translate a 2D slice as a "
-                "volume of one slice (add an axis)"
-            )
-        return Volume(arr, np.eye(4), modality=modality)
-    raise TypeError(f'Argument "volume" must be a Volume (or a dict/sequence of them), got {type(v).__name__}.')
-
-
-def _gather_inputs(volume: Any, spec: Any) -> list[Volume]:
-    """The input Volumes in ``spec.inputs`` order (their modalities are checked by :func:`_check_modalities`)."""
-    wanted = [normalise_modality(m) for m in spec.inputs]
-    if isinstance(volume, Mapping):
-        given = {normalise_modality(k): v for k, v in volume.items()}
-        missing = [m for m in wanted if m not in given]
-        if missing:
-            raise TranslatorError(
-                f"translator {spec.method!r} needs inputs {', '.join(wanted)}; missing {', '.join(missing)} "
-                f"(given: {', '.join(str(k) for k in given) or 'none'})"
-            )
-        return [_as_volume(given[m], m) for m in wanted]
-    if isinstance(volume, Sequence) and not isinstance(volume, (str, bytes)):
-        items = list(volume)
-        if len(items) != len(wanted):
-            raise TranslatorError(
-                f"translator {spec.method!r} needs {len(wanted)} input volume(s) ({', '.join(wanted)}), got {len(items)}"
-            )
-        return [_as_volume(v, m) for v, m in zip(items, wanted)]
-    if len(wanted) != 1:
-        raise TranslatorError(
-            f"translator {spec.method!r} needs {len(wanted)} inputs ({', '.join(wanted)}); pass a dict "
-            "{modality: volume}"
-        )
-    return [_as_volume(volume, wanted[0])]
-
-
-def _check_modalities(inputs: list[Volume], wanted: list[str], spec: Any, override: bool) -> list[dict]:
-    """Refuse an input whose own modality is another contrast than the model's (unless ``override``), and one
-    file given for two inputs. Returns the overrides made, for the provenance."""
-    overrides = []
-    for v, m in zip(inputs, wanted):
-        if v.modality in MODALITIES and v.modality != m:
-            if override:
-                overrides.append({"input": m, "labelled": v.modality, "evidence": v.modality_evidence})
-                continue
-            how = EVIDENCE.get(v.modality_evidence or "", "its label")
-            raise InputModalityError(
-                f"is {v.modality} (from {how}) but translator {spec.method!r} expects {m} there "
-                f"(inputs: {', '.join(wanted)}); give a {m} volume, or --override-modality "
-                "(override_modality=True) if the label is wrong",
-                v.path,
-                found=v.modality,
-                expected=m,
-                evidence=v.modality_evidence,
-            )
-    seen: dict[str, str] = {}
-    for v, m in zip(inputs, wanted):
-        if v.path is None or not os.path.exists(v.path):
-            continue
-        key = os.path.realpath(v.path)
-        if key in seen:
-            raise InputModalityError(
-                f"is given as both {seen[key]} and {m}: one acquisition cannot be two contrasts",
-                v.path,
-                found=seen[key],
-                expected=m,
-            )
-        seen[key] = m
-    return overrides
-
-
-def _check_not_constant(v: Volume, name: str) -> None:
-    """A constant volume (all zero, or one value everywhere) has no anatomy to translate."""
-    data = v.data
-    if data.size == 0:
-        raise InvalidVolumeError(f"{name} input has no voxels (shape {v.shape})", v.path)
-    lo, hi = float(data.min()), float(data.max())
-    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
-        raise InvalidVolumeError(
-            f"{name} input is constant (every voxel is {lo:g}): there is no image to translate", v.path
-        )
-
-
-def _check_geometry(vols: list[Volume], names: list[str]) -> None:
-    first = vols[0]
-    for v, name in zip(vols[1:], names[1:]):
-        if not first.same_grid(v):
-            raise GeometryMismatchError(
-                f"inputs must share one grid: {names[0]} {first.path or '(array)'} has shape {first.shape}, "
-                f"{name} {v.path or '(array)'} has shape {v.shape}"
-                + ("" if first.shape != v.shape else " and a different affine")
-                + "; register/resample them onto one grid first",
-                first.path,
-                other=v.path,
-            )
-
-
 def _checkpoint_sha(translator: Any) -> str | None:
     info = getattr(translator, "checkpoint_info", None)
     if info is None:
@@ -232,20 +124,6 @@ def _checkpoint_name(translator: Any) -> str | None:
     return os.path.basename(os.fspath(path)) if path else None
 
 
-def _input_identity(inputs: list[Volume]) -> dict:
-    """Which acquisitions went in: series and study UIDs, and a sha256 of the patient ID (never the ID itself),
-    so that an export can check that the synthetic goes back to the same patient's study."""
-    series, study, patient = [], None, None
-    for v in inputs:
-        src = v.source
-        series.append(getattr(src, "series_instance_uid", None))
-        study = study or getattr(src, "study_instance_uid", None)
-        datasets = getattr(src, "dicom_datasets", None) or []
-        if patient is None and datasets:
-            patient = patient_id_sha256(datasets[0].get("PatientID", None))
-    return {"input_series_uids": series, "input_study_uid": study, "input_patient_sha256": patient}
-
-
 def _check_finite_output(data: np.ndarray, modality: str, spec: Any, translator: Any) -> None:
     """A NaN or infinite output voxel means a broken model: raise rather than hand out a plausible image."""
     bad = int(np.count_nonzero(~np.isfinite(data)))
@@ -257,103 +135,6 @@ def _check_finite_output(data: np.ndarray, modality: str, spec: Any, translator:
             "output; the model is broken (check its weights), nothing was written",
             path,
         )
-
-
-# -- batching --------------------------------------------------------------------------------------
-def _initial_batch_size(batch_size: Any, device: torch.device, hw: tuple[int, int],
-                        stochastic: bool = False) -> tuple[int, bool]:
-    """(first batch size, adaptive?) for ``batch_size`` = "auto" or an int.
-
-    On the CPU a stochastic (sampling) translator runs one slice per call: a slice of EDTS-Trans or a diffusion
-    model takes a second or so, so progress moves, finished slices show and Cancel acts slice by slice, and it
-    was no slower (EDTS-Trans, 16 slices of 128 x 128: 14.3-15.7 s one by one against 17.4-17.8 s in one call).
-    The schedule depends on nothing but the volume, so a seed gives the same image on every run.
-    """
-    if isinstance(batch_size, str):
-        if batch_size != "auto":
-            raise UnknownChoiceError("batch size", batch_size, ("auto", "<positive int>"))
-        if device.type == "cuda":
-            return 1, True  # probe one slice, then size batches from the memory it took
-        if stochastic:
-            return 1, False
-        return max(1, min(_MAX_AUTO_BATCH, _CPU_BATCH_PIXELS // max(1, hw[0] * hw[1]))), False
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f'Argument "batch_size" must be "auto" or a positive integer, got {batch_size!r}.')
-    return int(batch_size), False
-
-
-def _cuda_batch_from_probe(device: torch.device, base: int, n: int) -> int:
-    """Batch size that uses about half the free GPU memory, given the peak of a probe batch of ``n`` slices."""
-    per_slice = max((torch.cuda.max_memory_allocated(device) - base) / max(n, 1), 1.0)
-    free, _total = torch.cuda.mem_get_info(device)
-    return int(max(1, min(_MAX_AUTO_BATCH, (0.5 * free) // per_slice)))
-
-
-def _load_batch(inputs: list[np.ndarray], ranges: list[IntensityRange], start: int, stop: int) -> torch.Tensor:
-    """Normalised ``[B, C, H, W]`` float32 for slices ``start:stop`` (one copy, in place arithmetic)."""
-    x = torch.from_numpy(np.stack([s[start:stop] for s in inputs], axis=1).astype(np.float32, copy=False))
-    for c, rng in enumerate(ranges):
-        x[:, c].sub_(rng.lo).mul_(2.0 / (rng.hi - rng.lo)).sub_(1.0).clamp_(-1.0, 1.0)
-    return x
-
-
-def _check_output(out: Any, spec: Any, x: torch.Tensor) -> None:
-    image = getattr(out, "image", None)
-    if not isinstance(image, torch.Tensor):
-        raise TranslatorError(f"translator {spec.method!r} returned {type(out).__name__}, not a TranslationOutput")
-    want = (x.shape[0], len(spec.outputs), x.shape[2], x.shape[3])
-    if tuple(image.shape) != want:
-        raise TranslatorError(
-            f"translator {spec.method!r} returned an image of shape {tuple(image.shape)} for input "
-            f"{tuple(x.shape)}; its spec promises {want}"
-        )
-    for name in spec.maps:
-        m = out.maps.get(name) if isinstance(out.maps, Mapping) else None
-        if m is None:
-            raise TranslatorError(f"translator {spec.method!r} declares map {name!r} in its spec but did not return it")
-        if m.ndim != 4 or m.shape[0] != x.shape[0] or tuple(m.shape[2:]) != tuple(x.shape[2:]):
-            raise TranslatorError(
-                f"translator {spec.method!r} returned map {name!r} of shape {tuple(m.shape)}; expected "
-                f"[{x.shape[0]}, C, {x.shape[2]}, {x.shape[3]}]"
-            )
-
-
-def _cpu_inference_copy(translator: Any) -> Any | None:
-    """A copy of ``translator`` tuned for CPU inference, or None when it cannot be made.
-
-    In the copy every ``Conv2d``/``ConvTranspose2d`` directly followed by an eval-mode ``BatchNorm2d`` in the
-    same ``nn.Sequential`` has the normalisation folded into its weights (one pass over the activations fewer),
-    and the weights are in channels-last layout (oneDNN convolutions then skip a layout conversion before and
-    after every layer). Both leave the mathematics unchanged (differences at float rounding level). The
-    caller's module is not modified (so state a translator keeps on itself, such as call counters, is not
-    updated on the CPU). Models without 2D convolutions are run as they are.
-    """
-    if not isinstance(translator, torch.nn.Module) or not any(
-        isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in translator.modules()
-    ):
-        return None
-    try:
-        fast = copy.deepcopy(translator)
-    except Exception:  # modules holding foreign handles (ONNX sessions, ...) cannot be copied: run as is
-        return None
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for seq in fast.modules():
-        if not isinstance(seq, torch.nn.Sequential):
-            continue
-        names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if (
-                isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
-                and isinstance(bn, torch.nn.BatchNorm2d)
-                and not bn.training
-                and bn.track_running_stats
-                and bn.running_mean is not None
-            ):
-                seq._modules[a] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, torch.nn.ConvTranspose2d))
-                seq._modules[b] = torch.nn.Identity()
-    return fast.to(memory_format=torch.channels_last)
 
 
 # -- the engine ------------------------------------------------------------------------------------
@@ -438,6 +219,51 @@ def translate_volume(
         ``samples > 1`` for a deterministic translator, or bad argument values.
     """
     t0 = time.perf_counter()
+    run = _prepare_run(volume, translator, device=device, precision=precision, steps=steps, samples=samples,
+                       seed=seed, axis=axis, override_modality=override_modality)
+    was_training = bool(getattr(translator, "training", False))
+    if hasattr(translator, "eval"):
+        translator.eval()
+    if hasattr(translator, "to"):
+        translator.to(run.dev)
+    try:
+        with torch.inference_mode(), cancel_scope(should_cancel):
+            max_bs = _run_batches(run, translator, batch_size, progress, should_cancel, on_partial)
+    finally:
+        if hasattr(translator, "train"):
+            translator.train(was_training)
+    for c, m in enumerate(run.out_names):
+        _check_finite_output(run.outs[c], m, run.spec, translator)
+    return _make_result(run, translator, time.perf_counter() - t0, max_bs)
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything one :func:`translate_volume` call has checked and prepared before the first network call."""
+
+    spec: Any
+    inputs: list[Volume]
+    names: list[str]
+    overrides: list[dict]
+    dev: torch.device
+    prec: str
+    axis: int
+    seed: int | None
+    steps: int | None
+    samples: int
+    norm: Any
+    in_ranges: list[IntensityRange]
+    out_names: list[str]
+    out_ranges: list[IntensityRange]
+    in_slices: list[np.ndarray]  # views of the inputs, one slice per entry along the slice axis
+    outs: list[np.ndarray]  # the output volumes, filled batch by batch
+    out_slices: list[np.ndarray]  # writable views into ``outs``
+    std_np: list[np.ndarray]  # per-output spread across samples (samples > 1)
+    maps_np: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def _check_run_arguments(translator: Any, samples: Any, steps: Any) -> tuple[Any, int]:
+    """The translator's spec and the sample count, after checking ``translator``, ``samples`` and ``steps``."""
     spec = getattr(translator, "spec", None)
     if spec is None or not callable(getattr(translator, "translate", None)):
         raise TypeError(f'Argument "translator" must be a Translator (with .spec and .translate), got {type(translator).__name__}.')
@@ -451,7 +277,13 @@ def translate_volume(
         )
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
         raise ValueError(f'Argument "steps" must be a positive integer or None, got {steps!r}.')
+    return spec, samples
 
+
+def _prepare_run(volume: Any, translator: Any, *, device, precision, steps, samples, seed, axis,
+                 override_modality) -> _Run:
+    """Check the arguments and inputs (each check once, where the data enters) and set up the output buffers."""
+    spec, samples = _check_run_arguments(translator, samples, steps)
     inputs = _gather_inputs(volume, spec)
     names = [normalise_modality(m) for m in spec.inputs]
     overrides = _check_modalities(inputs, names, spec, bool(override_modality))
@@ -481,155 +313,164 @@ def translate_volume(
         same = [r for n, r in zip(names, in_ranges) if n == m]
         out_ranges.append(norm.output_range(m, same[0] if same else in_ranges[0]))
 
-    in_slices = [to_slices(v.data, axis) for v in inputs]  # views, no copy
-    n_slices, h, w = (int(s) for s in in_slices[0].shape)
     vshape = ref.shape
     outs = [np.empty(vshape, dtype=np.float32) for _ in out_names]
-    out_slices = [to_slices(o, axis) for o in outs]  # writable views into the output volumes
-    maps_np: dict[str, np.ndarray] = {}
-    std_np: list[np.ndarray] = [np.empty(vshape, dtype=np.float32) for _ in out_names] if samples > 1 else []
+    return _Run(
+        spec=spec, inputs=inputs, names=names, overrides=overrides, dev=dev, prec=prec, axis=axis, seed=seed,
+        steps=steps, samples=samples, norm=norm, in_ranges=in_ranges, out_names=out_names, out_ranges=out_ranges,
+        in_slices=[to_slices(v.data, axis) for v in inputs],  # views, no copy
+        outs=outs, out_slices=[to_slices(o, axis) for o in outs],
+        std_np=[np.empty(vshape, dtype=np.float32) for _ in out_names] if samples > 1 else [],
+    )
 
+
+def _run_batches(run: _Run, translator: Any, batch_size, progress, should_cancel, on_partial) -> int:
+    """Translate every slice, batch by batch, into ``run``'s buffers; returns the largest batch used.
+
+    On the CPU a tuned copy of the translator runs (folded normalisations, channels-last), falling back to the
+    translator as given if the copy fails on its first call. On CUDA the batch size is probed from the memory
+    one batch takes, and a batch that runs out of memory is retried at half the size with the generators rewound.
+    """
+    spec, dev, samples = run.spec, run.dev, run.samples
+    n_slices, h, w = (int(s) for s in run.in_slices[0].shape)
     bs, adaptive = _initial_batch_size(batch_size, dev, (h, w), bool(getattr(spec, "stochastic", False)))
     probing = adaptive and dev.type == "cuda"
     max_bs = 0
     total = n_slices * samples
     done = 0
-    was_training = bool(getattr(translator, "training", False))
-    if hasattr(translator, "eval"):
-        translator.eval()
-    if hasattr(translator, "to"):
-        translator.to(dev)
-    # On the CPU run a tuned copy (folded normalisations, channels-last); fall back to the translator as given
-    # if the copy fails on its first call (e.g. a translator that .view()s its activations).
     fast = _cpu_inference_copy(translator) if dev.type == "cpu" else None
     runner = fast if fast is not None else translator
     first_call = True
 
     def call(model: Any, xin: torch.Tensor, gen: torch.Generator | None) -> Any:
-        with _autocast(dev, prec):
-            out = model.translate(xin, steps=steps, generator=gen)
+        with _autocast(dev, run.prec):
+            out = model.translate(xin, steps=run.steps, generator=gen)
         _check_output(out, spec, xin)
         return out
 
     gens: list[torch.Generator | None] = [None] * samples
-    if seed is not None:
-        gens = [torch.Generator(device=dev).manual_seed(seed + i) for i in range(samples)]
-    try:
-        with torch.inference_mode(), cancel_scope(should_cancel):
-            start = 0
-            while start < n_slices:
-                stop = min(start + bs, n_slices)
-                states = [g.get_state() if g is not None else None for g in gens]
-                done_before = done
-                probe_base = None
-                if probing:
-                    torch.cuda.reset_peak_memory_stats(dev)
-                    probe_base = torch.cuda.memory_allocated(dev)
-                try:
-                    x = _load_batch(in_slices, in_ranges, start, stop).to(dev, non_blocking=True)
-                    x, fit = fit_to_model(x, spec)
-                    images, maps_acc = [], {}
-                    for s in range(samples):
-                        if should_cancel is not None and should_cancel():
-                            raise TranslationCancelled(done, total)
-                        if runner is fast:
-                            try:
-                                out = call(fast, x.contiguous(memory_format=torch.channels_last), gens[s])
-                            except TranslationCancelled:
-                                raise
-                            except Exception:
-                                if not first_call:
-                                    raise
-                                runner = translator
-                                fast = None
-                                if gens[s] is not None:
-                                    gens[s].set_state(states[s])
-                                out = call(translator, x, gens[s])
-                        else:
-                            out = call(translator, x, gens[s])
-                        first_call = False
-                        images.append(out.image.float().clamp(-1.0, 1.0))
-                        for name in spec.maps:
-                            m = out.maps[name].float()
-                            maps_acc[name] = m if s == 0 else maps_acc[name].add_(m)
-                        done += stop - start
-                        if progress is not None:
-                            progress(done, total)
-                except TranslationCancelled as exc:
-                    if exc.total:
+    if run.seed is not None:
+        gens = [torch.Generator(device=dev).manual_seed(run.seed + i) for i in range(samples)]
+    start = 0
+    while start < n_slices:
+        stop = min(start + bs, n_slices)
+        states = [g.get_state() if g is not None else None for g in gens]
+        done_before = done
+        probe_base = None
+        if probing:
+            torch.cuda.reset_peak_memory_stats(dev)
+            probe_base = torch.cuda.memory_allocated(dev)
+        try:
+            x = _load_batch(run.in_slices, run.in_ranges, start, stop).to(dev, non_blocking=True)
+            x, fit = fit_to_model(x, spec)
+            images, maps_acc = [], {}
+            for s in range(samples):
+                if should_cancel is not None and should_cancel():
+                    raise TranslationCancelled(done, total)
+                if runner is fast:
+                    try:
+                        out = call(fast, x.contiguous(memory_format=torch.channels_last), gens[s])
+                    except TranslationCancelled:
                         raise
-                    raise TranslationCancelled(done, total) from None  # asked at a sampling step (core.cancel)
-                except torch.cuda.OutOfMemoryError:
-                    if not adaptive or bs == 1:
-                        raise
-                    # Retry this batch at half the size, generators rewound so that no random numbers are skipped.
-                    done = done_before
-                    for g, st in zip(gens, states):
-                        if g is not None:
-                            g.set_state(st)
-                    x = images = maps_acc = None
-                    torch.cuda.empty_cache()
-                    bs = max(1, bs // 2)
-                    continue
-                if samples > 1:
-                    stack = torch.stack(images)
-                    mean = stack.mean(dim=0)
-                    std = stack.std(dim=0, correction=1)
-                    del stack
+                    except Exception:
+                        if not first_call:
+                            raise
+                        runner = translator
+                        fast = None
+                        if gens[s] is not None:
+                            gens[s].set_state(states[s])
+                        out = call(translator, x, gens[s])
                 else:
-                    mean, std = images[0], None
-                mean = unfit(mean, fit).cpu().numpy()
-                for c, rng in enumerate(out_ranges):
-                    scale = np.float32((rng.hi - rng.lo) / 2.0)
-                    out_slices[c][start:stop] = (mean[:, c] + np.float32(1.0)) * scale + np.float32(rng.lo)
-                    if std is not None:
-                        to_slices(std_np[c], axis)[start:stop] = unfit(std, fit)[:, c].cpu().numpy() * scale
-                for name, m in maps_acc.items():
-                    m = m / samples if samples > 1 else m
-                    m = unfit(m, fit, mode="nearest" if name in _LABEL_MAPS else "bilinear").cpu().numpy()
-                    for c in range(m.shape[1]):
-                        key = name if m.shape[1] == 1 else f"{name}_{c}"
-                        if key not in maps_np:
-                            maps_np[key] = np.zeros(vshape, dtype=np.float32)
-                        to_slices(maps_np[key], axis)[start:stop] = m[:, c]
-                if on_partial is not None:
-                    index = [slice(None)] * 3
-                    index[axis] = slice(start, stop)
-                    on_partial(start, stop, outs[0][tuple(index)].copy())
-                if probe_base is not None:
-                    bs = _cuda_batch_from_probe(dev, probe_base, stop - start)
-                    probing = False
-                max_bs = max(max_bs, stop - start)
-                start = stop
-    finally:
-        if hasattr(translator, "train"):
-            translator.train(was_training)
+                    out = call(translator, x, gens[s])
+                first_call = False
+                images.append(out.image.float().clamp(-1.0, 1.0))
+                for name in spec.maps:
+                    m = out.maps[name].float()
+                    maps_acc[name] = m if s == 0 else maps_acc[name].add_(m)
+                done += stop - start
+                if progress is not None:
+                    progress(done, total)
+        except TranslationCancelled as exc:
+            if exc.total:
+                raise
+            raise TranslationCancelled(done, total) from None  # asked at a sampling step (core.cancel)
+        except torch.cuda.OutOfMemoryError:
+            if not adaptive or bs == 1:
+                raise
+            # Retry this batch at half the size, generators rewound so that no random numbers are skipped.
+            done = done_before
+            for g, st in zip(gens, states):
+                if g is not None:
+                    g.set_state(st)
+            x = images = maps_acc = None
+            torch.cuda.empty_cache()
+            bs = max(1, bs // 2)
+            continue
+        _store_batch(run, start, stop, images, maps_acc, fit, on_partial)
+        if probe_base is not None:
+            bs = _cuda_batch_from_probe(dev, probe_base, stop - start)
+            probing = False
+        max_bs = max(max_bs, stop - start)
+        start = stop
+    return max_bs
 
-    for c, m in enumerate(out_names):
-        _check_finite_output(outs[c], m, spec, translator)
-    seconds = time.perf_counter() - t0
-    eff_steps = steps if steps is not None else getattr(spec, "default_steps", None)
+
+def _store_batch(run: _Run, start: int, stop: int, images: list, maps_acc: dict, fit, on_partial) -> None:
+    """Write slices ``start:stop`` (the mean over samples, their spread, every map) into ``run``'s buffers in
+    output intensities, and hand the finished block to ``on_partial``."""
+    samples, axis = run.samples, run.axis
+    if samples > 1:
+        stack = torch.stack(images)
+        mean = stack.mean(dim=0)
+        std = stack.std(dim=0, correction=1)
+        del stack
+    else:
+        mean, std = images[0], None
+    mean = unfit(mean, fit).cpu().numpy()
+    for c, rng in enumerate(run.out_ranges):
+        scale = np.float32((rng.hi - rng.lo) / 2.0)
+        run.out_slices[c][start:stop] = (mean[:, c] + np.float32(1.0)) * scale + np.float32(rng.lo)
+        if std is not None:
+            to_slices(run.std_np[c], axis)[start:stop] = unfit(std, fit)[:, c].cpu().numpy() * scale
+    for name, m in maps_acc.items():
+        m = m / samples if samples > 1 else m
+        m = unfit(m, fit, mode="nearest" if name in _LABEL_MAPS else "bilinear").cpu().numpy()
+        for c in range(m.shape[1]):
+            key = name if m.shape[1] == 1 else f"{name}_{c}"
+            if key not in run.maps_np:
+                run.maps_np[key] = np.zeros(run.outs[0].shape, dtype=np.float32)
+            to_slices(run.maps_np[key], axis)[start:stop] = m[:, c]
+    if on_partial is not None:
+        index = [slice(None)] * 3
+        index[axis] = slice(start, stop)
+        on_partial(start, stop, run.outs[0][tuple(index)].copy())
+
+
+def _make_result(run: _Run, translator: Any, seconds: float, max_bs: int) -> TranslationResult:
+    """The synthetic volumes and maps on the first input's grid, each with the run's provenance."""
+    spec, ref = run.spec, run.inputs[0]
+    eff_steps = run.steps if run.steps is not None else getattr(spec, "default_steps", None)
     prov = {
         "method": spec.method,
         "checkpoint_sha256": _checkpoint_sha(translator),
         "checkpoint_name": _checkpoint_name(translator),
         "steps": eff_steps,
-        "seed": seed,
-        "samples": samples,
-        "device": str(dev),
-        "precision": prec,
+        "seed": run.seed,
+        "samples": run.samples,
+        "device": str(run.dev),
+        "precision": run.prec,
         "batch_size": max_bs,
-        "axis": axis,
-        "inputs": [v.path for v in inputs],
-        "input_modalities": names,
-        "input_modality_evidence": [v.modality_evidence for v in inputs],
-        **_input_identity(inputs),
-        "input_ranges": [r.to_dict() for r in in_ranges],
-        "intensity_scheme": norm.scheme,
+        "axis": run.axis,
+        "inputs": [v.path for v in run.inputs],
+        "input_modalities": run.names,
+        "input_modality_evidence": [v.modality_evidence for v in run.inputs],
+        **_input_identity(run.inputs),
+        "input_ranges": [r.to_dict() for r in run.in_ranges],
+        "intensity_scheme": run.norm.scheme,
         "seconds": seconds,
     }
-    if overrides:
-        prov["modality_override"] = overrides
+    if run.overrides:
+        prov["modality_override"] = run.overrides
 
     def make(data: np.ndarray, modality: str | None, extra: dict) -> Volume:
         return Volume(
@@ -641,21 +482,22 @@ def translate_volume(
             provenance={**prov, **extra},
         )
 
+    out_names = run.out_names
     outputs = {
-        m: make(outs[c], m, {"output_range": out_ranges[c].to_dict(), "output_modality": m})
+        m: make(run.outs[c], m, {"output_range": run.out_ranges[c].to_dict(), "output_modality": m})
         for c, m in enumerate(out_names)
     }
-    maps = {k: make(v, k, {"map": k}) for k, v in maps_np.items()}
-    for c, m in enumerate(out_names[: len(std_np)]):
+    maps = {k: make(v, k, {"map": k}) for k, v in run.maps_np.items()}
+    for c, m in enumerate(out_names[: len(run.std_np)]):
         key = "std" if c == 0 else f"std_{m}"
-        maps[key] = make(std_np[c], key, {"map": key, "of": m})
+        maps[key] = make(run.std_np[c], key, {"map": key, "of": m})
     return TranslationResult(
         volume=outputs[out_names[0]],
         maps=maps,
         outputs=outputs,
         seconds=seconds,
-        device=str(dev),
-        precision=prec,
+        device=str(run.dev),
+        precision=run.prec,
         batch_size=max_bs,
-        seed=seed,
+        seed=run.seed,
     )
