@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QLinearGradient, QPainter
 from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -33,36 +32,25 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medtrans.core.compare import check_comparable, modality_text, pick_reference, same_modality
-from napari_medtrans.core.errors import ModalityMismatchError
+from napari_medtrans.core.compare import modality_text, pick_reference, same_modality
 from napari_medtrans.qt import translation, workers
 from napari_medtrans.qt.export_panel import ExportPanel
 from napari_medtrans.qt.translate_panel import TranslatePanel
 
-from .imaging import colour_lut, robust_range
+from .imaging import robust_range
+from .overlays import OVERLAYS, ColourBar, OverlayMixin
 from .runtime import leave_a_core_to_the_gui, quiet_gc
 from .settings import AppSettings
 from .viewer import LinkedViewer
+from .window_jobs import _load_files, _phantom
 from .worklist import Worklist, load_case
 
 __all__ = ["MainWindow", "NONE", "DEMO_MISSING", "leave_a_core_to_the_gui", "quiet_gc"]
 
+# Re-exported: defined or imported here before the overlays (overlays.py) and the job functions (window_jobs.py)
+
 NONE = "(none)"
 PANE_TITLES = ("Source", "Synthetic", "Reference")
-#: Overlays on the synthetic pane, by index: none, the TSM, the error against the reference, the spread across
-#: diffusion samples. The TSM is not a trust map: it marks texture and structure, not where the image is right.
-OVERLAYS = ("No overlay", "TSM: texture/structure map", "Error vs reference", "Spread across samples (SD)")
-#: What each overlay's colours mean, shown beside its colour bar.
-LEGENDS = (
-    "",
-    "TSM (EDTS-Trans Eq. 5-8): high where the synthetic image has texture and fine structure, low on flat "
-    "regions. It is not a measure of error: a tumour can look as 'structured' as healthy tissue.",
-    "Absolute difference from the reference, 0 to its 99th percentile.",
-    "Standard deviation across the diffusion samples of this run: where the model is unsure. Run with "
-    "samples > 1 to get it.",
-)
-#: One colour table per kind of overlay, the same as the plugin's (``map_style`` of its dock widgets).
-OVERLAY_LUTS = (None, "viridis", "inferno", "viridis")
 DEMO_MISSING = "demo model not installed"
 
 
@@ -71,56 +59,8 @@ DEMO_MISSING = "demo model not installed"
 CLINICAL_ORDER = ("T1", "T2", "T1c", "FLAIR", "PD")
 
 
-class ColourBar(QWidget):
-    """A horizontal colour bar with its low and high values, for the synthetic pane's overlay."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.lut: np.ndarray | None = None
-        self.low_text, self.high_text = "", ""
-        self.setMinimumSize(160, 18)
-        self.setMaximumHeight(22)
-
-    def set_scale(self, lut: np.ndarray | None, low: float = 0.0, high: float = 1.0) -> None:
-        self.lut = lut
-        self.low_text, self.high_text = f"{low:.3g}", f"{high:.3g}"
-        self.setVisible(lut is not None)
-        self.update()
-
-    def paintEvent(self, _event) -> None:  # noqa: N802
-        if self.lut is None:
-            return
-        painter = QPainter(self)
-        metrics = painter.fontMetrics()
-        left = metrics.horizontalAdvance(self.low_text) + 6
-        right = self.width() - metrics.horizontalAdvance(self.high_text) - 6
-        grad = QLinearGradient(left, 0, right, 0)
-        for i in range(0, 256, 32):
-            r, g, b = (int(v) for v in self.lut[i])
-            grad.setColorAt(i / 255, QColor(r, g, b))
-        r, g, b = (int(v) for v in self.lut[255])
-        grad.setColorAt(1.0, QColor(r, g, b))
-        painter.fillRect(left, 3, max(right - left, 1), self.height() - 6, grad)
-        painter.drawText(0, 0, left - 3, self.height(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight),
-                         self.low_text)
-        painter.drawText(right + 3, 0, self.width() - right, self.height(), int(Qt.AlignmentFlag.AlignVCenter),
-                         self.high_text)
-        painter.end()
-
-
-def _error_map(job, synthetic, reference):
-    return np.abs(synthetic.data - reference.data)
-
-
-def _phantom(job, seed, shape):
-    from napari_medtrans.phantom import make_subject
-
-    subject = make_subject(seed, shape=shape, tumour=True, contrasts=("T1", "T2", "FLAIR"))
-    return [(f"{m} (phantom {seed})", subject.images[m]) for m in ("T1", "T2", "FLAIR")]
-
-
-class MainWindow(QMainWindow):
-    """The app's main window (see the module notes)."""
+class MainWindow(OverlayMixin, QMainWindow):
+    """The app's main window (see the module notes; the overlay methods are :class:`~.overlays.OverlayMixin`'s)."""
 
     def __init__(self, settings: AppSettings | None = None):
         super().__init__()
@@ -442,83 +382,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_pane_count(index + 1)
         self.settings.set("panes", index + 1)
 
-    # -- overlays ---------------------------------------------------------------------------------------
-    def update_overlay(self):
-        """Apply the overlay choice to the synthetic pane (an error map is computed in a worker)."""
-        pane = self.viewer.panes[1]
-        kind = self.overlay_box.currentIndex()
-        name = self.pane_boxes[1].currentText()
-        synth = self.volumes.get(name)
-        self._set_legend(None)
-        if kind == 0 or synth is None:
-            pane.set_overlay(None)
-            return None
-        if kind in (1, 3):
-            maps = self.maps.get(name, {})
-            found = maps.get("tsm") if kind == 1 else next(
-                (m for k, m in maps.items() if k == "std" or k == f"std_{synth.modality}"), None)
-            if found is None:
-                self.status_label.setText(
-                    "this synthetic volume has no TSM map (its model does not make one)" if kind == 1 else
-                    "this synthetic volume has no spread: translate it with samples > 1 (a diffusion model)")
-                pane.set_overlay(None)
-                return None
-            data = np.asarray(getattr(found, "data", found), dtype=np.float32)
-            high = 1.0 if kind == 1 else (float(np.percentile(data, 99)) or 1.0)
-            lut = colour_lut(OVERLAY_LUTS[kind])
-            pane.set_overlay(found, (0.0, high), lut, self.opacity.value() / 100)
-            self._set_legend(kind, lut, 0.0, high)
-            return None
-        ref = self.volumes.get(self.pane_boxes[2].currentText())
-        if ref is None or not synth.same_grid(ref):
-            self.status_label.setText("choose a reference on the synthetic volume's grid for the error map")
-            pane.set_overlay(None)
-            return None
-        key = (name, self.pane_boxes[2].currentText())
-        try:
-            notes = check_comparable(synth, ref)
-        except ModalityMismatchError as exc:
-            pane.set_overlay(None)
-            message = f"no error map: {exc}"
-            self.status_label.setText(message)
-            if self._refused != key:  # said once per pair in a box; the status bar keeps saying it
-                self._refused = key
-                self.show_error(message, exc)
-            return None
-        self._refused = None
-        if notes:
-            self.status_label.setText("error map: " + "; ".join(notes))
-        if key in self._error_cache:
-            self._show_error_map(key, self._error_cache[key])
-            return None
-        if key in self._error_pending:
-            return None  # shown when the job already computing it ends
-        self._error_pending.add(key)
-        job = workers.start_job(_error_map, synth, ref, name="error map")
-        job.succeeded.connect(lambda err, key=key: self._show_error_map(key, err))
-        job.finished.connect(lambda key=key: self._error_pending.discard(key))
-        self.jobs.append(job)
-        return job
-
-    def _show_error_map(self, key, err) -> None:
-        self._error_cache[key] = err
-        synth = self.volumes.get(key[0])
-        if (synth is None or (self.pane_boxes[1].currentText(), self.pane_boxes[2].currentText()) != key
-                or self.overlay_box.currentIndex() != 2):
-            return
-        limit = float(np.percentile(err, 99)) or 1.0
-        lut = colour_lut(OVERLAY_LUTS[2])
-        self.viewer.panes[1].set_overlay(synth.derive(err), (0.0, limit), lut, self.opacity.value() / 100)
-        self._set_legend(2, lut, 0.0, limit)
-
-    def _set_legend(self, kind: int | None, lut=None, low: float = 0.0, high: float = 1.0) -> None:
-        """Show the colour bar and the legend of overlay ``kind`` (None hides them)."""
-        self.colour_bar.set_scale(lut if kind else None, low, high)
-        self.legend.setText(LEGENDS[kind] if kind else "")
-        self.legend.setVisible(bool(kind))
-
-    def _on_opacity(self, value: int) -> None:
-        self.viewer.panes[1].set_overlay_opacity(value / 100)
+    # -- overlays: update_overlay and its helpers come from OverlayMixin (overlays.py) -------------------
 
     # -- translation ------------------------------------------------------------------------------------
     def _on_translation_started(self, request) -> None:
@@ -626,13 +490,3 @@ class MainWindow(QMainWindow):
         if previous != self.show_error:  # another window's handler: leave it in place
             workers.set_error_handler(previous)
         super().closeEvent(event)
-
-
-def _load_files(job, files):
-    """Load several files as one case, in the order given (a job function)."""
-    from .worklist import load_case
-
-    out = []
-    for i, path in enumerate(files):
-        out.extend(load_case(job, path))
-    return out

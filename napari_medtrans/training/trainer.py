@@ -25,36 +25,41 @@ What it does
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import datetime as _dt
-import itertools
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from ..core.errors import CheckpointError, MedtransError, UnknownChoiceError
+from ..core.errors import MedtransError, UnknownChoiceError
 from ..translators.base import Translator
+from .distributed import _dist_from_env, _resolve_device, _ResumableSampler
 from .recipes import Recipe, RecipeParts, get_recipe
+from .run_log import _Logs
+from .step_context import _Context
+from .training_state import (
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    STATE_FILE,
+    _atomic_torch_save,
+    _seed_everything,
+    restore_training_state,
+    training_state,
+)
+from .validation import validate_slices
 
 __all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "cosine_lr", "STATE_FILE", "FINAL_CHECKPOINT"]
 
-STATE_FILE = "training_state.pt"
-LAST_CHECKPOINT = "last.safetensors"
-FINAL_CHECKPOINT = "model.safetensors"
-STATE_FORMAT = "napari-medtrans/training-state/1"
+# Re-exported: these names were defined or imported here before the split (distributed.py, run_log.py,
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 
 
@@ -84,166 +89,6 @@ def cosine_lr(step: int, total: int, lr: float, min_lr: float, warmup: int = 0) 
     t = min(max(step - warmup, 0) / span, 1.0)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
-
-# -- distributed ----------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-
-def _dist_from_env(device_type: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    d = _Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-        d.owns_group = True
-    return d
-
-
-def _resolve_device(device: str | torch.device, dist: _Dist) -> torch.device:
-    """The device of this process (:func:`~napari_medtrans.core.device.resolve_device`; in distributed training
-    the GPU of its local rank)."""
-    from ..core.device import resolve_device
-
-    return resolve_device(device, local_rank=dist.local_rank if dist.enabled else None)
-
-
-class _ResumableSampler(Sampler):
-    """A DistributedSampler (shuffled per epoch from the seed) that can start part-way into an epoch."""
-
-    def __init__(self, dataset: Dataset, dist: _Dist, seed: int):
-        self.base = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                       seed=seed, drop_last=True)
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.base.set_epoch(epoch)
-        self.skip = skip
-
-    def __iter__(self):
-        return itertools.islice(iter(self.base), self.skip, None)
-
-    def __len__(self) -> int:
-        return max(len(self.base) - self.skip, 0)
-
-
-# -- the step context offered to recipes ----------------------------------------------------------------
-class _Context:
-    def __init__(self, trainer: "Trainer"):
-        self._t = trainer
-        self.device = trainer.device
-        self.step = 0
-
-    def autocast(self):
-        t = self._t
-        if t.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=t.device.type, dtype=t.amp_dtype)
-
-    def optimise(self, name: str, loss: torch.Tensor) -> None:
-        t = self._t
-        if name not in t.optimizers:
-            raise UnknownChoiceError("optimiser", name, list(t.optimizers))
-        opt = t.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        if t.scaler is not None:
-            t.scaler.scale(loss).backward()
-            t.scaler.unscale_(opt)
-        else:
-            loss.backward()
-        if t.grad_clip:
-            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-        if t.scaler is not None:
-            t.scaler.step(opt)
-        else:
-            opt.step()
-
-    @contextlib.contextmanager
-    def frozen(self, name: str):
-        module = self._t.raw_modules[name]
-        flags = [p.requires_grad for p in module.parameters()]
-        for p in module.parameters():
-            p.requires_grad_(False)
-        try:
-            yield module
-        finally:
-            for p, f in zip(module.parameters(), flags):
-                p.requires_grad_(f)
-
-
-# -- logs -----------------------------------------------------------------------------------------------
-class _Logs:
-    """log.jsonl and log.csv in ``out_dir``; on resume, rows after the resumed step are dropped."""
-
-    VAL_KEYS = ("val_psnr", "val_ssim", "val_mae", "val_brain_psnr", "val_brain_ssim", "val_brain_mae")
-
-    def __init__(self, out_dir: Path, fresh: bool, keep_until: int):
-        self.jsonl = out_dir / "log.jsonl"
-        self.csv = out_dir / "log.csv"
-        self.fields: list[str] | None = None
-        if fresh:
-            for p in (self.jsonl, self.csv):
-                p.unlink(missing_ok=True)
-            return
-        if self.jsonl.exists():
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if int(r.get("step", 0)) <= keep_until]
-            self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        if self.csv.exists():
-            with self.csv.open(newline="") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if int(float(r.get("step") or 0)) <= keep_until]
-            self._rewrite_csv(rows)
-
-    def _rewrite_csv(self, rows) -> None:
-        if self.fields is None:
-            return
-        with self.csv.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.fields is None:
-            losses = [k for k in row if k not in ("step", "epoch", "lr", "wall_time_s", "event") and
-                      not k.startswith("val_")]
-            self.fields = ["event", "step", "epoch", "wall_time_s", "lr", *losses, *self.VAL_KEYS]
-            self._rewrite_csv([])
-        with self.csv.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(row)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _finite_mean(values: np.ndarray) -> float | None:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else None
 
 
 class Trainer:
@@ -424,57 +269,12 @@ class Trainer:
 
     # -- state ----------------------------------------------------------------------------------------
     def _state(self, step: int, epoch: int, offset: int, wall: float, metrics: dict) -> dict:
-        rng = {"torch": torch.get_rng_state(), "python": list(_py_rng_state())}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "format": STATE_FORMAT,
-            "method": self.recipe.name,
-            "model_config": json.dumps(self.model.config, sort_keys=True),
-            "recipe_config": json.dumps(self.recipe.config, sort_keys=True),
-            "step": step,
-            "epoch": epoch,
-            "offset": offset,
-            "wall_time_s": wall,
-            "metrics": json.dumps(metrics),
-            "modules": {k: m.state_dict() for k, m in self.raw_modules.items()},
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "rng": rng,
-        }
+        return training_state(self.recipe, self.model, self.raw_modules, self.optimizers, self.scaler, step, epoch,
+                              offset, wall, metrics)
 
     def _load_state(self, path: Path) -> dict:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any unpickling failure: the file is corrupt or not ours
-            raise CheckpointError(f"cannot read the training state ({exc}); start afresh with --no-resume", path) from exc
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise CheckpointError("not a napari-medtrans training state; start afresh with --no-resume", path)
-        mine = json.dumps(self.model.config, sort_keys=True)
-        if state["method"] != self.recipe.name or state["model_config"] != mine:
-            raise CheckpointError(
-                f"was written by a {state['method']} run with model config {state['model_config']}; this run is "
-                f"{self.recipe.name} with {mine}. Use another output folder or --no-resume to start afresh",
-                path,
-            )
-        try:
-            for k, m in self.raw_modules.items():
-                m.load_state_dict(state["modules"][k])
-            for k, o in self.optimizers.items():
-                o.load_state_dict(state["optimizers"][k])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"training state does not fit this run ({exc})", path) from exc
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if self.dist.enabled:
-            # Every rank needs its own random stream; continue from a seed derived from the step.
-            _seed_everything(self.seed + 1000003 * int(state["step"]) + self.dist.rank)
-        else:
-            torch.set_rng_state(state["rng"]["torch"])
-            if "cuda" in state["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-            random.setstate(_as_py_rng_state(state["rng"]["python"]))
-        return state
+        return restore_training_state(path, self.recipe, self.model, self.raw_modules, self.optimizers,
+                                      self.scaler, self.dist, self.seed)
 
     def _save(self, step, epoch, offset, wall, metrics, *, final: bool) -> Path:
         from ..translators.checkpoint import save_checkpoint
@@ -523,42 +323,11 @@ class Trainer:
         Returns ``{"psnr", "ssim", "mae", "brain_psnr", "brain_ssim", "brain_mae", "slices"}``; the ``brain_*``
         values are computed inside the mask of each slice. Means over slices.
         """
-        from ..core.metrics import slice_metrics
-
         if self.val_ds is None or len(self.val_ds) == 0:
             return {}
         device = getattr(self, "device", None) or next(self.model.parameters()).device
-        amp_dtype = getattr(self, "amp_dtype", None)
-        ds = self.val_ds
-        if self.val_max_slices and len(ds) > self.val_max_slices:
-            idx = np.linspace(0, len(ds) - 1, self.val_max_slices).round().astype(int)
-            ds = torch.utils.data.Subset(ds, sorted(set(int(i) for i in idx)))
-        model = self.model
-        was_training = model.training
-        model.eval()
-        per: dict[str, list[np.ndarray]] = {}
-        try:
-            for batch in DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0,
-                                    generator=torch.Generator().manual_seed(self.seed)):
-                x = batch["input"].to(device)
-                y = batch["target"].to(device).float()
-                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                    pred = model.translate(x).image
-                pred = pred.float().clamp(-1, 1)
-                mask = batch["mask"][:, 0].to(device) if "mask" in batch else None
-                for c in range(y.shape[1]):
-                    whole = slice_metrics(pred[:, c], y[:, c], axis=0, data_range=2.0)
-                    for k, v in whole.items():
-                        per.setdefault(k, []).append(v)
-                    if mask is not None:
-                        brain = slice_metrics(pred[:, c], y[:, c], axis=0, data_range=2.0, mask=mask)
-                        for k, v in brain.items():
-                            per.setdefault(f"brain_{k}", []).append(v)
-        finally:
-            model.train(was_training)
-        out: dict[str, Any] = {k: _finite_mean(np.concatenate(v)) for k, v in per.items()}
-        out["slices"] = len(ds)
-        return out
+        return validate_slices(self.model, self.val_ds, device=device, amp_dtype=getattr(self, "amp_dtype", None),
+                               batch_size=self.batch_size, seed=self.seed, max_slices=self.val_max_slices)
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -570,8 +339,9 @@ class Trainer:
             if self.dist.owns_group:
                 torch.distributed.destroy_process_group()
 
-    def _fit(self) -> TrainResult:
-        main = self.dist.main
+    def _resume_point(self) -> tuple[bool, int, int, int, float, dict]:
+        """Where the run starts: ``(resumed, step, epoch, offset, wall_time_s, metrics)``, from the training state
+        in ``out_dir`` when resuming from one (loaded into the modules), else from the beginning."""
         state_path = self.out_dir / STATE_FILE
         step = epoch = offset = 0
         wall0 = 0.0
@@ -592,6 +362,20 @@ class Trainer:
             step, epoch, offset = int(state["step"]), int(state["epoch"]), int(state["offset"])
             wall0 = float(state["wall_time_s"])
             metrics = json.loads(state["metrics"])
+        return resumed, step, epoch, offset, wall0, metrics
+
+    def _progress_bar(self, step: int):
+        """A tqdm bar on rank 0 when asked for (by default: when stderr is a terminal), else None."""
+        if self.dist.main and (self.progress if self.progress is not None else sys.stderr.isatty()):
+            from tqdm.auto import tqdm
+
+            return tqdm(total=self.steps, initial=step, desc=f"train {self.recipe.name}", unit="step",
+                        dynamic_ncols=True)
+        return None
+
+    def _fit(self) -> TrainResult:
+        main = self.dist.main
+        resumed, step, epoch, offset, wall0, metrics = self._resume_point()
         start = step
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -607,12 +391,7 @@ class Trainer:
                                start)
 
         ctx = _Context(self)
-        bar = None
-        if main and (self.progress if self.progress is not None else sys.stderr.isatty()):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.steps, initial=step, desc=f"train {self.recipe.name}", unit="step",
-                       dynamic_ncols=True)
+        bar = self._progress_bar(step)
         t0 = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}
         n_sum = 0
@@ -703,19 +482,3 @@ class Trainer:
                 self.out_dir,
             )
         return dict(zip(names, values))
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _py_rng_state() -> tuple:
-    version, internal, gauss = random.getstate()
-    return (version, list(internal), gauss)
-
-
-def _as_py_rng_state(saved) -> tuple:
-    version, internal, gauss = saved
-    return (int(version), tuple(int(i) for i in internal), gauss)
