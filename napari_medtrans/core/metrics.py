@@ -27,19 +27,33 @@ Dice, IoU, volume similarity
     On binary masks (any non-zero voxel is foreground) or per label (``labels=``). When both masks are empty
     they agree perfectly: Dice, IoU and volume similarity are 1.0. When only one is empty they are 0.0.
     Volume similarity is ``1 - |A - B| / (A + B)`` with A and B the foreground voxel counts.
+
+The code is split over modules next to this one, and everything is re-exported here:
+:mod:`~napari_medtrans.core.metrics_tensors` (input handling shared by all metrics),
+:mod:`~napari_medtrans.core.metrics_ssim` (SSIM filtering internals) and
+:mod:`~napari_medtrans.core.metrics_overlap` (Dice, IoU, volume similarity, HD95).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import GeometryMismatchError
+from .metrics_overlap import dice, hd95, iou, volume_similarity
+from .metrics_ssim import check_window_fits as _check_window_fits
+from .metrics_ssim import crop as _crop
+from .metrics_ssim import spatial_layout as _spatial_layout
+from .metrics_ssim import ssim_full as _ssim_full
+from .metrics_tensors import ArrayLike
+from .metrics_tensors import check_range as _check_range
+from .metrics_tensors import like as _like
+from .metrics_tensors import masked_mean as _masked_mean
+from .metrics_tensors import prepare as _prepare
 
 __all__ = [
     "psnr",
@@ -53,77 +67,6 @@ __all__ = [
     "slice_metrics",
     "evaluate_volumes",
 ]
-
-ArrayLike = Any  # numpy array, torch tensor, or anything np.asarray accepts
-
-
-# -- helpers ----------------------------------------------------------------------------------------
-def _pick_device(arrays: Iterable[Any], device: Any) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for a in arrays:
-        if isinstance(a, torch.Tensor):
-            return a.device
-    return torch.device("cpu")
-
-
-def _float_dtype(device: torch.device) -> torch.dtype:
-    # float64 wherever it exists, so results agree with scikit-image (which works in float64) to rounding.
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _to_tensor(a: ArrayLike, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        t = a.detach()
-    else:
-        arr = np.asarray(a)
-        if arr.dtype == np.float16 or not arr.dtype.isnative:
-            arr = arr.astype(np.float32)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device=device)
-
-
-def _prepare(x, ref, mask, device):
-    dev = _pick_device((x, ref, mask), device)
-    dt = _float_dtype(dev)
-    xt = _to_tensor(x, dev, dt)
-    rt = _to_tensor(ref, dev, dt)
-    if tuple(xt.shape) != tuple(rt.shape):
-        raise ValueError(f'Arguments "x" and "ref" must have the same shape, got {tuple(xt.shape)} and {tuple(rt.shape)}.')
-    if xt.ndim not in (2, 3):
-        raise ValueError(f'Arguments "x" and "ref" must be 2D slices or 3D volumes, got {xt.ndim}D of shape {tuple(xt.shape)}.')
-    mt = None
-    if mask is not None:
-        mt = _to_tensor(mask, dev, None)
-        if tuple(mt.shape) != tuple(xt.shape):
-            raise ValueError(f'Argument "mask" must have the image shape {tuple(xt.shape)}, got {tuple(mt.shape)}.')
-        mt = mt != 0
-    return xt, rt, mt
-
-
-def _check_range(data_range) -> float:
-    if data_range is None:
-        raise TypeError('Argument "data_range" is required (the span of possible intensities, e.g. ref.max() - ref.min()).')
-    r = float(data_range)
-    if not math.isfinite(r) or r <= 0:
-        raise ValueError(f'Argument "data_range" must be a positive finite number, got {data_range!r}.')
-    return r
-
-
-def _like(result: torch.Tensor, template: Any):
-    """Return ``result`` as the same kind of array as ``template`` (numpy in, numpy out)."""
-    if isinstance(template, torch.Tensor):
-        return result
-    return result.cpu().numpy()
-
-
-def _masked_mean(t: torch.Tensor, mask: torch.Tensor | None, what: str) -> float:
-    if mask is None:
-        return float(t.mean())
-    n = int(mask.sum())
-    if n == 0:
-        raise ValueError(f'Argument "mask" is empty: cannot average {what} over no voxels.')
-    return float(t[mask].mean())
 
 
 # -- PSNR, MAE --------------------------------------------------------------------------------------
@@ -181,97 +124,6 @@ def mae(
 
 
 # -- SSIM -------------------------------------------------------------------------------------------
-def _gaussian_kernel(win_size: int, sigma: float, device, dtype) -> torch.Tensor:
-    r = (win_size - 1) // 2
-    xs = torch.arange(-r, r + 1, device=device, dtype=dtype)
-    w = torch.exp(-0.5 * (xs / sigma) ** 2)
-    return w / w.sum()
-
-
-def _reflect_index(n: int, r: int, device) -> torch.Tensor:
-    """Indices of a half-sample symmetric extension by ``r`` on both sides (scipy "reflect", any ``r``)."""
-    i = torch.arange(-r, n + r, device=device) % (2 * n)
-    return torch.where(i < n, i, 2 * n - 1 - i)
-
-
-def _filter_axis(t: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """Correlate ``t`` with the 1D ``kernel`` along ``dim`` (reflect borders).
-
-    A sum of shifted views: on the CPU this is several times faster than ``conv1d`` with one channel and far
-    lighter on memory (no transposed copies).
-    """
-    n = t.shape[dim]
-    taps = [float(w) for w in kernel.tolist()]
-    r = (len(taps) - 1) // 2
-    padded = t.index_select(dim, _reflect_index(n, r, t.device))
-    out = padded.narrow(dim, 0, n) * taps[0]
-    for i in range(1, len(taps)):
-        out.add_(padded.narrow(dim, i, n), alpha=taps[i])
-    return out
-
-
-def _spatial_layout(ndim: int, spatial_dims: int | None, axis: int) -> tuple[int, list[int]]:
-    """Resolve ``spatial_dims`` and return it with the list of axes to filter."""
-    sd = ndim if spatial_dims is None else int(spatial_dims)
-    if sd not in (2, 3):
-        raise ValueError(f'Argument "spatial_dims" must be 2, 3 or None, got {spatial_dims!r}.')
-    if sd > ndim:
-        raise ValueError(f'Argument "spatial_dims"={sd} needs a {sd}D image, got a {ndim}D one.')
-    if sd == ndim:
-        return sd, list(range(ndim))
-    if not -ndim <= axis < ndim:
-        raise ValueError(f'Argument "axis" must be in [-{ndim}, {ndim - 1}], got {axis}.')
-    axis %= ndim
-    return sd, [d for d in range(ndim) if d != axis]
-
-
-def _ssim_full(xt, rt, data_range, win_size, win_sigma, k1, k2, dims) -> torch.Tensor:
-    if win_size < 1 or win_size % 2 != 1:
-        raise ValueError(f'Argument "win_size" must be a positive odd integer, got {win_size!r}.')
-    if not win_sigma > 0:
-        raise ValueError(f'Argument "win_sigma" must be positive, got {win_sigma!r}.')
-    if k1 < 0 or k2 < 0:
-        raise ValueError(f'Arguments "k1" and "k2" must be non-negative, got {k1!r}, {k2!r}.')
-    kernel = _gaussian_kernel(win_size, win_sigma, xt.device, xt.dtype)
-
-    def filt(t):
-        for d in dims:
-            t = _filter_axis(t, kernel, d)
-        return t
-
-    # In-place arithmetic keeps the peak at about seven image-sized buffers for a whole volume.
-    ux, uy = filt(xt), filt(rt)
-    vx = filt(xt * xt).sub_(ux * ux)
-    vy = filt(rt * rt).sub_(uy * uy)
-    vxy = filt(xt * rt).sub_(ux * uy)
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    den = vx.add_(vy).add_(c2)  # vx + vy + C2
-    del vy
-    num = vxy.mul_(2).add_(c2)  # 2 vxy + C2
-    uxuy = ux * uy
-    ux.mul_(ux).add_(uy.mul_(uy)).add_(c1)  # ux^2 + uy^2 + C1
-    den.mul_(ux)
-    del ux, uy
-    num.mul_(uxuy.mul_(2).add_(c1))
-    return num.div_(den)
-
-
-def _crop(t: torch.Tensor, dims: Sequence[int], pad: int) -> torch.Tensor:
-    for d in dims:
-        t = t.narrow(d, pad, t.shape[d] - 2 * pad)
-    return t
-
-
-def _check_window_fits(shape, dims, win_size):
-    small = [shape[d] for d in dims if shape[d] < win_size]
-    if small:
-        raise ValueError(
-            f"image of shape {tuple(shape)} is smaller than the SSIM window ({win_size}) along a filtered axis; "
-            "pass a smaller odd win_size (and a matching win_sigma), or a mask (no border is cropped then)."
-        )
-
-
 def ssim_map(
     x: ArrayLike,
     ref: ArrayLike,
@@ -361,132 +213,31 @@ def ssim(
     return _masked_mean(smap, mt, "SSIM")
 
 
-# -- overlap ----------------------------------------------------------------------------------------
-def _label_counts(a, b, label) -> tuple[int, int, int]:
-    """Voxel counts |A|, |B|, |A and B| for one label (None: any non-zero voxel)."""
-    dev = _pick_device((a, b), None)
-    at = _to_tensor(a, dev, None)
-    bt = _to_tensor(b, dev, None)
-    if tuple(at.shape) != tuple(bt.shape):
-        raise ValueError(f'Arguments "a" and "b" must have the same shape, got {tuple(at.shape)} and {tuple(bt.shape)}.')
-    if label is None:
-        am, bm = at != 0, bt != 0
-    else:
-        am, bm = at == label, bt == label
-    return int(am.sum()), int(bm.sum()), int((am & bm).sum())
-
-
-def _resolve_labels(a, b, labels):
-    if labels is None or isinstance(labels, (int, np.integer)):
-        return None
-    if isinstance(labels, str):
-        if labels != "all":
-            raise ValueError(f'Argument "labels" must be None, an int, a sequence of ints or "all", got {labels!r}.')
-        found = set()
-        for arr in (a, b):
-            t = arr.detach().cpu() if isinstance(arr, torch.Tensor) else torch.from_numpy(np.asarray(arr))
-            found.update(int(v) for v in torch.unique(t).tolist() if v != 0)
-        return sorted(found)
-    return [int(v) for v in labels]
-
-
-def _overlap(a, b, labels, formula) -> float | dict[int, float]:
-    many = _resolve_labels(a, b, labels)
-    if many is None:
-        return formula(*_label_counts(a, b, None if labels is None else int(labels)))
-    return {lab: formula(*_label_counts(a, b, lab)) for lab in many}
-
-
-def _dice(na, nb, nab):
-    return 1.0 if na + nb == 0 else 2.0 * nab / (na + nb)
-
-
-def _iou(na, nb, nab):
-    union = na + nb - nab
-    return 1.0 if union == 0 else nab / union
-
-
-def _vs(na, nb, _nab):
-    return 1.0 if na + nb == 0 else 1.0 - abs(na - nb) / (na + nb)
-
-
-_LABELS_DOC = """
-    Parameters
-    ----------
-    a, b : array or tensor
-        Label or binary images of the same shape.
-    labels : None, int, sequence of int, or "all"
-        None: any non-zero voxel is foreground, one float. An int: that label only, one float. A sequence, or
-        "all" (every non-zero label present in either image): a dict ``{label: value}``.
-
-    Returns
-    -------
-    float or dict of int to float
-        1.0 when both are empty (perfect agreement on "nothing there"), 0.0 when only one is.
-"""
-
-
-def dice(a: ArrayLike, b: ArrayLike, *, labels=None) -> float | dict[int, float]:
-    return _overlap(a, b, labels, _dice)
-
-
-def iou(a: ArrayLike, b: ArrayLike, *, labels=None) -> float | dict[int, float]:
-    return _overlap(a, b, labels, _iou)
-
-
-def volume_similarity(a: ArrayLike, b: ArrayLike, *, labels=None) -> float | dict[int, float]:
-    return _overlap(a, b, labels, _vs)
-
-
-dice.__doc__ = "Dice coefficient ``2|A and B| / (|A| + |B|)``.\n" + _LABELS_DOC
-iou.__doc__ = "Intersection over union (Jaccard index) ``|A and B| / |A or B|``.\n" + _LABELS_DOC
-volume_similarity.__doc__ = "Volume similarity ``1 - abs(|A| - |B|) / (|A| + |B|)``.\n" + _LABELS_DOC
-
-
-def _surface(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
-def hd95(a: ArrayLike, b: ArrayLike, *, spacing=None, percentile: float = 95.0) -> float:
-    """95th-percentile Hausdorff distance between two binary masks, in the units of ``spacing`` (mm).
-
-    The larger of the two directed distances' percentiles: from each surface voxel of ``a`` to the nearest
-    surface voxel of ``b`` and back (MONAI's and the BraTS challenge's definition). Surface voxels are mask voxels
-    with a face neighbour outside the mask. 0.0 when both masks are empty, NaN when only one is (no distance is
-    defined; a caller reports it as n/a).
-
-    Parameters
-    ----------
-    a, b : array
-        Binary masks (non-zero = inside) of the same shape, 2-D or 3-D.
-    spacing : sequence of float, optional
-        Voxel size along each axis (default 1).
-    percentile : float
-        100 gives the Hausdorff distance.
-    """
-    from scipy import ndimage
-
-    am = np.asarray(a) != 0
-    bm = np.asarray(b) != 0
-    if am.shape != bm.shape:
-        raise ValueError(f'Arguments "a" and "b" must have the same shape, got {am.shape} and {bm.shape}.')
-    if not am.any() and not bm.any():
-        return 0.0
-    if not am.any() or not bm.any():
-        return float("nan")
-    sp = np.ones(am.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
-    if sp.shape != (am.ndim,) or not np.all(sp > 0):
-        raise ValueError(f'Argument "spacing" must give {am.ndim} positive sizes, got {spacing!r}.')
-    sa, sb = _surface(am), _surface(bm)
-    to_b = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
-    to_a = ndimage.distance_transform_edt(~sa, sampling=sp)[sb]
-    return float(max(np.percentile(to_b, percentile), np.percentile(to_a, percentile)))
-
-
 # -- per slice and per volume -----------------------------------------------------------------------
+def _slice_means(
+    smap: torch.Tensor, diff: torch.Tensor, ms: torch.Tensor | None, win_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-slice means of the SSIM map, the squared and the absolute error (slices along dim 0).
+
+    Without a mask the SSIM map loses its border first; with one, only voxels inside count and slices with an
+    empty mask get NaN.
+    """
+    if ms is None:
+        pad = (win_size - 1) // 2
+        ssim_s = _crop(smap, (1, 2), pad).mean(dim=(1, 2))
+        mse_s = (diff * diff).mean(dim=(1, 2))
+        mae_s = diff.abs().mean(dim=(1, 2))
+        return ssim_s, mse_s, mae_s
+    w = ms.to(smap.dtype)
+    n = w.sum(dim=(1, 2))
+    nan = torch.full_like(n, float("nan"))
+    safe = n.clamp(min=1)
+    ssim_s = torch.where(n > 0, (smap * w).sum(dim=(1, 2)) / safe, nan)
+    mse_s = torch.where(n > 0, (diff * diff * w).sum(dim=(1, 2)) / safe, nan)
+    mae_s = torch.where(n > 0, (diff.abs() * w).sum(dim=(1, 2)) / safe, nan)
+    return ssim_s, mse_s, mae_s
+
+
 def slice_metrics(
     x: ArrayLike,
     ref: ArrayLike,
@@ -533,20 +284,7 @@ def slice_metrics(
     if ms is None:
         _check_window_fits(xs.shape, (1, 2), int(win_size))
     smap = _ssim_full(xs, rs, r, int(win_size), float(win_sigma), 0.01, 0.03, [1, 2])
-    diff = xs - rs
-    if ms is None:
-        pad = (int(win_size) - 1) // 2
-        ssim_s = _crop(smap, (1, 2), pad).mean(dim=(1, 2))
-        mse_s = (diff * diff).mean(dim=(1, 2))
-        mae_s = diff.abs().mean(dim=(1, 2))
-    else:
-        w = ms.to(smap.dtype)
-        n = w.sum(dim=(1, 2))
-        nan = torch.full_like(n, float("nan"))
-        safe = n.clamp(min=1)
-        ssim_s = torch.where(n > 0, (smap * w).sum(dim=(1, 2)) / safe, nan)
-        mse_s = torch.where(n > 0, (diff * diff * w).sum(dim=(1, 2)) / safe, nan)
-        mae_s = torch.where(n > 0, (diff.abs() * w).sum(dim=(1, 2)) / safe, nan)
+    ssim_s, mse_s, mae_s = _slice_means(smap, xs - rs, ms, int(win_size))
     mse_np = mse_s.cpu().numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         psnr_s = np.where(mse_np == 0, np.inf, 10.0 * np.log10(r * r / mse_np))
@@ -565,6 +303,34 @@ def _volume_data(v, name):
     if v is None:
         return None, None
     return v, None
+
+
+def _check_grids(ref: Any, r_path: Any, others: Any) -> None:
+    """GeometryMismatchError when a Volume among ``others`` ((volume, path, what), ...) is off ``ref``'s grid."""
+    for other, opath, what in others:
+        if other is None or not hasattr(other, "same_grid") or not hasattr(ref, "same_grid"):
+            continue
+        if not ref.same_grid(other):
+            raise GeometryMismatchError(
+                f"{what} {opath or '(array)'} (shape {other.shape}) is not on the reference's grid "
+                f"(shape {ref.shape}); resample one onto the other first",
+                r_path,
+            )
+
+
+def _reference_range(r_arr: Any, m_arr: Any) -> float:
+    """``max - min`` of the reference inside the mask (everywhere without one); ValueError when empty or 0."""
+    rt = np.asarray(r_arr) if not isinstance(r_arr, torch.Tensor) else r_arr.detach().cpu().numpy()
+    vals = rt[np.asarray(m_arr if not isinstance(m_arr, torch.Tensor) else m_arr.cpu()) != 0] if m_arr is not None else rt
+    if vals.size == 0:
+        raise ValueError('Argument "mask" is empty: nothing to evaluate.')
+    data_range = float(vals.max() - vals.min())
+    if data_range <= 0:
+        raise ValueError(
+            "the reference is constant inside the evaluated region, so its intensity range is 0; "
+            'pass "data_range" explicitly.'
+        )
+    return data_range
 
 
 def evaluate_volumes(
@@ -610,26 +376,9 @@ def evaluate_volumes(
     s_arr, s_path = _volume_data(synth, "synth")
     r_arr, r_path = _volume_data(ref, "ref")
     m_arr, m_path = _volume_data(mask, "mask")
-    for other, opath, what in ((synth, s_path, "synthetic volume"), (mask, m_path, "mask")):
-        if other is None or not hasattr(other, "same_grid") or not hasattr(ref, "same_grid"):
-            continue
-        if not ref.same_grid(other):
-            raise GeometryMismatchError(
-                f"{what} {opath or '(array)'} (shape {other.shape}) is not on the reference's grid "
-                f"(shape {ref.shape}); resample one onto the other first",
-                r_path,
-            )
+    _check_grids(ref, r_path, ((synth, s_path, "synthetic volume"), (mask, m_path, "mask")))
     if data_range is None:
-        rt = np.asarray(r_arr) if not isinstance(r_arr, torch.Tensor) else r_arr.detach().cpu().numpy()
-        vals = rt[np.asarray(m_arr if not isinstance(m_arr, torch.Tensor) else m_arr.cpu()) != 0] if m_arr is not None else rt
-        if vals.size == 0:
-            raise ValueError('Argument "mask" is empty: nothing to evaluate.')
-        data_range = float(vals.max() - vals.min())
-        if data_range <= 0:
-            raise ValueError(
-                "the reference is constant inside the evaluated region, so its intensity range is 0; "
-                'pass "data_range" explicitly.'
-            )
+        data_range = _reference_range(r_arr, m_arr)
     kw: Mapping[str, Any] = {"data_range": data_range, "mask": m_arr, "device": device}
     return {
         "psnr": psnr(s_arr, r_arr, **kw),
