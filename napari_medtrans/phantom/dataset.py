@@ -132,15 +132,9 @@ def write_phantom_dataset(
     pathlib.Path
         ``out_dir/dataset.json``.
     """
-    from ..core import io
-    from ..core.dataset import Dataset, Subject
+    from ..core.dataset import Dataset
 
-    if layout not in ("medtrans", *_LAYOUT_NAMES):
-        from ..core.errors import UnknownChoiceError
-
-        raise UnknownChoiceError("phantom layout", str(layout), ["medtrans", *_LAYOUT_NAMES])
-    if layout != "medtrans" and dicom:
-        raise ValueError(f"DICOM series are written in the medtrans layout only, not {layout}")
+    _check_layout(layout, dicom)
     n = int(n_subjects)
     if n < 1:
         raise ValueError(f'Argument "n_subjects" should be at least 1, got {n_subjects!r}.')
@@ -148,10 +142,7 @@ def write_phantom_dataset(
     if out.exists() and not out.is_dir():
         raise MedtransError("exists and is not a folder; cannot write a dataset into it", out)
     splits = assign_splits(n, seed=seed, split=split)
-    if dicom:
-        from pydicom.uid import generate_uid
-
-        from ..core.io.dicom_write import write_dicom_series
+    dicom_writers = _dicom_writers() if dicom else None
     subjects = []
     for k in range(n):
         sid = f"sub-{k:03d}"
@@ -164,30 +155,9 @@ def write_phantom_dataset(
             if progress is not None:
                 progress(k + 1, n)
             continue
-        folder = out / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        images = {}
-        for c, vol in subj.images.items():
-            io.write_nifti(vol, folder / f"{c}.nii.gz")
-            images[c] = f"{sid}/{c}.nii.gz"
-        io.write_nifti(subj.labels, folder / "labels.nii.gz")
-        io.write_nifti(subj.brain_mask, folder / "brain_mask.nii.gz")
         params = dict(subj.params, dataset_seed=int(seed), index=k, split=splits[k])
-        (folder / "phantom.json").write_text(json.dumps(params, indent=1))
-        if dicom:
-            study_uid = generate_uid(entropy_srcs=["napari-medtrans phantom", str(s_seed), sid, str(anatomy)])
-            for number, (c, vol) in enumerate(subj.images.items(), start=1):
-                write_dicom_series(
-                    vol,
-                    folder / "dicom" / c,
-                    series_description=f"phantom {c}",
-                    patient_name=f"PHANTOM^{sid}",
-                    patient_id=sid,
-                    study_instance_uid=study_uid,
-                    series_number=number,
-                )
-        subjects.append(Subject(id=sid, split=splits[k], images=images, labels=f"{sid}/labels.nii.gz",
-                                mask=f"{sid}/brain_mask.nii.gz"))
+        subjects.append(_write_medtrans_subject(subj, out, sid, params, dicom_writers,
+                                                ["napari-medtrans phantom", str(s_seed), sid, str(anatomy)]))
         if progress is not None:
             progress(k + 1, n)
     if layout != "medtrans":
@@ -195,6 +165,59 @@ def write_phantom_dataset(
 
         return index_folder(out, layout, name=name).dataset.save(out / "dataset.json")
     return Dataset(root=out, subjects=subjects, name=name).save(out / "dataset.json")
+
+
+def _check_layout(layout: str, dicom: bool) -> None:
+    """Refuse an unknown layout, and DICOM series outside the medtrans layout."""
+    if layout not in ("medtrans", *_LAYOUT_NAMES):
+        from ..core.errors import UnknownChoiceError
+
+        raise UnknownChoiceError("phantom layout", str(layout), ["medtrans", *_LAYOUT_NAMES])
+    if layout != "medtrans" and dicom:
+        raise ValueError(f"DICOM series are written in the medtrans layout only, not {layout}")
+
+
+def _dicom_writers():
+    """pydicom's UID generator and the DICOM series writer, imported before any subject is made (so that a
+    missing pydicom fails at once)."""
+    from pydicom.uid import generate_uid
+
+    from ..core.io.dicom_write import write_dicom_series
+
+    return generate_uid, write_dicom_series
+
+
+def _write_medtrans_subject(subj, out: Path, sid: str, params: dict, dicom_writers, study_entropy: list[str]):
+    """One phantom subject in the project's layout (see :func:`write_phantom_dataset`): its NIfTI files,
+    ``phantom.json`` and, with ``dicom_writers``, one DICOM series per contrast in one study whose UID comes from
+    ``study_entropy``; returns the manifest's :class:`~napari_medtrans.core.dataset.Subject`."""
+    from ..core import io
+    from ..core.dataset import Subject
+
+    folder = out / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for c, vol in subj.images.items():
+        io.write_nifti(vol, folder / f"{c}.nii.gz")
+        images[c] = f"{sid}/{c}.nii.gz"
+    io.write_nifti(subj.labels, folder / "labels.nii.gz")
+    io.write_nifti(subj.brain_mask, folder / "brain_mask.nii.gz")
+    (folder / "phantom.json").write_text(json.dumps(params, indent=1))
+    if dicom_writers is not None:
+        generate_uid, write_dicom_series = dicom_writers
+        study_uid = generate_uid(entropy_srcs=study_entropy)
+        for number, (c, vol) in enumerate(subj.images.items(), start=1):
+            write_dicom_series(
+                vol,
+                folder / "dicom" / c,
+                series_description=f"phantom {c}",
+                patient_name=f"PHANTOM^{sid}",
+                patient_id=sid,
+                study_instance_uid=study_uid,
+                series_number=number,
+            )
+    return Subject(id=sid, split=params["split"], images=images, labels=f"{sid}/labels.nii.gz",
+                   mask=f"{sid}/brain_mask.nii.gz")
 
 
 #: Per layout: subject folder name, file name per contrast, label file name, project label -> layout label.

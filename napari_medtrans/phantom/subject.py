@@ -163,6 +163,156 @@ def _mni_atrophy(template: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
     return template - d * (np.float32(0.25 * level) * np.exp(-r2 / np.float32(30.0**2))), level
 
 
+def _check_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
+    """``contrasts`` as a tuple: known contrasts, each at most once, at least one."""
+    contrasts = tuple(contrasts)
+    for c in contrasts:
+        if c not in acq.CONTRASTS:
+            raise UnknownChoiceError("contrast", c, acq.CONTRASTS)
+    if len(set(contrasts)) != len(contrasts) or not contrasts:
+        raise ValueError(f'Argument "contrasts" should name each contrast at most once, got {contrasts!r}.')
+    return contrasts
+
+
+def _check_spacing(spacing, anatomy: str, shape: tuple[int, int, int]) -> tuple[float, ...]:
+    """Voxel size (mm): the anatomy's field of view over ``shape`` when ``spacing`` is None, else checked."""
+    if spacing is None:
+        return tuple(f / n for f, n in zip(_FOV[anatomy], shape))
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f'Argument "spacing" should be three positive numbers (mm), got {spacing!r}.')
+    return spacing
+
+
+def _grid(shape: tuple[int, int, int], spacing: tuple[float, ...]):
+    """The subject's grid centred on the origin: affine, axes, world coordinates (3, N) mm and mean spacing."""
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-(n - 1) / 2.0 * s for n, s in zip(shape, spacing)]
+    axes = grid_axes(shape, spacing)
+    world = grid_world(axes)  # (3, N) mm, float32
+    return affine, axes, world, float(np.mean(spacing))
+
+
+def _deformed_anatomy(anatomy: str, seed: int, world: np.ndarray, axes, h: float, deform: bool):
+    """Steps 1-2: per-subject deformation (and MNI152 atrophy) of the grid into template space, and the anatomy
+    sampled there; returns the template points, the deformation's parameters, fractions, regions and the
+    anatomy's parameters."""
+    to_template, deform_info = deformation(_rng(seed, "deform"), world, axes, enabled=deform)
+    if anatomy == "mni152":
+        to_template, level = _mni_atrophy(to_template, seed)
+        deform_info["atrophy"] = round(level, 4)
+        to_template += np.asarray(MNI_CENTRE, dtype=np.float32)[:, None]
+    F, regions, anatomy_info = _anatomy(anatomy, to_template, h, seed)
+    return to_template, deform_info, F, regions, anatomy_info
+
+
+def _add_tumour(anatomy: str, seed: int, F: dict, regions: dict, labels: np.ndarray, world: np.ndarray,
+                to_template: np.ndarray, shape, spacing, h: float, mass_effect: bool):
+    """Step 3: place a tumour, push the tissue around it (resampling the anatomy there, ``F`` and ``regions`` in
+    place) and paint it into ``F``; returns the labels, the tumour's parameters and the tissue overrides (the
+    labels unchanged and None, None when no tumour fits)."""
+    trng = _rng(seed, "tumour")
+    tumour_info = place_tumour(labels, world, shape, spacing, trng)
+    if tumour_info is None:
+        return labels, None, None
+    if mass_effect:
+        near, moved = push_tissue(tumour_info, world, to_template)
+        F_near, regions_near, _ = _anatomy(anatomy, moved, h, seed)
+        for t in F:
+            F[t][near] = F_near[t]
+        for k in regions:
+            regions[k][near] = regions_near[k]
+    else:
+        tumour_info["mass_effect"] = 0.0
+    overrides = paint_tumour(F, tumour_info, world, h, trng)
+    return labels_from(F), tumour_info, overrides
+
+
+def _white_matter(labels: np.ndarray, head: np.ndarray, shape) -> np.ndarray:
+    """Voxels whose mean signal sets the noise level: white matter, else any brain tissue, else the head."""
+    wm = (labels == 3).reshape(shape)
+    if not wm.any():
+        wm = (labels > 0).reshape(shape)
+    if not wm.any():
+        wm = head.reshape(shape)
+    return wm
+
+
+def _acquire(c: str, seq: dict, F: dict, props, bias_field, motions: dict, gibbs, snr: float | None,
+             wm: np.ndarray, seed: int, shape, spacing) -> tuple[np.ndarray, float]:
+    """Step 5 for one contrast: signal equation times bias, misregistration, Gibbs ringing and Rician noise at
+    ``snr`` in white matter (own stream per contrast); returns the image and the noise sigma."""
+    clean = (acq.synthesise(c, seq, F, props) * bias_field).reshape(shape)
+    if c in motions:
+        clean = acq.apply_motion(clean, motions[c], spacing)
+    if gibbs is not None:
+        clean = acq.gibbs(clean, float(gibbs))
+    if snr is None:
+        return clean, 0.0
+    sigma = float(clean[wm].mean()) / snr
+    img = acq.add_rician(clean, sigma, np.random.default_rng([seed, _STREAM["noise"], acq.CONTRASTS.index(c)]))
+    return img, sigma
+
+
+def _contrast_volume(img: np.ndarray, affine: np.ndarray, c: str, seq: dict, field: float, prov_base: dict,
+                     snr: float | None, sigma: float) -> Volume:
+    """One contrast's Volume, with its sequence and DICOM-style MR parameters in the provenance."""
+    mr = {
+        "ScanningSequence": "SE" if seq["kind"] == "SE" else ["SE", "IR"],
+        "RepetitionTime": seq["TR"],
+        "EchoTime": seq["TE"],
+        "MagneticFieldStrength": field,
+    }
+    if "TI" in seq:
+        mr["InversionTime"] = seq["TI"]
+    return Volume(
+        img,
+        affine.copy(),
+        modality=c,
+        source=SourceInfo(kind="phantom"),
+        provenance={**prov_base, "contrast": c, "sequence": dict(seq), "snr_wm": snr,
+                    "noise_sigma": sigma, "mr_parameters": mr},
+    )
+
+
+def _provenance_base(subject_id: str, seed: int, snrs: dict, anatomy: str, field: float, tumour: bool) -> dict:
+    """Provenance shared by every Volume of the subject (and the head of its params)."""
+    return {
+        "generator": "napari_medtrans.phantom",
+        "subject_id": subject_id,
+        "seed": seed,
+        "snr": snrs.get("T1") if "T1" in snrs else next(iter(snrs.values())),
+        "anatomy": anatomy,
+        "field_strength": field,
+        "tumour": bool(tumour),
+    }
+
+
+def _subject_params(prov_base: dict, shape, spacing, contrasts, tissues: dict, seqs: dict, snrs: dict,
+                    sigmas: dict, bias_info, deform_info, motions: dict, gibbs, anatomy_info, tumour_info,
+                    labels: np.ndarray) -> dict:
+    """``PhantomSubject.params``: everything drawn for the subject, JSON-serialisable."""
+    return {
+        **prov_base,
+        "shape": list(shape),
+        "spacing": [float(s) for s in spacing],
+        "contrasts": list(contrasts),
+        "tissues": {k: dict(zip(("T1", "T2", "PD", "gd_mM"), (round(float(x), 4) for x in v)))
+                    for k, v in tissues.items()},
+        "r1_gadolinium_per_mM_s": R1_GADOLINIUM,
+        "sequences": {c: dict(seqs[c]) for c in contrasts},
+        "snr_wm": snrs,
+        "noise_sigma": sigmas,
+        "bias": bias_info,
+        "deformation": deform_info,
+        "misregistration": motions or {"enabled": False},
+        "gibbs_k_space_fraction": None if gibbs is None else float(gibbs),
+        "anatomy_params": anatomy_info,
+        "tumour_params": tumour_info,
+        "label_counts": {LABELS[v]: int(np.count_nonzero(labels == v)) for v in LABELS},
+    }
+
+
 def make_subject(
     seed: int = 0,
     *,
@@ -230,55 +380,24 @@ def make_subject(
         raise UnknownChoiceError("anatomy", anatomy, ANATOMIES)
     shape = check_shape(DEFAULT_SHAPE[anatomy] if shape is None else shape)
     field = _check_field(field_strength)
-    contrasts = tuple(contrasts)
-    for c in contrasts:
-        if c not in acq.CONTRASTS:
-            raise UnknownChoiceError("contrast", c, acq.CONTRASTS)
-    if len(set(contrasts)) != len(contrasts) or not contrasts:
-        raise ValueError(f'Argument "contrasts" should name each contrast at most once, got {contrasts!r}.')
+    contrasts = _check_contrasts(contrasts)
     snrs = snr_per_contrast(snr, contrasts)
     if gibbs is not None and not 0 < float(gibbs) <= 1:
         raise ValueError(f'Argument "gibbs" should be a fraction in (0, 1], got {gibbs!r}.')
-    if spacing is None:
-        spacing = tuple(f / n for f, n in zip(_FOV[anatomy], shape))
-    else:
-        spacing = tuple(float(s) for s in spacing)
-        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-            raise ValueError(f'Argument "spacing" should be three positive numbers (mm), got {spacing!r}.')
+    spacing = _check_spacing(spacing, anatomy, shape)
     subject_id = subject_id or f"phantom-{seed}"
 
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = [-(n - 1) / 2.0 * s for n, s in zip(shape, spacing)]
-    axes = grid_axes(shape, spacing)
-    world = grid_world(axes)  # (3, N) mm, float32
-    h = float(np.mean(spacing))
+    affine, axes, world, h = _grid(shape, spacing)
 
     # 1-2. anatomy (with per-subject deformation) as tissue fractions and region weights
-    to_template, deform_info = deformation(_rng(seed, "deform"), world, axes, enabled=deform)
-    if anatomy == "mni152":
-        to_template, level = _mni_atrophy(to_template, seed)
-        deform_info["atrophy"] = round(level, 4)
-        to_template += np.asarray(MNI_CENTRE, dtype=np.float32)[:, None]
-    F, regions, anatomy_info = _anatomy(anatomy, to_template, h, seed)
+    to_template, deform_info, F, regions, anatomy_info = _deformed_anatomy(anatomy, seed, world, axes, h, deform)
 
     # 3. tumour, with mass effect: the anatomy is sampled again where the tumour pushes it
     labels = labels_from(F)
     tumour_info, overrides = None, None
     if tumour:
-        trng = _rng(seed, "tumour")
-        tumour_info = place_tumour(labels, world, shape, spacing, trng)
-        if tumour_info is not None:
-            if mass_effect:
-                near, moved = push_tissue(tumour_info, world, to_template)
-                F_near, regions_near, _ = _anatomy(anatomy, moved, h, seed)
-                for t in F:
-                    F[t][near] = F_near[t]
-                for k in regions:
-                    regions[k][near] = regions_near[k]
-            else:
-                tumour_info["mass_effect"] = 0.0
-            overrides = paint_tumour(F, tumour_info, world, h, trng)
-            labels = labels_from(F)
+        labels, tumour_info, overrides = _add_tumour(anatomy, seed, F, regions, labels, world, to_template, shape,
+                                                     spacing, h, mass_effect)
     del to_template
 
     # 4. relaxation per voxel
@@ -291,77 +410,21 @@ def make_subject(
     bias_fields, bias_info = acq.bias_fields(_rng(seed, "bias"), world, head, shape, spacing, contrasts,
                                              enabled=bias)
     motions = {} if registered else acq.misregistration(_rng(seed, "motion"))
-    wm = (labels == 3).reshape(shape)
-    if not wm.any():
-        wm = (labels > 0).reshape(shape)
-    if not wm.any():
-        wm = head.reshape(shape)
+    wm = _white_matter(labels, head, shape)
     seqs = acq.SEQUENCES[field]
-    prov_base = {
-        "generator": "napari_medtrans.phantom",
-        "subject_id": subject_id,
-        "seed": seed,
-        "snr": snrs.get("T1") if "T1" in snrs else next(iter(snrs.values())),
-        "anatomy": anatomy,
-        "field_strength": field,
-        "tumour": bool(tumour),
-    }
+    prov_base = _provenance_base(subject_id, seed, snrs, anatomy, field, tumour)
     images: dict[str, Volume] = {}
     sigmas: dict[str, float] = {}
     for c in contrasts:
-        clean = (acq.synthesise(c, seqs[c], F, props) * bias_fields[c]).reshape(shape)
-        if c in motions:
-            clean = acq.apply_motion(clean, motions[c], spacing)
-        if gibbs is not None:
-            clean = acq.gibbs(clean, float(gibbs))
-        if snrs[c] is None:
-            img, sigma = clean, 0.0
-        else:
-            sigma = float(clean[wm].mean()) / snrs[c]
-            img = acq.add_rician(clean, sigma, np.random.default_rng([seed, _STREAM["noise"],
-                                                                      acq.CONTRASTS.index(c)]))
-        sigmas[c] = sigma
-        seq = seqs[c]
-        mr = {
-            "ScanningSequence": "SE" if seq["kind"] == "SE" else ["SE", "IR"],
-            "RepetitionTime": seq["TR"],
-            "EchoTime": seq["TE"],
-            "MagneticFieldStrength": field,
-        }
-        if "TI" in seq:
-            mr["InversionTime"] = seq["TI"]
-        images[c] = Volume(
-            img,
-            affine.copy(),
-            modality=c,
-            source=SourceInfo(kind="phantom"),
-            provenance={**prov_base, "contrast": c, "sequence": dict(seq), "snr_wm": snrs[c],
-                        "noise_sigma": sigma, "mr_parameters": mr},
-        )
+        img, sigmas[c] = _acquire(c, seqs[c], F, props, bias_fields[c], motions, gibbs, snrs[c], wm, seed, shape,
+                                  spacing)
+        images[c] = _contrast_volume(img, affine, c, seqs[c], field, prov_base, snrs[c], sigmas[c])
 
     labels_vol = Volume(labels.reshape(shape).astype(np.float32), affine.copy(), modality="labels",
                         source=SourceInfo(kind="phantom"), provenance={**prov_base, "labels": dict(LABELS)})
     mask_vol = Volume((labels > 0).reshape(shape).astype(np.float32), affine.copy(), modality="mask",
                       source=SourceInfo(kind="phantom"), provenance={**prov_base})
-    params = {
-        **prov_base,
-        "shape": list(shape),
-        "spacing": [float(s) for s in spacing],
-        "contrasts": list(contrasts),
-        "tissues": {k: dict(zip(("T1", "T2", "PD", "gd_mM"), (round(float(x), 4) for x in v)))
-                    for k, v in tissues.items()},
-        "r1_gadolinium_per_mM_s": R1_GADOLINIUM,
-        "sequences": {c: dict(seqs[c]) for c in contrasts},
-        "snr_wm": snrs,
-        "noise_sigma": sigmas,
-        "bias": bias_info,
-        "deformation": deform_info,
-        "misregistration": motions or {"enabled": False},
-        "gibbs_k_space_fraction": None if gibbs is None else float(gibbs),
-        "anatomy_params": anatomy_info,
-        "tumour_params": tumour_info,
-        "label_counts": {LABELS[v]: int(np.count_nonzero(labels == v)) for v in LABELS},
-    }
+    params = _subject_params(prov_base, shape, spacing, contrasts, tissues, seqs, snrs, sigmas, bias_info,
+                             deform_info, motions, gibbs, anatomy_info, tumour_info, labels)
     return PhantomSubject(subject_id=subject_id, images=images, labels=labels_vol, brain_mask=mask_vol,
                           params=params)
-

@@ -306,6 +306,38 @@ class EdtsTranslator(Translator):
         )
 
 
+def _preset_size(preset: str | None, **given: Any) -> dict[str, Any]:
+    """Size arguments of :func:`edts_trans`: the ones given, the preset's for the others (None: "paper"); with
+    another depth than the preset's and no ``blocks``, the preset's block list cut or extended with its last
+    entry."""
+    if preset is not None and preset not in PRESETS:
+        raise UnknownChoiceError("EDTS-Trans preset", str(preset), list(PRESETS))
+    base = PRESETS[preset or "paper"]
+    size = {k: (base[k] if v is None else v) for k, v in given.items()}
+    if given["blocks"] is None and not isinstance(size["blocks"], int) and len(size["blocks"]) != int(size["depth"]):
+        # another depth than the preset's (e.g. `medtrans train --depth 3`): cut or extend its block list
+        pb = list(size["blocks"])
+        size["blocks"] = (pb + [pb[-1]] * int(size["depth"]))[: int(size["depth"])]
+    return size
+
+
+def _check_choices(mask: str, tsm_backbone: str, schedule: str, sampler: str, hard_threshold: float,
+                   eta: float) -> None:
+    """Refuse an unknown mask mode, TSM backbone, noise schedule or sampler, and a threshold or eta out of range."""
+    if mask not in MASK_MODES:
+        raise UnknownChoiceError("EDTS-Trans mask mode", str(mask), MASK_MODES)
+    if tsm_backbone not in _tsm.BACKBONES:
+        raise UnknownChoiceError("TSM backbone", str(tsm_backbone), _tsm.BACKBONES)
+    if schedule not in SCHEDULES:
+        raise UnknownChoiceError("noise schedule", str(schedule), SCHEDULES)
+    if sampler not in SAMPLERS:
+        raise UnknownChoiceError("sampler", str(sampler), SAMPLERS)
+    if not 0.0 <= float(hard_threshold) <= 1.0:
+        raise ValueError(f'Argument "hard_threshold" must be in [0, 1], got {hard_threshold!r}.')
+    if float(eta) < 0:
+        raise ValueError(f'Argument "eta" must be >= 0, got {eta!r}.')
+
+
 @register_translator("edts-trans")
 def edts_trans(
     *,
@@ -384,28 +416,10 @@ def edts_trans(
     diff_residual : bool
         The DiffUNet adds ``T2_bar`` to its output.
     """
-    if preset is not None and preset not in PRESETS:
-        raise UnknownChoiceError("EDTS-Trans preset", str(preset), list(PRESETS))
-    base = PRESETS[preset or "paper"]
-    size = dict(width=width, depth=depth, blocks=blocks, latent_blocks=latent_blocks, refine_blocks=refine_blocks,
-                heads=heads, max_heads=max_heads, expansion=expansion, default_steps=default_steps)
-    size = {k: (base[k] if v is None else v) for k, v in size.items()}
-    if blocks is None and not isinstance(size["blocks"], int) and len(size["blocks"]) != int(size["depth"]):
-        # another depth than the preset's (e.g. `medtrans train --depth 3`): cut or extend its block list
-        pb = list(size["blocks"])
-        size["blocks"] = (pb + [pb[-1]] * int(size["depth"]))[: int(size["depth"])]
-    if mask not in MASK_MODES:
-        raise UnknownChoiceError("EDTS-Trans mask mode", str(mask), MASK_MODES)
-    if tsm_backbone not in _tsm.BACKBONES:
-        raise UnknownChoiceError("TSM backbone", str(tsm_backbone), _tsm.BACKBONES)
-    if schedule not in SCHEDULES:
-        raise UnknownChoiceError("noise schedule", str(schedule), SCHEDULES)
-    if sampler not in SAMPLERS:
-        raise UnknownChoiceError("sampler", str(sampler), SAMPLERS)
-    if not 0.0 <= float(hard_threshold) <= 1.0:
-        raise ValueError(f'Argument "hard_threshold" must be in [0, 1], got {hard_threshold!r}.')
-    if float(eta) < 0:
-        raise ValueError(f'Argument "eta" must be >= 0, got {eta!r}.')
+    size = _preset_size(preset, width=width, depth=depth, blocks=blocks, latent_blocks=latent_blocks,
+                        refine_blocks=refine_blocks, heads=heads, max_heads=max_heads, expansion=expansion,
+                        default_steps=default_steps)
+    _check_choices(mask, tsm_backbone, schedule, sampler, hard_threshold, eta)
     if tsm_gain is None:
         tsm_gain = _tsm.ANALYTIC_GAIN
     if isinstance(tsm_gain, bool) or not 0.0 < float(tsm_gain) < float("inf"):
