@@ -24,6 +24,8 @@ __all__ = [
     "model_choices",
     "device_choices",
     "describe_choice",
+    "keep_translator",
+    "take_translator",
     "build_translator",
     "run_translation",
     "preview_buffer",
@@ -192,16 +194,58 @@ def build_translator(choice: ModelChoice, device: str = "cpu"):
 
 
 def describe_choice(job: Any, choice: ModelChoice) -> dict:
-    """The spec of a choice as a dict (read from the file's metadata when possible); a job function."""
+    """The spec of a choice as a dict (read from the file's metadata when possible); a job function.
+
+    A model file is also loaded here and kept for the next Run (:func:`take_translator`): choosing a model is when
+    a user expects it to load, and the first slice of the first translation then shows that much sooner."""
     from ..translators import TranslatorSpec, read_checkpoint_metadata
 
     if choice.kind == "checkpoint" and choice.value.lower().endswith(".safetensors") and choice.direction is None:
         info = read_checkpoint_metadata(choice.value)
         if info.spec:
+            keep_translator(choice, build_translator(choice))
             return dict(TranslatorSpec.from_dict(info.spec).to_dict(), sha256=info.sha256)
     model = build_translator(choice)
+    keep_translator(choice, model)
     info = getattr(model, "checkpoint_info", None)
     return dict(model.spec.to_dict(), sha256=getattr(info, "sha256", None))
+
+
+# The translator last loaded from a file, kept for the next run: one entry, keyed by the file's path, size and
+# modification time and the direction, so a changed file is loaded again. A run takes it out (a second run
+# started meanwhile loads its own) and puts it back when it ends. Models made from a method name (random
+# weights) are never kept: each run makes its own, as before.
+_kept_lock = threading.Lock()
+_kept: dict[tuple, Any] = {}
+
+
+def _kept_key(choice: ModelChoice) -> tuple | None:
+    if choice.kind != "checkpoint":
+        return None
+    try:
+        st = os.stat(choice.value)
+    except OSError:
+        return None
+    return (os.path.realpath(choice.value), choice.direction, st.st_size, st.st_mtime_ns)
+
+
+def keep_translator(choice: ModelChoice, model: Any) -> None:
+    """Keep ``model`` (built from ``choice``) for the next :func:`take_translator` of the same choice."""
+    key = _kept_key(choice)
+    if key is None:
+        return
+    with _kept_lock:
+        _kept.clear()
+        _kept[key] = model
+
+
+def take_translator(choice: ModelChoice, device: str = "cpu") -> Any:
+    """The kept translator of ``choice`` if the file is unchanged (taken out until :func:`keep_translator` puts it
+    back), else a newly built one."""
+    key = _kept_key(choice)
+    with _kept_lock:
+        model = _kept.pop(key, None) if key is not None else None
+    return model if model is not None else build_translator(choice, device)
 
 
 _threads_lock = threading.Lock()
@@ -263,26 +307,29 @@ def _translate(job: Any, request: TranslateRequest):
 
     if job.should_cancel():  # cancelled before the thread started: do not build the model first
         raise TranslationCancelled(0, 0)
-    translator = build_translator(request.choice, request.device)
+    translator = take_translator(request.choice, request.device)
     volumes: Mapping[str, Any] = {m: vol for m, (_name, vol) in request.inputs.items()}
     first = next(iter(volumes.values()))
     arg = first if len(volumes) == 1 else dict(volumes)
     axis = acquisition_axis(first)
     partial: Callable = lambda start, stop, block: job.report_partial((axis, start, stop, block))  # noqa: E731
-    return translate_volume(
-        arg,
-        translator,
-        axis=axis,
-        device=request.device,
-        steps=request.steps,
-        samples=request.samples,
-        seed=request.seed,
-        batch_size=request.batch_size,
-        progress=job.report_progress,
-        should_cancel=job.should_cancel,
-        on_partial=partial,
-        override_modality=request.override_modality,
-    )
+    try:
+        return translate_volume(
+            arg,
+            translator,
+            axis=axis,
+            device=request.device,
+            steps=request.steps,
+            samples=request.samples,
+            seed=request.seed,
+            batch_size=request.batch_size,
+            progress=job.report_progress,
+            should_cancel=job.should_cancel,
+            on_partial=partial,
+            override_modality=request.override_modality,
+        )
+    finally:
+        keep_translator(request.choice, translator)  # for the next run of the same file
 
 
 def preview_buffer(shape: tuple[int, int, int], axis: int) -> np.ndarray:

@@ -82,6 +82,27 @@ def test_describe_choice_reads_the_spec_and_sha(tiny_model):
     assert spec["method"] == "unet" and spec["inputs"] == ["T1"] and len(spec["sha256"]) == 64
 
 
+def test_choosing_a_model_file_loads_it_for_the_next_run(tiny_model):
+    """Choosing a model loads it (the first slice of the first run shows sooner); a run takes it and gives it back;
+    a changed file is loaded again; a model made from a method name is never kept."""
+    import os
+
+    choice = translation.ModelChoice("tiny", "checkpoint", str(tiny_model))
+    translation.describe_choice(None, choice)
+    kept = translation.take_translator(choice)
+    assert translation.take_translator(choice) is not kept  # taken out: a second run builds its own
+    translation.keep_translator(choice, kept)
+    assert translation.take_translator(choice) is kept
+    translation.keep_translator(choice, kept)
+    st = os.stat(tiny_model)
+    os.utime(tiny_model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was replaced
+    assert translation.take_translator(choice) is not kept
+    method = translation.ModelChoice("unet", "method", "unet")
+    made = translation.take_translator(method)
+    translation.keep_translator(method, made)
+    assert translation.take_translator(method) is not made
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_preview_buffer_keeps_each_slice_along_the_axis_in_one_piece(axis):
     buffer = translation.preview_buffer((5, 6, 7), axis)
