@@ -161,25 +161,14 @@ def ssim_map(
     ndarray or tensor
         Same shape as the input; numpy when ``x`` is numpy, a tensor when it is a tensor.
     """
-    r = _check_range(data_range)
-    xt, rt, _ = _prepare(x, ref, None, device)
-    _, dims = _spatial_layout(xt.ndim, spatial_dims, axis)
-    return _like(_ssim_full(xt, rt, r, int(win_size), float(win_sigma), k1, k2, dims), x)
+    smap, _, _ = _ssim_of(x, ref, None, data_range, win_sigma, win_size, k1, k2, spatial_dims, axis, device)
+    return _like(smap, x)
 
 
 def ssim(
-    x: ArrayLike,
-    ref: ArrayLike,
-    *,
-    data_range: float,
-    mask: ArrayLike | None = None,
-    win_sigma: float = 1.5,
-    win_size: int = 11,
-    k1: float = 0.01,
-    k2: float = 0.03,
-    spatial_dims: int | None = None,
-    axis: int = -1,
-    device=None,
+    x: ArrayLike, ref: ArrayLike, *, data_range: float, mask: ArrayLike | None = None,
+    win_sigma: float = 1.5, win_size: int = 11, k1: float = 0.01, k2: float = 0.03,
+    spatial_dims: int | None = None, axis: int = -1, device=None,
 ) -> float:
     """Mean structural similarity of ``x`` against ``ref`` (Wang et al. 2004, Gaussian window).
 
@@ -189,10 +178,9 @@ def ssim(
 
     Parameters
     ----------
-    x, ref : array or tensor
-        Images of the same shape (2D or 3D).
-    data_range : float
-        Intensity span used in the stabilising constants. Required.
+    x, ref, data_range
+        As in :func:`ssim_map`: the images (arrays or tensors of the same shape, 2D or 3D) and the intensity
+        span (required).
     mask : array or tensor, optional
         Average the SSIM map over the non-zero voxels of the mask.
     win_sigma, win_size, k1, k2, spatial_dims, axis, device
@@ -202,15 +190,23 @@ def ssim(
     -------
     float
     """
-    r = _check_range(data_range)
-    xt, rt, mt = _prepare(x, ref, mask, device)
-    _, dims = _spatial_layout(xt.ndim, spatial_dims, axis)
-    if mt is None:
-        _check_window_fits(xt.shape, dims, int(win_size))
-    smap = _ssim_full(xt, rt, r, int(win_size), float(win_sigma), k1, k2, dims)
+    smap, mt, dims = _ssim_of(x, ref, mask, data_range, win_sigma, win_size, k1, k2, spatial_dims, axis, device,
+                              crop=True)
     if mt is None:
         return float(_crop(smap, dims, (int(win_size) - 1) // 2).mean())
     return _masked_mean(smap, mt, "SSIM")
+
+
+def _ssim_of(x, ref, mask, data_range, win_sigma, win_size, k1, k2, spatial_dims, axis, device, *, crop=False):
+    """The SSIM map of ``x`` against ``ref`` (a tensor), the prepared mask and the filtered dims, for
+    :func:`ssim_map` and :func:`ssim`. With ``crop`` (a mean that leaves the border out) and no mask, the images
+    must be at least ``win_size`` wide along the filtered axes."""
+    r = _check_range(data_range)
+    xt, rt, mt = _prepare(x, ref, mask, device)
+    _, dims = _spatial_layout(xt.ndim, spatial_dims, axis)
+    if crop and mt is None:
+        _check_window_fits(xt.shape, dims, int(win_size))
+    return _ssim_full(xt, rt, r, int(win_size), float(win_sigma), k1, k2, dims), mt, dims
 
 
 # -- per slice and per volume -----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..core.errors import StudyError, UnknownChoiceError
+from . import stats as _stats
 from .descriptive import (
     ZERO_HANDLING,  # noqa: F401  (re-exported: importable from here as before the split)
     alpha_agreement,
@@ -71,23 +72,18 @@ from .records import Crossed, ScoreRecord, crossed, mid_ranks
 from .stats import (
     EXACT_MAX,  # noqa: F401  (re-exported)
     LEVELS,  # noqa: F401  (re-exported)
-    friedman_test,
+    friedman_test,  # noqa: F401  (re-exported)
     holm,
-    kendall_w,
-    krippendorff_alpha,
-    rank_with_ties,
-    wilcoxon_signed_rank,
-    wilcoxon_test,
+    kendall_w,  # noqa: F401  (re-exported)
+    krippendorff_alpha,  # noqa: F401  (re-exported)
+    rank_with_ties,  # noqa: F401  (re-exported)
+    wilcoxon_signed_rank,  # noqa: F401  (re-exported)
+    wilcoxon_test,  # noqa: F401  (re-exported)
 )
 
-__all__ = [
-    "holm",
-    "krippendorff_alpha",
-    "kendall_w",
-    "rank_with_ties",
-    "friedman_test",
-    "wilcoxon_signed_rank",
-    "wilcoxon_test",
+#: Re-exports every statistic of :mod:`.stats` (its constants ``LEVELS`` and ``EXACT_MAX`` are importable from here
+#: too, but not starred), then this module's own names.
+__all__ = [name for name in _stats.__all__ if name not in ("LEVELS", "EXACT_MAX")] + [
     "ScoreRecord",
     "StudyAnalysis",
     "collect_records",

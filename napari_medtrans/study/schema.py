@@ -35,71 +35,72 @@ SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
-meta = sa.Table(
-    "medtrans_meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
+
+def _study_key() -> sa.Column:
+    """The ``study_id`` column that opens every per-study table: part of the key, pointing at ``studies``."""
+    return sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True)
+
+
+def _key(name: str, type_: sa.types.TypeEngine) -> sa.Column:
+    return sa.Column(name, type_, primary_key=True)
+
+
+def _required(**types: sa.types.TypeEngine) -> list[sa.Column]:
+    """``NOT NULL`` columns, by name and type, in the order given."""
+    return [sa.Column(name, type_, nullable=False) for name, type_ in types.items()]
+
+
+def _optional(**types: sa.types.TypeEngine) -> list[sa.Column]:
+    """Nullable columns, by name and type, in the order given."""
+    return [sa.Column(name, type_, nullable=True) for name, type_ in types.items()]
+
+
+#: Column types used by several tables.
+_CODE = sa.String(16)
+_READER_KEY = sa.String(100)
+
+meta = sa.Table("medtrans_meta", metadata, _key("key", sa.String(64)), *_required(value=sa.Text))
 
 studies = sa.Table(
     "studies", metadata,
-    sa.Column("study_id", sa.String(32), primary_key=True),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("seed", sa.BigInteger, nullable=False),
-    sa.Column("blinded", sa.Boolean, nullable=False),
-    sa.Column("open_enrolment", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("config", sa.Text, nullable=True),
+    _key("study_id", sa.String(32)),
+    *_required(title=sa.Text, seed=sa.BigInteger, blinded=sa.Boolean, open_enrolment=sa.Boolean,
+               created_at=sa.Float),
+    *_optional(config=sa.Text),
 )
 
 criteria = sa.Table(
     "criteria", metadata,
-    sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("label", sa.Text, nullable=False),
-    sa.Column("question", sa.Text, nullable=False),
-    sa.Column("min_value", sa.Integer, nullable=False),
-    sa.Column("max_value", sa.Integer, nullable=False),
-    sa.Column("position", sa.Integer, nullable=False),
+    _study_key(), _key("name", sa.String(64)),
+    *_required(kind=sa.String(16), label=sa.Text, question=sa.Text, min_value=sa.Integer, max_value=sa.Integer,
+               position=sa.Integer),
 )
 
 cases = sa.Table(
     "cases", metadata,
-    sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True),
-    sa.Column("code", sa.String(16), primary_key=True),
-    sa.Column("case_id", sa.Text, nullable=True),
-    sa.Column("position", sa.Integer, nullable=False),
+    _study_key(), _key("code", _CODE),
+    *_optional(case_id=sa.Text),
+    *_required(position=sa.Integer),
 )
 
 images = sa.Table(
     "images", metadata,
-    sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True),
-    sa.Column("code", sa.String(16), primary_key=True),
-    sa.Column("case_code", sa.String(16), nullable=False),
-    sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("modality", sa.String(32), nullable=True),
-    sa.Column("method", sa.Text, nullable=True),
-    sa.Column("is_real", sa.Boolean, nullable=True),
-    sa.Column("path", sa.Text, nullable=True),
-    sa.Column("position", sa.Integer, nullable=False),
+    _study_key(), _key("code", _CODE),
+    *_required(case_code=_CODE, role=sa.String(16)),
+    *_optional(modality=sa.String(32), method=sa.Text, is_real=sa.Boolean, path=sa.Text),
+    *_required(position=sa.Integer),
 )
 
 readers = sa.Table(
     "readers", metadata,
-    sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True),
-    sa.Column("reader_key", sa.String(100), primary_key=True),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
+    _study_key(), _key("reader_key", _READER_KEY),
+    *_required(name=sa.Text, created_at=sa.Float),
 )
 
 assignments = sa.Table(
     "assignments", metadata,
-    sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), primary_key=True),
-    sa.Column("reader_key", sa.String(100), primary_key=True),
-    sa.Column("case_code", sa.String(16), primary_key=True),
-    sa.Column("position", sa.Integer, nullable=False),
-    sa.Column("candidate_order", sa.Text, nullable=False),
+    _study_key(), _key("reader_key", _READER_KEY), _key("case_code", _CODE),
+    *_required(position=sa.Integer, candidate_order=sa.Text),
 )
 
 scores = sa.Table(
@@ -107,16 +108,12 @@ scores = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("uid", sa.String(32), nullable=False, unique=True),
     sa.Column("study_id", sa.String(32), sa.ForeignKey("studies.study_id"), nullable=False),
-    sa.Column("reader_key", sa.String(100), nullable=False),
-    sa.Column("case_code", sa.String(16), nullable=False),
-    sa.Column("image_code", sa.String(16), nullable=True),
-    sa.Column("criterion", sa.String(64), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.Column("confidence", sa.Integer, nullable=True),
-    sa.Column("opened_at", sa.Float, nullable=True),
-    sa.Column("saved_at", sa.Float, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=True),
-    sa.Column("client", sa.Text, nullable=True),
+    *_required(reader_key=_READER_KEY, case_code=_CODE),
+    *_optional(image_code=_CODE),
+    *_required(criterion=sa.String(64), value=sa.Float),
+    *_optional(confidence=sa.Integer, opened_at=sa.Float),
+    *_required(saved_at=sa.Float),
+    *_optional(seconds=sa.Float, client=sa.Text),
     sa.Index("ix_scores_reader", "study_id", "reader_key"),
 )
 

@@ -15,11 +15,8 @@ __all__ = ["load", "save", "list_series", "read_nifti", "write_nifti", "is_nifti
 
 
 def load(
-    path: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    series_uid: str | None = None,
-    modality: str | None = None,
-    allow_uneven: bool = False,
+    path: str | os.PathLike | Sequence[str | os.PathLike], *,
+    series_uid: str | None = None, modality: str | None = None, allow_uneven: bool = False,
 ) -> Volume:
     """Load a NIfTI file, a DICOM file, a DICOM folder, or a list of DICOM files as a :class:`Volume`.
 
@@ -27,27 +24,26 @@ def load(
     ----------
     path : path-like or list of path-like
         What to read.
-    series_uid : str, optional
-        Which series to read when a folder holds several (otherwise :class:`MultipleSeriesError` lists them).
     modality : str, optional
         Overrides the modality read from the file name or the DICOM header.
-    allow_uneven : bool
-        Read a DICOM series whose slices are unevenly spaced instead of raising ``UnevenSpacingError``.
+    series_uid, allow_uneven
+        DICOM only, passed to :func:`.dicom.read_dicom_series`: which series to read when a folder holds several
+        (otherwise :class:`MultipleSeriesError` lists them), and whether to read a series whose slices are
+        unevenly spaced instead of raising ``UnevenSpacingError``.
     """
     if isinstance(path, (list, tuple)):
-        from .dicom import read_dicom_series
-
-        return read_dicom_series(list(path), series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
-    p = Path(path)
-    if not p.exists():
-        raise NotAVolumeError(missing_reason(p), p)
-    if not (p.is_file() or p.is_dir()):
-        raise NotAVolumeError("is not a regular file or folder (a device, pipe or socket)", p)
-    if p.is_file() and is_nifti_path(p):
-        return read_nifti(p, modality=modality)
+        source: list | Path = list(path)
+    else:
+        source = Path(path)
+        if not source.exists():
+            raise NotAVolumeError(missing_reason(source), source)
+        if not (source.is_file() or source.is_dir()):
+            raise NotAVolumeError("is not a regular file or folder (a device, pipe or socket)", source)
+        if source.is_file() and is_nifti_path(source):
+            return read_nifti(source, modality=modality)
     from .dicom import read_dicom_series
 
-    return read_dicom_series(p, series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
+    return read_dicom_series(source, series_uid=series_uid, modality=modality, allow_uneven=allow_uneven)
 
 
 def save(volume: Volume, path: str | os.PathLike) -> Path:

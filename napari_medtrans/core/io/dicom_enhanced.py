@@ -94,33 +94,41 @@ def _pulse_sequence(ds, params: dict) -> None:
     ds.NumberOfKSpaceTrajectories = 1
 
 
+def _item(**elements):
+    """A pydicom Dataset holding these elements, given by keyword."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    for keyword, value in elements.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _one(**elements):
+    """A sequence of one item holding these elements (a functional group, a code item), given by keyword."""
+    from pydicom.sequence import Sequence
+
+    return Sequence([_item(**elements)])
+
+
 def _dimension_organisation(ds) -> None:
     """One 3D dimension organisation: frames indexed by Stack ID and In-Stack Position Number."""
-    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     from pydicom.uid import generate_uid
 
     dim_uid = generate_uid()
-    org = Dataset()
-    org.DimensionOrganizationUID = dim_uid
-    ds.DimensionOrganizationSequence = Sequence([org])
+    ds.DimensionOrganizationSequence = _one(DimensionOrganizationUID=dim_uid)
     ds.DimensionOrganizationType = "3D"
-    idx = []
-    for pointer, label in ((0x00209056, "Stack ID"), (0x00209057, "In-Stack Position Number")):
-        d = Dataset()
-        d.DimensionOrganizationUID = dim_uid
-        d.DimensionIndexPointer = pointer
-        d.FunctionalGroupPointer = 0x00209111
-        d.DimensionDescriptionLabel = label
-        idx.append(d)
-    ds.DimensionIndexSequence = Sequence(idx)
+    ds.DimensionIndexSequence = Sequence([
+        _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=pointer, FunctionalGroupPointer=0x00209111,
+              DimensionDescriptionLabel=label)
+        for pointer, label in ((0x00209056, "Stack ID"), (0x00209057, "In-Stack Position Number"))
+    ])
 
 
 def _shared_groups(ds, ctx, params: dict, nx: int, ny: int):
     """The one item of SharedFunctionalGroupsSequence: every functional group that is the same for all frames."""
-    from pydicom.dataset import Dataset
-
-    shared = Dataset()
+    shared = _item()
     _geometry_and_value_groups(shared, ctx)
     _frame_type_group(shared, ds)
     _timing_and_echo_groups(shared, params)
@@ -131,148 +139,81 @@ def _shared_groups(ds, ctx, params: dict, nx: int, ny: int):
 
 def _geometry_and_value_groups(shared, ctx) -> None:
     """Pixel measures, plane orientation, pixel value transformation (rescale) and VOI window."""
-    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     g = ctx.geom
-    pm = Dataset()
-    pm.PixelSpacing = [_ds_str(v) for v in g["pixel_spacing"]]
-    pm.SliceThickness = _ds_str(g["slice_spacing"])
-    pm.SpacingBetweenSlices = _ds_str(g["slice_spacing"])
-    shared.PixelMeasuresSequence = Sequence([pm])
-    po = Dataset()
-    po.ImageOrientationPatient = [_ds_str(v) for v in g["iop"]]
-    shared.PlaneOrientationSequence = Sequence([po])
-    pvt = Dataset()
-    pvt.RescaleIntercept = _ds_str(ctx.intercept)
-    pvt.RescaleSlope = _ds_str(ctx.slope)
-    pvt.RescaleType = "US"
-    shared.PixelValueTransformationSequence = Sequence([pvt])
-    voi = Dataset()
+    shared.PixelMeasuresSequence = _one(PixelSpacing=[_ds_str(v) for v in g["pixel_spacing"]],
+                                        SliceThickness=_ds_str(g["slice_spacing"]),
+                                        SpacingBetweenSlices=_ds_str(g["slice_spacing"]))
+    shared.PlaneOrientationSequence = _one(ImageOrientationPatient=[_ds_str(v) for v in g["iop"]])
+    shared.PixelValueTransformationSequence = _one(RescaleIntercept=_ds_str(ctx.intercept),
+                                                   RescaleSlope=_ds_str(ctx.slope), RescaleType="US")
+    voi = _item()
     _window(voi, ctx)
     shared.FrameVOILUTSequence = Sequence([voi])
 
 
 def _frame_type_group(shared, ds) -> None:
     """MR Image Frame Type, repeating the image-level type attributes of ``ds``."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    ft = Dataset()
-    ft.FrameType = list(ds.ImageType)
-    for kw in ("PixelPresentation", "VolumetricProperties", "VolumeBasedCalculationTechnique",
-               "ComplexImageComponent", "AcquisitionContrast"):
-        setattr(ft, kw, getattr(ds, kw))
-    shared.MRImageFrameTypeSequence = Sequence([ft])
+    repeated = ("PixelPresentation", "VolumetricProperties", "VolumeBasedCalculationTechnique",
+                "ComplexImageComponent", "AcquisitionContrast")
+    shared.MRImageFrameTypeSequence = _one(FrameType=list(ds.ImageType), **{kw: getattr(ds, kw) for kw in repeated})
 
 
 def _timing_and_echo_groups(shared, params: dict) -> None:
     """MR Timing and Related Parameters (with operating mode and SAR) and MR Echo."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    timing = Dataset()
-    timing.RepetitionTime = float(params["RepetitionTime"])
-    timing.FlipAngle = float(params["FlipAngle"])
-    timing.EchoTrainLength = 1
-    timing.RFEchoTrainLength = 1
-    timing.GradientEchoTrainLength = 0
-    timing.GradientOutputType = "DB_DT"
-    timing.GradientOutput = 0.0
-    opmode = Dataset()
-    opmode.OperatingModeType = "STATIC FIELD"
-    opmode.OperatingMode = "IEC_NORMAL"
-    timing.OperatingModeSequence = Sequence([opmode])
-    sar = Dataset()
-    sar.SpecificAbsorptionRateDefinition = "IEC_WHOLE_BODY"
-    sar.SpecificAbsorptionRateValue = 0.0
-    timing.SpecificAbsorptionRateSequence = Sequence([sar])
-    shared.MRTimingAndRelatedParametersSequence = Sequence([timing])
-    echo = Dataset()
-    echo.EffectiveEchoTime = float(params["EchoTime"])
-    shared.MREchoSequence = Sequence([echo])
+    shared.MRTimingAndRelatedParametersSequence = _one(
+        RepetitionTime=float(params["RepetitionTime"]), FlipAngle=float(params["FlipAngle"]),
+        EchoTrainLength=1, RFEchoTrainLength=1, GradientEchoTrainLength=0,
+        GradientOutputType="DB_DT", GradientOutput=0.0,
+        OperatingModeSequence=_one(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
+        SpecificAbsorptionRateSequence=_one(SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                                            SpecificAbsorptionRateValue=0.0),
+    )
+    shared.MREchoSequence = _one(EffectiveEchoTime=float(params["EchoTime"]))
 
 
 def _modifier_groups(shared, params: dict, nx: int, ny: int) -> None:
     """MR Modifier (inversion recovery and the like), MR FOV/Geometry and MR Imaging Modifier."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    mod = Dataset()
-    mod.InversionRecovery = "YES" if "InversionTime" in params else "NO"
-    if "InversionTime" in params:
-        mod.InversionTimes = [float(params["InversionTime"])]
-    mod.FlowCompensation = "NONE"
-    mod.Spoiling = "NONE"
-    mod.T2Preparation = "NO"
-    mod.SpectrallySelectedExcitation = "NONE"
-    mod.SpatialPresaturation = "NONE"
-    mod.PartialFourier = "NO"
-    mod.ParallelAcquisition = "NO"
-    shared.MRModifierSequence = Sequence([mod])
-    fov = Dataset()
-    fov.InPlanePhaseEncodingDirection = "ROW"
-    fov.MRAcquisitionFrequencyEncodingSteps = nx
-    fov.MRAcquisitionPhaseEncodingStepsInPlane = ny
-    fov.PercentSampling = 100.0
-    fov.PercentPhaseFieldOfView = 100.0
-    shared.MRFOVGeometrySequence = Sequence([fov])
-    imod = Dataset()
-    imod.PixelBandwidth = 200.0
-    imod.MagnetizationTransfer = "NONE"
-    imod.BloodSignalNulling = "NO"
-    imod.Tagging = "NONE"
-    imod.TransmitterFrequency = 42.577478 * float(params["MagneticFieldStrength"])
-    shared.MRImagingModifierSequence = Sequence([imod])
+    inversion = {"InversionTimes": [float(params["InversionTime"])]} if "InversionTime" in params else {}
+    shared.MRModifierSequence = _one(
+        InversionRecovery="YES" if inversion else "NO", **inversion,
+        FlowCompensation="NONE", Spoiling="NONE", T2Preparation="NO", SpectrallySelectedExcitation="NONE",
+        SpatialPresaturation="NONE", PartialFourier="NO", ParallelAcquisition="NO",
+    )
+    shared.MRFOVGeometrySequence = _one(
+        InPlanePhaseEncodingDirection="ROW", MRAcquisitionFrequencyEncodingSteps=nx,
+        MRAcquisitionPhaseEncodingStepsInPlane=ny, PercentSampling=100.0, PercentPhaseFieldOfView=100.0,
+    )
+    shared.MRImagingModifierSequence = _one(
+        PixelBandwidth=200.0, MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
+        TransmitterFrequency=42.577478 * float(params["MagneticFieldStrength"]),
+    )
 
 
 def _coil_and_anatomy_groups(shared) -> None:
     """MR Receive Coil, MR Transmit Coil, MR Averages and Frame Anatomy (the brain)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    rx = Dataset()
-    rx.ReceiveCoilName = "HEAD"
-    rx.ReceiveCoilManufacturerName = ""
-    rx.ReceiveCoilType = "VOLUME"
-    rx.QuadratureReceiveCoil = "NO"
-    shared.MRReceiveCoilSequence = Sequence([rx])
-    tx = Dataset()
-    tx.TransmitCoilName = "BODY"
-    tx.TransmitCoilManufacturerName = ""
-    tx.TransmitCoilType = "BODY"
-    shared.MRTransmitCoilSequence = Sequence([tx])
-    avg = Dataset()
-    avg.NumberOfAverages = 1.0
-    shared.MRAveragesSequence = Sequence([avg])
-    anat = Dataset()
-    region = Dataset()
-    region.CodeValue = "12738006"
-    region.CodingSchemeDesignator = "SCT"
-    region.CodeMeaning = "Brain"
-    anat.AnatomicRegionSequence = Sequence([region])
-    anat.FrameLaterality = "U"
-    shared.FrameAnatomySequence = Sequence([anat])
+    shared.MRReceiveCoilSequence = _one(ReceiveCoilName="HEAD", ReceiveCoilManufacturerName="",
+                                        ReceiveCoilType="VOLUME", QuadratureReceiveCoil="NO")
+    shared.MRTransmitCoilSequence = _one(TransmitCoilName="BODY", TransmitCoilManufacturerName="",
+                                         TransmitCoilType="BODY")
+    shared.MRAveragesSequence = _one(NumberOfAverages=1.0)
+    brain = _one(CodeValue="12738006", CodingSchemeDesignator="SCT", CodeMeaning="Brain")
+    shared.FrameAnatomySequence = _one(AnatomicRegionSequence=brain, FrameLaterality="U")
 
 
 def _per_frame_groups(ds, g: dict, nz: int):
     """PerFrameFunctionalGroupsSequence: frame content (stack position, times) and plane position of each slice."""
-    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    per_frame = []
-    for k in range(nz):
-        f = Dataset()
-        fc = Dataset()
-        fc.StackID = "1"
-        fc.InStackPositionNumber = k + 1
-        fc.DimensionIndexValues = [1, k + 1]
-        fc.FrameAcquisitionDateTime = ds.AcquisitionDateTime
-        fc.FrameReferenceDateTime = ds.AcquisitionDateTime
-        fc.FrameAcquisitionDuration = 0.0
-        f.FrameContentSequence = Sequence([fc])
-        pp = Dataset()
-        pp.ImagePositionPatient = [_ds_str(v) for v in g["positions"][k]]
-        f.PlanePositionSequence = Sequence([pp])
-        per_frame.append(f)
-    return Sequence(per_frame)
+    return Sequence([
+        _item(
+            FrameContentSequence=_one(
+                StackID="1", InStackPositionNumber=k + 1, DimensionIndexValues=[1, k + 1],
+                FrameAcquisitionDateTime=ds.AcquisitionDateTime, FrameReferenceDateTime=ds.AcquisitionDateTime,
+                FrameAcquisitionDuration=0.0,
+            ),
+            PlanePositionSequence=_one(ImagePositionPatient=[_ds_str(v) for v in g["positions"][k]]),
+        )
+        for k in range(nz)
+    ])
