@@ -22,25 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
-
-
-def _best_time(fn, device: torch.device, repeat: int) -> float:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _common import best_time
 
 
 def main(argv=None) -> int:
@@ -84,8 +68,8 @@ def main(argv=None) -> int:
     print(f"{'N_sampling':>10s} {'CDM slices/s':>14s} {'EDTS-Trans slices/s':>20s} {'CDM / EDTS':>11s}", flush=True)
     with torch.inference_mode():
         for steps in args.steps:
-            t_cdm = _best_time(lambda: run(cdm, steps), device, args.repeat)
-            t_edts = _best_time(lambda: run(edts, steps), device, args.repeat)
+            t_cdm = best_time(lambda: run(cdm, steps), device, args.repeat)
+            t_edts = best_time(lambda: run(edts, steps), device, args.repeat)
             row = {"steps": steps, "cdm_slices_per_s": args.batch / t_cdm, "edts_slices_per_s": args.batch / t_edts}
             row["ratio"] = row["cdm_slices_per_s"] / row["edts_slices_per_s"]
             rows.append(row)

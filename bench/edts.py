@@ -22,9 +22,9 @@ import argparse
 import contextlib
 import resource
 import sys
-import time
 
 import torch
+from _common import best_time
 
 
 def _rss_mb() -> float:
@@ -34,20 +34,8 @@ def _rss_mb() -> float:
 
 def _measure(fn, device: torch.device, repeat: int) -> tuple[float, float]:
     """Best wall time of ``fn()`` over ``repeat`` runs after a warm-up, and peak memory in MB."""
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
+    reset = (lambda: torch.cuda.reset_peak_memory_stats(device)) if device.type == "cuda" else None
+    best = best_time(fn, device, repeat, after_warmup=reset)
     mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mb()
     return best, mem
 

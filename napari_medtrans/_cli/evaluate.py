@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import add_sampling_arguments
 from .translate import add_direction_arguments, direction_from_args
 
 NAME = "evaluate"
@@ -45,12 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", type=Path, default=None,
                    help="where to write per-subject metrics (default: OUT/metrics.csv; "
                         "OUT/metrics_<SRC>_to_<DST>.csv with --direction or --reverse)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="inference precision (default: auto = bf16 on a GPU and on a CPU with native bf16, else fp32)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(p)
     p.add_argument("--protocol", default="project",
                    choices=["project", "hifisyn", "disdiff", "edts", "cdm", "mrnet"],
                    help="how images are scored: the project's (3-D volumes inside the brain mask, per subject; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import add_sampling_arguments
 from .translate import add_direction_arguments, direction_from_args
 
 NAME = "translate-dataset"
@@ -27,12 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder or manifest")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--split", default=None, choices=["train", "val", "test"], help="only this split (default: all)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="inference precision (default: auto = bf16 on a GPU and on a CPU with native bf16, else fp32)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="translate again even if the output exists")
     add_direction_arguments(p, several=True)
 

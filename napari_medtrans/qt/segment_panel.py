@@ -24,8 +24,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -41,13 +39,14 @@ from .segment_jobs import (
     run_evaluation,
     run_segmentation,
 )
+from .job_panel import JobPanelMixin
 from .workers import Job, report_error, start_job
 
 __all__ = ["SegmentPanel", "SegmentRequest", "EvaluateRequest", "SegmenterPool", "run_segmentation",
            "run_evaluation", "export_seg", "has_own_series", "NONE"]
 
 
-class SegmentPanel(QWidget):
+class SegmentPanel(JobPanelMixin, QWidget):
     """Image, model, device; Segment slice(s) / Propagate / Cancel; Compare (Table III); Export SEG."""
 
     started = Signal(object)  # request
@@ -83,16 +82,10 @@ class SegmentPanel(QWidget):
         self.slice_button.setToolTip("Segment each prompted slice on its own (Shift+S in napari)")
         self.propagate_button = QPushButton("Propagate")
         self.propagate_button.setToolTip("Segment the prompted slice and propagate through the volume (Shift+P)")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.export_button = QPushButton("Export SEG...")
         self.export_button.setEnabled(False)
-        self.import_button = QPushButton("Import weights...")
-        self.import_button.setToolTip("Copy a SAM2.1 or MedSAM2 checkpoint you downloaded into the local weights "
-                                      "store (checked against the published sha256)")
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._make_job_widgets("Copy a SAM2.1 or MedSAM2 checkpoint you downloaded into the local weights store "
+                               "(checked against the published sha256)")
         self.choose_default_model()
 
         form = QFormLayout()
@@ -151,17 +144,13 @@ class SegmentPanel(QWidget):
     def import_weights(self):
         """"Import weights...": the segmenters' weights (SAM2.1, MedSAM2) into the store, in a worker."""
         from ..segment import SHIPPED
-        from .weights_import import pick_and_import
 
         def done(dest, message):
             if self.model_box.currentText() == SHIPPED:
                 self.choose_default_model()  # MedSAM2's weights take over once imported
             self.status.setText(message)
 
-        job = pick_and_import(self, done)
-        if job is not None:
-            self.status.setText("importing ...")
-        return job
+        return self._import_weights(done)
 
     # -- sources ------------------------------------------------------------------------------------------
     def set_sources(self, names: Sequence[str], labels: Sequence[str] = ()) -> None:
@@ -227,20 +216,9 @@ class SegmentPanel(QWidget):
             b.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.started.emit(request)
-        job = start_job(fn, self.pool, request, name=name)
-        job.progress.connect(self._on_progress)
-        job.succeeded.connect(self._done)
-        job.cancelled.connect(self._on_cancelled)
-        job.failed.connect(self._on_failed)
+        job = self._watch(start_job(fn, self.pool, request, name=name))
         job.finished.connect(self._on_finished)
-        self.destroyed.connect(job.cancel)  # a panel closed mid-run stops its job
-        self.job = job
         return job
-
-    def cancel(self) -> None:
-        if self._busy():
-            self.job.cancel()
-            self.status.setText("cancelling ...")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from . import translation
 from .input_picker import InputPicker
+from .job_panel import JobPanelMixin
 from .workers import Job, start_job
 
 __all__ = ["TranslatePanel", "progress_text"]
@@ -59,7 +59,7 @@ def progress_text(done: int, total: int, first: tuple[float, int] | None, now: f
     return text + (f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left")
 
 
-class TranslatePanel(QWidget):
+class TranslatePanel(JobPanelMixin, QWidget):
     """Inputs, model, device, steps, samples, seed; Run / Cancel with a progress bar."""
 
     started = Signal(object)  # TranslateRequest
@@ -93,14 +93,8 @@ class TranslatePanel(QWidget):
         self.samples_box = QSpinBox(minimum=1, maximum=64, value=1)
         self.seed_box = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
         self.run_button = QPushButton("Run")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.import_button = QPushButton("Import weights...")
-        self.import_button.setToolTip("Copy a model or weights file into the local weights store (checked against "
-                                      "the published sha256 when the file is a known download)")
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._make_job_widgets("Copy a model or weights file into the local weights store (checked against the "
+                               "published sha256 when the file is a known download)")
 
         self.inputs = InputPicker()
         self.override_box = QCheckBox("Take the inputs as the model's contrasts (their labels are wrong)")
@@ -173,16 +167,12 @@ class TranslatePanel(QWidget):
     def import_weights(self) -> Job | None:
         """"Import weights...": pick a file, copy it into the store in a worker, then list it (see
         :mod:`.weights_import`); the status line says where it went."""
-        from .weights_import import pick_and_import
 
         def done(dest, message):
             self.refresh_models()
             self.status.setText(message)
 
-        job = pick_and_import(self, done)
-        if job is not None:
-            self.status.setText("importing ...")
-        return job
+        return self._import_weights(done)
 
     def current_choice(self) -> translation.ModelChoice | None:
         return self.model_box.currentData()
@@ -272,7 +262,7 @@ class TranslatePanel(QWidget):
         """Start a translation with the current settings; returns its job (None when one is running)."""
         from .workers import report_error
 
-        if self.job is not None and self.job.running:
+        if self._busy():
             return None
         try:
             request = self.request()
@@ -288,21 +278,10 @@ class TranslatePanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.started.emit(request)
-        job = start_job(translation.run_translation, request, name="translation", delay_ms=START_DELAY_MS)
-        # Bound methods, not lambdas: Qt drops these connections when the panel is deleted mid-run.
-        job.progress.connect(self._on_progress)
-        job.partial.connect(self._on_partial)
-        job.succeeded.connect(self._done)
-        job.cancelled.connect(self._on_cancelled)
-        job.failed.connect(self._on_failed)
-        self.destroyed.connect(job.cancel)  # a panel closed mid-run stops its translation
-        self.job = job
+        job = self._watch(start_job(translation.run_translation, request, name="translation",
+                                    delay_ms=START_DELAY_MS))
+        job.partial.connect(self._on_partial)  # a bound method too (see _watch)
         return job
-
-    def cancel(self) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.status.setText("cancelling ...")
 
     def _on_progress(self, done: int, total: int) -> None:
         # QProgressBar.setValue repaints at once; with updates off it only schedules a paint, which joins the
@@ -314,7 +293,7 @@ class TranslatePanel(QWidget):
         text = progress_text(done, total, self._first_progress, time.perf_counter())
         if self._first_progress is None:
             self._first_progress = (time.perf_counter(), done)
-        if text and self.job is not None and self.job.running:
+        if text and self._busy():
             self.status.setText(text)
 
     def _on_partial(self, payload) -> None:
