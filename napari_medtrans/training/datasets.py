@@ -45,7 +45,7 @@ from ..core import io
 from ..core.dataset import Dataset, DatasetError, load_dataset
 from ..core.errors import GeometryMismatchError, UnknownChoiceError
 from ..core.preprocess import DEFAULT_PERCENTILES, IntensityRange, normalise, robust_range
-from ..core.volume import normalise_modality
+from ..translators.blocks import _as_tuple
 
 __all__ = ["PairedSliceDataset", "UnpairedSliceDataset", "normalisation_stats"]
 
@@ -70,15 +70,6 @@ class _SubjectSlices:
     shape: tuple[int, int]
     #: Tensor dim (-2 or -1) of a slice along the patient's left-right axis; None when slices are sagittal.
     lr_dim: int | None = None
-
-
-def _modalities(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
-    if isinstance(names, str):
-        names = (names,)
-    out = tuple(normalise_modality(n) for n in names)
-    if not out:
-        raise ValueError(f'Argument "{what}" must name at least one modality.')
-    return out
 
 
 def _as_dataset(dataset: Dataset | str | os.PathLike) -> Dataset:
@@ -289,6 +280,16 @@ TARGET_HEADROOM = 1.25
 class _SliceDatasetBase(TorchDataset):
     """Shared geometry, target normalisation and augmentation of the slice datasets."""
 
+    def _setup_source(self, dataset, split, inputs, outputs, axis: int) -> None:
+        """Check ``axis``, then set ``dataset`` (loaded when a path), ``split``, ``inputs``, ``outputs``, ``axis``."""
+        if axis not in (0, 1, 2):
+            raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
+        self.dataset = _as_dataset(dataset)
+        self.split = split
+        self.inputs = _as_tuple(inputs, "inputs")
+        self.outputs = _as_tuple(outputs, "outputs")
+        self.axis = axis
+
     def _setup_targets(self, pool: _SlicePool, target_norm) -> None:
         """Apply ``target_norm`` to the output modalities of ``pool`` and record it in ``self.normalisation``."""
         if isinstance(target_norm, str) and target_norm == "volume":
@@ -408,13 +409,7 @@ class PairedSliceDataset(_SliceDatasetBase):
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool | str = False,
                  cache: bool = True, min_foreground: float = 0.05, target_norm: str | Mapping = "volume",
                  labels: bool = False):
-        if axis not in (0, 1, 2):
-            raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
-        self.dataset = _as_dataset(dataset)
-        self.split = split
-        self.inputs = _modalities(inputs, "inputs")
-        self.outputs = _modalities(outputs, "outputs")
-        self.axis = axis
+        self._setup_source(dataset, split, inputs, outputs, axis)
         subjects = self.dataset.split(split)
         self.pool = _SlicePool(self.dataset, subjects, tuple(dict.fromkeys(self.inputs + self.outputs)),
                                axis=axis, cache=cache, min_foreground=min_foreground,
@@ -468,13 +463,7 @@ class UnpairedSliceDataset(_SliceDatasetBase):
                  size: tuple[int, int] | None = None, size_multiple: int = 1, augment: bool | str = False,
                  cache: bool = True, min_foreground: float = 0.05, disjoint: bool = False,
                  target_norm: str | Mapping = "volume", labels: bool = False):
-        if axis not in (0, 1, 2):
-            raise ValueError(f'Argument "axis" must be 0, 1 or 2, got {axis!r}.')
-        self.dataset = _as_dataset(dataset)
-        self.split = split
-        self.inputs = _modalities(inputs, "inputs")
-        self.outputs = _modalities(outputs, "outputs")
-        self.axis = axis
+        self._setup_source(dataset, split, inputs, outputs, axis)
         subjects = sorted(self.dataset.split(split), key=lambda s: s.id)
         src = [s for s in subjects if all(m in s.images for m in self.inputs)]
         dst = [s for s in subjects if all(m in s.images for m in self.outputs)]

@@ -27,11 +27,8 @@ Normalisation: as for HiFi-Syn (:mod:`.recipe_hifisyn`), both modalities per vol
 
 from __future__ import annotations
 
-import torch
-
-from ..translators.base import Translator
-from .recipe_hifisyn import ParameterGroup, TwoOptimizerRecipe
-from .recipes import OptimizerSpec, RecipeParts, register_recipe
+from .recipe_hifisyn import TwoOptimizerRecipe
+from .recipes import register_recipe
 
 __all__ = ["DisDiffRecipe", "TRAINING_MECHANISMS"]
 
@@ -41,45 +38,17 @@ TRAINING_MECHANISMS = {"attr_injection": "adain", "diff_condition": "cross"}
 
 @register_recipe("disdiff")
 class DisDiffRecipe(TwoOptimizerRecipe):
-    """DisDiff's unpaired training step.
-
-    Parameters
-    ----------
-    d_lr_scale : float
-        Discriminator learning rate as a multiple of the run's.
-    """
+    """DisDiff's unpaired training step (parameters as for :class:`~.recipe_hifisyn.TwoOptimizerRecipe`)."""
 
     name = "disdiff"
     title = "DisDiff"
-    #: Trained on unpaired slices (input and target from different subjects), as in the paper.
-    unpaired = True
     default_lr = 1e-4
+    mechanisms = TRAINING_MECHANISMS
+    betas = (0.5, 0.9)
 
-    def build(self, model: Translator) -> RecipeParts:
-        """Settle the model's unset mechanisms (:data:`TRAINING_MECHANISMS`), then group its parameters."""
-        self._check(model)
-        model.settle(TRAINING_MECHANISMS)
+    def parameter_groups(self, model):
         net = model.net
-        betas = (0.5, 0.9)
-        return RecipeParts(
-            {"generator": ParameterGroup(net.enc_c, net.enc_a, net.gen, model.diff),
-             "discriminator": ParameterGroup(net.dis, net.dis_c, model.dis_t)},
-            {"generator": OptimizerSpec(("generator",), betas=betas),
-             "discriminator": OptimizerSpec(("discriminator",), lr_scale=self.d_lr_scale, betas=betas)},
-        )
+        return (net.enc_c, net.enc_a, net.gen, model.diff), (net.dis, net.dis_c, model.dis_t)
 
-    def training_step(self, batch, model, modules, ctx) -> dict[str, torch.Tensor]:
-        m = getattr(model, "module", model)
-        with ctx.autocast():
-            out = m.forward_train(batch["input"], batch["target"])
-            d = m.discriminator_losses(out)
-        ctx.optimise("discriminator", d["total"].float())
-        with ctx.autocast():
-            g = m.generator_losses(out)
-            self.add_prior(batch, m, out, g, ctx.step)
-        ctx.optimise("generator", g["total"].float())
-        losses = {f"g_{k}": v.detach() for k, v in g.items() if k != "total"}
-        losses.update({f"d_{k}": v.detach() for k, v in d.items() if k != "total"})
-        losses["d_loss"] = d["total"].detach()
-        losses["loss"] = g["total"].detach()
-        return losses
+    def forward_train(self, model, batch) -> dict:
+        return model.forward_train(batch["input"], batch["target"])

@@ -63,13 +63,31 @@ class ParameterGroup(nn.Module):
 
 
 class TwoOptimizerRecipe:
-    """Shared start of the unpaired GAN recipes (HiFi-Syn, DisDiff): a discriminator learning-rate scale and a
-    check that the translator is the method the recipe trains. Subclasses set ``name``, ``title`` and
-    ``default_lr``."""
+    """Shared part of the unpaired GAN recipes (HiFi-Syn, DisDiff): a check that the translator is the method the
+    recipe trains, the two parameter groups with their Adam optimisers, and the step (forward pass, discriminator
+    step, generator step with the contrast prior).
+
+    Subclasses set ``name``, ``title``, ``default_lr``, ``mechanisms`` (what :meth:`build` settles), ``betas``,
+    and implement :meth:`parameter_groups` and :meth:`forward_train`; :meth:`after_step` runs after the
+    generator step.
+
+    Parameters
+    ----------
+    d_lr_scale : float
+        Discriminator learning rate as a multiple of the run's.
+    prior_steps, prior_weight, prior_sign
+        The contrast prior (:class:`~.contrast_prior.ContrastPrior`; see the recipes' module notes).
+    """
 
     name = ""
     title = ""
     default_lr = 1e-4
+    #: Trained on unpaired slices (input and target from different subjects), as in the papers.
+    unpaired = True
+    #: Mechanism keys :meth:`build` settles where the model's config leaves them unset.
+    mechanisms: dict[str, Any] = {}
+    #: Adam's betas, of both optimisers.
+    betas = (0.5, 0.999)
     #: Both modalities are inputs of one direction of the two-way checkpoint: normalise targets per volume, as
     #: the engine normalises every input (``medtrans train --target-norm volume``).
     target_norm = TWO_WAY_TARGET_NORM
@@ -96,6 +114,47 @@ class TwoOptimizerRecipe:
             method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
             raise TypeError(f"the {self.name} recipe trains a {self.title} translator, not {method!r}")
 
+    def parameter_groups(self, model: Translator) -> tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]:
+        """The modules the generator optimiser trains and those the discriminator optimiser trains."""
+        raise NotImplementedError
+
+    def forward_train(self, model, batch) -> dict:
+        """The model's training forward pass on ``batch``."""
+        raise NotImplementedError
+
+    def after_step(self, model, out) -> None:
+        """Runs after the generator step (nothing by default)."""
+
+    def build(self, model: Translator) -> RecipeParts:
+        """Settle the model's unset mechanisms (:attr:`mechanisms`), then group its parameters."""
+        self._check(model)
+        model.settle(self.mechanisms)
+        generator, discriminator = self.parameter_groups(model)
+        betas = self.betas
+        return RecipeParts(
+            {"generator": ParameterGroup(*generator),
+             "discriminator": ParameterGroup(*discriminator)},
+            {"generator": OptimizerSpec(("generator",), betas=betas),
+             "discriminator": OptimizerSpec(("discriminator",), lr_scale=self.d_lr_scale, betas=betas)},
+        )
+
+    def training_step(self, batch, model, modules, ctx) -> dict[str, torch.Tensor]:
+        m = getattr(model, "module", model)
+        with ctx.autocast():
+            out = self.forward_train(m, batch)
+            d = m.discriminator_losses(out)
+        ctx.optimise("discriminator", d["total"].float())
+        with ctx.autocast():
+            g = m.generator_losses(out)
+            self.add_prior(batch, m, out, g, ctx.step)
+        ctx.optimise("generator", g["total"].float())
+        self.after_step(m, out)
+        losses = {f"g_{k}": v.detach() for k, v in g.items() if k != "total"}
+        losses.update({f"d_{k}": v.detach() for k, v in d.items() if k != "total"})
+        losses["d_loss"] = d["total"].detach()
+        losses["loss"] = g["total"].detach()
+        return losses
+
 
 def _labels(batch, key):
     lab = batch.get(key)
@@ -104,49 +163,23 @@ def _labels(batch, key):
 
 @register_recipe("hifi-syn")
 class HiFiSynRecipe(TwoOptimizerRecipe):
-    """HiFi-Syn's unpaired training step.
-
-    Parameters
-    ----------
-    d_lr_scale : float
-        Discriminator learning rate as a multiple of the run's.
-    """
+    """HiFi-Syn's unpaired training step (parameters as for :class:`TwoOptimizerRecipe`)."""
 
     name = "hifi-syn"
     title = "HiFi-Syn"
     default_lr = 1e-4
     #: The SGD term (Eq. 8-11) and the structure-wise memory items need the tissue labels of both slices.
     needs_labels = True
-    #: Trained on unpaired slices (input and target from different subjects), as in the paper.
-    unpaired = True
+    mechanisms = TRAINING_MECHANISMS
+    betas = (0.5, 0.999)
 
-    def build(self, model: Translator) -> RecipeParts:
-        """Settle the model's unset mechanisms (:data:`TRAINING_MECHANISMS`), then group its parameters."""
-        self._check(model)
-        model.settle(TRAINING_MECHANISMS)
+    def parameter_groups(self, model):
         net = model.net
-        betas = (0.5, 0.999)
-        return RecipeParts(
-            {"generator": ParameterGroup(net.enc_c, net.enc_a, net.gen),
-             "discriminator": ParameterGroup(net.dis, net.dis_c)},
-            {"generator": OptimizerSpec(("generator",), betas=betas),
-             "discriminator": OptimizerSpec(("discriminator",), lr_scale=self.d_lr_scale, betas=betas)},
-        )
+        return (net.enc_c, net.enc_a, net.gen), (net.dis, net.dis_c)
 
-    def training_step(self, batch, model, modules, ctx) -> dict[str, torch.Tensor]:
-        m = getattr(model, "module", model)
-        with ctx.autocast():
-            out = m.forward_train(batch["input"], batch["target"], _labels(batch, "labels"),
-                                  _labels(batch, "target_labels"))
-            d = m.discriminator_losses(out)
-        ctx.optimise("discriminator", d["total"].float())
-        with ctx.autocast():
-            g = m.generator_losses(out)
-            self.add_prior(batch, m, out, g, ctx.step)
-        ctx.optimise("generator", g["total"].float())
-        m.update_memory(out)
-        losses = {f"g_{k}": v.detach() for k, v in g.items() if k != "total"}
-        losses.update({f"d_{k}": v.detach() for k, v in d.items() if k != "total"})
-        losses["d_loss"] = d["total"].detach()
-        losses["loss"] = g["total"].detach()
-        return losses
+    def forward_train(self, model, batch) -> dict:
+        return model.forward_train(batch["input"], batch["target"], _labels(batch, "labels"),
+                                   _labels(batch, "target_labels"))
+
+    def after_step(self, model, out) -> None:
+        model.update_memory(out)  # Eq. 4-6, after the generator step

@@ -82,7 +82,8 @@ from ..core.errors import UnknownChoiceError
 from .attention import LayerNorm2d
 from .base import TranslationOutput, Translator, TranslatorSpec, meta_device, register_translator
 from .blocks import _as_tuple, _int_arg, check_batch, make_norm
-from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding
+from .complexity import count_flops, meta_slice
+from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding, TrainingForward
 
 __all__ = [
     "PRESETS",
@@ -391,7 +392,7 @@ class MDN(nn.Module):
 
 
 # -- the translator --------------------------------------------------------------------------------------
-class CdmTranslator(Translator):
+class CdmTranslator(TrainingForward, Translator):
     """CDM behind the Translator protocol: MDN sampling of ``y_0`` (Eq. 3), then the C-UNet (Sec. 2.2)."""
 
     def __init__(self, spec: TranslatorSpec, config: Mapping[str, Any]):
@@ -521,12 +522,6 @@ class CdmTranslator(Translator):
         if y0 is not None:
             out["y0"] = y0
         return out
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, **kwargs: Any):
-        """``model(x)``: the translated image; ``model(x, target=y, stage=...)``: :meth:`training_outputs`."""
-        if target is not None:
-            return self.training_outputs(x, target, **kwargs)
-        return self.translate(x).image
 
     # -- inference ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -660,14 +655,6 @@ def cdm(
 
 
 # -- size ----------------------------------------------------------------------------------------------
-def _count_flops(fn, *args) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return int(counter.get_total_flops())
-
-
 def model_complexity(model: CdmTranslator | None = None, *, size: int = 256, **config: Any) -> dict[str, Any]:
     """Parameters per network and FLOPs per ``size`` x ``size`` slice (counted on meta tensors).
 
@@ -679,17 +666,11 @@ def model_complexity(model: CdmTranslator | None = None, *, size: int = 256, **c
         ``flops_fe`` (FE on the targets, training only), ``size``, ``config``. FLOPs count 2 per multiply-add of
         convolutions and matrix products.
     """
-    import copy
-
     if model is None:
         with meta_device():
             model = cdm(**config)
-    meta = model if all(p.device.type == "meta" for p in model.parameters()) else copy.deepcopy(model).to("meta")
-    m = model.spec.size_multiple
-    side = -(-int(size) // m) * m
-    dev = torch.device("meta")
-    n_in, n_out = len(model.spec.inputs), len(model.spec.outputs)
-    x = torch.zeros(1, n_in, side, side, device=dev)
+    meta, x = meta_slice(model, size)
+    side, dev, n_out = x.shape[-1], x.device, len(model.spec.outputs)
     rep = int(model.config["rep_dim"])
     y0 = torch.zeros(1, rep, device=dev) if model.condition else None
     out = {
@@ -697,7 +678,7 @@ def model_complexity(model: CdmTranslator | None = None, *, size: int = 256, **c
         "params_cunet": sum(p.numel() for p in model.cunet.parameters()),
         "params_mrm": sum(p.numel() for p in model.mrm.parameters()) if model.mrm is not None else 0,
         "params_mdn": sum(p.numel() for p in model.mdn.parameters()) if model.mdn is not None else 0,
-        "flops_cunet": _count_flops(meta.cunet, x, y0),
+        "flops_cunet": count_flops(meta.cunet, x, y0),
         "flops_source": 0,
         "flops_mdn_step": 0,
         "flops_fe": 0,
@@ -707,10 +688,10 @@ def model_complexity(model: CdmTranslator | None = None, *, size: int = 256, **c
     if model.condition:
         src = meta.mdn.encode_source(x) if meta.mdn.source is not None else None
         if meta.mdn.source is not None:
-            out["flops_source"] = _count_flops(meta.mdn.encode_source, x)
+            out["flops_source"] = count_flops(meta.mdn.encode_source, x)
         t = torch.zeros(1, dtype=torch.long, device=dev)
-        out["flops_mdn_step"] = _count_flops(lambda a, b: meta.mdn(a, b, src), y0, t)
-        out["flops_fe"] = _count_flops(meta.mrm.encode, torch.zeros(1, n_out, side, side, device=dev))
+        out["flops_mdn_step"] = count_flops(lambda a, b: meta.mdn(a, b, src), y0, t)
+        out["flops_fe"] = count_flops(meta.mrm.encode, torch.zeros(1, n_out, side, side, device=dev))
     return out
 
 

@@ -165,6 +165,17 @@ def _read_sidecar_optional(p: Path) -> dict | None:
     side = sidecar_path(p)
     if not side.is_file():
         return None
+    return read_sidecar_object(side)
+
+
+def read_sidecar_object(side: Path) -> dict:
+    """The JSON object in the sidecar file ``side`` (of a checkpoint or of an exported model).
+
+    Raises
+    ------
+    CheckpointError
+        The file is unreadable, not JSON, or holds something other than an object.
+    """
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,6 +51,7 @@ __all__ = [
     "timestep_embedding",
     "TimeEmbedding",
     "GaussianDiffusion",
+    "TrainingForward",
     "sampling_timesteps",
 ]
 
@@ -152,6 +154,17 @@ def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
     return out.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
 
+class TrainingForward:
+    """``forward`` of the paired diffusion translators (CDM, EDTS-Trans), placed before ``Translator`` in their
+    bases: ``model(x)`` is the translated image, ``model(x, target=y, **options)`` is
+    ``model.training_outputs(x, y, **options)``, the training pass of the method's recipe."""
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, **kwargs: Any):
+        if target is not None:
+            return self.training_outputs(x, target, **kwargs)
+        return self.translate(x).image
+
+
 class GaussianDiffusion:
     """A DDPM forward process and its samplers.
 
@@ -222,6 +235,23 @@ class GaussianDiffusion:
     def _noise(shape, device, dtype, generator) -> torch.Tensor:
         return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
+    def _reverse(self, model_fn: ModelFn, shape, steps: int, generator: torch.Generator | None, device, dtype,
+                 x_T: torch.Tensor | None, update) -> torch.Tensor:
+        """The walk both samplers share: from ``x_T`` (default: noise drawn with ``generator``) down the timesteps
+        of :func:`sampling_timesteps`, one network evaluation each, ``x = update(x, x0, eps, a_t, a_prev, i)``
+        with ``a_t = abar_t`` and ``a_prev`` the ``alpha_bar`` of the next timestep visited (1 after the last,
+        ``i == 0``). Each sampler's ``update`` holds its equation."""
+        taus = sampling_timesteps(self.timesteps, steps)
+        x = x_T if x_T is not None else self._noise(shape, device, dtype, generator)
+        abar = self.alphas_cumprod
+        for i in reversed(range(len(taus))):
+            t = torch.full((x.shape[0],), taus[i], device=x.device, dtype=torch.long)
+            x0, eps = self.predict(model_fn, x, t)
+            a_t = float(abar[taus[i]])
+            a_prev = float(abar[taus[i - 1]]) if i > 0 else 1.0
+            x = update(x, x0, eps, a_t, a_prev, i)
+        return x
+
     def ddim_sample(self, model_fn: ModelFn, shape, *, steps: int, eta: float = 0.0,
                     generator: torch.Generator | None = None, device=None, dtype=torch.float32,
                     x_T: torch.Tensor | None = None) -> torch.Tensor:
@@ -231,22 +261,17 @@ class GaussianDiffusion:
         ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``; ``abar_prev = 1`` after
         the last step, which then returns ``x0_hat``.
         """
-        taus = sampling_timesteps(self.timesteps, steps)
-        x = x_T if x_T is not None else self._noise(shape, device, dtype, generator)
-        abar = self.alphas_cumprod
-        for i in reversed(range(len(taus))):
-            t = torch.full((x.shape[0],), taus[i], device=x.device, dtype=torch.long)
-            x0, eps = self.predict(model_fn, x, t)
-            a_t = float(abar[taus[i]])
-            a_prev = float(abar[taus[i - 1]]) if i > 0 else 1.0
+
+        def update(x, x0, eps, a_t, a_prev, i):  # Song et al. 2021, Eq. 12
             if i == 0:
-                x = x0
-                break
+                return x0
             sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t)) * math.sqrt(max(1 - a_t / a_prev, 0.0))
             x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
             if sigma > 0:
                 x = x + sigma * self._noise(x.shape, x.device, x.dtype, generator)
-        return x
+            return x
+
+        return self._reverse(model_fn, shape, steps, generator, device, dtype, x_T, update)
 
     def ddpm_sample(self, model_fn: ModelFn, shape, *, steps: int, generator: torch.Generator | None = None,
                     device=None, dtype=torch.float32, x_T: torch.Tensor | None = None) -> torch.Tensor:
@@ -256,14 +281,8 @@ class GaussianDiffusion:
         ``beta' sqrt(abar_prev) / (1 - abar_t) x0 + (1 - abar_prev) sqrt(1 - beta') / (1 - abar_t) x_t`` and the
         variance ``beta' (1 - abar_prev) / (1 - abar_t)``; no noise is added at the last step.
         """
-        taus = sampling_timesteps(self.timesteps, steps)
-        x = x_T if x_T is not None else self._noise(shape, device, dtype, generator)
-        abar = self.alphas_cumprod
-        for i in reversed(range(len(taus))):
-            t = torch.full((x.shape[0],), taus[i], device=x.device, dtype=torch.long)
-            x0, _ = self.predict(model_fn, x, t)
-            a_t = float(abar[taus[i]])
-            a_prev = float(abar[taus[i - 1]]) if i > 0 else 1.0
+
+        def update(x, x0, eps, a_t, a_prev, i):  # Eq. 15: posterior mean, plus noise except at the last step
             beta = 1 - a_t / a_prev
             c0 = beta * math.sqrt(a_prev) / (1 - a_t)
             ct = (1 - a_prev) * math.sqrt(1 - beta) / (1 - a_t)
@@ -271,7 +290,9 @@ class GaussianDiffusion:
             if i > 0:
                 var = beta * (1 - a_prev) / (1 - a_t)
                 x = x + math.sqrt(var) * self._noise(x.shape, x.device, x.dtype, generator)
-        return x
+            return x
+
+        return self._reverse(model_fn, shape, steps, generator, device, dtype, x_T, update)
 
     def sample(self, model_fn: ModelFn, shape, *, steps: int, sampler: str = "ddim", eta: float = 0.0,
                generator: torch.Generator | None = None, device=None, dtype=torch.float32,

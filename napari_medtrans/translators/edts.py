@@ -69,7 +69,8 @@ from ..core.errors import UnknownChoiceError
 from .attention import Downsample, TransformerBlock, Upsample
 from .base import TranslationOutput, Translator, TranslatorSpec, meta_device, register_translator
 from .blocks import _as_tuple, check_batch
-from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding
+from .complexity import count_flops, meta_slice
+from .diffusion import SAMPLERS, SCHEDULES, GaussianDiffusion, TimeEmbedding, TrainingForward
 
 __all__ = [
     "EdtsUNet",
@@ -185,7 +186,7 @@ class EdtsUNet(nn.Module):
         return self.head(self.refine(h, temb))  # Eq. 12 without "T1 +": Conv(RM(x_bar_0))
 
 
-class EdtsTranslator(Translator):
+class EdtsTranslator(TrainingForward, Translator):
     """EDTS-Trans behind the Translator protocol: regression, TSM, conditional diffusion, dynamic fusion."""
 
     def __init__(self, spec: TranslatorSpec, config: Mapping[str, Any]):
@@ -265,12 +266,6 @@ class EdtsTranslator(Translator):
         x_t = self.diffusion.q_sample(target.to(reg.dtype), t, noise.to(reg.dtype))
         diff = self.denoise(x_t, t, reg, mask)
         return {"regression": reg, "diffusion": diff, "fused": self.fuse(reg, diff, mask), "tsm": m, "t": t}
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None):
-        """``model(x)``: the translated image; ``model(x, target=y)``: :meth:`training_outputs` (for the recipe)."""
-        if target is not None:
-            return self.training_outputs(x, target)
-        return self.translate(x).image
 
     # -- inference ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -451,14 +446,6 @@ def edts_trans(
 
 
 # -- size ----------------------------------------------------------------------------------------------
-def _count_flops(fn, *args) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return int(counter.get_total_flops())
-
-
 def model_complexity(model: EdtsTranslator | None = None, *, size: int = 256, **config: Any) -> dict[str, Any]:
     """Parameters and FLOPs per ``size`` x ``size`` slice, next to the paper's Table II figures.
 
@@ -485,17 +472,13 @@ def model_complexity(model: EdtsTranslator | None = None, *, size: int = 256, **
         with meta_device():
             model = edts_trans(**config)
     cfg = model.config
-    n_in, n_out = len(model.spec.inputs), len(model.spec.outputs)
-    m = model.spec.size_multiple
-    side = -(-int(size) // m) * m
-    dev = torch.device("meta")
-    meta = _to_meta(model)
-    x = torch.zeros(1, n_in, side, side, device=dev)
-    flops_reg = _count_flops(meta.regression, x)
+    meta, x = meta_slice(model, size)
+    side, dev, n_out = x.shape[-1], x.device, len(model.spec.outputs)
+    flops_reg = count_flops(meta.regression, x)
     c_cond = n_out if cfg["mask"] == "none" else 2 * n_out
     xd = torch.zeros(1, n_out + c_cond, side, side, device=dev)
     t = torch.zeros(1, device=dev)
-    flops_diff = _count_flops(lambda a, b: meta.denoiser(a, meta.time_embed(b)), xd, t)
+    flops_diff = count_flops(lambda a, b: meta.denoiser(a, meta.time_embed(b)), xd, t)
     p_reg = sum(p.numel() for p in model.regression.parameters())
     p_reg += sum(p.numel() for p in model.input_proj.parameters()) if model.input_proj is not None else 0
     p_all = sum(p.numel() for p in model.parameters())
@@ -512,16 +495,6 @@ def model_complexity(model: EdtsTranslator | None = None, *, size: int = 256, **
         "size": side,
         "config": dict(cfg),
     }
-
-
-def _to_meta(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` on the meta device (the original is untouched)."""
-    import copy
-
-    if all(p.device.type == "meta" for p in model.parameters()):
-        return model
-    clone = copy.deepcopy(model)
-    return clone.to("meta")
 
 
 def format_complexity(c: Mapping[str, Any], steps: Sequence[int] = (10, 50)) -> str:

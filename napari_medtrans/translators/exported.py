@@ -36,6 +36,7 @@ from torch import nn
 from ..core.errors import CheckpointError
 from ..core.weights import sha256_file
 from .base import TranslationOutput, Translator, TranslatorSpec
+from .checkpoint import read_sidecar_object
 from .checkpoint_info import CheckpointInfo, sidecar_path, validate_normalisation
 
 __all__ = [
@@ -78,12 +79,7 @@ def read_sidecar(path: str | os.PathLike) -> tuple[TranslatorSpec, dict | None, 
             '{"spec": {"method": ..., "inputs": [...], "outputs": [...]}, "normalisation": {...}}; it is missing',
             side,
         )
-    try:
-        raw = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"sidecar is not readable JSON ({exc})", side) from None
-    if not isinstance(raw, dict):
-        raise CheckpointError("sidecar must hold a JSON object", side)
+    raw = read_sidecar_object(side)
     spec_d = raw.get("spec")
     if not isinstance(spec_d, dict):
         raise CheckpointError('sidecar lacks a "spec" object (TranslatorSpec fields)', side)
