@@ -395,9 +395,9 @@ def edts_trans(
     tsm_layers, tsm_window, tsm_threshold
         TSM layers, local window and the ``t`` of Eq. 8.
     tsm_gain : float or None
-        Gain of the analytic TSM backbone. None: :data:`~napari_medtrans.core.tsm.ANALYTIC_GAIN` for a new
-        model, :data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN` when the other arguments are a config
-        saved before the key existed: no ``preset`` and every size argument given (module notes).
+        Gain of the analytic TSM backbone. None: :data:`~napari_medtrans.core.tsm.ANALYTIC_GAIN`. A checkpoint
+        saved before the key existed is loaded with :data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN`
+        (``edts_trans.legacy_config``, applied by the checkpoint loader; module notes).
     timesteps : int
         T of the diffusion process.
     schedule : {"linear", "cosine"}
