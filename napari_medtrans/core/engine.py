@@ -64,7 +64,7 @@ from .preprocess import (
     to_slices,
     unfit,
 )
-from .volume import SourceInfo, Volume, normalise_modality
+from .volume import Volume, normalise_modality
 
 __all__ = ["TranslationResult", "translate_volume", "resolve_device", "resolve_precision", "cpu_has_native_bf16",
            "PRECISIONS"]
@@ -473,14 +473,8 @@ def _make_result(run: _Run, translator: Any, seconds: float, max_bs: int) -> Tra
         prov["modality_override"] = run.overrides
 
     def make(data: np.ndarray, modality: str | None, extra: dict) -> Volume:
-        return Volume(
-            data,
-            ref.affine.copy(),
-            modality=modality,
-            source=ref.source if ref.source is not None else SourceInfo(),
-            synthetic=True,
-            provenance={**prov, **extra},
-        )
+        return ref.derive(data, modality=modality, synthetic=True, provenance={**prov, **extra},
+                          inherit_provenance=False)
 
     out_names = run.out_names
     outputs = {

@@ -178,21 +178,25 @@ class Volume:
         modality: str | None = None,
         synthetic: bool | None = None,
         provenance: Mapping[str, Any] | None = None,
+        inherit_provenance: bool = True,
     ) -> "Volume":
-        """A new Volume on this grid (same affine) with other voxels; the source headers are kept for export."""
+        """A new Volume on this grid (same affine) with other voxels; the source headers are kept for export.
+
+        ``provenance`` is added to this volume's (``inherit_provenance=False``: it is the whole provenance, as for
+        a translator's output, whose record must not carry its input's)."""
         data = np.asarray(data)
         if data.shape != self.data.shape:
             raise InvalidVolumeError(
                 f"derived data has shape {data.shape}, expected {self.data.shape}", self.path
             )
-        prov = dict(self.provenance)
+        prov = dict(self.provenance) if inherit_provenance else {}
         if provenance:
             prov.update(provenance)
         return Volume(
             data=data,
             affine=self.affine.copy(),
             modality=modality if modality is not None else self.modality,
-            source=self.source,
+            source=self.source if self.source is not None else SourceInfo(),
             synthetic=self.synthetic if synthetic is None else synthetic,
             provenance=prov,
             modality_evidence=(
