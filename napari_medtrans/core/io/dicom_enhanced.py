@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dicom_write_common import _common, _ds_str, _mr_parameters, _pixel_module, _window
+from .dicom_write_common import _common, _ds_str, _image_pixel, _mr_parameters, _voi_window
 
 _ACQ_CONTRAST = {"T1": "T1", "T1c": "T1", "T2": "T2", "PD": "PROTON_DENSITY", "FLAIR": "FLUID_ATTENUATED"}
 
@@ -33,7 +33,7 @@ def _enhanced_dataset(ctx, stored: np.ndarray, sop_uid: str):
     ds.SOPInstanceUID = sop_uid
     _common(ds, ctx)
     _enhanced_image(ds, ctx, params, nz)
-    _pixel_module(ds, ctx, ny, nx)
+    _image_pixel(ds, ny, nx, ctx.signed)
     _pulse_sequence(ds, params)
     _dimension_organisation(ds)
     ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(ds, ctx, params, nx, ny)])
@@ -149,7 +149,7 @@ def _geometry_and_value_groups(shared, ctx) -> None:
     shared.PixelValueTransformationSequence = _one(RescaleIntercept=_ds_str(ctx.intercept),
                                                    RescaleSlope=_ds_str(ctx.slope), RescaleType="US")
     voi = _item()
-    _window(voi, ctx)
+    _voi_window(voi, *ctx.value_range)
     shared.FrameVOILUTSequence = Sequence([voi])
 
 

@@ -100,8 +100,11 @@ Where the code lives
 This module holds :func:`export_dicom_series`, :class:`ExportResult` and re-exports the names of the modules
 beside it: the checks of what is exported and where (:mod:`.dicom_export_checks`), the source headers, frames
 and references (:mod:`.dicom_export_source`), the patient, study and de-identification attributes
-(:mod:`.dicom_export_identity`), and the series, image and pixel attributes (:mod:`.dicom_export_image`). Files
-are written by :mod:`.dicom_write`.
+(:mod:`.dicom_export_identity`), and the series and image attributes (:mod:`.dicom_export_image`). The
+per-slice datasets are built and the files written by the single-frame writer of :mod:`.dicom_write`
+(``_slice_template``: the header's patient and study, plane geometry, pixels with rescale, window;
+``_write_slices``: per-slice UID, number and position, atomic writing), which ``write_dicom_series`` uses too,
+with a header made from its arguments.
 """
 
 from __future__ import annotations
@@ -142,7 +145,6 @@ from .dicom_export_identity import (  # noqa: F401 - re-exported: they were defi
 from .dicom_export_image import (  # noqa: F401 - re-exported: they were defined here
     _ds,
     _int_or_none,
-    _pixel_attributes,
     _run_text,
     _series_and_image,
     _series_description,
@@ -159,6 +161,7 @@ from .dicom_export_source import (  # noqa: F401 - re-exported: they were define
     _source_headers,
     _SourceFrame,
 )
+from .dicom_write import _slice_template, _to_stored, _write_slices
 from .orientation import dicom_geometry_from_affine  # noqa: F401 - re-exported
 
 __all__ = [
@@ -281,9 +284,7 @@ def export_dicom_series(
         The source cannot be read or fails the reader's checks, or holds several series and
         ``source_series_uid`` is not given.
     """
-    from pydicom.uid import generate_uid
-
-    from .dicom_write import _to_stored
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     # What is exported, and where: all checked before anything is made.
     data = _checked_voxels(volume)
@@ -299,17 +300,24 @@ def export_dicom_series(
     frames = _source_frames(headers)
     refs, matches = _references(frames, geom, (nx, ny), _half_slab(frames))
     stored, slope, intercept, signed = _to_stored(data, True, volume.path)
-    # The dataset shared by every file: patient and study, series and image, pixels, Type 2 left empty.
-    ds = _base_dataset(headers[0] if headers else None, deidentify, patient_name, patient_id, mapped)
-    study_uid, for_uid = _study_and_frame_uids(ds)
+    # The patient and study (copied, de-identified or new) as a header, fed to the writer's series builder;
+    # then the series and image attributes, and the Type 2 attributes left empty.
+    header = _base_dataset(headers[0] if headers else None, deidentify, patient_name, patient_id, mapped)
+    study_uid, for_uid = _study_and_frame_uids(header)
+    ds = _slice_template(header, geom, ny, nx, slope=slope, intercept=intercept, signed=signed,
+                         window=(float(np.percentile(data, 1)), float(np.percentile(data, 99))))
     series_uid = str(generate_uid())
-    _series_and_image(ds, volume, geom, series_uid, _series_number(headers, series_number),
+    _series_and_image(ds, volume, series_uid, _series_number(headers, series_number),
                       _series_description(volume, series_description, method, is_synthetic), is_synthetic,
                       None if deidentify else _dt.datetime.now(),
                       derivation_description(volume, method, checkpoint_sha256, is_synthetic))
-    _pixel_attributes(ds, data, ny, nx, slope, intercept, signed)
     _fill_type2(ds)
-    files = _write_slices(out, ds, geom, stored, [[frames[i] for i in r] for r in refs] if frames else None, mapped)
+
+    def references(ds, k: int) -> None:  # the source frames each slice passes through (module notes)
+        ds.SourceImageSequence = _reference_items([frames[i] for i in refs[k]], mapped)
+
+    files = _write_slices(out, ds, geom, stored, lambda k: f"IM{k + 1:05d}.dcm", ExplicitVRLittleEndian,
+                          references if frames else None)
     return ExportResult(
         files=files,
         study_instance_uid=study_uid,
@@ -320,27 +328,3 @@ def export_dicom_series(
         n_referenced=len({i for r in refs for i in r}),
         geometry_matches_source=bool(headers) and matches,
     )
-
-
-def _write_slices(out: Path, ds, geom: dict, stored: np.ndarray, references: list | None, mapped) -> list[Path]:
-    """Write one file per slice (k order) from the shared dataset, with its UID, position and source references.
-
-    ``references`` holds the referenced source frames of each slice (None without source frames). Should writing
-    fail half way, what was written and made is removed again (:class:`~.dicom_write._OutputFiles`).
-    """
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from .dicom_write import _OutputFiles, _save
-
-    stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
-    with _OutputFiles(out) as written:
-        for k in range(stack.shape[0]):
-            ds.SOPInstanceUID = generate_uid()
-            ds.InstanceNumber = k + 1
-            ds.ImagePositionPatient = [_ds(v) for v in geom["positions"][k]]
-            ds.SliceLocation = _ds(geom["slice_locations"][k])
-            if references is not None:
-                ds.SourceImageSequence = _reference_items(references[k], mapped)
-            path = written.add(out / f"IM{k + 1:05d}.dcm")
-            _save(ds, path, ExplicitVRLittleEndian, stack[k])
-    return list(written.files)

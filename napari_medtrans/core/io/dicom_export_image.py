@@ -1,10 +1,10 @@
-"""What an exported DICOM series says about itself: the General Series, General Equipment, General Image, Image
-Plane, MR Image and Image Pixel attributes of :func:`~napari_medtrans.core.io.dicom_export.export_dicom_series`.
+"""What an exported DICOM series says about itself: the General Series, General Equipment, General Image and MR
+Image attributes of :func:`~napari_medtrans.core.io.dicom_export.export_dicom_series`.
 
-The synthetic marking (ImageType, SyntheticData, SeriesDescription, ImageComments, research-mode MR timing), the
-DerivationDescription naming the method, checkpoint and inputs, the plane geometry shared by every slice, the
-rescaled 16-bit pixel description and the display window; see the exporter's module notes, "What goes into
-every file".
+The synthetic marking (ImageType, SyntheticData, SeriesDescription, ImageComments, research-mode MR timing) and
+the DerivationDescription naming the method, checkpoint and inputs; see the exporter's module notes, "What goes
+into every file". The plane geometry, the rescaled 16-bit pixel description and the display window are added by
+the series builder the plain writer uses too (``_slice_template`` of :mod:`.dicom_write`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from ..volume import Volume
 from .dicom_export_checks import _map_name, is_map
-from .dicom_export_source import _MR_IMAGE_STORAGE
+from .dicom_write_common import _ds_str as _ds  # noqa: F401 - re-exported: it was defined here
 
 
 def derivation_description(
@@ -81,7 +79,7 @@ def _series_description(volume: Volume, given: str | None, method: str | None, s
     return text[:64]
 
 
-def _series_and_image(ds, volume, geom, series_uid, number, description, synthetic, now, derivation) -> None:
+def _series_and_image(ds, volume, series_uid, number, description, synthetic, now, derivation) -> None:
     from ... import __version__
 
     if now is not None:
@@ -89,7 +87,6 @@ def _series_and_image(ds, volume, geom, series_uid, number, description, synthet
         ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
         ds.SeriesDate, ds.SeriesTime = date, time
         ds.ContentDate, ds.ContentTime = date, time
-    ds.SOPClassUID = _MR_IMAGE_STORAGE
     ds.Modality = "MR"
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = number
@@ -109,10 +106,6 @@ def _series_and_image(ds, volume, geom, series_uid, number, description, synthet
     if is_map(volume):
         ds.ImageComments = (f"{'SYNTHETIC ' if synthetic else ''}{_map_name(volume)} map computed by "
                             "napari-medtrans; not an MR image of the patient")[:10240]
-    ds.ImageOrientationPatient = [_ds(v) for v in geom["iop"]]
-    ds.PixelSpacing = [_ds(v) for v in geom["pixel_spacing"]]
-    ds.SliceThickness = _ds(geom["slice_spacing"])
-    ds.SpacingBetweenSlices = _ds(geom["slice_spacing"])
     # MR Image module: nothing was acquired, so research mode and empty (Type 2) timing.
     ds.ScanningSequence = "RM"
     ds.SequenceVariant = "NONE"
@@ -121,27 +114,6 @@ def _series_and_image(ds, volume, geom, series_uid, number, description, synthet
     ds.RepetitionTime = None
     ds.EchoTime = None
     ds.EchoTrainLength = None
-
-
-def _pixel_attributes(ds, data, rows, cols, slope, intercept, signed) -> None:
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1 if signed else 0
-    ds.RescaleIntercept = _ds(intercept)
-    ds.RescaleSlope = _ds(slope)
-    ds.RescaleType = "US"
-    lo, hi = float(np.percentile(data, 1)), float(np.percentile(data, 99))
-    ds.WindowCenter = _ds((lo + hi) / 2)
-    ds.WindowWidth = _ds(max(hi - lo, 1.0))  # PS3.3 C.11.2.1.2: the width is at least 1 (linear VOI function)
-
-
-
-def _ds(value: float) -> str:
-    from pydicom.valuerep import format_number_as_ds
-
-    return format_number_as_ds(float(value))
 
 
 def _int_or_none(value) -> int | None:

@@ -14,8 +14,15 @@ A volume without voxels or with NaN/infinite voxels is refused before anything i
 half way, the files written and the folders made are removed again (:class:`_OutputFiles`, which the exporter
 uses too).
 
-The series is written here (:func:`write_dicom_series`, one dataset per slice); the attributes every dataset
-shares are made in :mod:`.dicom_write_common`, and the Enhanced MR file in :mod:`.dicom_enhanced`.
+The single-frame series is built and written here, for this writer and the exporter alike, the way highdicom
+builds a derived series: from a header carrying the patient, study and frame of reference. The exporter's
+header is reduced from its source series (or de-identified); :func:`write_dicom_series` makes one from its
+arguments (:func:`~.dicom_write_common._patient_study_header`). :func:`_slice_template` adds the SOP class, the
+plane geometry every slice shares, the pixel description with its rescale and the window; each writer adds its
+series, image and MR attributes; :func:`_write_slices` writes one file per slice (new SOPInstanceUID,
+InstanceNumber, ImagePositionPatient, SliceLocation, the exporter's references) with :func:`_save`, atomically
+(:class:`_OutputFiles`). The attributes every dataset of this writer shares are made in
+:mod:`.dicom_write_common`; the Enhanced MR file, which shares no per-slice dataset, in :mod:`.dicom_enhanced`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,16 @@ import numpy as np
 from ..errors import GeometryError, InvalidVolumeError
 from ..volume import Volume
 from .dicom_enhanced import _enhanced_dataset
-from .dicom_write_common import MR_DEFAULTS, _common, _Context, _ds_str, _mr_parameters, _pixel_module, _window
+from .dicom_write_common import (
+    MR_DEFAULTS,
+    _Context,
+    _ds_str,
+    _image_pixel,
+    _mr_parameters,
+    _patient_study_header,
+    _series_and_equipment,
+    _voi_window,
+)
 from .dicom_write_common import _version  # noqa: F401 - re-exported: it was defined here
 from .orientation import dicom_geometry_from_affine
 
@@ -152,22 +168,98 @@ def _write_files(ctx: _Context, stored: np.ndarray, out: Path, ts, enhanced: boo
     """Write the series into ``out``: one Enhanced MR file, or one file per slice (in k order)."""
     from pydicom.uid import generate_uid
 
-    nz = stored.shape[2]
-    with _OutputFiles(out) as written:
-        if enhanced:
+    if enhanced:
+        with _OutputFiles(out) as written:
             path = written.add(out / f"S{ctx.series_number:03d}_enhanced.dcm")
             ds = _enhanced_dataset(ctx, stored, generate_uid())
             _save(ds, path, ts, np.ascontiguousarray(stored.transpose(2, 1, 0)))
             return [path]
-        # One (k, row, column) copy up front: slicing it is contiguous, gathering stored[:, :, k].T is not.
-        stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
-        ds = None
-        for k in range(nz):
-            if ds is None:
-                ds = _slice_dataset(ctx, k, stack[k], generate_uid())
-            else:
-                _next_slice(ds, ctx, k, generate_uid())  # only the per-slice attributes change
-            path = written.add(out / f"S{ctx.series_number:03d}_I{k + 1:04d}.dcm")
+    # The new patient and study as a source-like header, fed to the builder the exporter uses too.
+    nx, ny, _ = stored.shape
+    ds = _slice_template(_patient_study_header(ctx), ctx.geom, ny, nx, slope=ctx.slope, intercept=ctx.intercept,
+                         signed=ctx.signed, window=ctx.value_range)
+    _series_and_equipment(ds, ctx)
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"] if ctx.synthetic else ["ORIGINAL", "PRIMARY", "OTHER"]
+    _mr_image(ds, ctx)
+    return _write_slices(out, ds, ctx.geom, stored, lambda k: f"S{ctx.series_number:03d}_I{k + 1:04d}.dcm", ts)
+
+
+def _mr_image(ds, ctx) -> None:
+    """The MR Image module of the plain writer: the acquisition parameters of the contrast (:data:`MR_DEFAULTS`)."""
+    params = _mr_parameters(ctx)
+    ds.ScanningSequence = params["ScanningSequence"]
+    ds.SequenceVariant = params["SequenceVariant"]
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = "2D"
+    ds.RepetitionTime = _ds_str(params["RepetitionTime"])
+    ds.EchoTime = _ds_str(params["EchoTime"])
+    if "InversionTime" in params:
+        ds.InversionTime = _ds_str(params["InversionTime"])
+    ds.EchoTrainLength = 1
+    ds.FlipAngle = _ds_str(params["FlipAngle"])
+    ds.MagneticFieldStrength = _ds_str(params["MagneticFieldStrength"])
+    ds.ImagedNucleus = "1H"
+    ds.NumberOfAverages = "1"
+    if "SequenceName" in params:
+        ds.SequenceName = str(params["SequenceName"])[:16]
+
+
+# -- the single-frame series builder and writer, shared with the exporter -----------------------------------
+
+
+def _slice_template(header, geom: dict, rows: int, cols: int, *, slope: float, intercept: float, signed: bool,
+                    window: tuple[float, float]):
+    """The dataset every file of a single-frame MR Image Storage series starts from.
+
+    ``header`` carries the patient, study and frame of reference: a source series' header reduced to those
+    attributes (the exporter) or one made from the arguments (:func:`write_dicom_series`); it is copied, not
+    changed. Added here: the SOP class, the Image Plane attributes every slice shares (``geom`` from
+    :func:`~.orientation.dicom_geometry_from_affine`), the Image Pixel attributes with the rescale of the stored
+    16-bit values, and the VOI window spanning ``window`` (lo, hi). The caller adds its series, image and MR
+    attributes; :func:`_write_slices` writes one file per slice with the per-slice attributes.
+    """
+    import copy
+
+    from pydicom.dataset import Dataset
+    from pydicom.uid import MRImageStorage
+
+    ds = Dataset()
+    for elem in header:
+        ds[elem.tag] = copy.deepcopy(elem)
+    ds.SOPClassUID = MRImageStorage
+    ds.ImageOrientationPatient = [_ds_str(v) for v in geom["iop"]]
+    ds.PixelSpacing = [_ds_str(v) for v in geom["pixel_spacing"]]
+    ds.SliceThickness = _ds_str(geom["slice_spacing"])
+    ds.SpacingBetweenSlices = _ds_str(geom["slice_spacing"])
+    _image_pixel(ds, rows, cols, signed)
+    ds.RescaleIntercept = _ds_str(intercept)
+    ds.RescaleSlope = _ds_str(slope)
+    ds.RescaleType = "US"
+    _voi_window(ds, *window)
+    return ds
+
+
+def _write_slices(out: Path, ds, geom: dict, stored: np.ndarray, file_name, ts, per_slice=None) -> list[Path]:
+    """Write one file per slice of ``stored`` (k order) into ``out`` from the shared dataset ``ds``.
+
+    Each file gets a new SOPInstanceUID, its InstanceNumber (k + 1), ImagePositionPatient and SliceLocation
+    (from ``geom``), then whatever ``per_slice(ds, k)`` adds (the exporter's source references); its name is
+    ``file_name(k)``, its transfer syntax ``ts``. Should writing fail half way, the files written and the
+    folders made are removed again (:class:`_OutputFiles`).
+    """
+    from pydicom.uid import generate_uid
+
+    # One (k, row, column) copy up front: slicing it is contiguous, gathering stored[:, :, k].T is not.
+    stack = np.ascontiguousarray(stored.transpose(2, 1, 0))
+    with _OutputFiles(out) as written:
+        for k in range(stack.shape[0]):
+            ds.SOPInstanceUID = generate_uid()
+            ds.InstanceNumber = k + 1
+            ds.ImagePositionPatient = [_ds_str(v) for v in geom["positions"][k]]
+            ds.SliceLocation = _ds_str(geom["slice_locations"][k])
+            if per_slice is not None:
+                per_slice(ds, k)
+            path = written.add(out / file_name(k))
             _save(ds, path, ts, stack[k])
     return list(written.files)
 
@@ -248,57 +340,6 @@ def _to_stored(data: np.ndarray, rescale: bool, where) -> tuple[np.ndarray, floa
     slope = float(format_number_as_ds(biggest / top * (1 + 1e-9))) if biggest > 0 else 1.0
     stored = np.clip(np.rint(data / slope), -32768 if signed else 0, top)
     return stored.astype(np.int16 if signed else np.uint16), slope, 0.0, signed
-
-
-def _slice_dataset(ctx, k: int, pixels: np.ndarray, sop_uid: str):
-    from pydicom.dataset import Dataset
-    from pydicom.uid import MRImageStorage
-
-    g = ctx.geom
-    ds = Dataset()
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = sop_uid
-    _common(ds, ctx)
-    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"] if ctx.synthetic else ["ORIGINAL", "PRIMARY", "OTHER"]
-    ds.InstanceNumber = k + 1
-    ds.ImagePositionPatient = [_ds_str(v) for v in g["positions"][k]]
-    ds.ImageOrientationPatient = [_ds_str(v) for v in g["iop"]]
-    ds.PixelSpacing = [_ds_str(v) for v in g["pixel_spacing"]]
-    ds.SliceThickness = _ds_str(g["slice_spacing"])
-    ds.SpacingBetweenSlices = _ds_str(g["slice_spacing"])
-    ds.SliceLocation = _ds_str(g["slice_locations"][k])
-    params = _mr_parameters(ctx)
-    ds.ScanningSequence = params["ScanningSequence"]
-    ds.SequenceVariant = params["SequenceVariant"]
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
-    ds.RepetitionTime = _ds_str(params["RepetitionTime"])
-    ds.EchoTime = _ds_str(params["EchoTime"])
-    if "InversionTime" in params:
-        ds.InversionTime = _ds_str(params["InversionTime"])
-    ds.EchoTrainLength = 1
-    ds.FlipAngle = _ds_str(params["FlipAngle"])
-    ds.MagneticFieldStrength = _ds_str(params["MagneticFieldStrength"])
-    ds.ImagedNucleus = "1H"
-    ds.NumberOfAverages = "1"
-    if "SequenceName" in params:
-        ds.SequenceName = str(params["SequenceName"])[:16]
-    _pixel_module(ds, ctx, *pixels.shape)
-    ds.RescaleIntercept = _ds_str(ctx.intercept)
-    ds.RescaleSlope = _ds_str(ctx.slope)
-    ds.RescaleType = "US"
-    _window(ds, ctx)
-    ds.PixelData = pixels.tobytes()
-    return ds
-
-
-def _next_slice(ds, ctx, k: int, sop_uid: str) -> None:
-    """Turn the dataset of slice k-1 into that of slice k (UID, number, position, location)."""
-    g = ctx.geom
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceNumber = k + 1
-    ds.ImagePositionPatient = [_ds_str(v) for v in g["positions"][k]]
-    ds.SliceLocation = _ds_str(g["slice_locations"][k])
 
 
 def _save(ds, path: Path, ts, pixels: np.ndarray) -> None:

@@ -2,8 +2,11 @@
 
 * :data:`MR_DEFAULTS` and :func:`_mr_parameters`: the acquisition parameters written for each contrast.
 * :class:`_Context`: the values shared by every slice of one series (UIDs, geometry, rescale, names).
-* :func:`_common`, :func:`_pixel_module`, :func:`_window`: patient, study, series, frame of reference and
-  equipment attributes; the image pixel attributes; the VOI window.
+* :func:`_patient_study_header`: the new patient, study and frame of reference made from the arguments, a
+  source-like header (what the exporter copies from its source); :func:`_common` adds the series and equipment
+  attributes (:func:`_series_and_equipment`).
+* :func:`_image_pixel`, :func:`_voi_window`, :func:`_ds_str`: the image pixel attributes, the VOI window and
+  decimal strings, shared with the exporter.
 """
 
 from __future__ import annotations
@@ -60,10 +63,14 @@ def _mr_parameters(ctx) -> dict:
     return params
 
 
-def _common(ds, ctx) -> None:
-    """Patient, study, series, frame of reference, equipment and SOP common attributes."""
+def _patient_study_header(ctx):
+    """The source-like header of a new patient and study made from the writer's arguments: the Patient, General
+    Study and Frame of Reference attributes (and the patient's position) that the exporter copies from a source
+    header (``PATIENT_STUDY_KEYWORDS`` of :mod:`.dicom_export_identity`)."""
+    from pydicom.dataset import Dataset
+
     date, time = ctx.now.strftime("%Y%m%d"), ctx.now.strftime("%H%M%S")
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds = Dataset()
     ds.PatientName = ctx.patient_name
     ds.PatientID = ctx.patient_id
     ds.PatientBirthDate = ""
@@ -73,17 +80,30 @@ def _common(ds, ctx) -> None:
     ds.ReferringPhysicianName = ""
     ds.StudyID = "1"
     ds.AccessionNumber = ""
+    ds.PatientPosition = "HFS"
+    ds.BodyPartExamined = "HEAD"
+    ds.FrameOfReferenceUID = ctx.for_uid
+    ds.PositionReferenceIndicator = ""
+    return ds
+
+
+def _common(ds, ctx) -> None:
+    """Patient, study, series, frame of reference, equipment and SOP common attributes."""
+    ds.update(_patient_study_header(ctx))
+    _series_and_equipment(ds, ctx)
+
+
+def _series_and_equipment(ds, ctx) -> None:
+    """SOP common, series, equipment and content attributes of the plain writer (not the patient and study)."""
+    date, time = ctx.now.strftime("%Y%m%d"), ctx.now.strftime("%H%M%S")
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     ds.Modality = "MR"
     ds.SeriesInstanceUID = ctx.series_uid
     ds.SeriesNumber = ctx.series_number
     ds.SeriesDescription = ctx.series_description[:64]
     ds.SeriesDate, ds.SeriesTime = date, time
-    ds.PatientPosition = "HFS"
-    ds.BodyPartExamined = "HEAD"
     if ctx.label:
         ds.ProtocolName = str(ctx.label)[:64]
-    ds.FrameOfReferenceUID = ctx.for_uid
-    ds.PositionReferenceIndicator = ""
     ds.Manufacturer = "napari-medtrans"
     ds.ManufacturerModelName = "phantom writer"
     ds.SoftwareVersions = _version()
@@ -97,16 +117,17 @@ def _common(ds, ctx) -> None:
         ds.ContrastBolusRoute = "IV"
 
 
-def _pixel_module(ds, ctx, rows: int, cols: int) -> None:
+def _image_pixel(ds, rows: int, cols: int, signed: bool) -> None:
+    """Image Pixel attributes of 16-bit monochrome images (every writer: single-frame, Enhanced MR, export)."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1 if ctx.signed else 0
+    ds.PixelRepresentation = 1 if signed else 0
 
 
-def _window(ds, ctx) -> None:
-    lo, hi = ctx.value_range
+def _voi_window(ds, lo: float, hi: float) -> None:
+    """WindowCenter/WindowWidth spanning ``lo``..``hi``; the width at least 1 (PS3.3 C.11.2.1.2)."""
     ds.WindowCenter = _ds_str((lo + hi) / 2)
     ds.WindowWidth = _ds_str(max(hi - lo, 1.0))
 
