@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import TranslatorError, UnknownChoiceError
-from .preprocess import IntensityRange
+from .preprocess import IntensityRange, normalise
 
 #: On the CPU a batch holds about this many pixels (4 slices of 256 x 256). Larger batches were no faster on a
 #: 2-core machine (the activations leave the cache, and tensors above glibc's 32 MB mmap threshold are paged in
@@ -52,11 +52,8 @@ def _cuda_batch_from_probe(device: torch.device, base: int, n: int) -> int:
 
 
 def _load_batch(inputs: list[np.ndarray], ranges: list[IntensityRange], start: int, stop: int) -> torch.Tensor:
-    """Normalised ``[B, C, H, W]`` float32 for slices ``start:stop`` (one copy, in place arithmetic)."""
-    x = torch.from_numpy(np.stack([s[start:stop] for s in inputs], axis=1).astype(np.float32, copy=False))
-    for c, rng in enumerate(ranges):
-        x[:, c].sub_(rng.lo).mul_(2.0 / (rng.hi - rng.lo)).sub_(1.0).clamp_(-1.0, 1.0)
-    return x
+    """Normalised ``[B, C, H, W]`` float32 for slices ``start:stop`` (:func:`~.preprocess.normalise` per input)."""
+    return torch.from_numpy(np.stack([normalise(s[start:stop], rng) for s, rng in zip(inputs, ranges)], axis=1))
 
 
 def _check_output(out: Any, spec: Any, x: torch.Tensor) -> None:

@@ -59,6 +59,7 @@ from .errors import TranslationCancelled, TranslatorError
 from .preprocess import (
     IntensityRange,
     acquisition_axis,
+    denormalise,
     fit_to_model,
     intensity_spec_from,
     to_slices,
@@ -428,10 +429,10 @@ def _store_batch(run: _Run, start: int, stop: int, images: list, maps_acc: dict,
         mean, std = images[0], None
     mean = unfit(mean, fit).cpu().numpy()
     for c, rng in enumerate(run.out_ranges):
-        scale = np.float32((rng.hi - rng.lo) / 2.0)
-        run.out_slices[c][start:stop] = (mean[:, c] + np.float32(1.0)) * scale + np.float32(rng.lo)
-        if std is not None:
-            to_slices(run.std_np[c], axis)[start:stop] = unfit(std, fit)[:, c].cpu().numpy() * scale
+        run.out_slices[c][start:stop] = denormalise(mean[:, c], rng)
+        if std is not None:  # a spread scales by the range's half-width
+            to_slices(run.std_np[c], axis)[start:stop] = (unfit(std, fit)[:, c].cpu().numpy()
+                                                          * np.float32((rng.hi - rng.lo) / 2.0))
     for name, m in maps_acc.items():
         m = m / samples if samples > 1 else m
         m = unfit(m, fit, mode="nearest" if name in _LABEL_MAPS else "bilinear").cpu().numpy()
