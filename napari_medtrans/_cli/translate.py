@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import add_sampling_arguments
+
 NAME = "translate"
 HELP = "translate a NIfTI file or DICOM series into another contrast (writes NIfTI or DICOM, marked synthetic)"
 DESCRIPTION = """\
@@ -65,12 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="nifti", choices=["nifti", "dicom"],
                    help="nifti (default) or dicom: a synthetic DICOM series in the input's study")
     p.add_argument("--deidentify", action="store_true", help="with --format dicom: remove patient identifiers")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps (default: auto)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="default: auto")
-    p.add_argument("--batch-size", default="auto", help="slices per batch (default: auto)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps for diffusion models (default: the model's)")
-    p.add_argument("--samples", type=int, default=1, help="repeat stochastic models N times; writes mean and OUT_std")
-    p.add_argument("--seed", type=int, default=0, help="random seed for stochastic models (default: 0)")
+    add_sampling_arguments(p, batch_size=True)
     p.add_argument("--series", default=None, help="SeriesInstanceUID when a DICOM folder holds several series")
     p.add_argument("--maps", action="store_true", help="also write the model's extra maps (e.g. TSM) next to OUT")
     p.add_argument("--override-modality", action="store_true",
