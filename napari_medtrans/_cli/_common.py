@@ -16,5 +16,6 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, batch_size: bool = Fal
     if batch_size:
         p.add_argument("--batch-size", default="auto", help="slices per batch (default: auto)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps for diffusion models (default: the model's)")
-    p.add_argument("--samples", type=int, default=1, help="repeat stochastic models N times: the output is their mean, their spread a std map")
+    p.add_argument("--samples", type=int, default=1,
+                   help="repeat stochastic models N times: the output is their mean, their spread a std map")
     p.add_argument("--seed", type=int, default=0, help="random seed for stochastic models (default: 0)")
