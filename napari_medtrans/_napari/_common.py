@@ -8,7 +8,7 @@ from ..core.volume import Volume
 from ._layers import layer_to_volume, volume_layer_data
 
 __all__ = ["install_error_handler", "show_whole_message", "watch_layers", "image_layer_items", "add_volume_layer", "map_style", "get_volume",
-           "synthetic_banner", "show_synthetic_banner", "text_overlay"]
+           "synthetic_banner", "show_synthetic_banner", "text_overlay", "panel_dock", "follow_layers"]
 
 
 #: napari's toast shows one elided line of about this many characters until it is expanded.
@@ -206,3 +206,28 @@ def get_volume(viewer, name: str) -> Volume:
     if name not in viewer.layers:
         raise MedtransError(f"there is no layer named {name!r} any more")
     return layer_to_volume(viewer.layers[name])
+
+
+def panel_dock(widget, napari_viewer, panel_cls):
+    """Set up a medtrans dock widget around its Qt panel: napari error notifications, tabbed with the other medtrans
+    docks, ``widget.viewer`` and ``widget.panel`` (reading volumes from the viewer's layers), the panel filling the
+    dock. The widget connects the panel's signals, then calls :func:`follow_layers`."""
+    from qtpy.QtWidgets import QVBoxLayout
+
+    install_error_handler()
+    tabify_with_siblings(widget)
+    widget.viewer = napari_viewer
+    widget.panel = panel_cls(widget)
+    widget.panel.volume_provider = lambda name: get_volume(napari_viewer, name)
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(widget.panel)
+    return widget.panel
+
+
+def follow_layers(widget) -> None:
+    """Keep ``widget``'s source lists in step with the viewer's layers (``widget._refresh_sources``) and the canvas's
+    SYNTHETIC banner on; fill the lists now."""
+    watch_layers(widget.viewer, widget._refresh_sources, widget)
+    show_synthetic_banner(widget.viewer)
+    widget._refresh_sources()

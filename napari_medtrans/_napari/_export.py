@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..qt.export_panel import ExportPanel
-from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
+from ._common import follow_layers, image_layer_items, panel_dock
 
 __all__ = ["ExportWidget"]
 
@@ -15,18 +15,9 @@ class ExportWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        install_error_handler()
-        tabify_with_siblings(self)
-        self.viewer = napari_viewer
-        self.panel = ExportPanel(self)
-        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
+        panel_dock(self, napari_viewer, ExportPanel)
         self.panel.exported.connect(self._on_exported)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.panel)
-        watch_layers(self.viewer, self._refresh_sources, self)
-        show_synthetic_banner(self.viewer)
-        self._refresh_sources()
+        follow_layers(self)
 
     def _refresh_sources(self, event=None) -> None:
         items = [(n, self.viewer.layers[n].metadata or {}) for n, _m in image_layer_items(self.viewer)]

@@ -11,10 +11,10 @@ synthetic grid: absolute error in magma over [0, p99] and signed error in a dive
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..qt.inspect_panel import InspectPanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
+from ._common import add_volume_layer, follow_layers, image_layer_items, panel_dock
 from ._layers import index_to_world, world_to_index
 
 __all__ = ["InspectWidget"]
@@ -25,22 +25,13 @@ class InspectWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        install_error_handler()
-        tabify_with_siblings(self)
-        self.viewer = napari_viewer
-        self.panel = InspectPanel(self)
-        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.panel)
+        panel_dock(self, napari_viewer, InspectPanel)
         self.error_layers: list = []
         self.panel.inspected.connect(self._on_inspected)
         self.panel.slice_requested.connect(self.go_to_slice)
         self.viewer.dims.events.point.connect(self._on_point)
         self.destroyed.connect(lambda *_: _disconnect(napari_viewer.dims.events.point, self._on_point))
-        watch_layers(self.viewer, self._refresh_sources, self)
-        show_synthetic_banner(self.viewer)
-        self._refresh_sources()
+        follow_layers(self)
 
     def _refresh_sources(self, event=None) -> None:
         synthetic, maps, acquired = [], [], []

@@ -21,11 +21,11 @@ compared.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..segment import FrameGeometry, SlicePrompt
 from ..qt.segment_panel import SegmentPanel
-from ._common import get_volume, image_layer_items, install_error_handler, show_synthetic_banner, watch_layers, tabify_with_siblings
+from ._common import follow_layers, get_volume, image_layer_items, panel_dock
 from ._layers import layer_to_volume, volume_layer_data, world_to_index
 
 __all__ = ["SegmentWidget", "POINTS_LAYER", "BOXES_LAYER"]
@@ -39,23 +39,14 @@ class SegmentWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        install_error_handler()
-        tabify_with_siblings(self)
-        self.viewer = napari_viewer
-        self.panel = SegmentPanel(self)
-        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
+        panel_dock(self, napari_viewer, SegmentPanel)
         self.panel.prompt_provider = self.prompts_for
         self.panel.edited_mask_provider = self.edited_mask
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.panel)
         self.masks: dict[str, np.ndarray] = {}  # image name -> mask on the image's (i, j, k) grid
         self.points, self.boxes = self._prompt_layers()
         self.panel.segmented.connect(self._on_segmented)
         self.panel.evaluated.connect(self._on_evaluated)
-        watch_layers(self.viewer, self._refresh_sources, self)
-        show_synthetic_banner(self.viewer)
-        self._refresh_sources()
+        follow_layers(self)
 
     # -- prompt layers ------------------------------------------------------------------------------------
     def _prompt_layers(self):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..qt.translate_panel import TranslatePanel
-from ._common import add_volume_layer, get_volume, image_layer_items, install_error_handler, show_synthetic_banner, map_style, watch_layers, tabify_with_siblings
+from ._common import add_volume_layer, follow_layers, image_layer_items, map_style, panel_dock
 from ._layers import volume_layer_data
 
 __all__ = ["TranslateWidget", "result_name"]
@@ -36,14 +36,7 @@ class TranslateWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        install_error_handler()
-        tabify_with_siblings(self)
-        self.viewer = napari_viewer
-        self.panel = TranslatePanel(self)
-        self.panel.volume_provider = lambda name: get_volume(self.viewer, name)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.panel)
+        panel_dock(self, napari_viewer, TranslatePanel)
         self.preview = None
         self._buffer: np.ndarray | None = None
         self._done: np.ndarray | None = None  # finished slices along the acquisition axis
@@ -55,9 +48,7 @@ class TranslateWidget(QWidget):
         self.panel.partial_ready.connect(self._on_partial)
         self.panel.translated.connect(self._on_translated)
         self.panel.stopped.connect(self._on_stopped)
-        watch_layers(self.viewer, self._refresh_sources, self)
-        show_synthetic_banner(self.viewer)
-        self._refresh_sources()
+        follow_layers(self)
 
     def _refresh_sources(self, event=None) -> None:
         # a translation is made from acquired images: synthetic layers are not offered as inputs
