@@ -203,12 +203,23 @@ def describe_choice(job: Any, choice: ModelChoice) -> dict:
     if choice.kind == "checkpoint" and choice.value.lower().endswith(".safetensors") and choice.direction is None:
         info = read_checkpoint_metadata(choice.value)
         if info.spec:
-            keep_translator(choice, build_translator(choice))
+            _load_ahead(choice)
             return dict(TranslatorSpec.from_dict(info.spec).to_dict(), sha256=info.sha256)
     model = build_translator(choice)
     keep_translator(choice, model)
     info = getattr(model, "checkpoint_info", None)
     return dict(model.spec.to_dict(), sha256=getattr(info, "sha256", None))
+
+
+def _load_ahead(choice: ModelChoice) -> None:
+    """Load the model of a file whose spec was read from its metadata, for the next run. A file that cannot be
+    built here (e.g. weights it needs are not in the store) is left to Run, which reports why, as before."""
+    from ..core.errors import MedtransError
+
+    try:
+        keep_translator(choice, build_translator(choice))
+    except (MedtransError, OSError, RuntimeError, ValueError, TypeError, ImportError):
+        pass
 
 
 # The translator last loaded from a file, kept for the next run: one entry, keyed by the file's path, size and

@@ -103,6 +103,21 @@ def test_choosing_a_model_file_loads_it_for_the_next_run(tiny_model):
     assert translation.take_translator(method) is not made
 
 
+def test_a_model_that_cannot_be_loaded_ahead_still_shows_its_spec(tiny_model, monkeypatch):
+    """Loading on choice is an extra: a file that cannot be built then (weights missing from the store) still shows
+    its spec, and Run reports the failure as before."""
+    from napari_medtrans.core.errors import MedtransError
+
+    def fail(choice, device="cpu"):
+        raise MedtransError("weights 'vgg16' are not in the store", choice.value)
+
+    monkeypatch.setattr(translation, "build_translator", fail)
+    choice = translation.ModelChoice("tiny", "checkpoint", str(tiny_model))
+    assert translation.describe_choice(None, choice)["method"] == "unet"
+    with pytest.raises(MedtransError, match="not in the store"):
+        translation.take_translator(choice)  # nothing kept: the run builds it and fails with the reason
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_preview_buffer_keeps_each_slice_along_the_axis_in_one_piece(axis):
     buffer = translation.preview_buffer((5, 6, 7), axis)
