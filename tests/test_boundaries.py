@@ -105,3 +105,87 @@ def test_the_floor_rule_catches_an_upward_import():
     assert _floor("napari_medtrans.core.volume") == 0 and _floor("napari_medtrans.segment.train") == 3
     assert _floor("napari_medtrans.training.evaluate") == 2 and _floor("napari_medtrans._cli.table3") == 6
     assert _floor("numpy") is None
+
+
+# -- import circles ---------------------------------------------------------------------------------------
+#: The one circle allowed: the translator registry (base imports _builtin, which imports every method module,
+#: which imports base); any other circle, even between two translator modules, fails.
+REGISTRY = "napari_medtrans.translators._builtin"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> project modules it imports, anywhere in the file (inside functions too), except under
+    ``if TYPE_CHECKING:`` (annotations only: no import at run time)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = {}
+    for base, prefix in ((root / "napari_medtrans", "napari_medtrans"), (root / "app" / "medtrans_app", "medtrans_app")):
+        for path in base.rglob("*.py"):
+            parts = path.relative_to(base).with_suffix("").parts
+            name = ".".join((prefix, *parts))
+            files[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                and getattr(node.test, "id", None) == "TYPE_CHECKING" for n in ast.walk(node)}
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base_name = (".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                             + (f".{node.module}" if node.module else "")) if node.level else (node.module or "")
+                subs = [f"{base_name}.{a.name}" for a in node.names if f"{base_name}.{a.name}" in files]
+                targets = subs if len(subs) == len(node.names) else [base_name, *subs]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name].update(t for t in targets if t in files and t != name)
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles_outside_the_translator_registry():
+    circles = _circles(_import_graph())
+    outside = [c for c in circles
+               if REGISTRY not in c or not all(m.startswith("napari_medtrans.translators.") for m in c)]
+    assert outside == [], f"modules that import each other (directly or round a circle): {outside}"
+
+
+def test_the_circle_check_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

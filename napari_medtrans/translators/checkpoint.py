@@ -64,6 +64,7 @@ from .checkpoint_info import (
     TORCHSCRIPT_SUFFIXES,
     CheckpointInfo,
     check_config_bounds,
+    read_sidecar_object,
     sidecar_path,
     validate_normalisation,
 )
@@ -166,23 +167,6 @@ def _read_sidecar_optional(p: Path) -> dict | None:
     if not side.is_file():
         return None
     return read_sidecar_object(side)
-
-
-def read_sidecar_object(side: Path) -> dict:
-    """The JSON object in the sidecar file ``side`` (of a checkpoint or of an exported model).
-
-    Raises
-    ------
-    CheckpointError
-        The file is unreadable, not JSON, or holds something other than an object.
-    """
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"sidecar is not readable JSON ({exc})", side) from None
-    if not isinstance(data, dict):
-        raise CheckpointError("sidecar must hold a JSON object", side)
-    return data
 
 
 def _info_from_meta(p: Path, meta: Mapping[str, Any], fmt: str, digest: str | None = None) -> CheckpointInfo:

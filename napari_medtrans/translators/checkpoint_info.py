@@ -24,6 +24,7 @@ __all__ = [
     "METADATA_KEY",
     "CheckpointInfo",
     "sidecar_path",
+    "read_sidecar_object",
     "validate_normalisation",
     "check_config_bounds",
     "SAFETENSORS_SUFFIXES",
@@ -98,6 +99,23 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON sidecar of a model file: the full file name plus ``.json`` (``m.onnx`` -> ``m.onnx.json``)."""
     p = Path(path)
     return p.with_name(p.name + ".json")
+
+
+def read_sidecar_object(side: Path) -> dict:
+    """The JSON object in the sidecar file ``side`` (of a checkpoint or of an exported model).
+
+    Raises
+    ------
+    CheckpointError
+        The file is unreadable, not JSON, or holds something other than an object.
+    """
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"sidecar is not readable JSON ({exc})", side) from None
+    if not isinstance(data, dict):
+        raise CheckpointError("sidecar must hold a JSON object", side)
+    return data
 
 
 def validate_normalisation(norm: Any, where: str | os.PathLike | None = None) -> dict | None:

@@ -7,10 +7,13 @@ matrix products.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .base import Translator
+if TYPE_CHECKING:  # for annotations only: base imports the registry, which imports this module
+    from .base import Translator
 
 __all__ = ["count_flops", "to_meta", "meta_slice"]
 

@@ -36,8 +36,7 @@ from torch import nn
 from ..core.errors import CheckpointError
 from ..core.weights import sha256_file
 from .base import TranslationOutput, Translator, TranslatorSpec
-from .checkpoint import read_sidecar_object
-from .checkpoint_info import CheckpointInfo, sidecar_path, validate_normalisation
+from .checkpoint_info import CheckpointInfo, read_sidecar_object, sidecar_path, validate_normalisation
 
 __all__ = [
     "ScriptedTranslator",
