@@ -33,6 +33,7 @@ the engine gives it in the T2 -> T1 direction (the shipped models were trained s
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -62,7 +63,7 @@ class ParameterGroup(nn.Module):
         raise TypeError("a ParameterGroup only groups parameters for an optimiser; it has no forward pass")
 
 
-class TwoOptimizerRecipe:
+class TwoOptimizerRecipe(abc.ABC):
     """Shared part of the unpaired GAN recipes (HiFi-Syn, DisDiff): a check that the translator is the method the
     recipe trains, the two parameter groups with their Adam optimisers, and the step (forward pass, discriminator
     step, generator step with the contrast prior).
@@ -114,13 +115,13 @@ class TwoOptimizerRecipe:
             method = getattr(getattr(model, "spec", None), "method", type(model).__name__)
             raise TypeError(f"the {self.name} recipe trains a {self.title} translator, not {method!r}")
 
+    @abc.abstractmethod
     def parameter_groups(self, model: Translator) -> tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]:
         """The modules the generator optimiser trains and those the discriminator optimiser trains."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward_train(self, model, batch) -> dict:
         """The model's training forward pass on ``batch``."""
-        raise NotImplementedError
 
     def after_step(self, model, out) -> None:
         """Runs after the generator step (nothing by default)."""

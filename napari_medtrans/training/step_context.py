@@ -45,14 +45,21 @@ class _Context:
         else:
             opt.step()
 
-    @contextlib.contextmanager
     def frozen(self, name: str):
-        module = self._t.raw_modules[name]
-        flags = [p.requires_grad for p in module.parameters()]
-        for p in module.parameters():
-            p.requires_grad_(False)
-        try:
-            yield module
-        finally:
-            for p, f in zip(module.parameters(), flags):
-                p.requires_grad_(f)
+        """``with ctx.frozen("discriminator") as d:``: the named module with its parameters frozen."""
+        return frozen_parameters(self._t.raw_modules[name])
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: torch.nn.Module):
+    """Within the block ``module``'s parameters take no gradient (a GAN's generator loss through its
+    discriminator); each gets back the ``requires_grad`` it had."""
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)

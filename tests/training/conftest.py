@@ -5,6 +5,8 @@ import contextlib
 import pytest
 import torch
 
+from napari_medtrans.training.step_context import frozen_parameters
+
 
 class AdamStepContext:
     """The part of the trainer's step context a recipe uses, with Adam per named optimiser."""
@@ -13,6 +15,7 @@ class AdamStepContext:
         self.device = torch.device("cpu")
         self.step = 0
         mods = dict(parts.modules, model=model)
+        self.mods = mods
         self.opts = {name: torch.optim.Adam([p for m in spec.modules for p in mods[m].parameters()], lr=lr,
                                             betas=spec.betas)
                      for name, spec in parts.optimizers.items()}
@@ -27,6 +30,9 @@ class AdamStepContext:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+    def frozen(self, name):
+        return frozen_parameters(self.mods[name])
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ import contextlib
 import pytest
 import torch
 
+
 from napari_medtrans.training.contrast_prior import contrast_sign, prior_weight, rank_prior, resolve_sign
 from napari_medtrans.training.recipes import get_recipe
+from napari_medtrans.training.step_context import frozen_parameters
 from napari_medtrans.translators import create_translator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,17 +93,8 @@ class _Ctx:
         loss.backward()
         self.opts[name].step()
 
-    @contextlib.contextmanager
     def frozen(self, name):
-        params = list(self.mods[name].parameters())
-        flags = [p.requires_grad for p in params]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield self.mods[name]
-        finally:
-            for p, f in zip(params, flags):
-                p.requires_grad_(f)
+        return frozen_parameters(self.mods[name])
 
 
 def _train(method, prior_steps, steps):

@@ -1,7 +1,6 @@
 """CycleGAN's recipe: paper settings, one generator and one discriminator step, the image pool, and
 ``medtrans train --method cyclegan`` on a small phantom (both directions from the checkpoint)."""
 
-import contextlib
 
 import pytest
 import torch
@@ -19,26 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _model():
     torch.manual_seed(0)
     return create_translator("cyclegan", preset="cpu", width=4, n_blocks=2).train()
-
-
-def _ctx(step_ctx, model, parts):
-    ctx = step_ctx(model, parts)
-    mods = dict(parts.modules, model=model)
-
-    @contextlib.contextmanager
-    def frozen(name):
-        module = mods[name]
-        flags = [p.requires_grad for p in module.parameters()]
-        for p in module.parameters():
-            p.requires_grad_(False)
-        try:
-            yield module
-        finally:
-            for p, f in zip(module.parameters(), flags):
-                p.requires_grad_(f)
-
-    ctx.frozen = frozen
-    return ctx
 
 
 def test_registered_with_the_paper_settings():
@@ -63,7 +42,7 @@ def test_steps_lower_the_cycle_loss_and_train_both_sides(step_ctx):
     model = _model()
     recipe = get_recipe("cyclegan", pool_size=4, d_layers=2)
     parts = recipe.build(model)
-    ctx = _ctx(step_ctx, model, parts)
+    ctx = step_ctx(model, parts)
     g = torch.Generator().manual_seed(0)
     batch = {"input": torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
              "target": torch.rand(2, 1, 32, 32, generator=g) * 2 - 1}

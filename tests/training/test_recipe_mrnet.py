@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from napari_medtrans.training.recipe_mrnet import MRNetRecipe, discriminator_loss, mrnet_losses
 from napari_medtrans.training.recipes import get_recipe, list_recipes
+from napari_medtrans.training.step_context import frozen_parameters
 from napari_medtrans.translators import create_translator
 
 
@@ -105,16 +106,8 @@ class _Ctx:
         loss.backward()
         self.opts[name].step()
 
-    @contextlib.contextmanager
     def frozen(self, name):
-        m = self.raw[name]
-        for p in m.parameters():
-            p.requires_grad_(False)
-        try:
-            yield m
-        finally:
-            for p in m.parameters():
-                p.requires_grad_(True)
+        return frozen_parameters(self.raw[name])
 
 
 def _pairs(n=4, size=32, seed=0):
