@@ -6,7 +6,6 @@ import contextlib
 import pytest
 import torch
 
-
 from napari_medtrans.training.contrast_prior import contrast_sign, prior_weight, rank_prior, resolve_sign
 from napari_medtrans.training.recipes import get_recipe
 from napari_medtrans.training.step_context import frozen_parameters
