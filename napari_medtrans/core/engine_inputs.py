@@ -19,16 +19,10 @@ from .volume import MODALITIES, Volume, normalise_modality, patient_id_sha256
 
 def _as_volume(v: Any, modality: str | None) -> Volume:
     if isinstance(v, Volume):
-        if v.data.ndim != 3:
-            raise InvalidVolumeError(f"expected a 3D volume, got {v.data.ndim}D data of shape {v.data.shape}", v.path)
+        v.check()  # its data or affine may have been replaced since it was made
         return v
     if isinstance(v, (np.ndarray, torch.Tensor)):
         arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
-        if arr.ndim != 3:
-            raise InvalidVolumeError(
-                f"expected a 3D volume, got a {arr.ndim}D array of shape {arr.shape}; translate a 2D slice as a "
-                "volume of one slice (add an axis)"
-            )
         return Volume(arr, np.eye(4), modality=modality)
     raise TypeError(f'Argument "volume" must be a Volume (or a dict/sequence of them), got {type(v).__name__}.')
 

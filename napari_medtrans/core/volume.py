@@ -133,10 +133,19 @@ class Volume:
         self.data = np.asarray(self.data, dtype=np.float32)
         self.affine = np.asarray(self.affine, dtype=np.float64)
         self.modality = normalise_modality(self.modality)
+        self.check()
+
+    def check(self) -> None:
+        """Raise if the data is not 3-D or the affine is not a finite, invertible 4 x 4 matrix.
+
+        Run on construction; the engine runs it again on the Volumes it is handed, whose ``data`` or ``affine``
+        may have been replaced since.
+        """
         where = self.source.path if self.source is not None else None
         if self.data.ndim != 3:
+            hint = "; a 2D slice is a volume of one slice (add an axis)" if self.data.ndim == 2 else ""
             raise InvalidVolumeError(
-                f"expected a 3D volume, got {self.data.ndim}D data of shape {self.data.shape}", where
+                f"expected a 3D volume, got {self.data.ndim}D data of shape {self.data.shape}{hint}", where
             )
         if self.affine.shape != (4, 4):
             raise GeometryError(f"affine must be 4x4, got shape {self.affine.shape}", where)

@@ -478,18 +478,8 @@ class StudyStore:
                 raise StudyError(f"score {r['uid']} names case {r['case_code']!r} / image {r['image_code']!r}, "
                                  "which this study does not have: the results belong to another study")
         with self.engine.begin() as conn:
-            have = {u for (u,) in conn.execute(sa.select(S.scores.c.uid).where(S.scores.c.study_id == sid))}
-            new = []
-            for r in rows:
-                if r["uid"] in have:
-                    continue
-                have.add(r["uid"])
-                r = {k: v for k, v in r.items() if k != "id"}
-                r["study_id"] = sid
-                new.append(r)
-            if new:
-                conn.execute(S.scores.insert(), new)
-        return len(new), len(rows) - len(new)
+            added = _insert_new_scores(conn, sid, rows, lambda r: {k: v for k, v in r.items() if k != "id"})
+        return added, len(rows) - added
 
     def merge_results(self, readers: Sequence[Mapping], scores: Sequence[Mapping]) -> tuple[int, int, int]:
         """Add new readers (with their seeded orders, computed here) and score rows in ONE transaction.
@@ -515,17 +505,9 @@ class StudyStore:
             if new_readers:
                 conn.execute(S.readers.insert(), new_readers)
                 conn.execute(S.assignments.insert(), [a for r in new_readers for a in orders[r["reader_key"]]])
-            have = {u for (u,) in conn.execute(sa.select(S.scores.c.uid).where(S.scores.c.study_id == sid))}
-            new = []
-            for r in scores:
-                if r["uid"] in have:
-                    continue
-                have.add(r["uid"])
-                new.append({**{k: r.get(k) for k in names}, "study_id": sid})
-            if new:
-                conn.execute(S.scores.insert(), new)
+            added = _insert_new_scores(conn, sid, scores, lambda r: {k: r.get(k) for k in names})
         self._cache.clear()
-        return len(new), len(scores) - len(new), len(new_readers)
+        return added, len(scores) - added, len(new_readers)
 
     # -- bundles this database exported ---------------------------------------------------------------------
     def record_bundle(self, bundle_id: str, reader_keys: Sequence[str]) -> None:
@@ -563,3 +545,20 @@ class StudyStore:
             dst.close()
             src.close()
         return out
+
+
+def _insert_new_scores(conn, sid: int, rows: Iterable[Mapping], columns) -> int:
+    """Insert the score rows whose uid this study does not have yet (nor an earlier row of ``rows``).
+
+    ``columns(row)`` gives the values to write; ``study_id`` is always ``sid``. Returns how many were inserted.
+    """
+    have = {u for (u,) in conn.execute(sa.select(S.scores.c.uid).where(S.scores.c.study_id == sid))}
+    new = []
+    for r in rows:
+        if r["uid"] in have:
+            continue
+        have.add(r["uid"])
+        new.append({**columns(r), "study_id": sid})
+    if new:
+        conn.execute(S.scores.insert(), new)
+    return len(new)
