@@ -189,3 +189,48 @@ def test_no_import_circles_outside_the_translator_registry():
 
 def test_the_circle_check_finds_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# -- sizes (issue 22): a module a reader can hold, a function a reader can follow -------------------------
+MAX_MODULE_LINES = 600
+#: One translator per module may be larger: its paper's method in one place (translators/<method>.py).
+MAX_METHOD_MODULE_LINES = 750
+MAX_FUNCTION_LINES = 120
+
+
+def _oversized(paths, method_modules=()):
+    import ast
+
+    found = []
+    for path in paths:
+        text = path.read_text()
+        lines = text.count("\n")
+        limit = MAX_METHOD_MODULE_LINES if path.stem in method_modules else MAX_MODULE_LINES
+        if lines > limit:
+            found.append(f"{path}: {lines} lines (at most {limit})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    found.append(f"{path}:{node.lineno} {node.name}: {n} lines (at most {MAX_FUNCTION_LINES})")
+    return found
+
+
+def test_no_module_or_function_is_too_large():
+    from pathlib import Path
+
+    from napari_medtrans.translators.base import list_translators
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted([*(root / "napari_medtrans").rglob("*.py"), *(root / "app").rglob("*.py")])
+    methods = {name for m in list_translators() for name in (m.replace("-", ""), m.split("-")[0])}
+    assert len(paths) > 100
+    assert _oversized(paths, methods) == []
+
+
+def test_the_size_check_finds_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long.py").write_text(f"def f():\n{body}\n")
+    (tmp_path / "short.py").write_text("def g():\n    return 1\n")
+    found = _oversized(sorted(tmp_path.glob("*.py")))
+    assert len(found) == 1 and "long.py:1 f: 121 lines" in found[0]
