@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (default: 0)")
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip, 0 = off (default: 1)")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision (default: auto = bf16/fp16 on CUDA, off on CPU)")
+                   help="mixed precision (default: auto = bf16/fp16 on CUDA, bf16 on a CPU with native bf16, else off)")
     g.add_argument("--loss", default=None, choices=["l1", "mse", "l1+mse"],
                    help="unet: pixel loss (default: l1)")
     g.add_argument("--lambda-l1", type=float, default=None, help="pix2pix: weight of the L1 term (default: 100)")

@@ -4,7 +4,9 @@ What it does
 ------------
 * AdamW optimisers as the recipe specifies them, a cosine learning-rate schedule from ``lr`` down to
   ``min_lr`` (after an optional linear warm-up), gradient clipping by norm.
-* Mixed precision on CUDA (``amp="auto"``: bf16 where supported, else fp16 with a GradScaler); fp32 on the CPU.
+* Mixed precision (``amp="auto"``): on CUDA bf16 where supported, else fp16 with a GradScaler; on a CPU bf16 only
+  where it computes bf16 in hardware (:func:`~napari_medtrans.core.device.cpu_has_native_bf16`), else fp32:
+  emulated bf16 is far slower (an MRNet step took 1.5 s in bf16 and 0.13 s in fp32 on an AVX2-only CPU).
 * ``out_dir/training_state.pt`` every ``checkpoint_every`` steps: weights of every module, optimiser states,
   GradScaler, step, epoch and position in the epoch, RNG states. It holds only tensors and plain containers, is
   written atomically and read back with ``torch.load(weights_only=True)``. A run started again on the same
@@ -40,6 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..core.device import cpu_has_native_bf16
 from ..core.errors import MedtransError, UnknownChoiceError
 from ..translators.base import Translator
 from .distributed import _dist_from_env, _resolve_device, _ResumableSampler
@@ -115,7 +118,7 @@ class Trainer:
     warmup : int
         Linear warm-up steps.
     amp : {"auto", "bf16", "fp16", "off"}
-        Mixed precision; "auto" is bf16 (else fp16) on CUDA and off elsewhere.
+        Mixed precision; "auto" is bf16 (else fp16) on CUDA, bf16 on a CPU with native bf16, else off.
     grad_clip : float or None
         Clip each optimiser's gradient norm to this (None or 0: no clipping).
     checkpoint_every, val_every, log_every : int
@@ -262,6 +265,8 @@ class Trainer:
         if amp == "off":
             return None
         if amp == "auto":
+            if self.device.type == "cpu":
+                return torch.bfloat16 if cpu_has_native_bf16() else None
             if self.device.type != "cuda":
                 return None
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

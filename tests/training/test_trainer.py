@@ -280,3 +280,16 @@ def test_bad_settings_are_named(data, tmp_path):
         Trainer("unet", model, train, None, out_dir=tmp_path, steps=1, amp="fp8")
     with pytest.raises(ValueError, match="min_lr"):
         Trainer("unet", model, train, None, out_dir=tmp_path, steps=1, lr=1e-4, min_lr=1e-3)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_on_the_cpu_is_bf16_only_where_the_cpu_computes_it(data, tmp_path, monkeypatch, native):
+    """Emulated bf16 made CPU training about ten times slower: "auto" keeps fp32 there; the file says which ran."""
+    import napari_medtrans.training.trainer as trainer_module
+    from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    result = _run(data, tmp_path / "auto", steps=1, val_every=0, amp="auto", device="cpu")
+    assert read_checkpoint_metadata(result.checkpoint).training["amp"] == ("bfloat16" if native else "off")
+    result = _run(data, tmp_path / "bf16", steps=1, val_every=0, amp="bf16", device="cpu")
+    assert read_checkpoint_metadata(result.checkpoint).training["amp"] == "bfloat16"
