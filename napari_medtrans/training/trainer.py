@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..core.allocator import keep_large_buffers
 from ..core.device import cpu_has_native_bf16
 from ..core.errors import MedtransError, UnknownChoiceError
 from ..translators.base import Translator
@@ -337,6 +338,7 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Run (or resume) training to ``steps`` and write the final checkpoint. Returns a :class:`TrainResult`."""
+        keep_large_buffers()  # large activations without page faults (core/allocator.py)
         self._setup()
         try:
             return self._fit()
