@@ -108,8 +108,18 @@ def _compare(qtbot, panel, **roles):
     return got.args
 
 
+def _shipped_segmenter_named(model, device):
+    """The shipped promptunet-phantom under the panel's model name: a trained segmenter, so the tumour's masks are
+    not empty (the tiny random SAM2's masks on these boxes are a coin toss of its random weights)."""
+    from napari_medtrans.segment.promptnet import PromptSegmenter
+
+    shipped = Segmenter.from_name("promptunet-phantom", device="cpu")
+    return PromptSegmenter(shipped.model, name=model, weights=shipped.weights)
+
+
 def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot):
     seg, panes = window.segmentation, window.viewer.panes
+    seg.panel.pool = SegmenterPool(_shipped_segmenter_named)
     s = window.subject
     rng = np.random.default_rng(0)
     t2 = s.images["T2"]
@@ -136,7 +146,7 @@ def test_comparison_masks_show_on_the_panes_of_the_compared_images(window, qtbot
         np.testing.assert_array_equal(mask.data > 0, report.results[key].mask)
         # the pane paints that mask (the overlay is a view of its voxels)
         assert np.shares_memory(pane.overlay.data, mask.data)
-        assert mask.data.any(), f"empty mask for {key}"  # the tiny model on boxes around the tumour
+        assert mask.data.any(), f"empty mask for {key}"  # a trained segmenter on boxes around the tumour
 
     # A pane switched to another image and back gets the overlay again
     window.pane_boxes[0].setCurrentText("T2 test")
