@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .allocator import keep_large_buffers
 from .batching import (
     _check_output,
     _cpu_inference_copy,
@@ -220,8 +221,6 @@ def translate_volume(
         ``samples > 1`` for a deterministic translator, or bad argument values.
     """
     t0 = time.perf_counter()
-    from .allocator import keep_large_buffers
-
     keep_large_buffers()  # large activations without page faults (core/allocator.py)
     run = _prepare_run(volume, translator, device=device, precision=precision, steps=steps, samples=samples,
                        seed=seed, axis=axis, override_modality=override_modality)
