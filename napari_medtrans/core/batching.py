@@ -16,8 +16,9 @@ from .errors import TranslatorError, UnknownChoiceError
 from .preprocess import IntensityRange, normalise
 
 #: On the CPU a batch holds about this many pixels (4 slices of 256 x 256). Larger batches were no faster on a
-#: 2-core machine (the activations leave the cache, and tensors above glibc's 32 MB mmap threshold are paged in
-#: afresh on every call); smaller ones keep the threads less busy.
+#: 2-core machine (the activations leave the cache; and, measured before core/allocator.py, tensors above glibc's
+#: 32 MB mmap threshold were paged in afresh on every call, which the engine now avoids); smaller ones keep the
+#: threads less busy.
 _CPU_BATCH_PIXELS = 4 * 256 * 256
 _MAX_AUTO_BATCH = 64
 
