@@ -51,3 +51,26 @@ def test_data_without_tumours_is_refused_naming_the_dataset(tmp_path, capsys):
     assert main(["segmenter", "train", "--data", str(root), "--out", str(tmp_path / "o"), "--steps", "1", *TINY]) == 2
     err = capsys.readouterr().err
     assert str(root) in err and "no training subject has tumour labels" in err
+
+
+def test_whole_tumour_examples_come_only_from_contrasts_that_show_the_oedema():
+    """A box around the whole tumour on a T1 or T1c (where the oedema does not show) can only be answered by
+    filling the box; such examples taught the network to over-include on FLAIR too. Whole-tumour examples are
+    drawn from the contrasts of REGION_CONTRASTS["whole"]; core and rim from every contrast."""
+    import numpy as np
+
+    from napari_medtrans.segment.train import REGION_CONTRASTS, _Subject, _example
+
+    labels = np.zeros((6, 40, 40), np.uint8)
+    labels[1:5, 10:30, 10:30] = 4  # oedema
+    labels[2:4, 16:24, 16:24] = 5  # rim
+    frames = {c: np.full((6, 40, 40), i * 40 + 20, np.uint8) for i, c in enumerate(("T1", "T2", "FLAIR", "T1c"))}
+    subj = _Subject("s", frames, labels)
+    rng = np.random.default_rng(0)
+    seen = {"whole": set(), "core": set(), "enhancing": set()}
+    for _ in range(600):
+        info = {}
+        _example([subj], rng, 32, info=info)
+        seen[info["region"]].add(info["contrast"])
+    assert seen["whole"] == {"T2", "FLAIR"} == set(REGION_CONTRASTS["whole"]) & set(frames)
+    assert seen["core"] == seen["enhancing"] == set(frames)
