@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-REGIONS = {"whole tumour": (4, 5, 6), "tumour core": (5, 6), "enhancing tumour": (5,)}
 
 
 def main(argv=None) -> int:
@@ -31,6 +30,7 @@ def main(argv=None) -> int:
     from napari_medtrans.segment.frames import FrameGeometry
     from napari_medtrans.segment.promptnet import PromptSegmenter, frames01, load_promptunet
     from napari_medtrans.segment.prompts import prompts_from_mask
+    from napari_medtrans.segment.table3 import REGIONS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", type=Path)

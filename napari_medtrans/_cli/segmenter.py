@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     for key, value in sorted(vars(args).items()):
         if key.startswith("_") or key in ("command", "action") or value is None:
             continue
+        if args.init is not None and key in ("width", "depth"):
+            continue  # --init's file decides them; the training record holds the values used
         parts += ["--" + key.replace("_", "-"), str(value)]
     command = shlex.join(parts)
     train_segmenter(args.data, args.out, cfg, command=command, log=lambda s: print(s, flush=True))

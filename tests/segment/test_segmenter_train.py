@@ -43,6 +43,8 @@ def test_train_resume_and_start_from_weights(data, tmp_path, capsys):
     start, meta = _weights(tuned / "model.safetensors")
     assert all(((first[k] - start[k]).abs().max() < 1e-6) for k in first if first[k].is_floating_point())
     assert '"init"' in meta["training"] and '"width": 4' in meta["training"]
+    # the recorded command repeats the run: no --width that --init overrode
+    assert "--init" in meta["command"] and "--width" not in meta["command"] and "--depth" not in meta["command"]
 
 
 def test_data_without_tumours_is_refused_naming_the_dataset(tmp_path, capsys):
