@@ -11,7 +11,17 @@ oracles against the real target:
   the noise plus the misregistration, an upper bound for any translator (a model could only gain by blurring
   where it cannot know the shift; a per-subject Wiener blur is printed to bound that).
 
-A third oracle measures what knowing the tissue buys: *lookup given the true label*, a 256-bin T1 -> T2 table per
+A third oracle bounds what any reader of the source can reach: *the source's reader* is the noise-free,
+registered target regenerated with every random draw the phantom makes for the target's relaxation *independently*
+of the source set to its mean: the per-subject T2 jitter (3 %), the fine T2 texture (7 %), the part of the smooth
+T2 field that is not shared with T1 (its conditional mean given the T1 field is 0.4 times it), and the tumour's
+T2 factor fields (rim 20 %, oedema 18 %, necrosis 15 %). Everything a source image could tell (T1 and PD fields,
+anatomy, vessels, the tumour's shape) is kept, even what the source shows only faintly (a generous bound). Its
+error is noise, misregistration and those T2-only draws: no translator that reads T1 alone can, in mean squared
+error, do better than the conditional mean they are set to (log-normal draws at their median: within rounding of
+it). Only for a T2 target.
+
+A fourth oracle measures what knowing the tissue buys: *lookup given the true label*, a 256-bin T1 -> T2 table per
 label of the phantom's label map (CSF, grey and white matter, oedema, enhancing rim, necrosis), fitted on the
 training subjects and applied with each test subject's true labels. A model has to infer the tissue from context;
 this oracle is handed it (and nothing else: no position, no neighbourhood).
@@ -19,7 +29,8 @@ this oracle is handed it (and nothing else: no position, no neighbourhood).
 Next to them the per-voxel lookup floor (fitted on the training subjects) and, optionally, a model's evaluation
 folder, so the room left above a model can be read directly:
 
-    python bench/ceiling.py data/bench [--target T2] [--source T1] [--model-dir data/bench/evaluation/<folder>]
+    python bench/ceiling.py data/bench [--target T2] [--source T1] [--model-dir data/bench/evaluation/<folder>] \
+        [--write data/bench/evaluation/t1-reader]     # the T1-reader oracle's volumes, for bench/error_regions.py
 
 Printed, not asserted.
 """
@@ -27,15 +38,54 @@ Printed, not asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 
-def _regenerate(params: dict, target: str, *, registered: bool):
+@contextlib.contextmanager
+def _t2_draws_at_their_mean():
+    """Regenerate with the T2-only random draws at their mean, every random stream unchanged (the draws are made,
+    then replaced), so the anatomy, noise-free T1 fields and tumour are the same subject's."""
+    from napari_medtrans.phantom import relaxation, subject
+
+    jitter, smooth, texture, paint = (subject.jittered_tissues, relaxation._smooth_fields,
+                                      relaxation._texture_fields, subject.paint_tumour)
+
+    def jitter_mean(field, rng):
+        out = jitter(field, rng)
+        return {t: (v[0], relaxation.TISSUES[field][t][1], v[2], v[3]) for t, v in out.items()}
+
+    def smooth_mean(rng, axes):
+        a, b, c = smooth(rng, axes)
+        # b = sd * (0.4 f_a + 0.92 f_b): its conditional mean given the T1 field a = sd_T1 f_a
+        return a, (relaxation._SMOOTH_SHARED[0] * relaxation._SMOOTH_SD[1] / relaxation._SMOOTH_SD[0]) * a, c
+
+    def texture_mean(rng, axes):
+        t1, t2, pd = texture(rng, axes)
+        return t1, np.zeros_like(t2), pd
+
+    def paint_mean(*args, **kwargs):
+        out = paint(*args, **kwargs)
+        return {t: {k: (np.ones_like(v) if k == "t2" else v) for k, v in f.items()} for t, f in out.items()}
+
+    subject.jittered_tissues, relaxation._smooth_fields = jitter_mean, smooth_mean
+    relaxation._texture_fields, subject.paint_tumour = texture_mean, paint_mean
+    try:
+        yield
+    finally:
+        subject.jittered_tissues, relaxation._smooth_fields = jitter, smooth
+        relaxation._texture_fields, subject.paint_tumour = texture, paint
+
+
+def _regenerate(params: dict, target: str, *, registered: bool, t2_mean: bool = False):
     from napari_medtrans.phantom import make_subject
 
+    if t2_mean:
+        with _t2_draws_at_their_mean():
+            return _regenerate(params, target, registered=registered)
     subj = make_subject(int(params["seed"]), shape=params.get("shape"), anatomy=params.get("anatomy", "mni152"),
                         snr=None, tumour=bool(params["tumour"]), registered=registered,
                         gibbs=params.get("gibbs_k_space_fraction"), mass_effect=params.get("mass_effect", True), contrasts=(target,))
@@ -87,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--source", default="T1")
     p.add_argument("--target", default="T2")
     p.add_argument("--model-dir", type=Path, default=None, help="a `medtrans evaluate` output folder to compare")
+    p.add_argument("--write", type=Path, default=None,
+                   help="write the T1-reader oracle here in `medtrans evaluate`'s layout (for bench/error_regions.py)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N test subjects")
     args = p.parse_args(argv)
 
@@ -109,6 +161,13 @@ def main(argv=None) -> int:
                "noise + misregistration": score(aligned), "best blur of it": blurred}
         labels = io.load(ds.path(s.labels)).data
         source = io.load(ds.path(s.images[args.source])).data
+        if args.target == "T2":
+            reader = _regenerate(params, args.target, registered=True, t2_mean=True)
+            row["T1 reader (T2-only draws at mean)"] = score(reader)
+            if args.write is not None:
+                path = output_path(args.write, s.id, args.target)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                io.save(ref.derive(reader, synthetic=True, provenance={"oracle": "T1 reader"}), path)
         row["lookup given the true label"] = score(_label_lookup(table, source, labels, mask))
         if args.model_dir is not None:
             path = output_path(args.model_dir, s.id, args.target)  # the checkpoint's own direction
