@@ -32,7 +32,30 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["modality_from_text", "modality_from_timing", "modality_from_fields", "CONTRAST_AGENT_WORDS", "EVIDENCE"]
+__all__ = ["modality_from_text", "modality_from_timing", "modality_from_fields", "CONTRAST_AGENT_WORDS", "EVIDENCE",
+           "TISSUE_ORDER", "contrast_sign"]
+
+#: Order of the brain's tissues from dark to bright in each contrast (textbook values at 1.5-3 T).
+TISSUE_ORDER: dict[str, tuple[str, str, str]] = {
+    "T1": ("CSF", "GM", "WM"),
+    "T1c": ("CSF", "GM", "WM"),
+    "T2": ("WM", "GM", "CSF"),
+    "PD": ("WM", "GM", "CSF"),
+    "FLAIR": ("CSF", "WM", "GM"),
+}
+
+
+def contrast_sign(source: str, target: str) -> int | None:
+    """+1 when ``source`` and ``target`` order the brain's tissues alike (:data:`TISSUE_ORDER`), -1 when in
+    reverse (T1 <-> T2), None otherwise or when a contrast is unknown (FLAIR against any other)."""
+    a, b = TISSUE_ORDER.get(str(source)), TISSUE_ORDER.get(str(target))
+    if a is None or b is None:
+        return None
+    if a == b:
+        return 1
+    if a == tuple(reversed(b)):
+        return -1
+    return None
 
 #: Where a Volume's ``modality_evidence`` says its contrast came from, in words for messages.
 EVIDENCE = {

@@ -35,28 +35,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..core.modality import TISSUE_ORDER, contrast_sign
+
 __all__ = ["TISSUE_ORDER", "ContrastPrior", "contrast_sign", "rank_prior", "prior_weight", "resolve_sign"]
-
-#: Order of the brain's tissues from dark to bright in each contrast (textbook values at 1.5-3 T).
-TISSUE_ORDER: dict[str, tuple[str, str, str]] = {
-    "T1": ("CSF", "GM", "WM"),
-    "T1c": ("CSF", "GM", "WM"),
-    "T2": ("WM", "GM", "CSF"),
-    "PD": ("WM", "GM", "CSF"),
-    "FLAIR": ("CSF", "WM", "GM"),
-}
-
-
-def contrast_sign(source: str, target: str) -> int | None:
-    """+1 when ``source`` and ``target`` order the tissues alike, -1 when reversed, None otherwise or unknown."""
-    a, b = TISSUE_ORDER.get(str(source)), TISSUE_ORDER.get(str(target))
-    if a is None or b is None:
-        return None
-    if a == b:
-        return 1
-    if a == tuple(reversed(b)):
-        return -1
-    return None
 
 
 def resolve_sign(source: str, target: str, sign: int | None, steps: int) -> int | None:

@@ -22,6 +22,10 @@ discriminator). ``--recipe-option prior_steps=0`` trains the paper's CycleGAN.
 The discriminators and the pools are the recipe's modules: the checkpoint holds the generators only; the
 training state holds everything, the pools included (they are buffers), so a resumed run continues exactly.
 
+With ``--config base=histogram`` (:mod:`napari_medtrans.translators.histogram_base`) each step first adds the
+batch's brain intensities (the dataset's brain masks) to the base's running quantiles, then trains the
+generators' residual over it.
+
 Normalisation: one checkpoint translates both ways, so both modalities are normalised per volume in training,
 as the engine normalises every input (``target_norm = "volume"``; see :mod:`.recipe_hifisyn`).
 """
@@ -198,6 +202,8 @@ class CycleGANRecipe:
         m = getattr(model, "module", model)
         x_s, x_t = batch["input"], batch["target"]
         identity = self.lambda_id > 0
+        if getattr(m, "base", None) is not None:
+            m.base.update(m.source, x_s, batch.get("mask"), x_t, batch.get("target_mask"))
         with ctx.autocast():
             out = m.forward_train(x_s, x_t, identity=identity)
         with ctx.frozen("discriminator") as d_raw, ctx.autocast():

@@ -23,6 +23,12 @@ Choices where the paper is open
   CPU. The generator needs sides that are multiples of 4 (two stride-2 convs).
 * Weights drawn from N(0, 0.02) as in the paper's code.
 * Dropout (``dropout``) in the residual blocks is off, as in the paper.
+* ``base="histogram"`` (not in the paper; off by default): each generator outputs a residual over the unpaired
+  histogram mapping of its direction (:mod:`.histogram_base`), ``tanh(z + atanh(base(x)))``, with its last
+  convolution zeroed so that training starts at the zero-parameter floor. The mapping's quantiles are buffers the
+  recipe estimates from the training batches. ``base_order`` says whether the contrasts order the tissues alike
+  (``"same"``) or in reverse (``"reversed"``); by default it comes from
+  :func:`~napari_medtrans.core.modality.contrast_sign`.
 """
 
 from __future__ import annotations
@@ -34,17 +40,39 @@ import torch
 from torch import nn
 
 from ..core.errors import UnknownChoiceError
+from ..core.modality import contrast_sign
 from .base import TranslationOutput, Translator, TranslatorSpec, register_translator
 from .blocks import _int_arg, check_batch, init_normal, make_norm
 from .disentangle import TwoWayTranslatorMixin, _check_modalities
+from .histogram_base import HistogramBase, apply_base
 
-__all__ = ["ResnetGenerator", "CycleGANTranslator", "PRESETS", "cyclegan", "generator_key"]
+__all__ = ["ResnetGenerator", "CycleGANTranslator", "PRESETS", "BASES", "cyclegan", "generator_key"]
 
 #: Named sizes: "paper" (Zhu et al.: ngf 64, 9 residual blocks), "cpu" (a model that trains on a CPU).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(width=64, n_blocks=9, n_down=2),
     "cpu": dict(width=16, n_blocks=6, n_down=2),
 }
+
+
+#: What a generator's output is built on: nothing (the paper) or the unpaired histogram mapping.
+BASES = ("none", "histogram")
+
+
+#: How the base maps ranks: the contrasts order the brain's tissues alike, or in reverse.
+BASE_ORDERS = ("same", "reversed")
+
+
+def _base_order(source: str, target: str, order: str | None) -> str:
+    if order is None:
+        sign = contrast_sign(source, target)
+        if sign is None:
+            raise ValueError(f"no known tissue order relates {source} and {target}, so the histogram base cannot "
+                             f"choose a direction: set base_order=same or base_order=reversed")
+        return "same" if sign > 0 else "reversed"
+    if order not in BASE_ORDERS:
+        raise UnknownChoiceError("base_order", str(order), BASE_ORDERS)
+    return str(order)
 
 
 def generator_key(source: str, target: str) -> str:
@@ -104,8 +132,11 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """The translation; with ``base`` (an image in [-1, 1]) the last layer is a residual over it."""
+        if base is None:
+            return self.net(x)
+        return apply_base(self.net[:-1](x), base)  # net[-1] is the tanh
 
 
 class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
@@ -121,6 +152,13 @@ class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
                                                              dropout=c["dropout"]))
             for a, b in ((self.source, self.target), (self.target, self.source))
         })
+        self.base = None
+        if c.get("base", "none") == "histogram":
+            self.base = HistogramBase(self.source, self.target, -1 if c["base_order"] == "reversed" else 1)
+            for g in self.gen.values():
+                last = [m for m in g.net if isinstance(m, nn.Conv2d)][-1]
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def generator(self, source: str, target: str) -> nn.Module:
         """``G_{source->target}``."""
@@ -129,11 +167,16 @@ class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
             raise UnknownChoiceError("CycleGAN generator", key, list(self.gen))
         return self.gen[key]
 
+    def run(self, source: str, target: str, x: torch.Tensor) -> torch.Tensor:
+        """``G_{source->target}(x)``, over the histogram base when the translator has one."""
+        base = None if self.base is None else self.base(x, source)
+        return self.generator(source, target)(x, base)
+
     def translate(self, x: torch.Tensor, *, steps: int | None = None,
                   generator: torch.Generator | None = None) -> TranslationOutput:
         """Translate ``source`` slices ``[B, 1, H, W]`` in [-1, 1]; ``steps`` and ``generator`` are ignored."""
         check_batch(x, 1, self.spec.size_multiple, f"{self.source} slices")
-        return TranslationOutput(image=self.generator(self.source, self.target)(x))
+        return TranslationOutput(image=self.run(self.source, self.target, x))
 
     def forward_train(self, x_s: torch.Tensor, x_t: torch.Tensor, *, identity: bool = True) -> dict[str, torch.Tensor]:
         """One unpaired step's generator passes: ``x_s`` of ``source``, ``x_t`` of ``target``.
@@ -143,18 +186,18 @@ class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
         """
         check_batch(x_s, 1, self.spec.size_multiple, f"{self.source} slices")
         check_batch(x_t, 1, self.spec.size_multiple, f"{self.target} slices")
-        g_st, g_ts = self.generator(self.source, self.target), self.generator(self.target, self.source)
-        fake_t, fake_s = g_st(x_s), g_ts(x_t)
-        out = {"fake_t": fake_t, "fake_s": fake_s, "rec_s": g_ts(fake_t), "rec_t": g_st(fake_s)}
+        s, t = self.source, self.target
+        fake_t, fake_s = self.run(s, t, x_s), self.run(t, s, x_t)
+        out = {"fake_t": fake_t, "fake_s": fake_s, "rec_s": self.run(t, s, fake_t), "rec_t": self.run(s, t, fake_s)}
         if identity:
-            out["idt_t"], out["idt_s"] = g_st(x_t), g_ts(x_s)
+            out["idt_t"], out["idt_s"] = self.run(s, t, x_t), self.run(t, s, x_s)
         return out
 
 
 @register_translator("cyclegan")
 def cyclegan(*, source: str = "T1", target: str = "T2", preset: str | None = None, width: int | None = None,
              n_blocks: int | None = None, n_down: int | None = None, norm: str = "instance",
-             dropout: float = 0.0) -> CycleGANTranslator:
+             dropout: float = 0.0, base: str = "none", base_order: str | None = None) -> CycleGANTranslator:
     """Build CycleGAN's two generators with random weights (N(0, 0.02), as in the paper).
 
     Parameters
@@ -170,6 +213,12 @@ def cyclegan(*, source: str = "T1", target: str = "T2", preset: str | None = Non
         Normalisation of the generators ("instance" in the paper).
     dropout : float
         Dropout in the residual blocks (0 in the paper).
+    base : {"none", "histogram"}
+        "histogram": each generator is a residual over the unpaired histogram mapping (module notes; not in the
+        paper). "none" is the paper's generator.
+    base_order : {"same", "reversed"} or None
+        With ``base="histogram"``: whether the contrasts order the brain's tissues alike or in reverse; None takes
+        :func:`~napari_medtrans.core.modality.contrast_sign` of the two contrasts.
     """
     if preset is not None and preset not in PRESETS:
         raise UnknownChoiceError("CycleGAN preset", str(preset), list(PRESETS))
@@ -181,7 +230,11 @@ def cyclegan(*, source: str = "T1", target: str = "T2", preset: str | None = Non
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f'Argument "dropout" must be in [0, 1), got {dropout!r}.')
     make_norm(norm, 1)  # validates the name
+    if base not in BASES:
+        raise UnknownChoiceError("CycleGAN base", str(base), BASES)
     cfg.update(source=source, target=target, preset=preset, norm=str(norm), dropout=float(dropout))
+    if base != "none":
+        cfg.update(base=base, base_order=_base_order(source, target, base_order))
     spec = TranslatorSpec(method="cyclegan", inputs=(source,), outputs=(target,), size_multiple=2 ** cfg["n_down"],
                           paired=False, stochastic=False)
     return CycleGANTranslator(spec, cfg)
