@@ -47,7 +47,8 @@ Choices where the paper is open
   network was trained with the map it had, so a checkpoint whose config lacks the key keeps the old calibration
   (:data:`~napari_medtrans.core.tsm.LEGACY_ANALYTIC_GAIN`) and gives the outputs it always gave: the factory's
   ``legacy_config`` names the value, and the checkpoint loader fills it in for a saved config that lacks the key
-  (``translators.checkpoint``). The shipped ``edts-t1-t2`` is such a checkpoint and is unchanged. The VGG16 backbone ignores the gain.
+  (``translators.checkpoint``). The shipped ``edts-t1-t2`` was such a checkpoint until it was retrained on the
+  benchmark with gain 7 (its model card). The VGG16 backbone ignores the gain.
 * **Ablations (Table IV).** ``mask="none"``: the diffusion model is conditioned on ``T2_bar`` alone and its output
   is the result (no fusion); ``mask="hard"``: ``M`` is replaced by ``M > 0.4`` (``hard_threshold``) in the
   conditioning and the fusion; ``mask="dynamic"``: the method. ``ssim_loss`` is a recipe option.
