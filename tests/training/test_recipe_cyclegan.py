@@ -115,3 +115,31 @@ def test_with_the_histogram_base_each_step_fits_it_and_trains_the_residual(step_
     rows = [recipe.training_step(batch, model, parts.modules, ctx) for _ in range(3)]
     assert int(model.base.count) == 3 and all(torch.isfinite(r["loss"]) for r in rows)
     assert float(last.weight.detach().abs().sum()) > 0
+
+
+def test_the_anchor_holds_the_translations_at_the_histogram_base(step_ctx):
+    """``anchor_weight`` adds the L1 between each translation and its base image; at the start (zero residual) the
+    translation is the base, so the term is ~0 and grows only as the residual moves; it needs a base."""
+    torch.manual_seed(0)
+    model = create_translator("cyclegan", preset="cpu", width=4, n_blocks=2, base="histogram").train()
+    recipe = get_recipe("cyclegan", pool_size=2, d_layers=2, lambda_id=0.0, prior_steps=0, anchor_weight=5.0)
+    assert recipe.config["anchor_weight"] == 5.0
+    parts = recipe.build(model)
+    ctx = step_ctx(model, parts)
+    g = torch.Generator().manual_seed(1)
+    disc = torch.zeros(2, 1, 32, 32)
+    disc[..., 6:26, 6:26] = 1
+    tissue = torch.rand(2, 1, 32, 32, generator=g)
+    batch = {"input": torch.where(disc > 0, tissue, torch.full_like(tissue, -1.0)),
+             "target": torch.where(disc > 0, -tissue.flip(0), torch.full_like(tissue, -1.0)),
+             "mask": disc, "target_mask": disc}
+    first = recipe.training_step(batch, model, parts.modules, ctx)
+    assert float(first["g_anchor"]) < 0.01
+    rows = [recipe.training_step(batch, model, parts.modules, ctx) for _ in range(4)]
+    assert float(rows[-1]["g_anchor"]) > float(first["g_anchor"])
+    plain = create_translator("cyclegan", preset="cpu", width=4, n_blocks=2).train()
+    parts = recipe.build(plain)
+    with pytest.raises(ValueError, match="base=histogram"):
+        recipe.training_step(batch, plain, parts.modules, step_ctx(plain, parts))
+    with pytest.raises(ValueError, match="anchor_weight"):
+        get_recipe("cyclegan", anchor_weight=-1)
