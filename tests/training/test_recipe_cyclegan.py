@@ -95,6 +95,17 @@ def test_medtrans_train_cyclegan_writes_a_two_way_checkpoint_and_resumes(phantom
     assert "resumed from step 2" in capsys.readouterr().out
 
 
+def _brain_batch(seed: int) -> dict:
+    """An unpaired batch with brain masks: a square "brain" of random tissue, T2 the reversed T1 of other slices."""
+    g = torch.Generator().manual_seed(seed)
+    disc = torch.zeros(2, 1, 32, 32)
+    disc[..., 6:26, 6:26] = 1
+    tissue = torch.rand(2, 1, 32, 32, generator=g)
+    return {"input": torch.where(disc > 0, tissue, torch.full_like(tissue, -1.0)),
+            "target": torch.where(disc > 0, -tissue.flip(0), torch.full_like(tissue, -1.0)),
+            "mask": disc, "target_mask": disc}
+
+
 def test_with_the_histogram_base_each_step_fits_it_and_trains_the_residual(step_ctx):
     """``--config base=histogram`` (issue 19): the recipe adds each batch's brain intensities to the base's
     quantiles before the generators' step, and the zero-initialised residual layer learns."""
@@ -103,13 +114,7 @@ def test_with_the_histogram_base_each_step_fits_it_and_trains_the_residual(step_
     recipe = get_recipe("cyclegan", pool_size=2, d_layers=2, lambda_id=0.0, prior_steps=0)
     parts = recipe.build(model)
     ctx = step_ctx(model, parts)
-    g = torch.Generator().manual_seed(0)
-    disc = torch.zeros(2, 1, 32, 32)
-    disc[..., 6:26, 6:26] = 1
-    tissue = torch.rand(2, 1, 32, 32, generator=g)
-    batch = {"input": torch.where(disc > 0, tissue, torch.full_like(tissue, -1.0)),
-             "target": torch.where(disc > 0, -tissue.flip(0), torch.full_like(tissue, -1.0)),
-             "mask": disc, "target_mask": disc}
+    batch = _brain_batch(0)
     last = [m for m in model.gen["T1_to_T2"].net if isinstance(m, torch.nn.Conv2d)][-1]
     assert float(last.weight.detach().abs().sum()) == 0 and not model.base.fitted
     rows = [recipe.training_step(batch, model, parts.modules, ctx) for _ in range(3)]
@@ -126,13 +131,7 @@ def test_the_anchor_holds_the_translations_at_the_histogram_base(step_ctx):
     assert recipe.config["anchor_weight"] == 5.0
     parts = recipe.build(model)
     ctx = step_ctx(model, parts)
-    g = torch.Generator().manual_seed(1)
-    disc = torch.zeros(2, 1, 32, 32)
-    disc[..., 6:26, 6:26] = 1
-    tissue = torch.rand(2, 1, 32, 32, generator=g)
-    batch = {"input": torch.where(disc > 0, tissue, torch.full_like(tissue, -1.0)),
-             "target": torch.where(disc > 0, -tissue.flip(0), torch.full_like(tissue, -1.0)),
-             "mask": disc, "target_mask": disc}
+    batch = _brain_batch(1)
     first = recipe.training_step(batch, model, parts.modules, ctx)
     assert float(first["g_anchor"]) < 0.01
     rows = [recipe.training_step(batch, model, parts.modules, ctx) for _ in range(4)]
