@@ -55,10 +55,15 @@ __all__ = [
     "fit_to_model",
     "unfit",
     "PAD_VALUE",
+    "FOREGROUND_LEVEL",
 ]
 
 #: Value used to pad slices: the background of the [-1, 1] intensity scheme.
 PAD_VALUE = -1.0
+
+#: A normalised pixel above this value in [-1, 1] (2.5 % of the range) is foreground: the slice datasets' test and
+#: the histogram base's background (``translators.histogram_base``).
+FOREGROUND_LEVEL = -0.95
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 

@@ -44,16 +44,13 @@ from torch.utils.data import Dataset as TorchDataset
 from ..core import io
 from ..core.dataset import Dataset, DatasetError, load_dataset
 from ..core.errors import GeometryMismatchError, UnknownChoiceError
-from ..core.preprocess import DEFAULT_PERCENTILES, IntensityRange, normalise, robust_range
+from ..core.preprocess import DEFAULT_PERCENTILES, FOREGROUND_LEVEL, IntensityRange, normalise, robust_range
 from ..translators.blocks import _as_tuple
 
 __all__ = ["PairedSliceDataset", "UnpairedSliceDataset", "normalisation_stats"]
 
 #: Augmentation sets: every flip and 90-degree rotation, or left-right flips only.
 AUGMENTATIONS = ("dihedral", "lr")
-
-#: A voxel belongs to the foreground when some image is above this value in [-1, 1] (2.5 % of the range).
-FOREGROUND_LEVEL = -0.95
 
 
 @dataclass

@@ -167,9 +167,11 @@ class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
             raise UnknownChoiceError("CycleGAN generator", key, list(self.gen))
         return self.gen[key]
 
-    def run(self, source: str, target: str, x: torch.Tensor) -> torch.Tensor:
-        """``G_{source->target}(x)``, over the histogram base when the translator has one."""
-        base = None if self.base is None else self.base(x, source)
+    def run(self, source: str, target: str, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """``G_{source->target}(x)``, over the histogram base when the translator has one (``base``: its image of
+        ``x`` when already computed)."""
+        if self.base is not None and base is None:
+            base = self.base(x, source)
         return self.generator(source, target)(x, base)
 
     def translate(self, x: torch.Tensor, *, steps: int | None = None,
@@ -182,13 +184,19 @@ class CycleGANTranslator(TwoWayTranslatorMixin, Translator):
         """One unpaired step's generator passes: ``x_s`` of ``source``, ``x_t`` of ``target``.
 
         Returns ``fake_t = G_st(x_s)``, ``fake_s = G_ts(x_t)``, the cycles ``rec_s = G_ts(fake_t)`` and
-        ``rec_t = G_st(fake_s)``, with ``identity`` also ``idt_t = G_st(x_t)`` and ``idt_s = G_ts(x_s)``.
+        ``rec_t = G_st(fake_s)``, with ``identity`` also ``idt_t = G_st(x_t)`` and ``idt_s = G_ts(x_s)``, and
+        with a histogram base the base images of the translations, ``base_t`` (of ``x_s``) and ``base_s``.
         """
         check_batch(x_s, 1, self.spec.size_multiple, f"{self.source} slices")
         check_batch(x_t, 1, self.spec.size_multiple, f"{self.target} slices")
         s, t = self.source, self.target
-        fake_t, fake_s = self.run(s, t, x_s), self.run(t, s, x_t)
-        out = {"fake_t": fake_t, "fake_s": fake_s, "rec_s": self.run(t, s, fake_t), "rec_t": self.run(s, t, fake_s)}
+        out = {}
+        if self.base is not None:  # the base images of the inputs, once (the recipe's anchor reads them too)
+            with torch.no_grad():
+                out["base_t"], out["base_s"] = self.base(x_s, s), self.base(x_t, t)
+        fake_t = self.run(s, t, x_s, out.get("base_t"))
+        fake_s = self.run(t, s, x_t, out.get("base_s"))
+        out.update(fake_t=fake_t, fake_s=fake_s, rec_s=self.run(t, s, fake_t), rec_t=self.run(s, t, fake_s))
         if identity:
             out["idt_t"], out["idt_s"] = self.run(s, t, x_t), self.run(t, s, x_s)
         return out

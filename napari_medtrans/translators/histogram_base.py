@@ -11,7 +11,8 @@ What. :class:`HistogramBase` holds, per direction of a two-way translator, ``n``
 the target's brain intensities (in the models' [-1, 1] space) and maps a source pixel by the rank its value has
 among the source quantiles to the target quantile of that rank (reversed when the contrasts order the tissues in
 reverse: :func:`~napari_medtrans.core.modality.contrast_sign`). Pixels at the background level
-(``< FOREGROUND_LEVEL``, as the slice datasets define it) map to the target's background (-1). A generator with
+(not above :data:`~napari_medtrans.core.preprocess.FOREGROUND_LEVEL`, the slice datasets' foreground test) map to
+the target's background (-1). A generator with
 this base outputs ``tanh(z + atanh(base(x)))``, ``z`` its last layer (zero at the start), so it begins as the floor
 and its residual lives in the same pre-activation space as before.
 
@@ -23,7 +24,6 @@ Choices where nothing is given (documented, tested):
   many batches approaches the quantiles of the pooled voxels the floor uses). They are buffers: saved in the
   checkpoint, fixed at inference, where no mask is needed.
 * 64 quantiles (1.6 % steps of rank) with linear interpolation between them.
-* Background level -0.95 in the normalised space, as the datasets' foreground test.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HistogramBase", "N_QUANTILES", "BACKGROUND_LEVEL", "apply_base"]
+from ..core.preprocess import FOREGROUND_LEVEL
+
+__all__ = ["HistogramBase", "N_QUANTILES", "apply_base"]
 
 #: Quantiles kept per contrast and direction.
 N_QUANTILES = 64
-#: Normalised intensity below which a pixel is background (the slice datasets' FOREGROUND_LEVEL).
-BACKGROUND_LEVEL = -0.95
-
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear ``fp(x)`` through the increasing knots ``xp`` (clamped at both ends), like numpy.interp."""
@@ -97,8 +96,9 @@ class HistogramBase(nn.Module):
         new = []
         for x, m in pairs:
             xf = x.detach().float()
-            inside = (m > 0).reshape(xf.shape) if m is not None else xf > BACKGROUND_LEVEL
-            inside = inside & (xf > BACKGROUND_LEVEL)
+            inside = xf > FOREGROUND_LEVEL
+            if m is not None:
+                inside &= (m > 0).reshape(xf.shape)
             v = xf[inside]
             if v.numel() < self.levels.numel():
                 return
@@ -117,7 +117,7 @@ class HistogramBase(nn.Module):
         if self.sign < 0:
             rank = 1.0 - rank
         out = _interp(rank, self.levels, qt).reshape(xf.shape)
-        return torch.where(xf > BACKGROUND_LEVEL, out, torch.full_like(out, -1.0)).to(x.dtype)
+        return torch.where(xf > FOREGROUND_LEVEL, out, torch.full_like(out, -1.0)).to(x.dtype)
 
 
 def apply_base(pre_activation: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

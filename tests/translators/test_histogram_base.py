@@ -8,7 +8,8 @@ import torch
 from napari_medtrans.core.errors import UnknownChoiceError
 from napari_medtrans.translators import create_translator
 from napari_medtrans.translators.checkpoint import load_translator, save_checkpoint
-from napari_medtrans.translators.histogram_base import BACKGROUND_LEVEL, HistogramBase
+from napari_medtrans.core.preprocess import FOREGROUND_LEVEL
+from napari_medtrans.translators.histogram_base import HistogramBase
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,7 +52,7 @@ def test_the_base_maps_by_reversed_rank_onto_the_other_contrast():
     back = base(0.8 - 1.5 * u ** 2, "T2")
     np.testing.assert_allclose(back.numpy(), (-0.6 + 1.5 * u).numpy(), atol=0.06)
     # background stays background, whatever the mapping
-    assert float(base(torch.tensor([-1.0, BACKGROUND_LEVEL - 0.01]), "T1").max()) == -1.0
+    assert float(base(torch.tensor([-1.0, FOREGROUND_LEVEL - 0.01]), "T1").max()) == -1.0
     with pytest.raises(UnknownChoiceError):
         base(u, "FLAIR")
 
