@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--init", type=Path, default=None,
                    help="start from this segmenter file's weights (e.g. the shipped one) with a new schedule")
+    t.add_argument("--whole-contrasts", nargs="+", default=None, metavar="MOD",
+                   choices=["T1", "T2", "FLAIR", "T1c", "PD"],
+                   help="contrasts the whole-tumour examples come from (default: T2 FLAIR PD, where the oedema "
+                        "shows)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
-                         log_every=args.log_every, init=None if args.init is None else str(args.init))
+                         log_every=args.log_every, init=None if args.init is None else str(args.init),
+                         whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts))
     # The command that repeats this run, from the parsed options (sys.argv is another program's when main() is
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         if args.init is not None and key in ("width", "depth"):
             continue  # --init's file decides them; the training record holds the values used
-        parts += ["--" + key.replace("_", "-"), str(value)]
+        parts += ["--" + key.replace("_", "-"), *(map(str, value) if isinstance(value, list) else [str(value)])]
     command = shlex.join(parts)
     train_segmenter(args.data, args.out, cfg, command=command, log=lambda s: print(s, flush=True))
     return 0

@@ -73,6 +73,8 @@ class SegTrainConfig:
     contrasts: tuple[str, ...] = _CONTRASTS
     #: Start from this segmenter file's weights (a continuation with a new schedule); its width and depth win.
     init: str | None = None
+    #: The contrasts whole-tumour examples come from in this run (None: REGION_CONTRASTS["whole"]).
+    whole_contrasts: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass
@@ -126,9 +128,9 @@ def _sample_points(mask, rng, n):
     return [(float(xs[i]), float(ys[i])) for i in idx]
 
 
-def _example(subjects, rng, crop, info: dict | None = None):
+def _example(subjects, rng, crop, info: dict | None = None, whole_contrasts: Sequence[str] | None = None):
     """One (input [5, crop, crop], target [crop, crop]) pair (see the module notes); ``info`` (a dict, if given)
-    receives the region and contrast drawn."""
+    receives the region and contrast drawn; ``whole_contrasts`` overrides ``REGION_CONTRASTS["whole"]``."""
     subj = subjects[rng.integers(len(subjects))]
     region = list(REGIONS)[rng.choice(3, p=_REGION_P)]
     region_mask = np.isin(subj.labels, REGIONS[region])
@@ -137,7 +139,7 @@ def _example(subjects, rng, crop, info: dict | None = None):
         region = "whole"
         region_mask = np.isin(subj.labels, REGIONS[region])
         present = np.flatnonzero(region_mask.reshape(region_mask.shape[0], -1).any(axis=1))
-    allowed = REGION_CONTRASTS.get(region)
+    allowed = tuple(whole_contrasts) if region == "whole" and whole_contrasts else REGION_CONTRASTS.get(region)
     choices = [c for c in subj.frames if allowed is None or c in allowed] or list(subj.frames)
     contrast = choices[rng.integers(len(choices))]
     if info is not None:
@@ -263,7 +265,8 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
     t_last = time.perf_counter()
     running = []
     while step < cfg.steps:
-        xb, tb = zip(*(_example(subjects, rng, cfg.crop) for _ in range(cfg.batch_size)))
+        xb, tb = zip(*(_example(subjects, rng, cfg.crop, whole_contrasts=cfg.whole_contrasts)
+                       for _ in range(cfg.batch_size)))
         x = torch.from_numpy(np.stack(xb))
         t = torch.from_numpy(np.stack(tb))[:, None]
         for g in opt.param_groups:

@@ -42,7 +42,10 @@ from ..translators.base import Translator
 from ..translators.cdm import STAGES, TRAIN_CONDITIONS, CdmTranslator
 from .recipes import OptimizerSpec, RecipeParts, load_init, register_recipe
 
-__all__ = ["CdmRecipe", "masked_patch_loss"]
+__all__ = ["CONDITION_INITS", "CdmRecipe", "masked_patch_loss"]
+
+#: How a fresh C-UNet stage starts the distribution branches (the recipe's ``condition_init``).
+CONDITION_INITS = ("random", "zero")
 
 
 def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -97,6 +100,14 @@ class CdmRecipe:
         MDN steps for ``condition="sampled"`` (default: the model's ``N_sampling``).
     weight_decay : float
         AdamW weight decay (the paper's "decay rate", 1e-5).
+    condition_init : {"random", "zero"}
+        How the C-UNet stage starts the distribution branch of every Condition Embedding (the paper is silent).
+        "random" (default; the tables of docs/results were made with it): the last Linear layer keeps its random
+        init, so from the first step ``y_0`` adds a random per-slice bias to every scale's features. "zero": that
+        layer starts at zero (as DiT's adaLN-Zero and ControlNet's zero convolutions start a new condition), so the
+        C-UNet starts as the unconditioned U-Net of ablation M1 and the condition enters as training finds it
+        useful; its gradient is not zero (the hidden layer's activations are not), so it does enter. Only a fresh
+        stage "cunet" run is touched (a resumed run loads its own weights).
     """
 
     name = "cdm"
@@ -104,7 +115,7 @@ class CdmRecipe:
 
     def __init__(self, *, stage: str = "cunet", init: str | os.PathLike | None = None, require_previous: bool = True,
                  mask_ratio: float = 0.6, condition: str = "encoder", sampled_steps: int | None = None,
-                 weight_decay: float = 1e-5):
+                 weight_decay: float = 1e-5, condition_init: str = "random"):
         if stage not in STAGES:
             raise UnknownChoiceError("CDM training stage", str(stage), STAGES)
         if condition not in TRAIN_CONDITIONS:
@@ -116,6 +127,8 @@ class CdmRecipe:
             raise ValueError(f'Argument "sampled_steps" must be a positive integer, got {sampled_steps!r}.')
         if float(weight_decay) < 0:
             raise ValueError(f'Argument "weight_decay" must be >= 0, got {weight_decay!r}.')
+        if condition_init not in CONDITION_INITS:
+            raise UnknownChoiceError("C-UNet condition init", str(condition_init), CONDITION_INITS)
         self.stage = stage
         self.init = None if init is None else Path(init)
         self.require_previous = bool(require_previous)
@@ -123,11 +136,14 @@ class CdmRecipe:
         self.condition = condition
         self.sampled_steps = None if sampled_steps is None else int(sampled_steps)
         self.weight_decay = float(weight_decay)
+        self.condition_init = condition_init
         self.config: dict[str, Any] = {
             "stage": stage, "init": None if init is None else str(init), "init_sha256": None,
             "require_previous": self.require_previous, "mask_ratio": self.mask_ratio, "condition": condition,
             "sampled_steps": self.sampled_steps, "weight_decay": self.weight_decay, "stages": None,
         }
+        if condition_init != "random":  # recorded when it departs from the default, so older records stay equal
+            self.config["condition_init"] = condition_init
 
     # -- build -------------------------------------------------------------------------------------------
     def _load_init(self, model: CdmTranslator) -> list[str]:
@@ -158,6 +174,11 @@ class CdmRecipe:
             p.requires_grad_(False)
         for p in trained.parameters():
             p.requires_grad_(True)
+        if self.stage == "cunet" and self.condition_init == "zero" and model.condition:
+            with torch.no_grad():
+                for ce in model.cunet.embed:
+                    ce.distribution[-1].weight.zero_()
+                    ce.distribution[-1].bias.zero_()
         self.config["stages"] = [s for s in STAGES if s in previous or s == self.stage]
         return RecipeParts({}, {"model": OptimizerSpec(("model",), weight_decay=self.weight_decay)})
 

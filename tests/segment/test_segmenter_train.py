@@ -76,3 +76,36 @@ def test_whole_tumour_examples_come_only_from_contrasts_that_show_the_oedema():
         seen[info["region"]].add(info["contrast"])
     assert seen["whole"] == {"T2", "FLAIR"} == set(REGION_CONTRASTS["whole"]) & set(frames)
     assert seen["core"] == seen["enhancing"] == set(frames)
+
+
+def test_whole_contrasts_option_narrows_the_whole_tumour_examples():
+    """SegTrainConfig.whole_contrasts (CLI --whole-contrasts) overrides REGION_CONTRASTS["whole"] for one run; core
+    and rim still come from every contrast."""
+    import numpy as np
+
+    from napari_medtrans.segment.train import _Subject, _example
+
+    labels = np.zeros((6, 40, 40), np.uint8)
+    labels[1:5, 10:30, 10:30] = 4
+    labels[2:4, 16:24, 16:24] = 5
+    frames = {c: np.full((6, 40, 40), i * 40 + 20, np.uint8) for i, c in enumerate(("T1", "T2", "FLAIR", "T1c"))}
+    subj = _Subject("s", frames, labels)
+    rng = np.random.default_rng(0)
+    seen = {"whole": set(), "core": set(), "enhancing": set()}
+    for _ in range(400):
+        info = {}
+        _example([subj], rng, 32, info=info, whole_contrasts=("FLAIR",))
+        seen[info["region"]].add(info["contrast"])
+    assert seen["whole"] == {"FLAIR"}
+    assert seen["core"] == seen["enhancing"] == set(frames)
+
+
+def test_whole_contrasts_on_the_command_line(tmp_path):
+    from napari_medtrans.cli import build_parser
+
+    args = build_parser().parse_args(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--whole-contrasts", "FLAIR", "PD"])
+    assert args.whole_contrasts == ["FLAIR", "PD"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                   "--whole-contrasts", "CT"])

@@ -212,3 +212,36 @@ def test_three_stages_with_the_trainer(tmp_path):
     assert not torch.equal(first.cunet.head[2].weight, model.cunet.head[2].weight)
     out = model.translate(data.x[:1], steps=3, generator=torch.Generator().manual_seed(0))
     assert out.image.shape == (1, 2, 32, 32)
+
+
+def test_zero_condition_init_starts_as_m1_and_learns_to_use_the_condition():
+    """condition_init="zero": the C-UNet stage starts with the distribution branches' last layers at zero, so the
+    output does not depend on y_0 (the unconditioned U-Net of M1); training moves them off zero and the condition
+    then changes the output. The default keeps the random init (the condition acts from the first step)."""
+    x = _Slices(n=2).x
+    y_a, y_b = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)), torch.randn(
+        2, 16, generator=torch.Generator().manual_seed(1))
+    m = tiny().train()
+    CdmRecipe(stage="cunet", require_previous=False).build(m)
+    with torch.no_grad():
+        assert not torch.allclose(m.synthesize(x, y_a), m.synthesize(x, y_b))
+    m = tiny().train()
+    recipe = CdmRecipe(stage="cunet", require_previous=False, condition_init="zero")
+    recipe.build(m)
+    assert recipe.config["condition_init"] == "zero"
+    with torch.no_grad():
+        torch.testing.assert_close(m.synthesize(x, y_a), m.synthesize(x, y_b))
+    data = _Slices(n=4)
+    ctx = _Ctx(m, lr=1e-2)
+    for _ in range(3):
+        recipe.training_step({"input": data.x, "target": data.y}, m, {"model": m}, ctx)
+    with torch.no_grad():
+        moved = (m.synthesize(x, y_a) - m.synthesize(x, y_b)).abs().mean()
+    assert float(moved) > 1e-4
+    # only the C-UNet stage starts from zero, and a bad value is named
+    with pytest.raises(UnknownChoiceError, match="condition init"):
+        CdmRecipe(condition_init="ones")
+    m = tiny()
+    before = m.cunet.embed[0].distribution[2].weight.detach().clone()
+    CdmRecipe(stage="mdn", require_previous=False, condition_init="zero").build(m)
+    assert torch.equal(m.cunet.embed[0].distribution[2].weight, before)
