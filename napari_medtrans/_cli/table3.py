@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="translation precision (default: auto, as medtrans evaluate)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes on the CPU, one thread each (default: the machine's cores, at most 8; "
+                        "the table is the same with any number)")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -54,19 +57,26 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--device", args.device]
     if args.precision != "auto":
         parts += ["--precision", args.precision]
+    if args.jobs is not None:
+        parts += ["--jobs", str(args.jobs)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..segment.table3 import format_table3, run_table3, write_report, write_rows_csv
+    from ..core.errors import MedtransError
+    from ..segment.table3 import default_jobs, format_table3, run_table3, write_report, write_rows_csv
 
+    if args.jobs is not None and args.jobs < 1:
+        raise MedtransError(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
     t0 = time.perf_counter()
     rows = run_table3(args.data, models=args.model, segmenters=args.segmenter, split=args.split,
-                      device=args.device, precision=args.precision, log=lambda s: print(s, flush=True))
+                      device=args.device, precision=args.precision, jobs=jobs, log=lambda s: print(s, flush=True))
     command = _command(args)
     print()
     print(format_table3(rows))
     csv_path = write_rows_csv(rows, args.csv or args.out.with_suffix(".csv"))
-    path = write_report(rows, args.out, command=command, seconds=time.perf_counter() - t0)
+    path = write_report(rows, args.out, command=command, seconds=time.perf_counter() - t0,
+                        jobs=jobs if args.device == "cpu" else 1)
     print(f"\ntable: {path}\nper-subject rows: {csv_path}")
     return 0

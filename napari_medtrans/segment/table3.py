@@ -17,6 +17,8 @@ Protocol (EDTS-Trans Sec. 4.3, Table III: a promptable segmenter on real and syn
   the segmenter found nothing), against the ground truth; the table gives mean +- SD over subjects and the gap
   (synthetic minus real, per subject, then averaged).
 * Segmenters: the shipped ``promptunet-phantom`` and every SAM2 / MedSAM2 model whose weights are in the store.
+* Work: on the CPU, ``jobs`` worker processes of one thread each (default: the machine's cores) translate with
+  the translators in parallel, then segment the subjects in parallel; the rows are the same as with one job.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from .frames import FrameGeometry
 from .models import MODELS, SHIPPED, weights_available
 from .prompts import prompts_from_mask
 
-__all__ = ["REGIONS", "Table3Row", "shipped_translators", "available_segmenters", "run_table3", "format_table3"]
+__all__ = ["REGIONS", "Table3Row", "shipped_translators", "available_segmenters", "default_jobs", "run_table3",
+           "format_table3"]
 
 #: BraTS regions as the project's label values.
 REGIONS = {"whole tumour": (4, 5, 6), "tumour core": (5, 6), "enhancing tumour": (5,)}
@@ -91,6 +94,94 @@ def _score(segmenter, image, truth, prompts, spacing) -> tuple[float, float]:
     return float(dice(mask, truth)), hd95(mask, truth, spacing=spacing)
 
 
+def _translate_model(path: str, data: str, split: str, device: str, prec: str, threads: int | None,
+                     log: Callable[[str], None] | None = None) -> list[tuple[str, str, str, Path]]:
+    """One translator over the split's subjects with tumours (a worker of :func:`run_table3`)."""
+    from ..training.evaluate import evaluation_dir, translate_dataset
+    from ..translators.checkpoint import read_checkpoint_metadata
+
+    log = log or _print
+    _set_threads(threads)
+    ds = load_dataset(data)
+    sub, _ = _tumour_subjects(ds, split)
+    path = Path(path)
+    info = read_checkpoint_metadata(path)
+    out = evaluation_dir(ds.root, path, prec)
+    log(f"translating with {path.name} ({info.method}) into {out}")
+    return [(path.stem, direction, subject, syn)
+            for subject, direction, _modality, syn in translate_dataset(path, sub, out, device=device,
+                                                                         precision=prec, log=log)]
+
+
+def _segment_images(seg_name: str, data: str, split: str, images: list[tuple[int, str, str, str, Path]],
+                    device: str, threads: int | None, total: int, log: Callable[[str], None] | None = None
+                    ) -> list[tuple[int, Table3Row]]:
+    """Segment the real and synthetic images of ``images`` (``(index, translator, direction, subject, path)``
+    entries) with one segmenter; the real image of a subject and contrast is segmented once."""
+    from .segmenter import Segmenter
+
+    log = log or _print
+    _set_threads(threads)
+    ds = load_dataset(data)
+    sub, truths = _tumour_subjects(ds, split)
+    seg = Segmenter.from_name(seg_name, device=device)
+    real_cache: dict[tuple, tuple[float, float]] = {}
+    rows: list[tuple[int, Table3Row]] = []
+    t0 = time.perf_counter()
+    try:
+        for n, translator, direction, subject_id, syn_path in images:
+            subj = next(s for s in sub.subjects if s.id == subject_id)
+            modality = direction.split("->")[1]
+            labels, geom, spacing = truths[subject_id]
+            # the real image is read and segmented once per subject and contrast, whatever the translators
+            real = None if (subject_id, modality, "whole tumour") in real_cache else \
+                io.load(sub.path(subj.images[modality]), modality=modality)
+            synthetic = io.load(syn_path)
+            for k, (region, values) in enumerate(REGIONS.items()):
+                truth = np.isin(labels, values)
+                prompts = prompts_from_mask(geom.to_frames(truth), mode="slices")
+                key = (subject_id, modality, region)
+                if key not in real_cache:
+                    real_cache[key] = _score(seg, real, truth, prompts, spacing)
+                d_syn, h_syn = _score(seg, synthetic, truth, prompts, spacing)
+                rows.append((3 * n + k, Table3Row(seg_name, translator, direction, subject_id, region,
+                                                  real_cache[key][0], d_syn, real_cache[key][1], h_syn)))
+            log(f"[{seg_name} {n + 1}/{total}] {translator} {direction} {subject_id}: whole-tumour Dice real "
+                f"{real_cache[(subject_id, modality, 'whole tumour')][0]:.3f}, synthetic "
+                f"{rows[-3][1].dice_synthetic:.3f} ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        seg.release()
+    return rows
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _sampling_steps(path: Path) -> int:
+    from ..translators.checkpoint import read_checkpoint_metadata
+
+    return int(read_checkpoint_metadata(path).spec.get("default_steps") or 0)
+
+
+def default_jobs() -> int:
+    """Worker processes for :func:`run_table3` by default: this machine's CPU cores, at most 8."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
 def run_table3(
     data,
     *,
@@ -99,56 +190,62 @@ def run_table3(
     split: str = "test",
     device: str = "cpu",
     precision: str = "auto",
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> list[Table3Row]:
-    """Translate, segment and score (see the module notes). Returns one row per subject, image and region."""
-    from ..training.evaluate import evaluation_dir, translate_dataset
-    from ..translators.checkpoint import read_checkpoint_metadata
+    """Translate, segment and score (see the module notes). Returns one row per subject, image and region.
+
+    ``jobs`` > 1 on the CPU runs the translators, then the subjects' segmentations, in that many worker processes
+    of one thread each (spawned; the rows and files are the same as with one job, in the same order). On a GPU,
+    or with one job, everything runs in this process.
+    """
     from ..translators.lookup import resolve_model
     from ..core.engine import resolve_device, resolve_precision
-    from .segmenter import Segmenter
 
     ds = load_dataset(data)
-    sub, truths = _tumour_subjects(ds, split)
+    sub, _truths = _tumour_subjects(ds, split)
     log(f"{len(sub.subjects)} subjects of split {split!r} with tumours: {', '.join(s.id for s in sub.subjects)}")
     model_paths = [resolve_model(m) for m in models] if models else shipped_translators()
-    prec = resolve_precision(precision, resolve_device(device))
-    images: list[tuple[str, str, str, Path]] = []  # translator, direction, subject, synthetic path
-    for path in model_paths:
-        info = read_checkpoint_metadata(path)
-        out = evaluation_dir(ds.root, path, prec)
-        log(f"translating with {path.name} ({info.method}) into {out}")
-        for subject, direction, _modality, syn in translate_dataset(path, sub, out, device=device, precision=prec,
-                                                                     log=log):
-            images.append((path.stem, direction, subject, syn))
-    rows: list[Table3Row] = []
-    for seg_name in segmenters or available_segmenters():
-        seg = Segmenter.from_name(seg_name, device=device)
-        real_cache: dict[tuple, tuple[float, float]] = {}
-        t0 = time.perf_counter()
-        try:
-            for n, (translator, direction, subject_id, syn_path) in enumerate(images, 1):
-                subj = next(s for s in sub.subjects if s.id == subject_id)
-                modality = direction.split("->")[1]
-                labels, geom, spacing = truths[subject_id]
-                # the real image is read and segmented once per subject and contrast, whatever the translators
-                real = None if (subject_id, modality, "whole tumour") in real_cache else \
-                    io.load(sub.path(subj.images[modality]), modality=modality)
-                synthetic = io.load(syn_path)
-                for region, values in REGIONS.items():
-                    truth = np.isin(labels, values)
-                    prompts = prompts_from_mask(geom.to_frames(truth), mode="slices")
-                    key = (subject_id, modality, region)
-                    if key not in real_cache:
-                        real_cache[key] = _score(seg, real, truth, prompts, spacing)
-                    d_syn, h_syn = _score(seg, synthetic, truth, prompts, spacing)
-                    rows.append(Table3Row(seg_name, translator, direction, subject_id, region, real_cache[key][0],
-                                          d_syn, real_cache[key][1], h_syn))
-                log(f"[{seg_name} {n}/{len(images)}] {translator} {direction} {subject_id}: whole-tumour Dice "
-                    f"real {real_cache[(subject_id, modality, 'whole tumour')][0]:.3f}, synthetic "
-                    f"{rows[-3].dice_synthetic:.3f} ({time.perf_counter() - t0:.0f} s)")
-        finally:
-            seg.release()
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    jobs = max(1, int(jobs)) if str(dev) == "cpu" else 1
+    root = str(ds.root)
+    seg_names = list(segmenters or available_segmenters())
+
+    if jobs == 1:
+        def run_all(fn, calls):
+            return [fn(*c, log) for c in calls]
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+
+        def run_all(fn, calls):
+            return [f.result() for f in [pool.submit(fn, *c) for c in calls]]
+    threads = 1 if jobs > 1 else None
+    try:
+        # the sampling translators (the slow ones) first, so that the pool's last tasks are short ones
+        order = sorted(model_paths, key=_sampling_steps, reverse=True) if jobs > 1 else model_paths
+        done = dict(zip(order, run_all(_translate_model, [(str(p), root, split, device, prec, threads)
+                                                          for p in order])))
+        images = [item for p in model_paths for item in done[p]]
+        indexed = [(n, *item) for n, item in enumerate(images)]
+        rows: list[Table3Row] = []
+        for seg_name in seg_names:
+            if jobs == 1:
+                groups = [indexed]
+            else:  # by subject, so that each worker segments a subject's real images once
+                by_subject: dict[str, list] = {}
+                for item in indexed:
+                    by_subject.setdefault(item[3], []).append(item)
+                groups = list(by_subject.values())
+            parts = run_all(_segment_images, [(seg_name, root, split, g, device, threads, len(images))
+                                             for g in groups])
+            rows += [row for _, row in sorted((r for part in parts for r in part), key=lambda r: r[0])]
+    finally:
+        if jobs > 1:
+            pool.shutdown()
     return rows
 
 
@@ -194,7 +291,7 @@ def write_rows_csv(rows: Sequence[Table3Row], path: str | Path) -> Path:
 
 
 def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, seconds: float,
-                 notes: str = "") -> Path:
+                 notes: str = "", jobs: int = 1) -> Path:
     """docs/results/edts-table3.md: how to regenerate it, the protocol, the table."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +306,8 @@ def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, s
         "```",
         "",
         f"{len(subjects)} test subjects with tumours ({', '.join(subjects)}); made "
-        f"{_dt.date.today().isoformat()} in {seconds / 60:.1f} min on this project's 2-core CPU machine.",
+        f"{_dt.date.today().isoformat()} in {seconds / 60:.1f} min on this project's 2-core CPU machine"
+        f"{f' ({jobs} worker processes)' if jobs > 1 else ''}.",
         "Protocol (`napari_medtrans/segment/table3.py`): every shipped translator's synthetic image and the real",
         "image of the same contrast are segmented with the same ground-truth box prompts, one box per slice where",
         "the region appears, each slice on its own; Dice of the 3-D mask and HD95 (mm) against the ground truth,",

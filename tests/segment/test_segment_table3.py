@@ -18,16 +18,22 @@ def test_table3_command_writes_its_table(tmp_path, monkeypatch, one_torch_thread
     assert main(["phantom", str(data), "--subjects", "3", "--tumour", "1.0", "--split", "0", "0", "1",
                  "--shape", "48", "56", "32"]) == 0
     out = tmp_path / "results" / "table3.md"
-    assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out)]) == 0
+    # two worker processes (translation, then segmentation by subject)
+    assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out), "--jobs", "2"]) == 0
     text = out.read_text()
-    assert f"medtrans table3 --data {data} --model demo --out {out}" in text  # the one command that remakes it
+    assert f"medtrans table3 --data {data} --model demo --out {out} --jobs 2" in text  # the command that remakes it
+    assert "(2 worker processes)" in text
     for region in ("whole tumour", "tumour core", "enhancing tumour"):
         assert f"| promptunet-phantom | demo-t1-t2 | T1 -> T2 | {region} | 3 |" in text
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert len(rows) == 3 * 3 and {r["subject"] for r in rows} == {"sub-000", "sub-001", "sub-002"}
     for r in rows:
         assert 0.0 <= float(r["dice_real"]) <= 1.0 and 0.0 <= float(r["dice_synthetic"]) <= 1.0
-    # the synthetic volumes sit in evaluate's folder and are reused by a second run
+    # the synthetic volumes sit in evaluate's folder and are reused by a second run, here in this process: the
+    # same rows, in the same order, as the two workers gave
     capsys.readouterr()
-    assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out)]) == 0
+    assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out), "--jobs", "1"]) == 0
     assert "already translated, skipped" in capsys.readouterr().out
+    assert list(csv.DictReader(open(out.with_suffix(".csv")))) == rows
+    assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out), "--jobs", "0"]) != 0
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
