@@ -42,6 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["T1", "T2", "FLAIR", "T1c", "PD"],
                    help="contrasts the whole-tumour examples come from (default: T2 FLAIR PD, where the oedema "
                         "shows)")
+    t.add_argument("--gamma", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="range of the random gamma augmentation (default 0.7 1.5)")
+
+
+def _gamma(values) -> tuple[float, float]:
+    lo, hi = (float(v) for v in values)
+    if not 0 < lo <= hi:
+        from ..core.errors import MedtransError
+
+        raise MedtransError(f"--gamma needs 0 < LO <= HI, got {lo} {hi}")
+    return lo, hi
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
                          log_every=args.log_every, init=None if args.init is None else str(args.init),
-                         whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts))
+                         whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts),
+                         **({} if args.gamma is None else {"gamma": _gamma(args.gamma)}))
     # The command that repeats this run, from the parsed options (sys.argv is another program's when main() is
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]

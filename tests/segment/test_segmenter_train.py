@@ -109,3 +109,29 @@ def test_whole_contrasts_on_the_command_line(tmp_path):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                    "--whole-contrasts", "CT"])
+
+
+def test_gamma_option_sets_the_augmentation_range(tmp_path):
+    """--gamma LO HI narrows the random gamma; gamma 1..1 leaves the windowed intensities' order and level (up to
+    the brightness and noise jitter)."""
+    import numpy as np
+
+    from napari_medtrans.cli import build_parser
+    from napari_medtrans.segment.train import _augment
+
+    img = np.full((20, 20), 0.25, np.float32)
+    img[:, 10:] = 0.75
+    spread = []
+    for gamma in ((1.0, 1.0), (0.7, 1.5)):
+        rng = np.random.default_rng(0)
+        est = []
+        for _ in range(40):  # the gamma drawn, read off two flat regions (the brightness factor cancels)
+            out = _augment(img, rng, gamma)
+            est.append(np.log(out[:, 2:6].mean() / out[:, 14:18].mean()) / np.log(0.25 / 0.75))
+        spread.append(np.std(est))
+    assert spread[0] < 0.2 * spread[1]
+    args = build_parser().parse_args(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--gamma", "0.9", "1.1"])
+    assert args.gamma == [0.9, 1.1]
+    assert main(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--gamma", "1.2", "0.8"]) != 0
