@@ -55,13 +55,12 @@ def test_data_without_tumours_is_refused_naming_the_dataset(tmp_path, capsys):
     assert str(root) in err and "no training subject has tumour labels" in err
 
 
-def test_whole_tumour_examples_come_only_from_contrasts_that_show_the_oedema():
-    """A box around the whole tumour on a T1 or T1c (where the oedema does not show) can only be answered by
-    filling the box; such examples taught the network to over-include on FLAIR too. Whole-tumour examples are
-    drawn from the contrasts of REGION_CONTRASTS["whole"]; core and rim from every contrast."""
+def _contrasts_drawn(n, **kw):
+    """Which contrasts :func:`_example` draws each region from, over ``n`` examples of a toy subject with an
+    oedema and a rim on four contrasts; also the contrasts the subject has."""
     import numpy as np
 
-    from napari_medtrans.segment.train import REGION_CONTRASTS, _Subject, _example
+    from napari_medtrans.segment.train import _Subject, _example
 
     labels = np.zeros((6, 40, 40), np.uint8)
     labels[1:5, 10:30, 10:30] = 4  # oedema
@@ -70,34 +69,30 @@ def test_whole_tumour_examples_come_only_from_contrasts_that_show_the_oedema():
     subj = _Subject("s", frames, labels)
     rng = np.random.default_rng(0)
     seen = {"whole": set(), "core": set(), "enhancing": set()}
-    for _ in range(600):
+    for _ in range(n):
         info = {}
-        _example([subj], rng, 32, info=info)
+        _example([subj], rng, 32, info=info, **kw)
         seen[info["region"]].add(info["contrast"])
-    assert seen["whole"] == {"T2", "FLAIR"} == set(REGION_CONTRASTS["whole"]) & set(frames)
-    assert seen["core"] == seen["enhancing"] == set(frames)
+    return seen, set(frames)
+
+
+def test_whole_tumour_examples_come_only_from_contrasts_that_show_the_oedema():
+    """A box around the whole tumour on a T1 or T1c (where the oedema does not show) can only be answered by
+    filling the box; such examples taught the network to over-include on FLAIR too. Whole-tumour examples are
+    drawn from the contrasts of REGION_CONTRASTS["whole"]; core and rim from every contrast."""
+    from napari_medtrans.segment.train import REGION_CONTRASTS
+
+    seen, contrasts = _contrasts_drawn(600)
+    assert seen["whole"] == {"T2", "FLAIR"} == set(REGION_CONTRASTS["whole"]) & contrasts
+    assert seen["core"] == seen["enhancing"] == contrasts
 
 
 def test_whole_contrasts_option_narrows_the_whole_tumour_examples():
     """SegTrainConfig.whole_contrasts (CLI --whole-contrasts) overrides REGION_CONTRASTS["whole"] for one run; core
     and rim still come from every contrast."""
-    import numpy as np
-
-    from napari_medtrans.segment.train import _Subject, _example
-
-    labels = np.zeros((6, 40, 40), np.uint8)
-    labels[1:5, 10:30, 10:30] = 4
-    labels[2:4, 16:24, 16:24] = 5
-    frames = {c: np.full((6, 40, 40), i * 40 + 20, np.uint8) for i, c in enumerate(("T1", "T2", "FLAIR", "T1c"))}
-    subj = _Subject("s", frames, labels)
-    rng = np.random.default_rng(0)
-    seen = {"whole": set(), "core": set(), "enhancing": set()}
-    for _ in range(400):
-        info = {}
-        _example([subj], rng, 32, info=info, whole_contrasts=("FLAIR",))
-        seen[info["region"]].add(info["contrast"])
+    seen, contrasts = _contrasts_drawn(400, whole_contrasts=("FLAIR",))
     assert seen["whole"] == {"FLAIR"}
-    assert seen["core"] == seen["enhancing"] == set(frames)
+    assert seen["core"] == seen["enhancing"] == contrasts
 
 
 def test_whole_contrasts_on_the_command_line(tmp_path):
