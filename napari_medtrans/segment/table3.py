@@ -245,7 +245,7 @@ def run_table3(
             rows += [row for _, row in sorted((r for part in parts for r in part), key=lambda r: r[0])]
     finally:
         if jobs > 1:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)  # after an error, the tasks not started are dropped
     return rows
 
 
