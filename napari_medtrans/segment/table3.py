@@ -74,19 +74,29 @@ def available_segmenters() -> list[str]:
     return [SHIPPED] + [n for n in MODELS if n != SHIPPED and weights_available(n)]
 
 
+def _truth(ds: Dataset, subj) -> tuple | None:
+    """A subject's (labels, frame geometry, spacing), or None when it has no tumour labels."""
+    if not subj.labels:
+        return None
+    lab = io.load(ds.path(subj.labels))
+    labels = np.rint(ds.convert_labels(lab.data, ds.path(subj.labels)))
+    if not np.isin(labels, REGIONS["whole tumour"]).any():
+        return None
+    return labels, FrameGeometry.of(lab), lab.spacing
+
+
+def _subset(ds: Dataset, ids: Sequence[str]) -> Dataset:
+    """The dataset's subjects ``ids``, in that order."""
+    by_id = {s.id: s for s in ds.subjects}
+    return Dataset(ds.root, [by_id[i] for i in ids], name=ds.name, label_scheme=ds.label_scheme)
+
+
 def _tumour_subjects(ds: Dataset, split: str) -> tuple[Dataset, dict[str, tuple]]:
     """The subjects of ``split`` with tumour labels, and each one's (labels, frame geometry, spacing), read once."""
-    keep, truths = [], {}
-    for subj in ds.split(split):
-        if subj.labels:
-            lab = io.load(ds.path(subj.labels))
-            labels = np.rint(ds.convert_labels(lab.data, ds.path(subj.labels)))
-            if np.isin(labels, REGIONS["whole tumour"]).any():
-                keep.append(subj)
-                truths[subj.id] = (labels, FrameGeometry.of(lab), lab.spacing)
-    if not keep:
+    truths = {subj.id: t for subj in ds.split(split) if (t := _truth(ds, subj)) is not None}
+    if not truths:
         raise MedtransError(f"no subject of split {split!r} has tumour labels (4, 5, 6)", ds.root)
-    return Dataset(ds.root, keep, name=ds.name, label_scheme=ds.label_scheme), truths
+    return _subset(ds, list(truths)), truths
 
 
 def _score(segmenter, image, truth, prompts, spacing) -> tuple[float, float]:
@@ -94,16 +104,16 @@ def _score(segmenter, image, truth, prompts, spacing) -> tuple[float, float]:
     return float(dice(mask, truth)), hd95(mask, truth, spacing=spacing)
 
 
-def _translate_model(path: str, data: str, split: str, device: str, prec: str, threads: int | None,
+def _translate_model(path: str, data: str, ids: list[str], device: str, prec: str, threads: int | None,
                      log: Callable[[str], None] | None = None) -> list[tuple[str, str, str, Path]]:
-    """One translator over the split's subjects with tumours (a worker of :func:`run_table3`)."""
+    """One translator over the subjects ``ids`` (a worker of :func:`run_table3`)."""
     from ..training.evaluate import evaluation_dir, translate_dataset
     from ..translators.checkpoint import read_checkpoint_metadata
 
     log = log or _print
     _set_threads(threads)
     ds = load_dataset(data)
-    sub, _ = _tumour_subjects(ds, split)
+    sub = _subset(ds, ids)
     path = Path(path)
     info = read_checkpoint_metadata(path)
     out = evaluation_dir(ds.root, path, prec)
@@ -113,17 +123,20 @@ def _translate_model(path: str, data: str, split: str, device: str, prec: str, t
                                                                          precision=prec, log=log)]
 
 
-def _segment_images(seg_name: str, data: str, split: str, images: list[tuple[int, str, str, str, Path]],
-                    device: str, threads: int | None, total: int, log: Callable[[str], None] | None = None
-                    ) -> list[tuple[int, Table3Row]]:
+def _segment_images(seg_name: str, data: str, images: list[tuple[int, str, str, str, Path]], device: str,
+                    threads: int | None, total: int, truths: dict[str, tuple] | None = None,
+                    log: Callable[[str], None] | None = None) -> list[tuple[int, Table3Row]]:
     """Segment the real and synthetic images of ``images`` (``(index, translator, direction, subject, path)``
-    entries) with one segmenter; the real image of a subject and contrast is segmented once."""
+    entries) with one segmenter, loaded once; the real image of a subject and contrast is segmented once. The
+    subjects' labels come in ``truths`` or, in a worker process, are read here (only those of ``images``)."""
     from .segmenter import Segmenter
 
     log = log or _print
     _set_threads(threads)
     ds = load_dataset(data)
-    sub, truths = _tumour_subjects(ds, split)
+    sub = _subset(ds, list(dict.fromkeys(item[3] for item in images)))
+    if truths is None:
+        truths = {subj.id: _truth(ds, subj) for subj in sub.subjects}
     seg = Segmenter.from_name(seg_name, device=device)
     real_cache: dict[tuple, tuple[float, float]] = {}
     rows: list[tuple[int, Table3Row]] = []
@@ -203,7 +216,7 @@ def run_table3(
     from ..core.engine import resolve_device, resolve_precision
 
     ds = load_dataset(data)
-    sub, _truths = _tumour_subjects(ds, split)
+    sub, truths = _tumour_subjects(ds, split)
     log(f"{len(sub.subjects)} subjects of split {split!r} with tumours: {', '.join(s.id for s in sub.subjects)}")
     model_paths = [resolve_model(m) for m in models] if models else shipped_translators()
     dev = resolve_device(device)
@@ -214,7 +227,7 @@ def run_table3(
 
     if jobs == 1:
         def run_all(fn, calls):
-            return [fn(*c, log) for c in calls]
+            return [fn(*c, log=log) for c in calls]
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -224,24 +237,21 @@ def run_table3(
         def run_all(fn, calls):
             return [f.result() for f in [pool.submit(fn, *c) for c in calls]]
     threads = 1 if jobs > 1 else None
+    ids = [s.id for s in sub.subjects]
     try:
         # the sampling translators (the slow ones) first, so that the pool's last tasks are short ones
         order = sorted(model_paths, key=_sampling_steps, reverse=True) if jobs > 1 else model_paths
-        done = dict(zip(order, run_all(_translate_model, [(str(p), root, split, device, prec, threads)
+        done = dict(zip(order, run_all(_translate_model, [(str(p), root, ids, device, prec, threads)
                                                           for p in order])))
         images = [item for p in model_paths for item in done[p]]
         indexed = [(n, *item) for n, item in enumerate(images)]
+        # one task per worker, each with whole subjects (a subject's real images are segmented once); in one
+        # process the labels read above are passed on, in workers each reads its own subjects'
+        groups = [[item for item in indexed if ids.index(item[3]) % jobs == j] for j in range(jobs)]
         rows: list[Table3Row] = []
         for seg_name in seg_names:
-            if jobs == 1:
-                groups = [indexed]
-            else:  # by subject, so that each worker segments a subject's real images once
-                by_subject: dict[str, list] = {}
-                for item in indexed:
-                    by_subject.setdefault(item[3], []).append(item)
-                groups = list(by_subject.values())
-            parts = run_all(_segment_images, [(seg_name, root, split, g, device, threads, len(images))
-                                             for g in groups])
+            parts = run_all(_segment_images, [(seg_name, root, g, device, threads, len(images),
+                                               truths if jobs == 1 else None) for g in groups if g])
             rows += [row for _, row in sorted((r for part in parts for r in part), key=lambda r: r[0])]
     finally:
         if jobs > 1:
