@@ -44,14 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "shows)")
     t.add_argument("--gamma", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                    help="range of the random gamma augmentation (default 0.7 1.5)")
+    t.add_argument("--brightness", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="range of the random intensity scale (default 0.85 1.15; 1 1 keeps the window's levels)")
 
 
-def _gamma(values) -> tuple[float, float]:
+def _range(values, option: str = "--gamma") -> tuple[float, float]:
     lo, hi = (float(v) for v in values)
     if not 0 < lo <= hi:
         from ..core.errors import MedtransError
 
-        raise MedtransError(f"--gamma needs 0 < LO <= HI, got {lo} {hi}")
+        raise MedtransError(f"{option} needs 0 < LO <= HI, got {lo} {hi}")
     return lo, hi
 
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
                          log_every=args.log_every, init=None if args.init is None else str(args.init),
                          whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts),
-                         **({} if args.gamma is None else {"gamma": _gamma(args.gamma)}))
+                         **({} if args.gamma is None else {"gamma": _range(args.gamma)}),
+                         **({} if args.brightness is None else {"brightness": _range(args.brightness, "--brightness")}))
     # The command that repeats this run, from the parsed options (sys.argv is another program's when main() is
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]

@@ -19,7 +19,8 @@ training example is (choices, documented here because no paper describes them):
   compartment), or the region's mask on a slice 1-2 away, half the time grown or shrunk by 1-3 pixels (as a
   prediction can be), with its box grown by 0-6 pixels (30 %: propagation); about one propagation example in three
   sits just past the region's end, where the target is empty;
-* a 96 x 96 crop around the prompt, left-right flips, a random gamma (0.7-1.5; ``gamma`` sets the range), blur (sigma up to 1.2 pixels, a
+* a 96 x 96 crop around the prompt, left-right flips, a random gamma (0.7-1.5; ``gamma`` sets the range), a
+  random intensity scale (0.85-1.15; ``brightness``), blur (sigma up to 1.2 pixels, a
   third of the time: synthetic images are smoother than acquired ones) and noise.
 
 Loss: binary cross-entropy plus soft Dice on the mask logits. AdamW, cosine learning rate, bf16 autocast on a CPU
@@ -77,6 +78,8 @@ class SegTrainConfig:
     whole_contrasts: tuple[str, ...] | None = None
     #: Range of the random gamma applied to the windowed image (see the module notes).
     gamma: tuple[float, float] = (0.7, 1.5)
+    #: Range of the random intensity scale applied after the gamma (see the module notes).
+    brightness: tuple[float, float] = (0.85, 1.15)
 
 
 @dataclasses.dataclass
@@ -131,7 +134,7 @@ def _sample_points(mask, rng, n):
 
 
 def _example(subjects, rng, crop, info: dict | None = None, whole_contrasts: Sequence[str] | None = None,
-             gamma: tuple[float, float] = (0.7, 1.5)):
+             gamma: tuple[float, float] = (0.7, 1.5), brightness: tuple[float, float] = (0.85, 1.15)):
     """One (input [5, crop, crop], target [crop, crop]) pair (see the module notes); ``info`` (a dict, if given)
     receives the region and contrast drawn; ``whole_contrasts`` overrides ``REGION_CONTRASTS["whole"]``."""
     subj = subjects[rng.integers(len(subjects))]
@@ -181,7 +184,7 @@ def _example(subjects, rng, crop, info: dict | None = None, whole_contrasts: Seq
             neg = _sample_points(outside & (subj.frames[contrast][s] > 0), rng, int(rng.integers(0, 3)))
             pts, labs = pos + neg, [1] * len(pos) + [0] * len(neg)
         prompt = SlicePrompt(s, points=pts, labels=labs, box=box)
-    x = encode_prompts(_augment(image, rng, gamma), prompt, prior, extra_box=extra_box)
+    x = encode_prompts(_augment(image, rng, gamma, brightness), prompt, prior, extra_box=extra_box)
     # a crop that holds the prompt's centre
     ref = target if target.any() else (prior if prior is not None else target)
     ys, xs = np.nonzero(ref) if ref.any() else (np.array([shape[0] // 2]), np.array([shape[1] // 2]))
@@ -212,13 +215,13 @@ def _perturb(mask, rng):
     return op(mask, iterations=it)
 
 
-def _augment(image, rng, gamma=(0.7, 1.5)):
+def _augment(image, rng, gamma=(0.7, 1.5), brightness=(0.85, 1.15)):
     from scipy import ndimage
 
     img = np.clip(image, 0, 1) ** rng.uniform(*gamma)
     if rng.random() < 1 / 3:
         img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.2))
-    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, rng.uniform(0, 0.03), img.shape)
+    img = img * rng.uniform(*brightness) + rng.normal(0, rng.uniform(0, 0.03), img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
 
 
@@ -268,7 +271,8 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
     t_last = time.perf_counter()
     running = []
     while step < cfg.steps:
-        xb, tb = zip(*(_example(subjects, rng, cfg.crop, whole_contrasts=cfg.whole_contrasts, gamma=cfg.gamma)
+        xb, tb = zip(*(_example(subjects, rng, cfg.crop, whole_contrasts=cfg.whole_contrasts, gamma=cfg.gamma,
+                                brightness=cfg.brightness)
                        for _ in range(cfg.batch_size)))
         x = torch.from_numpy(np.stack(xb))
         t = torch.from_numpy(np.stack(tb))[:, None]

@@ -130,3 +130,25 @@ def test_gamma_option_sets_the_augmentation_range(tmp_path):
     assert args.gamma == [0.9, 1.1]
     assert main(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--gamma", "1.2", "0.8"]) != 0
+
+
+def test_brightness_option_sets_the_intensity_scale_range(tmp_path):
+    """--brightness LO HI sets the random intensity scale; 1..1 keeps a region's windowed level (a fixed boundary
+    intensity stays learnable), the default 0.85..1.15 moves it by up to 15 %."""
+    import numpy as np
+
+    from napari_medtrans.cli import build_parser
+    from napari_medtrans.segment.train import _augment
+
+    img = np.full((20, 20), 0.5, np.float32)
+    levels = {}
+    for brightness in ((1.0, 1.0), (0.85, 1.15)):
+        rng = np.random.default_rng(0)
+        levels[brightness] = [float(_augment(img, rng, (1.0, 1.0), brightness).mean()) for _ in range(40)]
+    assert np.ptp(levels[(1.0, 1.0)]) < 0.01
+    assert np.ptp(levels[(0.85, 1.15)]) > 0.1
+    args = build_parser().parse_args(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--brightness", "1", "1"])
+    assert args.brightness == [1.0, 1.0]
+    assert main(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--brightness", "1.1", "0.9"]) != 0
