@@ -14,8 +14,13 @@ training subjects: boxes, clicks and propagation priors on whole tumour, tumour 
 contrast. Running the same command again continues from OUT/state.pt. The model is OUT/model.safetensors; the
 shipped one is resources/segmenters/promptunet-phantom.safetensors (its card says how it was made).
 
+`calibrate` chooses the decision threshold (the mask is logits > it) on the validation subjects with Table III's
+box prompts and writes a copy of the file that carries it.
+
 examples:
   medtrans segmenter train --data data/bench --out runs/promptunet --steps 3000 --threads 1
+  medtrans segmenter calibrate --model runs/promptunet/model.safetensors --data data/bench \
+      --out runs/promptunet/calibrated.safetensors
 """
 
 
@@ -46,6 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="range of the random gamma augmentation (default 0.7 1.5)")
     t.add_argument("--brightness", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                    help="range of the random intensity scale (default 0.85 1.15; 1 1 keeps the window's levels)")
+    c = sub.add_parser("calibrate", help="choose the decision threshold on validation subjects; write a copy")
+    c.add_argument("--model", required=True, type=Path, help="segmenter file (e.g. OUT/model.safetensors)")
+    c.add_argument("--data", required=True, type=Path, help="dataset folder or manifest with tumour labels")
+    c.add_argument("--out", required=True, type=Path, help="the calibrated copy (not the source)")
+    c.add_argument("--split", default="val", help="subjects to calibrate on (default val)")
+    c.add_argument("--contrasts", nargs="+", default=["FLAIR", "T2", "T1c"], metavar="MOD",
+                   help="contrasts to segment (default FLAIR T2 T1c, Table III's)")
+    c.add_argument("--grid", nargs="+", type=float, default=None, metavar="T",
+                   help="thresholds to try (default -1 to 4 in steps of 0.25)")
+    c.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
 
 
 def _range(values, option: str = "--gamma") -> tuple[float, float]:
@@ -58,6 +73,8 @@ def _range(values, option: str = "--gamma") -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "calibrate":
+        return _calibrate(args)
     from ..segment.train import SegTrainConfig, train_segmenter
 
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
@@ -66,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                          log_every=args.log_every, init=None if args.init is None else str(args.init),
                          whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts),
                          **({} if args.gamma is None else {"gamma": _range(args.gamma)}),
-                         **({} if args.brightness is None else {"brightness": _range(args.brightness, "--brightness")}))
+                         **({} if args.brightness is None else
+                            {"brightness": _range(args.brightness, "--brightness")}))
     # The command that repeats this run, from the parsed options (sys.argv is another program's when main() is
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]
@@ -78,4 +96,15 @@ def run(args: argparse.Namespace) -> int:
         parts += ["--" + key.replace("_", "-"), *(map(str, value) if isinstance(value, list) else [str(value)])]
     command = shlex.join(parts)
     train_segmenter(args.data, args.out, cfg, command=command, log=lambda s: print(s, flush=True))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..segment.calibrate import DEFAULT_GRID, calibrate_threshold
+
+    torch.set_num_threads(max(1, int(args.threads)))
+    calibrate_threshold(args.model, args.data, args.out, split=args.split, contrasts=args.contrasts,
+                        grid=DEFAULT_GRID if args.grid is None else args.grid, log=lambda s: print(s, flush=True))
     return 0

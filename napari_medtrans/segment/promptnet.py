@@ -20,7 +20,8 @@ Design (a choice: no paper describes it)
   the first). Each next slice is prompted with the previous slice's mask as the prior and its box grown by
   :data:`PROPAGATION_MARGIN` pixels; a user prompt on that slice is used as well. Propagation stops in a
   direction at the first empty mask (the object has ended), leaving the rest of that side empty.
-* **Output**: logits > 0.
+* **Output**: logits > the file's decision threshold: 0, or the value ``medtrans segmenter calibrate`` chose on
+  validation subjects (:mod:`.calibrate`), stored in the file's metadata (``threshold``).
 
 Limits (stated on the model card): trained on the phantom's tumour compartments only (whole tumour, tumour
 core, enhancing rim; boxes, clicks and propagation priors); on real scans and other structures its masks are
@@ -77,6 +78,8 @@ def _build_unet(width: int, depth: int, in_channels: int):
             super().__init__()
             chans = [width * 2 ** i for i in range(depth)]
             self.width, self.depth, self.in_channels = width, depth, in_channels
+            #: A pixel is in the mask where its logit exceeds this (0 unless the file was calibrated).
+            self.decision_threshold = 0.0
             self.down = nn.ModuleList()
             c = in_channels
             for ch in chans:
@@ -186,6 +189,7 @@ def load_promptunet(path: str | os.PathLike, device: Any = "cpu"):
             f"not a promptunet segmenter (format {meta.get('format')!r}, expected {FORMAT!r})", path)
     cfg = json.loads(meta.get("config", "{}"))
     model = PromptUNet(**cfg)
+    model.decision_threshold = _threshold(meta, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -193,6 +197,21 @@ def load_promptunet(path: str | os.PathLike, device: Any = "cpu"):
         raise ConfigMismatchError(f"the tensors do not fit the network: {lines[1].strip() if len(lines) > 1 else lines[0]}",
                                   path) from None
     return model.to(device).eval(), meta
+
+
+def _threshold(meta: dict[str, str], path: Path) -> float:
+    """The decision threshold in a file's metadata (0 where it has none; see :mod:`.calibrate`)."""
+    raw = meta.get("threshold")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise ConfigMismatchError(f"the decision threshold {raw!r} in the file's metadata is not a finite number",
+                                  path)
+    return value
 
 
 class PromptSegmenter:
@@ -221,6 +240,8 @@ class PromptSegmenter:
         self.weights = None if weights is None else str(weights)
         self.model_key = (name, self.weights or id(model))
         self.batch = max(1, int(batch))
+        #: The mask is logits > threshold: the file's calibrated value (:mod:`.calibrate`), else 0.
+        self.threshold = float(getattr(model, "decision_threshold", 0.0))
         self._lock = threading.Lock()
 
     # -- the Segmenter interface ---------------------------------------------------------------------------
@@ -322,8 +343,27 @@ class PromptSegmenter:
         frames, win = frames01(volume, geom, window)
         return geom, frames, win
 
+    def logits_slices(self, volume: Volume, prompts, *, window=None) -> tuple[FrameGeometry, np.ndarray]:
+        """The mask logits of each prompted slice on its own, as :meth:`segment_slices` computes them: the frame
+        geometry and float32 logits ``[slice, row, column]`` in frame order, ``-inf`` on slices without a prompt.
+        (Used to choose the decision threshold, :mod:`.calibrate`.)"""
+        items = as_prompt_list(prompts)
+        geom, frames, _win = self._prepare(volume, items, window)
+        out = np.full(geom.shape, -np.inf, dtype=np.float32)
+        with self._lock:
+            for start in range(0, len(items), self.batch):
+                chunk = items[start:start + self.batch]
+                logits = self._logits(np.stack([encode_prompts(frames[p.slice], p) for p in chunk]))
+                for p, lg in zip(chunk, logits):
+                    out[p.slice] = lg
+        return geom, out
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        """Masks (bool ``[B, H, W]``) for inputs ``[B, 5, H, W]``, padded to a multiple of 8 and cropped back."""
+        """Masks (bool ``[B, H, W]``) for inputs ``[B, 5, H, W]``: logits above :attr:`threshold`."""
+        return self._logits(x) > self.threshold
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (float32 ``[B, H, W]``) for inputs ``[B, 5, H, W]``, padded to a multiple of 8 and cropped back."""
         import torch
         from torch.nn import functional as F
 
@@ -334,7 +374,7 @@ class PromptSegmenter:
             t = F.pad(t, (0, pw, 0, ph), mode="replicate")
         with torch.inference_mode():
             logits = self.model(t)[:, 0, :h, :w]
-        return (logits > 0).cpu().numpy()
+        return logits.float().cpu().numpy()
 
     def _result(self, frames_mask, geom, order, prompts, win, t0, largest_component):
         from .result import SegmentationResult
