@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="range of the random gamma augmentation (default 0.7 1.5)")
     t.add_argument("--brightness", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                    help="range of the random intensity scale (default 0.85 1.15; 1 1 keeps the window's levels)")
+    t.add_argument("--snapshots", action="store_true",
+                   help="also write the weights of every checkpoint as OUT/step-NNNNNN.safetensors")
     c = sub.add_parser("calibrate", help="choose the decision threshold on validation subjects; write a copy")
     c.add_argument("--model", required=True, type=Path, help="segmenter file (e.g. OUT/model.safetensors)")
     c.add_argument("--data", required=True, type=Path, help="dataset folder or manifest with tumour labels")
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
-                         log_every=args.log_every, init=None if args.init is None else str(args.init),
+                         log_every=args.log_every, snapshots=args.snapshots, init=None if args.init is None else str(args.init),
                          whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts),
                          **({} if args.gamma is None else {"gamma": _range(args.gamma)}),
                          **({} if args.brightness is None else
@@ -89,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     # called in-process).
     parts = ["medtrans", "segmenter", "train"]
     for key, value in sorted(vars(args).items()):
-        if key.startswith("_") or key in ("command", "action") or value is None:
+        if key.startswith("_") or key in ("command", "action") or value is None or value is False:
+            continue
+        if value is True:
+            parts.append("--" + key.replace("_", "-"))
             continue
         if args.init is not None and key in ("width", "depth"):
             continue  # --init's file decides them; the training record holds the values used

@@ -25,7 +25,9 @@ training example is (choices, documented here because no paper describes them):
 
 Loss: binary cross-entropy plus soft Dice on the mask logits. AdamW, cosine learning rate, bf16 autocast on a CPU
 that has it. The run saves ``state.pt`` (tensors only, read back with ``weights_only``) every
-``checkpoint_every`` steps and continues from it when started again with the same output folder.
+``checkpoint_every`` steps and continues from it when started again with the same output folder; with
+``snapshots`` it also writes the weights of every checkpoint as a segmenter file (``step-NNNNNN.safetensors``),
+to choose a step on validation subjects (``medtrans segmenter calibrate`` prints the score of each).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class SegTrainConfig:
     gamma: tuple[float, float] = (0.7, 1.5)
     #: Range of the random intensity scale applied after the gamma (see the module notes).
     brightness: tuple[float, float] = (0.85, 1.15)
+    #: Also write the weights at every checkpoint as ``step-NNNNNN.safetensors`` (a segmenter file).
+    snapshots: bool = False
 
 
 @dataclasses.dataclass
@@ -265,6 +269,10 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
         opt.load_state_dict(st["optim"])
         step, seconds = int(st["step"]), float(st["seconds"])
         log(f"resuming at step {step}")
+    def _meta(at: int) -> dict[str, str]:
+        return {"command": command, "steps": str(at), "seconds": f"{seconds:.0f}",
+                "train_subjects": json.dumps([s.id for s in subjects]), "training": json.dumps(dataclasses.asdict(cfg))}
+
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cpu_has_native_bf16())
     rng = np.random.default_rng([cfg.seed, step])
     model.train()
@@ -304,10 +312,10 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
             torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": torch.tensor(step),
                         "seconds": torch.tensor(seconds)}, tmp)
             os.replace(tmp, state_path)
+            if cfg.snapshots:  # the weights at this step, as a segmenter file (early stopping on validation)
+                save_promptunet(model, out / f"step-{step:06d}.safetensors", _meta(step))
     model.eval()
-    meta = {"command": command, "steps": str(cfg.steps), "seconds": f"{seconds:.0f}",
-            "train_subjects": json.dumps([s.id for s in subjects]), "training": json.dumps(dataclasses.asdict(cfg))}
-    path = save_promptunet(model, out / "model.safetensors", meta)
+    path = save_promptunet(model, out / "model.safetensors", _meta(cfg.steps))
     log(f"trained {step} steps in {seconds:.0f} s -> {path}")
     return path
 

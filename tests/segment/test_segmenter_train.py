@@ -152,3 +152,20 @@ def test_brightness_option_sets_the_intensity_scale_range(tmp_path):
     assert args.brightness == [1.0, 1.0]
     assert main(["segmenter", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--brightness", "1.1", "0.9"]) != 0
+
+
+def test_snapshots_keep_the_weights_of_every_checkpoint(data, tmp_path):
+    """--snapshots writes step-NNNNNN.safetensors at every checkpoint (to choose a step on validation); the last
+    one holds the final weights, and the recorded command repeats the flag."""
+    out = tmp_path / "snap"
+    assert main(["segmenter", "train", "--data", str(data), "--out", str(out), "--steps", "4",
+                 "--checkpoint-every", "2", "--snapshots", *TINY]) == 0
+    assert sorted(p.name for p in out.glob("step-*.safetensors")) == ["step-000002.safetensors",
+                                                                       "step-000004.safetensors"]
+    mid, meta_mid = _weights(out / "step-000002.safetensors")
+    last, meta_last = _weights(out / "step-000004.safetensors")
+    final, meta = _weights(out / "model.safetensors")
+    assert meta_mid["steps"] == "2" and meta_last["steps"] == meta["steps"] == "4"
+    assert all((last[k] == final[k]).all() for k in final)
+    assert any((mid[k] != final[k]).any() for k in final)
+    assert " --snapshots" in meta["command"] and "False" not in meta["command"]
