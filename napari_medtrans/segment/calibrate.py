@@ -96,6 +96,8 @@ def calibrate_threshold(model: str | Path, data: str | Path, out: str | Path, *,
                 scores[(c, region)].append(np.array([dice(geom.to_volume(logits > t), truth) for t in grid]))
         log(f"{subj.id}: done")
     used = {cell: np.mean(v, axis=0) for cell, v in scores.items() if v}
+    if not used:
+        raise MedtransError(f"no region of {', '.join(contrasts)} appears on the subjects of split {split!r}", ds.root)
     objective = np.mean(list(used.values()), axis=0)
     best = float(grid[int(np.argmax(objective))])
     table = {float(t): float(v) for t, v in zip(grid, objective)}
