@@ -27,7 +27,7 @@ Loss: binary cross-entropy plus soft Dice on the mask logits. AdamW, cosine lear
 that has it. The run saves ``state.pt`` (tensors only, read back with ``weights_only``) every
 ``checkpoint_every`` steps and continues from it when started again with the same output folder; with
 ``snapshots`` it also writes the weights of every checkpoint as a segmenter file (``step-NNNNNN.safetensors``),
-to choose a step on validation subjects (``medtrans segmenter calibrate`` prints the score of each).
+to choose a step on validation subjects (``medtrans segmenter calibrate`` on each prints its validation score).
 """
 
 from __future__ import annotations
