@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SegTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                          min_lr=args.lr / 100, width=args.width, depth=args.depth, seed=args.seed,
                          threads=args.threads, amp=args.amp, checkpoint_every=args.checkpoint_every,
-                         log_every=args.log_every, snapshots=args.snapshots, init=None if args.init is None else str(args.init),
+                         log_every=args.log_every, snapshots=args.snapshots,
+                         init=None if args.init is None else str(args.init),
                          whole_contrasts=None if args.whole_contrasts is None else tuple(args.whole_contrasts),
                          **({} if args.gamma is None else {"gamma": _range(args.gamma)}),
                          **({} if args.brightness is None else

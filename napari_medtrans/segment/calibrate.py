@@ -62,8 +62,6 @@ def calibrate_threshold(model: str | Path, data: str | Path, out: str | Path, *,
                         log: Callable[[str], None] = print) -> tuple[float, dict[float, float]]:
     """Choose the decision threshold of the segmenter file ``model`` on ``data``'s ``split`` and write the
     calibrated copy to ``out``. Returns the threshold and the objective at every grid value."""
-    from safetensors import safe_open
-
     from .promptnet import PromptSegmenter, load_promptunet, save_promptunet
     from .table3 import REGIONS, _tumour_subjects
 
@@ -73,7 +71,7 @@ def calibrate_threshold(model: str | Path, data: str | Path, out: str | Path, *,
     grid = sorted({float(g) for g in grid})
     if not grid or not all(math.isfinite(g) for g in grid):
         raise MedtransError(f"the threshold grid must hold finite numbers, got {grid}")
-    net, _meta = load_promptunet(model)
+    net, meta = load_promptunet(model)
     net.decision_threshold = 0.0
     seg = PromptSegmenter(net, name=model.stem, weights=model)
     ds, truths = _tumour_subjects(load_dataset(data), split)
@@ -104,8 +102,7 @@ def calibrate_threshold(model: str | Path, data: str | Path, out: str | Path, *,
     log("threshold  mean Dice  " + "  ".join(f"{c} {r}" for c, r in used))
     for i, t in enumerate(grid):
         log(f"{t:9g}  {objective[i]:.4f}     " + "  ".join(f"{v[i]:.4f}" for v in used.values()))
-    with safe_open(str(model), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    meta = dict(meta)
     meta.pop("format", None)
     meta.pop("config", None)
     meta["threshold"] = repr(best)

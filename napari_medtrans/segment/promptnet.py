@@ -256,18 +256,14 @@ class PromptSegmenter:
         geom, frames, win = self._prepare(volume, items, window)
         out = np.zeros(geom.shape, dtype=bool)
         order: list[int] = []
-        total = len(items)
         with self._lock:
-            for start in range(0, total, self.batch):
-                _check_cancel(should_cancel, start, total)
-                chunk = items[start:start + self.batch]
-                x = np.stack([encode_prompts(frames[p.slice], p) for p in chunk])
-                masks = self._predict(x)
-                for p, m in zip(chunk, masks):
+            for chunk, logits in self._chunk_logits(items, frames, should_cancel):
+                for p, lg in zip(chunk, logits):
+                    m = lg > self.threshold
                     out[p.slice] = _largest_component(m) if largest_component else m
                     order.append(p.slice)
                 if progress is not None:
-                    progress(len(order), total)
+                    progress(len(order), len(items))
         return self._result(out, geom, order, items, win, t0, largest_component)
 
     def propagate(self, volume: Volume, prompts, *, direction: str = "both", window=None,
@@ -351,12 +347,17 @@ class PromptSegmenter:
         geom, frames, _win = self._prepare(volume, items, window)
         out = np.full(geom.shape, -np.inf, dtype=np.float32)
         with self._lock:
-            for start in range(0, len(items), self.batch):
-                chunk = items[start:start + self.batch]
-                logits = self._logits(np.stack([encode_prompts(frames[p.slice], p) for p in chunk]))
+            for chunk, logits in self._chunk_logits(items, frames):
                 for p, lg in zip(chunk, logits):
                     out[p.slice] = lg
         return geom, out
+
+    def _chunk_logits(self, items: list[SlicePrompt], frames: np.ndarray, should_cancel=None):
+        """``(prompts, logits [B, H, W])`` for the prompted slices, :attr:`batch` at a time (each on its own)."""
+        for start in range(0, len(items), self.batch):
+            _check_cancel(should_cancel, start, len(items))
+            chunk = items[start:start + self.batch]
+            yield chunk, self._logits(np.stack([encode_prompts(frames[p.slice], p) for p in chunk]))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         """Masks (bool ``[B, H, W]``) for inputs ``[B, 5, H, W]``: logits above :attr:`threshold`."""

@@ -302,7 +302,8 @@ def write_rows_csv(rows: Sequence[Table3Row], path: str | Path) -> Path:
 
 def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, seconds: float,
                  notes: str = "", jobs: int = 1) -> Path:
-    """docs/results/edts-table3.md: how to regenerate it, the protocol, the table."""
+    """docs/results/edts-table3.md: how to regenerate it, the protocol, the table; a ``## Discussion`` section a
+    person wrote at the end of the file it replaces is kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     subjects = sorted({r.subject for r in rows})
@@ -329,5 +330,7 @@ def write_report(rows: Sequence[Table3Row], path: str | Path, *, command: str, s
     ]
     if notes:
         text += [notes.rstrip(), ""]
-    path.write_text("\n".join(text))
+    from ..training.ablation import with_discussion  # a person's "## Discussion" below the table is kept
+
+    path.write_text(with_discussion("\n".join(text), path))
     return path

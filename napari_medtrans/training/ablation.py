@@ -49,7 +49,7 @@ from typing import Any
 from ..core.errors import MedtransError, UnknownChoiceError
 
 __all__ = ["Stage", "Variant", "AblationTable", "TABLES", "get_table", "run_table", "variant_commands",
-           "read_metrics", "comparison_table"]
+           "read_metrics", "comparison_table", "DISCUSSION", "with_discussion"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,11 +411,7 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
     md = _markdown(table, plans, evaluations, times, data, command)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{table.key}.md"
-    if out.is_file():  # a hand-written discussion at the end of the previous table is kept
-        old = out.read_text()
-        if DISCUSSION in old:
-            md += "\n" + old[old.index(DISCUSSION):].lstrip("\n")
-    out.write_text(md)
+    out.write_text(with_discussion(md, out))
     log(f"wrote {out}")
     return out
 
@@ -436,6 +432,15 @@ def _paired_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 #: A section of this title at the end of a written table (the reader's discussion) survives regeneration.
 DISCUSSION = "## Discussion"
+
+
+def with_discussion(md: str, out: Path) -> str:
+    """``md`` followed by the hand-written :data:`DISCUSSION` at the end of the file ``out`` writes over, if any."""
+    if out.is_file():
+        old = out.read_text()
+        if DISCUSSION in old:
+            return md.rstrip("\n") + "\n\n" + old[old.index(DISCUSSION):].lstrip("\n")
+    return md
 
 #: Mean PSNR differences below this are called negligible, whatever their p (module notes).
 NEGLIGIBLE_DB = 0.1

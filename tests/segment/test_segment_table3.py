@@ -4,6 +4,7 @@ synthetic images with the same ground-truth boxes, and write the table."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 
@@ -37,3 +38,19 @@ def test_table3_command_writes_its_table(tmp_path, monkeypatch, one_torch_thread
     assert list(csv.DictReader(open(out.with_suffix(".csv")))) == rows
     assert main(["table3", "--data", str(data), "--model", "demo", "--out", str(out), "--jobs", "0"]) != 0
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_writing_the_table_again_keeps_its_discussion(tmp_path):
+    """The `## Discussion` a person wrote under the table survives `medtrans table3` writing it again (as the
+    ablation tables' do); the table itself is replaced."""
+    from napari_medtrans.segment.table3 import Table3Row, write_report
+
+    row = Table3Row("promptunet-phantom", "demo-t1-t2", "T1->T2", "sub-000", "whole tumour", 0.8, 0.7, 5.0, 6.0)
+    out = tmp_path / "table3.md"
+    write_report([row], out, command="medtrans table3 --data d", seconds=60)
+    out.write_text(out.read_text() + "\n## Discussion\n\n- what the figures mean\n")
+    write_report([dataclasses.replace(row, dice_synthetic=0.5)], out, command="medtrans table3 --data d",
+                 seconds=120)
+    text = out.read_text()
+    assert text.count("## Discussion") == 1 and text.endswith("- what the figures mean\n")
+    assert "0.500" in text and "in 2.0 min" in text
