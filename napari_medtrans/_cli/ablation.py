@@ -9,16 +9,18 @@ from pathlib import Path
 NAME = "ablation"
 HELP = "rerun a paper's ablation table: train the variants with equal budgets, evaluate, write a markdown table"
 DESCRIPTION = """\
-Trains every variant of one of the papers' ablation tables with the same budget (one after another, one core,
-resumable: run the same command again to continue), evaluates each on the test subjects with the floors, and
-writes RESULTS/<paper>-table<N>.md: mean +- SD, paired Wilcoxon p against the full method, whether the paper's
-ordering holds here, every command, seeds and wall times. --list shows the tables and their variants.
+Trains every variant of one of the papers' ablation tables with the same budget (one after another on one core,
+or --jobs N at a time; resumable: run the same command again to continue), evaluates each on the test subjects
+with the floors, and writes RESULTS/<paper>-table<N>.md: mean +- SD, paired Wilcoxon p against the full method,
+whether the paper's ordering holds here, every command, seeds and wall times. --list shows the tables and their
+variants.
 
 examples:
   medtrans ablation --list
   medtrans ablation edts 1 --data data/bench               # writes docs/results/edts-table1.md
   medtrans ablation disdiff 2 --data data/bench --use "full DisDiff=resources/models/disdiff-t1-t2.safetensors"
   nohup medtrans ablation cdm 4 --data data/bench > cdm4.log 2>&1 &      # hours: run it in the background
+  medtrans ablation edts 4 --data data/bench --jobs 2                     # two variants at a time (two cores)
 """
 
 
@@ -38,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--use", action="append", default=[], metavar="LABEL=CHECKPOINT",
                    help="score this checkpoint for the variant LABEL instead of training it (e.g. a shipped model "
                    "trained with the same command)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="variants trained and evaluated at a time, one core each (default 1; the same commands)")
     p.add_argument("--dry-run", action="store_true", help="print the training commands and stop")
 
 
@@ -92,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  (the model of {plan.variant.model_of!r}, scored as {plan.variant.row!r})")
         return 0
     run_table(table, args.data, runs=args.runs, results=args.results, steps=args.steps, config=config, train=train,
-              use=use, command=_command(args), log=lambda s: print(s, flush=True))
+              use=use, command=_command(args), jobs=args.jobs, log=lambda s: print(s, flush=True))
     return 0

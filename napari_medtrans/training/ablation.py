@@ -6,7 +6,8 @@ a U-Net or CycleGAN trained with the same steps, data and, where the paper's los
 same trained model scored another way (a branch map, another number of sampling steps). :func:`run_table`
 
 1. trains each variant with ``medtrans train`` in a child process, one after another (``--threads 1`` by default:
-   the other core stays free), in ``RUNS/<paper>-table<N>/<variant>/``. A finished run is not repeated and an
+   the other core stays free; ``--jobs N`` trains N variants at a time, one core each), in
+   ``RUNS/<paper>-table<N>/<variant>/``. A finished run is not repeated and an
    interrupted one resumes where it stopped: running the same command again continues the table;
 2. evaluates each checkpoint on the test subjects with ``medtrans evaluate`` (fp32; the floors once, with the
    reference variant), skipped when the checkpoint and the options are those of the last evaluation;
@@ -362,32 +363,36 @@ def comparison_table(per: Mapping[str, Mapping[tuple[str, str], Mapping[str, flo
 def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.PathLike = "runs/ablation",
               results: str | os.PathLike = "docs/results", steps: int | None = None,
               config: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
-              use: Mapping[str, Path] | None = None, command: str = "",
+              use: Mapping[str, Path] | None = None, command: str = "", jobs: int = 1,
               log: Callable[[str], None] = print) -> Path:
-    """Train, evaluate and tabulate ``table`` (module notes); returns the markdown file written."""
+    """Train, evaluate and tabulate ``table`` (module notes); returns the markdown file written.
+
+    ``jobs`` variants are trained (their stages one after another) and evaluated at the same time, each in its
+    own child process on one thread; the commands, and so the checkpoints and figures, are those of ``jobs=1``.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise MedtransError(f"--jobs must be a positive integer, got {jobs!r}")
     data, runs, results = Path(data), Path(runs), Path(results)
     plans = variant_commands(table, data, runs, steps=steps, config=config, train=train, use=use)
     exe = [sys.executable, "-m", "napari_medtrans.cli"]
     reference = table.variants[0].label
-    evaluations: dict[str, Path] = {}
-    times: dict[str, dict[str, float]] = {}
-    for label, plan in plans.items():
-        v = plan.variant
+
+    def train_variant(label: str) -> float:
+        plan = plans[label]
         log(f"[{table.key}] {label}")
-        train_s = 0.0
+        train_s = 0.0  # (a variant that scores another one's model, or a --use checkpoint, trains nothing)
         for stage_dir, argv in plan.stages:
             n = int(argv[argv.index("--steps") + 1])
             if _training(stage_dir / "model.safetensors").get("steps") != n:
                 _run([*exe, "train", *argv], plan.run_dir / "train.log", log)
             train_s += float(_training(stage_dir / "model.safetensors").get("wall_time_s", 0.0))
+        return train_s
+
+    def evaluate_variant(label: str) -> tuple[Path, float]:
+        plan = plans[label]
         if not plan.checkpoint.is_file():
             raise MedtransError(f"variant {label!r} has no checkpoint", plan.checkpoint)
-        if v.model_of is not None and not v.evaluate:
-            # Another row of the same evaluation (a branch map): nothing to run again.
-            evaluations[label] = evaluations[v.model_of]
-            times[label] = {"train": 0.0, "evaluate": 0.0}
-            continue
-        eval_opts = {"precision": "fp32", **v.evaluate}
+        eval_opts = {"precision": "fp32", **plan.variant.evaluate}
         eval_argv = ["evaluate", "--model", str(plan.checkpoint), "--data", str(data)]
         for key, value in eval_opts.items():
             eval_argv += _flag_values(key, value)
@@ -405,15 +410,39 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
             t0 = time.perf_counter()
             _run([*exe, *eval_argv, "--out", str(eval_dir), "--csv", str(csv_path)], eval_dir / "evaluate.log", log)
             stamp_path.write_text(json.dumps({"stamp": stamp, "wall_time_s": time.perf_counter() - t0}, indent=1))
-        evaluations[label] = csv_path
-        eval_s = float(json.loads(stamp_path.read_text()).get("wall_time_s", 0.0))
-        times[label] = {"train": train_s, "evaluate": eval_s}
+        return csv_path, float(json.loads(stamp_path.read_text()).get("wall_time_s", 0.0))
+
+    # Rows of another variant's model scored the same way (a branch map) need no evaluation of their own.
+    shared = {label for label, plan in plans.items() if plan.variant.model_of is not None and not plan.variant.evaluate}
+    trained = _each(train_variant, [label for label, plan in plans.items() if plan.variant.model_of is None], jobs)
+    scored = _each(evaluate_variant, [label for label in plans if label not in shared], jobs)
+    evaluations: dict[str, Path] = {}
+    times: dict[str, dict[str, float]] = {}
+    for label, plan in plans.items():
+        if label in shared:
+            evaluations[label] = scored[plan.variant.model_of][0]
+            times[label] = {"train": 0.0, "evaluate": 0.0}
+        else:
+            evaluations[label] = scored[label][0]
+            times[label] = {"train": trained.get(label, 0.0), "evaluate": scored[label][1]}
     md = _markdown(table, plans, evaluations, times, data, command)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{table.key}.md"
     out.write_text(with_discussion(md, out))
     log(f"wrote {out}")
     return out
+
+
+def _each(fn: Callable[[str], Any], labels: Sequence[str], jobs: int) -> dict[str, Any]:
+    """``{label: fn(label)}``, ``jobs`` at a time (in threads: each ``fn`` waits on a child process). The first
+    failure is raised once every started call has ended, so no child is left running."""
+    if jobs == 1 or len(labels) < 2:
+        return {label: fn(label) for label in labels}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {label: pool.submit(fn, label) for label in labels}
+    return {label: f.result() for label, f in futures.items()}
 
 
 def _paired_p(a: Sequence[float], b: Sequence[float]) -> float:

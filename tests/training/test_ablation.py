@@ -91,3 +91,25 @@ def test_dry_run_prints_the_commands(data, tmp_path, capsys):
     assert out.count("--steps 3600") == 4
     assert main(["ablation", "edts", "1"]) == 2  # no --data: one line naming what is missing
     assert "give PAPER TABLE and --data" in capsys.readouterr().err
+
+
+def test_jobs_run_variants_side_by_side_with_the_same_results(data, tmp_path, capsys):
+    """--jobs 2 trains and evaluates two variants at a time and writes the table --jobs 1 writes: the same commands,
+    checkpoints and figures (wall times aside); a bad --jobs is refused with one line."""
+    def table(jobs):
+        out = tmp_path / f"jobs{jobs}"
+        args = ["ablation", "edts", "1", "--data", str(data), "--runs", str(out / "runs"), "--results",
+                str(out / "results"), "--steps", "2", "--config", "width=4", "depth=2", "--train-option",
+                "size=[16,16]", "batch-size=2", "--jobs", str(jobs)]
+        assert main(args) == 0
+        log = capsys.readouterr().out
+        rows = [line for line in (out / "results" / "edts-table1.md").read_text().splitlines()
+                if line.startswith("| T1->T2 |")]
+        return log, rows
+
+    log1, rows1 = table(1)
+    log2, rows2 = table(2)
+    assert log2.count("$ medtrans train") == 2 and log2.count("$ medtrans evaluate") == 2
+    assert len(rows1) >= 6 and rows2 == rows1
+    assert main(["ablation", "edts", "1", "--data", str(data), "--jobs", "0"]) == 2
+    assert "--jobs must be a positive integer" in capsys.readouterr().err
