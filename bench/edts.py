@@ -101,11 +101,15 @@ def main(argv=None) -> int:
     if width != height:
         print(f"  scaled to {height}x{width} slices: {scale:.3f} times the FLOPs above")
     unet = create_translator("unet", width=16, depth=4).eval().to(device)
-    unet_flops = count_flops(lambda m, t: m(t), *meta_slice(unet, height)) * scale
+    # the U-Net takes sides in multiples of 16: its slices are padded as the engine pads them
+    um = unet.spec.size_multiple
+    uh, uw = -(-height // um) * um, -(-width // um) * um
+    unet_flops = count_flops(lambda m, t: m(t), *meta_slice(unet, uh)) * uw / uh
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name}); batch {args.batch} x {height}x{width}; precision {args.precision}; "
           f"best of {args.repeat} after a warm-up")
     x = torch.rand(args.batch, 1, height, width, device=device) * 2 - 1
+    ux = torch.nn.functional.pad(x, (0, uw - width, 0, uh - height), value=-1.0)
     flops_reg = cx["flops_regression"] * scale
     flops_step = cx["flops_diffusion_step"] * scale
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
 
     def unet_forward():
         with amp():
-            return unet(x)
+            return unet(ux)
 
     pipeline = {steps: cx_flops for steps, cx_flops in ((s, flops_reg + s * flops_step) for s in args.steps)}
     if args.volume:
