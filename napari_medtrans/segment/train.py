@@ -274,6 +274,12 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
                 "train_subjects": json.dumps([s.id for s in subjects]), "training": json.dumps(dataclasses.asdict(cfg))}
 
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cpu_has_native_bf16())
+    if use_bf16 and not cpu_has_native_bf16():
+        import warnings
+
+        from ..core.device import EMULATED_BF16_WARNING
+
+        warnings.warn(EMULATED_BF16_WARNING, UserWarning, stacklevel=2)
     rng = np.random.default_rng([cfg.seed, step])
     model.train()
     t_last = time.perf_counter()

@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..core.allocator import keep_large_buffers
-from ..core.device import cpu_has_native_bf16
+from ..core.device import EMULATED_BF16_WARNING, cpu_has_native_bf16
 from ..core.errors import MedtransError, UnknownChoiceError
 from ..translators.base import Translator
 from .distributed import _dist_from_env, _resolve_device, _ResumableSampler
@@ -216,6 +217,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
         self.amp_dtype = self._amp_dtype()
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn(EMULATED_BF16_WARNING, UserWarning, stacklevel=2)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 and self.device.type == "cuda"
                        else None)
         _seed_everything(self.seed + self.dist.rank)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -284,12 +285,20 @@ def test_bad_settings_are_named(data, tmp_path):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_on_the_cpu_is_bf16_only_where_the_cpu_computes_it(data, tmp_path, monkeypatch, native):
-    """Emulated bf16 made CPU training about ten times slower: "auto" keeps fp32 there; the file says which ran."""
+    """Emulated bf16 made CPU training about ten times slower: "auto" keeps fp32 there, an explicit "bf16" warns;
+    the file says which ran."""
     import napari_medtrans.training.trainer as trainer_module
     from napari_medtrans.translators.checkpoint import read_checkpoint_metadata
 
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
     result = _run(data, tmp_path / "auto", steps=1, val_every=0, amp="auto", device="cpu")
     assert read_checkpoint_metadata(result.checkpoint).training["amp"] == ("bfloat16" if native else "off")
-    result = _run(data, tmp_path / "bf16", steps=1, val_every=0, amp="bf16", device="cpu")
+    if native:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # bf16 in hardware: nothing to warn of
+            result = _run(data, tmp_path / "bf16", steps=1, val_every=0, amp="bf16", device="cpu")
+    else:
+        # asked for explicitly it still runs bf16 (the user's choice), with a warning that says what it costs
+        with pytest.warns(UserWarning, match="emulated.*--amp auto"):
+            result = _run(data, tmp_path / "bf16", steps=1, val_every=0, amp="bf16", device="cpu")
     assert read_checkpoint_metadata(result.checkpoint).training["amp"] == "bfloat16"
