@@ -434,14 +434,21 @@ def run_table(table: AblationTable, data: str | os.PathLike, *, runs: str | os.P
 
 
 def _each(fn: Callable[[str], Any], labels: Sequence[str], jobs: int) -> dict[str, Any]:
-    """``{label: fn(label)}``, ``jobs`` at a time (in threads: each ``fn`` waits on a child process). The first
-    failure is raised once every started call has ended, so no child is left running."""
+    """``{label: fn(label)}``, ``jobs`` at a time (in threads: each ``fn`` waits on a child process). After a
+    failure no further call starts; those running end (their work is kept for the next run), then the first
+    failure is raised."""
     if jobs == 1 or len(labels) < 2:
         return {label: fn(label) for label in labels}
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {label: pool.submit(fn, label) for label in labels}
+        wait(futures.values(), return_when=FIRST_EXCEPTION)
+        for f in futures.values():
+            f.cancel()  # only those not started yet
+    for f in futures.values():
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()
     return {label: f.result() for label, f in futures.items()}
 
 

@@ -113,3 +113,26 @@ def test_jobs_run_variants_side_by_side_with_the_same_results(data, tmp_path, ca
     assert len(rows1) >= 6 and rows2 == rows1
     assert main(["ablation", "edts", "1", "--data", str(data), "--jobs", "0"]) == 2
     assert "--jobs must be a positive integer" in capsys.readouterr().err
+
+
+def test_after_a_failed_job_no_further_job_starts_and_the_failure_is_raised():
+    """A variant that fails stops the table: variants not started yet are not started, those running finish (their
+    work is kept for the next run), then the first failure is raised, not a cancellation."""
+    import threading
+
+    from napari_medtrans.training.ablation import _each
+
+    started, never = [], threading.Event()
+
+    def job(label):
+        started.append(label)
+        if label == "b":
+            raise MedtransError("variant b failed")
+        never.wait(1.0)  # a running job: long enough for the failure to be seen before it ends
+        return label * 2
+
+    assert _each(job, ["a", "c"], 2) == {"a": "aa", "c": "cc"}
+    started.clear()
+    with pytest.raises(MedtransError, match="variant b failed"):
+        _each(job, ["a", "b", "c", "d", "e"], 2)
+    assert {"a", "b"} <= set(started) and "d" not in started and "e" not in started
