@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         with amp():
             return unet(ux)
 
-    pipeline = {steps: cx_flops for steps, cx_flops in ((s, flops_reg + s * flops_step) for s in args.steps)}
+    pipeline = {steps: flops_reg + steps * flops_step for steps in args.steps}  # FLOPs per slice
     if args.volume:
         for steps, f in pipeline.items():
             need = args.volume * f / args.target / 1e9

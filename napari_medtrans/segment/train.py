@@ -37,6 +37,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -239,6 +240,7 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
     import torch
     from torch.nn import functional as F
 
+    from ..core.device import EMULATED_BF16_WARNING
     from ..core.engine import cpu_has_native_bf16
 
     cfg = cfg or SegTrainConfig()
@@ -273,12 +275,9 @@ def train_segmenter(data, out, cfg: SegTrainConfig | None = None, *, command: st
         return {"command": command, "steps": str(at), "seconds": f"{seconds:.0f}",
                 "train_subjects": json.dumps([s.id for s in subjects]), "training": json.dumps(dataclasses.asdict(cfg))}
 
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cpu_has_native_bf16())
-    if use_bf16 and not cpu_has_native_bf16():
-        import warnings
-
-        from ..core.device import EMULATED_BF16_WARNING
-
+    native_bf16 = cpu_has_native_bf16()
+    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and native_bf16)
+    if use_bf16 and not native_bf16:
         warnings.warn(EMULATED_BF16_WARNING, UserWarning, stacklevel=2)
     rng = np.random.default_rng([cfg.seed, step])
     model.train()
