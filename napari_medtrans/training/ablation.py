@@ -178,8 +178,11 @@ TABLES: tuple[AblationTable, ...] = (
     AblationTable(
         "disdiff", "2", "DisDiff Table 2: without diffusion, without the content discriminator", method="disdiff",
         steps=3600, **_UNPAIRED,
-        variants=(Variant("full DisDiff"), Variant("w/o diffusion", config={"use_diffusion": False}),
-                  Variant("w/o content discriminator", config={"use_content_disc": False}), _CYCLEGAN)),
+        # The paper's rows 4, 3 and 1 (its row 1 has neither the diffusion module nor D_c; row 2, diffusion
+        # without disentanglement, is not offered by the translator).
+        variants=(Variant("full DisDiff"), Variant("w/o content discriminator", config={"use_content_disc": False}),
+                  Variant("w/o diffusion, w/o content discriminator",
+                          config={"use_diffusion": False, "use_content_disc": False}), _CYCLEGAN)),
     AblationTable(
         "hifisyn", "5", "HiFi-Syn Table 5: without the bank of memory, without labels", method="hifi-syn",
         steps=5000, **_UNPAIRED,

@@ -54,8 +54,9 @@ Choices where the paper is silent or unclear
   ``x_{s'}`` from the posterior ``q(x_{s'} | x_s, x_0_hat)`` between non-adjacent levels.
 * **Attribute injection.** ``attr_injection`` of the backbone (see
   :mod:`~napari_medtrans.translators.disentangle`): None (old checkpoints) is "concat", the recipe trains "adain".
-* **Ablations (Table 2).** ``use_diffusion=False`` translates with the backbone only (row 1);
-  ``use_content_disc=False`` drops ``D_c`` (row 3). Row 2 (diffusion without disentanglement) is not offered.
+* **Ablations (Table 2).** ``use_diffusion=False`` translates with the backbone only and
+  ``use_content_disc=False`` drops ``D_c`` (row 3); both together are row 1 (the paper's row 1 has neither).
+  Row 2 (diffusion without disentanglement) is not offered.
 """
 
 from __future__ import annotations

@@ -89,6 +89,8 @@ def test_dry_run_prints_the_commands(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "use_diffusion=false" in out and "use_content_disc=false" in out and "--method cyclegan" in out
     assert out.count("--steps 3600") == 4
+    # the paper's row 1 has neither the diffusion module nor the content discriminator
+    assert any("use_diffusion=false" in line and "use_content_disc=false" in line for line in out.splitlines())
     assert main(["ablation", "edts", "1"]) == 2  # no --data: one line naming what is missing
     assert "give PAPER TABLE and --data" in capsys.readouterr().err
 
