@@ -2,8 +2,10 @@
 lose nothing. Runs on SQLite and, when MEDTRANS_TEST_PG_URL is reachable, on PostgreSQL.
 
 The killing is done by a small driver process (single-threaded, so forking is safe) that forks a scoring
-child, lets it run for a random 0-150 ms, kills it with SIGKILL, and collects the uids the child reported
-*after* each COMMIT through a pipe. The test then checks that every reported score is in the database.
+child, waits until it has signed in, lets it score for a random 0-150 ms, kills it with SIGKILL, and collects the
+uids the child reported *after* each COMMIT through a pipe. The test then checks that every reported score is in
+the database. (The clock starts after sign-in so that a loaded machine, where signing in takes most of 150 ms,
+still kills in the middle of scoring.)
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ SCORER = textwrap.dedent('''
     import os, random, sys
     from napari_medtrans.study.store import StudyStore, ScoreEntry
 
-    def score_forever(url, reader, rng, report):
+    def score_forever(url, reader, rng, report, ready=lambda: None):
         store = StudyStore(url)
         key = store.sign_in(reader).key
         cases = store.assignment(key)
+        ready()
         while True:
             case = rng.choice(cases)
             if rng.random() < 0.3:  # a ranking: several rows in one transaction
@@ -54,10 +57,17 @@ DRIVER = SCORER + textwrap.dedent('''
         if pid == 0:
             os.close(r)
             try:
-                score_forever(url, "crash", random.Random(run), lambda uid: os.write(w, (uid + "\\n").encode()))
+                score_forever(url, "crash", random.Random(run), lambda uid: os.write(w, (uid + "\\n").encode()),
+                              ready=lambda: os.write(w, b"ready\\n"))
             finally:
                 os._exit(3)
         os.close(w)
+        head = b""
+        while len(head) < 6:  # the child's b"ready\\n", written before any uid
+            chunk = os.read(r, 6 - len(head))
+            if not chunk:
+                break
+            head += chunk
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
