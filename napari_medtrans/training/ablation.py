@@ -496,6 +496,17 @@ def _verdict(ref: Sequence[float], var: Sequence[float], p: float) -> str:
     return f"holds ({diff:+.2f} dB, p = {p:.2g})" if diff > 0 else f"reversed ({diff:+.2f} dB, p = {p:.2g})"
 
 
+def _used_line(table: AblationTable, plan: _Plan) -> str:
+    """The commands-list line of a ``--use`` variant: what its file records when that is not the table's budget."""
+    head = f"  - not retrained: `{plan.used}` (sha256 {_sha256(plan.used)[:12]}), "
+    record = _training(plan.used)
+    staged = plan.variant.method is None and bool(table.stages if plan.variant.stages is None else plan.variant.stages)
+    if staged or record.get("steps") == plan.steps:  # (a staged file records its last stage's steps only)
+        return head + "trained with the command this variant runs"
+    return (head + f"trained elsewhere: its file records {record.get('steps', 'no')} steps, amp "
+            f"{record.get('amp', 'unrecorded')}, **not this table's {plan.steps}**")
+
+
 def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Mapping[str, Path],
               times: Mapping[str, Mapping[str, float]], data: Path, command: str) -> str:
     import numpy as np
@@ -538,8 +549,7 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
             lines.append(f"  - the model of \"{plan.variant.model_of}\", scored as `{plan.variant.row}`"
                          + (f" with {dict(plan.variant.evaluate)}" if plan.variant.evaluate else ""))
         elif plan.used is not None:
-            lines.append(f"  - not retrained: `{plan.used}` (sha256 {_sha256(plan.used)[:12]}), trained with the "
-                         "command this variant runs")
+            lines.append(_used_line(table, plan))
         for _dir, argv in plan.stages:
             lines.append(f"  - `medtrans train {shlex.join(argv)}`")
     return "\n".join(lines) + "\n"

@@ -138,3 +138,21 @@ def test_after_a_failed_job_no_further_job_starts_and_the_failure_is_raised():
     with pytest.raises(MedtransError, match="variant b failed"):
         _each(job, ["a", "b", "c", "d", "e"], 2)
     assert {"a", "b"} <= set(started) and "d" not in started and "e" not in started
+
+
+def test_a_used_checkpoint_of_another_budget_says_so(tmp_path, monkeypatch):
+    """--use of a file trained with other steps (a shipped model of another budget) is named as such in the table,
+    not as "trained with the command this variant runs"."""
+    from napari_medtrans.training import ablation
+
+    table = get_table("hifisyn", "5")
+    ckpt = tmp_path / "cyclegan.safetensors"
+    ckpt.write_bytes(b"not read: _training is replaced")
+    plan = variant_commands(table, tmp_path / "d", tmp_path / "r", steps=1000,
+                            use={"CycleGAN, same budget": ckpt})["CycleGAN, same budget"]
+    monkeypatch.setattr(ablation, "_training", lambda path: {"steps": 4600, "amp": "bf16"})
+    line = ablation._used_line(table, plan)
+    assert "4600 steps" in line and "bf16" in line and "not this table's 1000" in line
+    assert "the command this variant runs" not in line
+    monkeypatch.setattr(ablation, "_training", lambda path: {"steps": 1000, "amp": "off"})
+    assert "the command this variant runs" in ablation._used_line(table, plan)
