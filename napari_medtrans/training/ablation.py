@@ -228,6 +228,7 @@ class _Plan:
     checkpoint: Path
     used: Path | None = None  # --use: a checkpoint trained elsewhere
     steps: int = 0  # the budget (all stages)
+    final_steps: int = 0  # its last stage's steps: what a checkpoint it trains records
 
 
 def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int | None = None,
@@ -247,7 +248,7 @@ def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int
         run_dir = runs / table.key / slug(v.label)
         if v.model_of is not None:
             base = plans[v.model_of]
-            plans[v.label] = _Plan(v, run_dir, [], base.checkpoint, base.used, base.steps)
+            plans[v.label] = _Plan(v, run_dir, [], base.checkpoint, base.used, base.steps, base.final_steps)
             continue
         method = v.method or table.method
         same_method = v.method is None
@@ -285,7 +286,8 @@ def variant_commands(table: AblationTable, data: Path, runs: Path, *, steps: int
                 previous = stage_dir
         checkpoint = out[-1][0] / "model.safetensors"
         used = Path(use[v.label]) if v.label in use else None
-        plans[v.label] = _Plan(v, run_dir, [] if used else out, used or checkpoint, used, total)
+        final = int(out[-1][1][out[-1][1].index("--steps") + 1])
+        plans[v.label] = _Plan(v, run_dir, [] if used else out, used or checkpoint, used, total, final)
     return plans
 
 
@@ -496,12 +498,11 @@ def _verdict(ref: Sequence[float], var: Sequence[float], p: float) -> str:
     return f"holds ({diff:+.2f} dB, p = {p:.2g})" if diff > 0 else f"reversed ({diff:+.2f} dB, p = {p:.2g})"
 
 
-def _used_line(table: AblationTable, plan: _Plan) -> str:
+def _used_line(plan: _Plan) -> str:
     """The commands-list line of a ``--use`` variant: what its file records when that is not the table's budget."""
     head = f"  - not retrained: `{plan.used}` (sha256 {_sha256(plan.used)[:12]}), "
     record = _training(plan.used)
-    staged = plan.variant.method is None and bool(table.stages if plan.variant.stages is None else plan.variant.stages)
-    if staged or record.get("steps") == plan.steps:  # (a staged file records its last stage's steps only)
+    if record.get("steps") == plan.final_steps:
         return head + "trained with the command this variant runs"
     return (head + f"trained elsewhere: its file records {record.get('steps', 'no')} steps, amp "
             f"{record.get('amp', 'unrecorded')}, **not this table's {plan.steps}**")
@@ -549,7 +550,7 @@ def _markdown(table: AblationTable, plans: Mapping[str, _Plan], evaluations: Map
             lines.append(f"  - the model of \"{plan.variant.model_of}\", scored as `{plan.variant.row}`"
                          + (f" with {dict(plan.variant.evaluate)}" if plan.variant.evaluate else ""))
         elif plan.used is not None:
-            lines.append(_used_line(table, plan))
+            lines.append(_used_line(plan))
         for _dir, argv in plan.stages:
             lines.append(f"  - `medtrans train {shlex.join(argv)}`")
     return "\n".join(lines) + "\n"

@@ -62,12 +62,7 @@ DRIVER = SCORER + textwrap.dedent('''
             finally:
                 os._exit(3)
         os.close(w)
-        head = b""
-        while len(head) < 6:  # the child's b"ready\\n", written before any uid
-            chunk = os.read(r, 6 - len(head))
-            if not chunk:
-                break
-            head += chunk
+        os.read(r, 6)  # blocks until the child's b"ready\\n" (one write: atomic on a pipe) or its exit
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)

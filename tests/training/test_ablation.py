@@ -151,8 +151,8 @@ def test_a_used_checkpoint_of_another_budget_says_so(tmp_path, monkeypatch):
     plan = variant_commands(table, tmp_path / "d", tmp_path / "r", steps=1000,
                             use={"CycleGAN, same budget": ckpt})["CycleGAN, same budget"]
     monkeypatch.setattr(ablation, "_training", lambda path: {"steps": 4600, "amp": "bf16"})
-    line = ablation._used_line(table, plan)
+    line = ablation._used_line(plan)
     assert "4600 steps" in line and "bf16" in line and "not this table's 1000" in line
     assert "the command this variant runs" not in line
     monkeypatch.setattr(ablation, "_training", lambda path: {"steps": 1000, "amp": "off"})
-    assert "the command this variant runs" in ablation._used_line(table, plan)
+    assert "the command this variant runs" in ablation._used_line(plan)
